@@ -1,0 +1,65 @@
+package cache
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+type countObs struct{ hits, misses int }
+
+func (o *countObs) CacheLookup(_ string, hit bool) {
+	if hit {
+		o.hits++
+	} else {
+		o.misses++
+	}
+}
+
+func TestCacheGetSet(t *testing.T) {
+	obs := &countObs{}
+	c := New[int]("t", 100, obs)
+	if _, ok := c.Get("a"); ok {
+		t.Fatal("empty cache hit")
+	}
+	c.Set("a", 1, time.Minute)
+	if v, ok := c.Get("a"); !ok || v != 1 {
+		t.Fatalf("Get = %v, %v; want 1, true", v, ok)
+	}
+	c.Set("b", 2, 0)
+	if _, ok := c.Get("b"); ok {
+		t.Fatal("ttl 0 must not be stored")
+	}
+	c.Set("c", 3, time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	if _, ok := c.Get("c"); ok {
+		t.Fatal("expired entry returned")
+	}
+	c.Delete("a")
+	if _, ok := c.Get("a"); ok {
+		t.Fatal("deleted entry returned")
+	}
+	if obs.hits != 1 || obs.misses != 4 {
+		t.Fatalf("observer saw %d hits, %d misses; want 1, 4", obs.hits, obs.misses)
+	}
+}
+
+func TestCacheIsBounded(t *testing.T) {
+	for _, max := range []int{1, 10, 1000} {
+		c := New[int]("t", max, nil)
+		for i := range 20 * max {
+			c.Set(fmt.Sprint(i), i, time.Hour)
+			if c.Len() > c.Max() {
+				t.Fatalf("max %d: Len %d > Max %d", max, c.Len(), c.Max())
+			}
+		}
+		if c.Max() < max || c.Max() > max+defaultShards {
+			t.Fatalf("Max() = %d for bound %d", c.Max(), max)
+		}
+		// The newest entry always survives its own insertion.
+		last := fmt.Sprint(20*max - 1)
+		if _, ok := c.Get(last); !ok {
+			t.Fatalf("max %d: newest entry missing", max)
+		}
+	}
+}

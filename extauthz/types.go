@@ -1,0 +1,201 @@
+package extauthz
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// Request is the protocol-free view of the HTTP request Envoy asks about.
+type Request struct {
+	// Method is the HTTP method, upper case.
+	Method string
+	// Scheme is "http" or "https".
+	Scheme string
+	// Host is the :authority without a port-less normalisation; lower case.
+	Host string
+	// Path is the request path without the query string.
+	Path string
+	// RawPath is the request target as Envoy sent it, query included.
+	RawPath string
+	// Headers holds request headers by lower-case name. Duplicate headers are
+	// joined with "," as Envoy does; HeaderCount counts each raw occurrence.
+	Headers map[string]string
+	// HeaderCount counts raw occurrences of each lower-case header name, so a
+	// duplicated Authorization header is detected even after joining. Nil when
+	// the source cannot tell (Envoy's merged map), in which case callers look for
+	// the joining comma.
+	HeaderCount map[string]int
+	// ContextExtensions are the route's ext_authz per-route context extensions.
+	ContextExtensions map[string]string
+	// SourcePrincipal is the peer certificate identity when mTLS is on.
+	SourcePrincipal string
+}
+
+// CredentialKind tells how a credential is to be checked.
+type CredentialKind int
+
+const (
+	// KindNone means the request carries no credential.
+	KindNone CredentialKind = iota
+	// KindJWT is a compact JWS: three base64url segments.
+	KindJWT
+	// KindOpaque is any other token; it is introspected.
+	KindOpaque
+)
+
+// String returns "none", "jwt" or "opaque".
+func (k CredentialKind) String() string {
+	switch k {
+	case KindJWT:
+		return "jwt"
+	case KindOpaque:
+		return "opaque"
+	default:
+		return "none"
+	}
+}
+
+// Credential is the token found in a request and where it was found.
+type Credential struct {
+	// Raw is the token itself. It never goes to logs, metrics or errors.
+	Raw string
+	// Kind says whether Raw looks like a JWT or is opaque.
+	Kind CredentialKind
+	// Header is the lower-case header the token came from.
+	Header string
+}
+
+// Hash returns the full SHA-256 of the raw token, hex encoded: the cache key.
+func (c Credential) Hash() string { return TokenHash(c.Raw) }
+
+// TokenHash returns the hex SHA-256 of a raw token; used as a cache key.
+func TokenHash(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:])
+}
+
+// ShortHash returns the first 12 hex digits of the token's SHA-256, the only
+// form of a token that may appear in logs.
+func ShortHash(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	return TokenHash(raw)[:12]
+}
+
+// Principal is who the validated credential speaks for.
+type Principal struct {
+	// Issuer is the token's iss, matched against a configured issuer.
+	Issuer string
+	// Subject is the token's sub.
+	Subject string
+	// ClientID is the OAuth client the token was issued to (client_id, azp or cid).
+	ClientID string
+	// Audience lists the token's aud values.
+	Audience []string
+	// Scopes lists the granted scopes, from a space-separated string or an array.
+	Scopes []string
+	// Claims holds every claim of the token (or introspection answer).
+	Claims map[string]any
+	// ExpiresAt is the token's exp; the upstream's token never outlives it.
+	ExpiresAt time.Time
+	// IssuedAt is the token's iat, zero when absent.
+	IssuedAt time.Time
+	// Credential is the credential the principal was built from.
+	Credential Credential
+}
+
+// HasScope reports whether the principal was granted scope s.
+func (p *Principal) HasScope(s string) bool {
+	for _, have := range p.Scopes {
+		if have == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Mode is how a route's upstream gets its token.
+type Mode string
+
+const (
+	// ModeMint signs a new narrowed JWT with tokentailor's own key.
+	ModeMint Mode = "mint"
+	// ModeForward passes the validated incoming JWT on unchanged.
+	ModeForward Mode = "forward"
+	// ModeExchange asks the authorization server for a token (RFC 8693).
+	ModeExchange Mode = "exchange"
+	// ModeEmbedded forwards a narrower JWT found inside a claim of the incoming token.
+	ModeEmbedded Mode = "embedded"
+	// ModeNone sends no token upstream (public routes).
+	ModeNone Mode = "none"
+)
+
+// Grant says what the upstream of an allowed request receives.
+type Grant struct {
+	// Route is the name of the matched route.
+	Route string
+	// Mode is how the token is produced.
+	Mode Mode
+	// Audience is the upstream's audience.
+	Audience string
+	// Scopes are the scopes passed on: route scopes ∩ incoming scopes, in route order.
+	Scopes []string
+	// Claims are the extra claims: copied (after renames) and fixed ones.
+	Claims map[string]any
+	// TTL is the wanted lifetime; the minted token's exp is min(now+TTL, incoming exp).
+	TTL time.Duration
+	// Header is the lower-case header that carries the token upstream.
+	Header string
+	// Prefix goes before the token in Header, e.g. "Bearer ".
+	Prefix string
+	// StripCredential removes the client's credential header.
+	StripCredential bool
+	// Exchange holds settings for ModeExchange; nil otherwise.
+	Exchange *ExchangeSpec
+	// EmbeddedClaim names the claim that holds embedded tokens (ModeEmbedded).
+	EmbeddedClaim string
+}
+
+// ExchangeSpec holds the RFC 8693 parameters of a route.
+type ExchangeSpec struct {
+	// Issuer names the configured issuer whose token endpoint is used.
+	Issuer string
+	// Resource is the optional resource indicator (RFC 8707).
+	Resource string
+	// RequestedTokenType is the requested_token_type URN.
+	RequestedTokenType string
+	// Actor sends tokentailor's own client credential as actor_token.
+	Actor bool
+}
+
+// Decision is the outcome of a route's policy for one request.
+type Decision struct {
+	// Route is the matched route's name ("" when none matched).
+	Route string
+	// Public is true when the route needs no credential.
+	Public bool
+	// Grant is what the upstream gets; nil for a public route without credential.
+	Grant *Grant
+}
+
+// Token is a token for the upstream.
+type Token struct {
+	// Value is the token itself.
+	Value string
+	// ExpiresAt is when it stops being valid.
+	ExpiresAt time.Time
+}
+
+// Authenticator turns a credential into a principal, or fails with an error
+// wrapping one of this package's sentinels.
+type Authenticator interface {
+	Authenticate(ctx context.Context, cred Credential) (*Principal, error)
+}
+
+// TokenSource produces the upstream token for a principal and a grant.
+type TokenSource interface {
+	Token(ctx context.Context, p *Principal, g *Grant) (Token, error)
+}
