@@ -1,0 +1,311 @@
+// Package config turns tokentailor's YAML file into a typed, defaulted and
+// validated Config. Nothing here runs per request: the policy engine compiles
+// routes once from the Config, and every stage gets its settings from it.
+//
+// Loading is strict: an unknown field, a wrong type or an invalid value fails
+// with an error that names the field, e.g.
+//
+//	routes[2].upstream.ttl: must be positive
+//
+// Secrets (HMAC secrets, client secrets, private keys) are never written in the
+// YAML itself: the file names a file or an environment variable to read them
+// from. Relative paths are resolved against the config file's directory.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config is the whole of tokentailor's configuration.
+type Config struct {
+	// Listen says where tokentailor serves.
+	Listen Listen `json:"listen"`
+	// Log sets the log level and format.
+	Log Log `json:"log"`
+	// Mint configures tokentailor as an issuer of internal tokens.
+	Mint Mint `json:"mint"`
+	// Credential says where the client's token is found.
+	Credential Credential `json:"credential"`
+	// Issuers lists the trusted authorization servers; a JWT's iss picks one.
+	Issuers []Issuer `json:"issuers"`
+	// Cache bounds the caches.
+	Cache Cache `json:"cache"`
+	// RouteKey is the context_extensions key that names a route (default "route").
+	RouteKey string `json:"route_key"`
+	// Routes are tried in order when the request names no route; first match wins.
+	Routes []Route `json:"routes"`
+	// DefaultRoute names the route used when none matches; empty means deny.
+	DefaultRoute string `json:"default_route"`
+
+	// dir is the directory of the file the config came from.
+	dir string
+}
+
+// Listen holds the listener addresses.
+type Listen struct {
+	// GRPC is a TCP address for the ext_authz gRPC server, e.g. "127.0.0.1:9191".
+	GRPC string `json:"grpc"`
+	// Socket is a unix socket path for the ext_authz gRPC server.
+	Socket string `json:"socket"`
+	// Admin is the HTTP address for JWKS, health, readiness and metrics.
+	Admin string `json:"admin"`
+	// ShutdownGrace bounds how long in-flight checks may finish on SIGTERM (default 10s).
+	ShutdownGrace Duration `json:"shutdown_grace"`
+}
+
+// Log holds logging settings.
+type Log struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `json:"level"`
+	// Format is json or text (default json).
+	Format string `json:"format"`
+}
+
+// Mint configures the internal tokens tokentailor signs.
+type Mint struct {
+	// Issuer is the iss of minted tokens, e.g. "https://tokentailor.internal".
+	Issuer string `json:"issuer"`
+	// Keys are the signing keys; all are published in the JWKS.
+	Keys []SigningKey `json:"keys"`
+	// SigningKey is the kid of the key that signs (default: the first key).
+	SigningKey string `json:"signing_key"`
+	// Realm is the realm of WWW-Authenticate challenges (default "tokentailor").
+	Realm string `json:"realm"`
+}
+
+// SigningKey is one PEM private key file.
+type SigningKey struct {
+	// File is the PEM file: Ed25519 (EdDSA), P-256 (ES256) or RSA ≥ 2048 (RS256).
+	File string `json:"file"`
+	// Kid is the key ID; empty means the RFC 7638 thumbprint.
+	Kid string `json:"kid"`
+}
+
+// Credential says where the client's token is found.
+type Credential struct {
+	// Header is the request header holding the token (default "authorization").
+	Header string `json:"header"`
+	// Scheme is the auth scheme before the token (default "Bearer" for the
+	// authorization header, none for other headers).
+	Scheme *string `json:"scheme"`
+	// MaxBytes bounds the token size (default 8192).
+	MaxBytes int `json:"max_bytes"`
+}
+
+// Issuer is one trusted authorization server.
+type Issuer struct {
+	// Issuer is the exact iss value of its tokens.
+	Issuer string `json:"issuer"`
+	// JWKSURL is where its keys are published. Empty with Discovery set means
+	// the jwks_uri of its metadata.
+	JWKSURL string `json:"jwks_url"`
+	// Discovery reads the issuer's OIDC / RFC 8414 metadata for endpoints.
+	Discovery bool `json:"discovery"`
+	// DiscoveryURL overrides the metadata URL
+	// (default issuer + "/.well-known/openid-configuration").
+	DiscoveryURL string `json:"discovery_url"`
+	// Audiences are accepted aud values; a token must carry one of them.
+	Audiences []string `json:"audiences"`
+	// Algorithms is the signature algorithm allowlist (default: asymmetric only).
+	Algorithms []string `json:"algorithms"`
+	// HMACSecret enables HS256/384/512, from a file or environment variable.
+	HMACSecret *Secret `json:"hmac_secret"`
+	// ClockSkew is the leeway for exp, nbf and iat (default 30s).
+	ClockSkew Duration `json:"clock_skew"`
+	// RequiredType is the JWT typ header that must be present, e.g. "at+jwt".
+	RequiredType string `json:"required_typ"`
+	// ScopeClaims are the claims scopes are read from, in order (default scope, scp).
+	ScopeClaims []string `json:"scope_claims"`
+	// JWKSRefresh is how often keys are refetched (default 5m).
+	JWKSRefresh Duration `json:"jwks_refresh"`
+	// JWKSMinRefetch is the least time between refetches on an unknown kid (default 30s).
+	JWKSMinRefetch Duration `json:"jwks_min_refetch"`
+	// HTTPTimeout bounds each call to the issuer (default 5s).
+	HTTPTimeout Duration `json:"http_timeout"`
+	// Opaque marks the issuer that introspects opaque (non-JWT) tokens. At most one.
+	Opaque bool `json:"opaque"`
+	// Introspection configures RFC 7662 introspection for opaque tokens.
+	Introspection *Introspection `json:"introspection"`
+	// TokenEndpoint is the RFC 8693 token endpoint (default: from discovery).
+	TokenEndpoint string `json:"token_endpoint"`
+	// Client is tokentailor's own client registration at this issuer, used for
+	// introspection and token exchange.
+	Client *Client `json:"client"`
+}
+
+// Introspection configures RFC 7662 calls.
+type Introspection struct {
+	// Endpoint is the introspection endpoint (default: from discovery).
+	Endpoint string `json:"endpoint"`
+	// JWTResponse asks for signed answers (RFC 9701).
+	JWTResponse bool `json:"jwt_response"`
+	// MaxCacheTTL caps how long an active answer is cached. This is also how
+	// long a revoked token can still pass (default 60s).
+	MaxCacheTTL Duration `json:"max_cache_ttl"`
+	// NegativeTTL is how long an inactive answer is cached (default 5s).
+	NegativeTTL Duration `json:"negative_ttl"`
+	// MaxInFlight bounds concurrent calls to the endpoint (default 32).
+	MaxInFlight int `json:"max_in_flight"`
+}
+
+// Client is an OAuth client registration.
+type Client struct {
+	// ID is the client_id.
+	ID string `json:"id"`
+	// AuthMethod is client_secret_basic (default), client_secret_post or private_key_jwt.
+	AuthMethod string `json:"auth_method"`
+	// Secret is the client secret, for the client_secret_* methods.
+	Secret *Secret `json:"secret"`
+	// PrivateKeyFile is the PEM key for private_key_jwt.
+	PrivateKeyFile string `json:"private_key_file"`
+}
+
+// Secret names where a secret is read from: a file or an environment variable.
+type Secret struct {
+	// File is a path whose content (trailing newline trimmed) is the secret.
+	File string `json:"file"`
+	// Env is an environment variable holding the secret.
+	Env string `json:"env"`
+}
+
+// Cache bounds tokentailor's caches.
+type Cache struct {
+	// MaxEntries bounds each cache (validation, minted tokens, introspection,
+	// exchange) in entries (default 100000).
+	MaxEntries int `json:"max_entries"`
+}
+
+// Route is one policy.
+type Route struct {
+	// Name identifies the route in context_extensions, logs and metrics.
+	Name string `json:"name"`
+	// Match selects requests when Envoy names no route.
+	Match *Match `json:"match"`
+	// Public routes need no credential; the upstream gets no token.
+	Public bool `json:"public"`
+	// Require lists what the credential must carry.
+	Require Require `json:"require"`
+	// MinLifetime refuses tokens that expire sooner than this.
+	MinLifetime Duration `json:"min_lifetime"`
+	// Upstream says what the upstream gets.
+	Upstream Upstream `json:"upstream"`
+}
+
+// Match selects requests by host, path and method; empty parts match anything.
+type Match struct {
+	// Hosts are exact hosts (port ignored), or "*.example.com" suffix patterns.
+	Hosts []string `json:"hosts"`
+	// Path matches the path exactly.
+	Path string `json:"path"`
+	// PathPrefix matches the path by prefix, on segment boundaries.
+	PathPrefix string `json:"path_prefix"`
+	// Methods are HTTP methods (upper case).
+	Methods []string `json:"methods"`
+}
+
+// Require lists what a credential must carry.
+type Require struct {
+	// Scopes must all be granted.
+	Scopes []string `json:"scopes"`
+	// Claims maps a claim name to accepted values: the claim (a string or an
+	// array) must hold one of them.
+	Claims map[string]StringList `json:"claims"`
+}
+
+// Upstream says what the upstream of a route receives.
+type Upstream struct {
+	// Mode is mint (default), forward, exchange or embedded.
+	Mode string `json:"mode"`
+	// Audience is the upstream's aud.
+	Audience string `json:"audience"`
+	// Scopes are passed on when the incoming token has them.
+	Scopes []string `json:"scopes"`
+	// CopyClaims copies claims of the incoming token: source name → name in the
+	// minted token (empty keeps the name).
+	CopyClaims map[string]string `json:"copy_claims"`
+	// Claims are fixed extra claims.
+	Claims map[string]any `json:"claims"`
+	// TTL is the minted token's lifetime, never beyond the incoming exp (default 5m).
+	TTL Duration `json:"ttl"`
+	// Header carries the token upstream (default "authorization").
+	Header string `json:"header"`
+	// Prefix goes before the token (default "Bearer " for authorization, else none).
+	Prefix *string `json:"prefix"`
+	// StripCredential removes the client's credential header (default true).
+	StripCredential *bool `json:"strip_credential"`
+	// Exchange configures mode exchange.
+	Exchange *Exchange `json:"exchange"`
+	// EmbeddedClaim names the claim holding embedded tokens, a map from
+	// audience to JWT (mode embedded; default "tokens").
+	EmbeddedClaim string `json:"embedded_claim"`
+}
+
+// Exchange configures RFC 8693 token exchange for a route.
+type Exchange struct {
+	// Issuer is the configured issuer whose token endpoint is asked (default:
+	// the issuer of the incoming token).
+	Issuer string `json:"issuer"`
+	// Resource is the resource indicator (RFC 8707).
+	Resource string `json:"resource"`
+	// RequestedTokenType (default urn:ietf:params:oauth:token-type:jwt).
+	RequestedTokenType string `json:"requested_token_type"`
+	// Actor sends tokentailor's own client credential as actor_token.
+	Actor bool `json:"actor"`
+}
+
+// Duration is a time.Duration written as "30s" or "5m" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON accepts a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"30s\" or \"5m\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// StringList is a list of strings that may be written as one string.
+type StringList []string
+
+// UnmarshalJSON accepts a string or an array of strings.
+func (l *StringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = StringList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("must be a string or a list of strings")
+	}
+	*l = many
+	return nil
+}
+
+// Dir is the directory of the loaded file; relative paths resolve against it.
+func (c *Config) Dir() string { return c.dir }
+
+// Route returns the route named name, or nil.
+func (c *Config) Route(name string) *Route {
+	for i := range c.Routes {
+		if c.Routes[i].Name == name {
+			return &c.Routes[i]
+		}
+	}
+	return nil
+}
+
+// IsAuthorizationHeader reports whether h names the authorization header.
+func IsAuthorizationHeader(h string) bool { return strings.EqualFold(h, "authorization") }

@@ -1,0 +1,199 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExamplesLoad(t *testing.T) {
+	files, err := filepath.Glob("../../docs/examples/*.yaml")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("examples not found: %v %v", files, err)
+	}
+	for _, f := range files {
+		c, err := Load(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if len(c.Routes) == 0 {
+			t.Errorf("%s: no routes", f)
+		}
+	}
+}
+
+const minimal = `
+listen: {grpc: "127.0.0.1:9191"}
+mint:
+  issuer: https://tt.internal
+  keys: [{file: key.pem}]
+issuers:
+  - issuer: https://idp.test
+    jwks_url: https://idp.test/jwks
+routes:
+  - name: r
+    upstream: {audience: api}
+`
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal), "/etc/tt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Routes[0]
+	if r.Upstream.Mode != "mint" || r.Upstream.TTL.Duration != DefaultTTL || r.Upstream.Header != "authorization" ||
+		*r.Upstream.Prefix != "Bearer " || !*r.Upstream.StripCredential {
+		t.Errorf("route defaults wrong: %+v", r.Upstream)
+	}
+	is := c.Issuers[0]
+	if is.ClockSkew.Duration != DefaultClockSkew || len(is.Algorithms) != len(DefaultAlgorithms) || is.ScopeClaims[0] != "scope" {
+		t.Errorf("issuer defaults wrong: %+v", is)
+	}
+	if *c.Credential.Scheme != "Bearer" || c.Credential.Header != "authorization" || c.RouteKey != "route" {
+		t.Errorf("credential defaults wrong: %+v", c.Credential)
+	}
+	if got := c.Path("key.pem"); got != "/etc/tt/key.pem" {
+		t.Errorf("Path = %q", got)
+	}
+	if got := c.Files(); len(got) != 1 || got[0] != "/etc/tt/key.pem" {
+		t.Errorf("Files = %v", got)
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want string // the field and problem that must be named
+	}{
+		{"unknown field", func(s string) string { return s + "bogus: 1\n" }, `unknown field "bogus"`},
+		{"typo in nested field", func(s string) string {
+			return strings.Replace(s, "upstream: {audience: api}", "upstream: {audiance: api}", 1)
+		}, `unknown field "audiance"`},
+		{"bad duration", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, ttl: soon}", 1)
+		}, `invalid duration "soon"`},
+		{"negative ttl", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, ttl: -1s}", 1)
+		}, "routes[0].upstream.ttl: must be positive"},
+		{"alg none", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    algorithms: [none]", 1)
+		}, "issuers[0].algorithms[0]: \"none\" is never accepted"},
+		{"hs without secret", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    algorithms: [HS256]", 1)
+		}, "issuers[0].algorithms: HS* algorithms need hmac_secret"},
+		{"no listener", func(s string) string { return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, "", 1) }, "listen: set grpc"},
+		{"bad mode", func(s string) string { return strings.Replace(s, "{audience: api}", "{audience: api, mode: magic}", 1) }, `routes[0].upstream.mode: "magic" is not`},
+		{"mint without audience", func(s string) string { return strings.Replace(s, "{audience: api}", "{}", 1) }, "routes[0].upstream.audience: required for mode mint"},
+		{"registered claim", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, claims: {exp: 1}}", 1)
+		}, "routes[0].upstream.claims.exp: cannot overwrite the registered claim"},
+		{"copy onto registered claim", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, copy_claims: {email: sub}}", 1)
+		}, "routes[0].upstream.copy_claims.email: cannot overwrite"},
+		{"duplicate route", func(s string) string { return s + "  - name: r\n    upstream: {audience: b}\n" }, `routes[1].name: duplicate route name "r"`},
+		{"dangling default", func(s string) string { return s + "default_route: nope\n" }, `default_route: "nope" names no route`},
+		{"issuer without keys", func(s string) string { return strings.Replace(s, "    jwks_url: https://idp.test/jwks\n", "", 1) }, "issuers[0]: needs jwks_url"},
+		{"jwks url not http", func(s string) string { return strings.Replace(s, "https://idp.test/jwks", "file:///etc/passwd", 1) }, "issuers[0].jwks_url"},
+		{"public with scopes", func(s string) string { return s + "  - name: p\n    public: true\n    require: {scopes: [a]}\n" }, "routes[1].require: a public route cannot require"},
+		{"path and prefix", func(s string) string {
+			return strings.Replace(s, "  - name: r\n", "  - name: r\n    match: {path: /a, path_prefix: /b}\n", 1)
+		}, "routes[0].match: set path or path_prefix, not both"},
+		{"bad host", func(s string) string {
+			return strings.Replace(s, "  - name: r\n", "  - name: r\n    match: {hosts: [\"a*b\"]}\n", 1)
+		}, "routes[0].match.hosts[0]"},
+		{"mint without keys", func(s string) string { return strings.Replace(s, "  keys: [{file: key.pem}]\n", "", 1) }, "mint.keys: at least one"},
+		{"client secret twice", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i}\n    client: {id: c, secret: {file: a, env: B}}", 1)
+		}, "issuers[0].client.secret: set exactly one of file or env"},
+		{"introspection without client", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i}", 1)
+		}, "issuers[0].client: required for introspection"},
+		{"url with credentials", func(s string) string { return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1) }, "must not carry credentials"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.edit(minimal)), "/etc/tt")
+			if err == nil {
+				t.Fatalf("want error naming %q, got none", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not name %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFieldErrorsAreCollected(t *testing.T) {
+	bad := strings.Replace(minimal, "{audience: api}", "{mode: magic, ttl: -1s}", 1)
+	_, err := Parse([]byte(bad), "")
+	var fe FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("want FieldError, got %v", err)
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n < 2 {
+		t.Fatalf("want every problem reported, got %d: %v", n, err)
+	}
+}
+
+func TestReadSecret(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "s"), []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &Config{dir: dir}
+	got, err := c.ReadSecret(&Secret{File: "s"})
+	if err != nil || string(got) != "hunter2" {
+		t.Fatalf("file secret = %q, %v", got, err)
+	}
+	t.Setenv("TT_TEST_SECRET", "s3")
+	got, err = c.ReadSecret(&Secret{Env: "TT_TEST_SECRET"})
+	if err != nil || string(got) != "s3" {
+		t.Fatalf("env secret = %q, %v", got, err)
+	}
+	if _, err := c.ReadSecret(&Secret{Env: "TT_TEST_UNSET_X"}); err == nil {
+		t.Fatal("unset env must fail")
+	}
+	if _, err := c.ReadSecret(&Secret{File: "missing"}); err == nil {
+		t.Fatal("missing file must fail")
+	}
+}
+
+func TestDurationAndStringList(t *testing.T) {
+	c, err := Parse([]byte(minimal+"    require: {claims: {tenant: acme, groups: [a, b]}}\n    min_lifetime: 90s\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Routes[0]
+	if r.MinLifetime.Duration != 90*time.Second {
+		t.Errorf("min_lifetime = %v", r.MinLifetime)
+	}
+	if got := r.Require.Claims["tenant"]; len(got) != 1 || got[0] != "acme" {
+		t.Errorf("tenant = %v", got)
+	}
+	if got := r.Require.Claims["groups"]; len(got) != 2 {
+		t.Errorf("groups = %v", got)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	if b, err := os.ReadFile("../../docs/examples/tokentailor-sidecar.yaml"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("routes: [{name: a, upstream: {mode: forward}}]"))
+	f.Add([]byte("{{{"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "/x")
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && c != nil {
+			t.Fatal("config returned with error")
+		}
+	})
+}
