@@ -1,0 +1,313 @@
+package mint
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"strings"
+	"unicode/utf8"
+)
+
+// Signing algorithms, as JWS alg header values.
+const (
+	// AlgEdDSA signs with Ed25519 (RFC 8037).
+	AlgEdDSA = "EdDSA"
+	// AlgES256 signs with ECDSA on P-256 and SHA-256.
+	AlgES256 = "ES256"
+	// AlgRS256 signs with RSASSA-PKCS1-v1_5 and SHA-256.
+	AlgRS256 = "RS256"
+)
+
+// ErrBadKey is wrapped by every error about an unusable signing key.
+var ErrBadKey = errors.New("unusable signing key")
+
+const (
+	minRSABits = 2048
+	maxKeyFile = 1 << 20 // a PEM private key is a few KiB; refuse anything huge
+	maxKIDLen  = 256
+)
+
+// Key is one signing key loaded from PEM.
+type Key struct {
+	// ID is the key's kid: as configured, or its RFC 7638 thumbprint.
+	ID string
+	// Alg is the JWS algorithm the key signs with: EdDSA, ES256 or RS256.
+	Alg string
+
+	signer crypto.Signer
+	hash   crypto.Hash // digest to sign; 0 for Ed25519, which signs the message
+	jwk    []byte      // public JWK with kid, alg and use, as JSON
+	header []byte      // base64url of the JWS header {"alg","kid","typ"} followed by '.'
+}
+
+// Public returns the key's public half.
+func (k *Key) Public() crypto.PublicKey { return k.signer.Public() }
+
+// Signer returns the private key: an ed25519.PrivateKey, *ecdsa.PrivateKey or
+// *rsa.PrivateKey, usable as is with golang-jwt's SignedString (the dev
+// issuer signs its sample tokens this way). It must never be logged.
+func (k *Key) Signer() crypto.Signer { return k.signer }
+
+// JWK returns the key's public JWK (kty, crv/x/y or n/e, kid, alg, use "sig").
+func (k *Key) JWK() []byte { return bytes.Clone(k.jwk) }
+
+// LoadKey reads a PEM private key from path; see ParseKey. Errors name the
+// file but never show its content.
+func LoadKey(path, kid string) (*Key, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	k, err := ParseKey(data, kid)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+
+// ParseKey parses one PEM private key: PKCS#8 ("PRIVATE KEY"), PKCS#1
+// ("RSA PRIVATE KEY") or SEC1 ("EC PRIVATE KEY", optionally preceded by an
+// "EC PARAMETERS" block). Ed25519 signs EdDSA, P-256 ES256, RSA of at least
+// 2048 bits RS256; any other key, a public key or certificate, an encrypted
+// key, several keys or trailing data is refused with an error wrapping
+// ErrBadKey. kid "" means the RFC 7638 thumbprint.
+func ParseKey(pemBytes []byte, kid string) (*Key, error) {
+	if len(pemBytes) > maxKeyFile {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadKey, maxKeyFile)
+	}
+	if len(kid) > maxKIDLen || !utf8.ValidString(kid) || strings.ContainsFunc(kid, isControl) {
+		return nil, fmt.Errorf("%w: kid must be printable UTF-8 of at most %d bytes", ErrBadKey, maxKIDLen)
+	}
+	block, err := onePEMBlock(pemBytes)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := parsePrivate(block)
+	if err != nil {
+		return nil, err
+	}
+	return newKey(priv, kid)
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// onePEMBlock returns the only private-key block, refusing anything else.
+func onePEMBlock(data []byte) (*pem.Block, error) {
+	var key *pem.Block
+	rest := data
+	for {
+		b, r := pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		rest = r
+		switch {
+		case b.Type == "EC PARAMETERS":
+			continue // redundant with the curve inside the SEC1 key
+		case key != nil:
+			return nil, fmt.Errorf("%w: several PEM blocks (%q after %q); one key per file", ErrBadKey, b.Type, key.Type)
+		}
+		key = b
+	}
+	if key == nil {
+		return nil, fmt.Errorf("%w: no PEM block found", ErrBadKey)
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("%w: data after the PEM block", ErrBadKey)
+	}
+	if strings.Contains(key.Headers["Proc-Type"], "ENCRYPTED") {
+		return nil, fmt.Errorf("%w: PEM key is encrypted; decrypt it (openssl pkey -in k.pem -out plain.pem)", ErrBadKey)
+	}
+	return key, nil
+}
+
+func parsePrivate(b *pem.Block) (crypto.Signer, error) {
+	var (
+		k   any
+		err error
+	)
+	switch b.Type {
+	case "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	case "ENCRYPTED PRIVATE KEY":
+		return nil, fmt.Errorf("%w: PEM key is encrypted (PKCS#8); decrypt it (openssl pkey -in k.pem -out plain.pem)", ErrBadKey)
+	case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
+		return nil, fmt.Errorf("%w: PEM block %q holds no private key", ErrBadKey, b.Type)
+	default:
+		return nil, fmt.Errorf("%w: unsupported PEM block %q (want PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)", ErrBadKey, b.Type)
+	}
+	if err != nil {
+		// x509's messages describe the DER structure, never the key material.
+		return nil, fmt.Errorf("%w: %q: %v", ErrBadKey, b.Type, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%w: %T keys cannot sign", ErrBadKey, k)
+	}
+	return s, nil
+}
+
+// newKey checks the key's kind, picks its algorithm and precomputes its JWK
+// and JWS header.
+func newKey(s crypto.Signer, kid string) (*Key, error) {
+	k := &Key{signer: s}
+	switch priv := s.(type) {
+	case ed25519.PrivateKey:
+		if len(priv) != ed25519.PrivateKeySize {
+			return nil, fmt.Errorf("%w: Ed25519 key of %d bytes", ErrBadKey, len(priv))
+		}
+		k.Alg = AlgEdDSA
+	case *ecdsa.PrivateKey:
+		if priv.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("%w: EC curve %s not supported (use P-256 or Ed25519)", ErrBadKey, priv.Curve.Params().Name)
+		}
+		k.Alg, k.hash = AlgES256, crypto.SHA256
+	case *rsa.PrivateKey:
+		if bits := priv.N.BitLen(); bits < minRSABits {
+			return nil, fmt.Errorf("%w: RSA key of %d bits (at least %d needed)", ErrBadKey, bits, minRSABits)
+		}
+		k.Alg, k.hash = AlgRS256, crypto.SHA256
+	default:
+		return nil, fmt.Errorf("%w: %T keys not supported (use Ed25519, P-256 or RSA)", ErrBadKey, s)
+	}
+	members, err := jwkMembers(s.Public())
+	if err != nil {
+		return nil, err
+	}
+	if kid == "" {
+		kid = thumbprintOf(members)
+	}
+	k.ID = kid
+
+	jwk := []byte{'{'}
+	for _, m := range members {
+		jwk = appendJSONString(jwk, m[0])
+		jwk = append(jwk, ':')
+		jwk = appendJSONString(jwk, m[1])
+		jwk = append(jwk, ',')
+	}
+	jwk = append(jwk, `"kid":`...)
+	jwk = appendJSONString(jwk, kid)
+	jwk = append(jwk, `,"alg":`...)
+	jwk = appendJSONString(jwk, k.Alg)
+	jwk = append(jwk, `,"use":"sig"}`...)
+	k.jwk = jwk
+
+	hdr := []byte(`{"alg":`)
+	hdr = appendJSONString(hdr, k.Alg)
+	hdr = append(hdr, `,"kid":`...)
+	hdr = appendJSONString(hdr, kid)
+	hdr = append(hdr, `,"typ":"at+jwt"}`...)
+	k.header = append(b64.AppendEncode(nil, hdr), '.')
+	return k, nil
+}
+
+var b64 = base64.RawURLEncoding
+
+// jwkMembers returns the RFC 7638 required members of a public key's JWK, in
+// lexicographic order of their names.
+func jwkMembers(pub crypto.PublicKey) ([][2]string, error) {
+	switch pub := pub.(type) {
+	case ed25519.PublicKey:
+		if len(pub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrBadKey, len(pub))
+		}
+		return [][2]string{{"crv", "Ed25519"}, {"kty", "OKP"}, {"x", b64.EncodeToString(pub)}}, nil
+	case *ecdsa.PublicKey:
+		if pub.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("%w: EC curve %s not supported", ErrBadKey, pub.Curve.Params().Name)
+		}
+		// RFC 7518 §6.2.1.2: coordinates are full width (32 bytes for
+		// P-256), leading zeros kept. Bytes gives 0x04 || X || Y.
+		raw, err := pub.Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		}
+		return [][2]string{
+			{"crv", "P-256"}, {"kty", "EC"},
+			{"x", b64.EncodeToString(raw[1:33])}, {"y", b64.EncodeToString(raw[33:65])},
+		}, nil
+	case *rsa.PublicKey:
+		if pub.N == nil || pub.E <= 0 {
+			return nil, fmt.Errorf("%w: incomplete RSA public key", ErrBadKey)
+		}
+		return [][2]string{
+			{"e", b64.EncodeToString(big.NewInt(int64(pub.E)).Bytes())},
+			{"kty", "RSA"}, {"n", b64.EncodeToString(pub.N.Bytes())},
+		}, nil
+	default:
+		return nil, fmt.Errorf("%w: %T public keys not supported", ErrBadKey, pub)
+	}
+}
+
+func thumbprintOf(members [][2]string) string {
+	j := []byte{'{'}
+	for i, m := range members {
+		if i > 0 {
+			j = append(j, ',')
+		}
+		j = appendJSONString(j, m[0])
+		j = append(j, ':')
+		j = appendJSONString(j, m[1])
+	}
+	j = append(j, '}')
+	sum := sha256.Sum256(j)
+	return b64.EncodeToString(sum[:])
+}
+
+// Thumbprint returns the RFC 7638 JWK thumbprint (SHA-256, base64url) of an
+// Ed25519, P-256 or RSA public key.
+func Thumbprint(pub crypto.PublicKey) (string, error) {
+	members, err := jwkMembers(pub)
+	if err != nil {
+		return "", err
+	}
+	return thumbprintOf(members), nil
+}
+
+// GenerateKey makes a fresh key for alg (EdDSA, ES256 or RS256 with 2048
+// bits), its kid the thumbprint. For `tokentailor dev` and tests; production
+// keys come from files so that every replica signs with the same key.
+func GenerateKey(alg string) (*Key, error) {
+	var (
+		s   crypto.Signer
+		err error
+	)
+	switch alg {
+	case AlgEdDSA:
+		_, s, err = ed25519.GenerateKey(rand.Reader)
+	case AlgES256:
+		s, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case AlgRS256:
+		s, err = rsa.GenerateKey(rand.Reader, minRSABits)
+	default:
+		return nil, fmt.Errorf("%w: algorithm %q not supported (EdDSA, ES256, RS256)", ErrBadKey, alg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generate %s key: %w", alg, err)
+	}
+	return newKey(s, "")
+}
