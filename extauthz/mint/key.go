@@ -83,7 +83,6 @@ func LoadKey(path, kid string) (*Key, error) {
 	return k, nil
 }
 
-
 // ParseKey parses one PEM private key: PKCS#8 ("PRIVATE KEY"), PKCS#1
 // ("RSA PRIVATE KEY") or SEC1 ("EC PRIVATE KEY", optionally preceded by an
 // "EC PARAMETERS" block). Ed25519 signs EdDSA, P-256 ES256, RSA of at least
