@@ -1,0 +1,194 @@
+package policy
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/config"
+)
+
+const testConfig = `
+listen: {grpc: "127.0.0.1:9191"}
+mint: {issuer: https://tt.internal, keys: [{file: k.pem}]}
+issuers: [{issuer: https://idp.test, jwks_url: https://idp.test/jwks}]
+routes:
+  - name: exact
+    match: {path: /exact, methods: [GET]}
+    upstream: {audience: a}
+  - name: orders
+    match: {path_prefix: /orders, hosts: [shop.example.com, "*.shop.test"]}
+    require:
+      scopes: [orders:read]
+      claims: {tenant: [acme, beta], verified: "true"}
+    min_lifetime: 60s
+    upstream:
+      audience: orders-api
+      scopes: [orders:read, orders:write, admin]
+      copy_claims: {email: user_email, tenant: ""}
+      claims: {env: prod}
+      ttl: 2m
+  - name: docs
+    public: true
+    match: {path_prefix: /docs/}
+  - name: catchall
+    upstream: {audience: c}
+`
+
+func engine(t *testing.T, extra string) *Engine {
+	t.Helper()
+	cfg, err := config.Parse([]byte(testConfig+extra), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestSelect(t *testing.T) {
+	e := engine(t, "")
+	withDefault := engine(t, "default_route: catchall\n")
+	tests := []struct {
+		name    string
+		e       *Engine
+		req     extauthz.Request
+		want    string
+		wantErr error
+	}{
+		{name: "context extension wins", e: e, req: extauthz.Request{Method: "GET", Path: "/exact", ContextExtensions: map[string]string{"route": "docs"}}, want: "docs"},
+		{name: "unknown context extension denies", e: withDefault, req: extauthz.Request{Path: "/", ContextExtensions: map[string]string{"route": "typo"}}, wantErr: extauthz.ErrNoRoute},
+		{name: "exact path and method", e: e, req: extauthz.Request{Method: "GET", Path: "/exact"}, want: "exact"},
+		{name: "exact path wrong method", e: e, req: extauthz.Request{Method: "POST", Path: "/exact"}, wantErr: extauthz.ErrNoRoute},
+		{name: "exact path longer", e: e, req: extauthz.Request{Method: "GET", Path: "/exact/1"}, wantErr: extauthz.ErrNoRoute},
+		{name: "prefix itself", e: e, req: extauthz.Request{Method: "GET", Host: "shop.example.com", Path: "/orders"}, want: "orders"},
+		{name: "prefix child, host with port", e: e, req: extauthz.Request{Method: "GET", Host: "shop.example.com:8443", Path: "/orders/7"}, want: "orders"},
+		{name: "prefix is segment bound", e: e, req: extauthz.Request{Method: "GET", Host: "shop.example.com", Path: "/ordersx"}, wantErr: extauthz.ErrNoRoute},
+		{name: "wildcard host", e: e, req: extauthz.Request{Method: "GET", Host: "eu.shop.test", Path: "/orders"}, want: "orders"},
+		{name: "wildcard needs a label", e: e, req: extauthz.Request{Method: "GET", Host: ".shop.test", Path: "/orders"}, wantErr: extauthz.ErrNoRoute},
+		{name: "other host", e: e, req: extauthz.Request{Method: "GET", Host: "evil.example.com", Path: "/orders"}, wantErr: extauthz.ErrNoRoute},
+		{name: "prefix with slash", e: e, req: extauthz.Request{Method: "GET", Path: "/docs/x"}, want: "docs"},
+		{name: "no match uses default", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/else"}, want: "catchall"},
+		{name: "dot segments refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/../admin"}, wantErr: extauthz.ErrNoRoute},
+		{name: "encoded slash refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs%2F..%2Fadmin"}, wantErr: extauthz.ErrNoRoute},
+		{name: "double slash refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "//docs/x"}, wantErr: extauthz.ErrNoRoute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt, err := tt.e.Select(&tt.req)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rt.Name != tt.want {
+				t.Fatalf("route = %q, want %q", rt.Name, tt.want)
+			}
+		})
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	orders := engine(t, "").Route("orders")
+	base := func() *extauthz.Principal {
+		return &extauthz.Principal{
+			Subject: "u1", Scopes: []string{"orders:read", "orders:write", "profile"},
+			Claims:    map[string]any{"tenant": "acme", "verified": true, "email": "u@x", "ssn": "secret"},
+			ExpiresAt: now.Add(10 * time.Minute),
+		}
+	}
+	tests := []struct {
+		name       string
+		edit       func(*extauthz.Principal)
+		wantErr    error
+		wantScopes []string
+		wantClaims map[string]any
+	}{
+		{name: "allowed", edit: func(*extauthz.Principal) {},
+			wantScopes: []string{"orders:read", "orders:write"},
+			wantClaims: map[string]any{"user_email": "u@x", "tenant": "acme", "env": "prod"}},
+		{name: "only read scope passes on", edit: func(p *extauthz.Principal) { p.Scopes = []string{"orders:read"} },
+			wantScopes: []string{"orders:read"}, wantClaims: map[string]any{"user_email": "u@x", "tenant": "acme", "env": "prod"}},
+		{name: "missing scope", edit: func(p *extauthz.Principal) { p.Scopes = []string{"orders:write"} }, wantErr: extauthz.ErrInsufficientScope},
+		{name: "claim in array", edit: func(p *extauthz.Principal) { p.Claims["tenant"] = []any{"x", "beta"}; delete(p.Claims, "email") },
+			wantScopes: []string{"orders:read", "orders:write"}, wantClaims: map[string]any{"tenant": []any{"x", "beta"}, "env": "prod"}},
+		{name: "claim wrong value", edit: func(p *extauthz.Principal) { p.Claims["tenant"] = "other" }, wantErr: extauthz.ErrClaimMismatch},
+		{name: "claim missing", edit: func(p *extauthz.Principal) { delete(p.Claims, "verified") }, wantErr: extauthz.ErrClaimMismatch},
+		{name: "claim object never matches", edit: func(p *extauthz.Principal) { p.Claims["tenant"] = map[string]any{"acme": true} }, wantErr: extauthz.ErrClaimMismatch},
+		{name: "expires too soon", edit: func(p *extauthz.Principal) { p.ExpiresAt = now.Add(59 * time.Second) }, wantErr: extauthz.ErrExpiresTooSoon},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := base()
+			tt.edit(p)
+			g, err := orders.Authorize(p, now)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(g.Scopes, tt.wantScopes) {
+				t.Errorf("scopes = %v, want %v", g.Scopes, tt.wantScopes)
+			}
+			if len(g.Claims) != len(tt.wantClaims) {
+				t.Errorf("claims = %v, want %v", g.Claims, tt.wantClaims)
+			}
+			if _, leaked := g.Claims["ssn"]; leaked {
+				t.Error("a claim outside the allowlist was copied")
+			}
+			if g.Audience != "orders-api" || g.TTL != 2*time.Minute || g.Mode != extauthz.ModeMint {
+				t.Errorf("grant = %+v", g)
+			}
+		})
+	}
+}
+
+func TestInsufficientScopeNamesTheScopes(t *testing.T) {
+	_, err := engine(t, "").Route("orders").Authorize(&extauthz.Principal{}, time.Now())
+	var se *extauthz.ScopeError
+	if !errors.As(err, &se) || !slices.Equal(se.Required, []string{"orders:read"}) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Invariant 2 (scopes part): the upstream's scopes are a subset of the
+// incoming scopes ∩ the route's scopes, whatever the incoming scopes are.
+func TestInvariantScopesAreSubsetOfIncomingAndRoute(t *testing.T) {
+	rt := engine(t, "").Route("orders")
+	now := time.Unix(1_800_000_000, 0)
+	all := []string{"orders:read", "orders:write", "admin", "profile", "x"}
+	for mask := 0; mask < 1<<len(all); mask++ {
+		var in []string
+		for i, s := range all {
+			if mask&(1<<i) != 0 {
+				in = append(in, s)
+			}
+		}
+		p := &extauthz.Principal{Scopes: in, Claims: map[string]any{"tenant": "acme", "verified": "true"}, ExpiresAt: now.Add(time.Hour)}
+		g, err := rt.Authorize(p, now)
+		if err != nil {
+			continue
+		}
+		for _, s := range g.Scopes {
+			if !slices.Contains(in, s) || !slices.Contains(rt.grant.Scopes, s) {
+				t.Fatalf("incoming %v: scope %q passed on", in, s)
+			}
+		}
+	}
+	if !slices.Equal(rt.grant.Scopes, []string{"orders:read", "orders:write", "admin"}) {
+		t.Fatalf("the route's scopes were modified: %v", rt.grant.Scopes)
+	}
+}
