@@ -47,6 +47,15 @@ const (
 //go:embed sidecar.yaml
 var sidecar []byte
 
+//go:embed sidecar-tcp.yaml
+var sidecarTCP []byte
+
+//go:embed sidecar-mtls.yaml
+var sidecarMTLS []byte
+
+//go:embed gateway.yaml
+var gateway []byte
+
 //go:embed *.yaml
 var files embed.FS
 
@@ -54,6 +63,18 @@ var files embed.FS
 // tokentailor on the unix socket AuthzSocket. It is the template for injected
 // sidecars.
 func Sidecar() []byte { return clone(sidecar) }
+
+// SidecarTCP returns a copy of sidecar-tcp.yaml: sidecar.yaml with
+// tokentailor on AuthzTCPAddr instead of the unix socket.
+func SidecarTCP() []byte { return clone(sidecarTCP) }
+
+// SidecarMTLS returns a copy of sidecar-mtls.yaml: sidecar.yaml with the
+// inbound listener requiring client certificates from /etc/envoy/tls/.
+func SidecarMTLS() []byte { return clone(sidecarMTLS) }
+
+// Gateway returns a copy of gateway.yaml: the edge proxy routing /orders,
+// /billing and /profile to 127.0.0.1:3001-3003, tokentailor on AuthzTCPAddr.
+func Gateway() []byte { return clone(gateway) }
 
 // Files returns every embedded bootstrap (*.yaml), by file name.
 func Files() fs.FS { return files }
