@@ -1,0 +1,148 @@
+// Package request turns Envoy's CheckRequest into the protocol-free
+// extauthz.Request that every later stage reads.
+//
+// It is the only place that knows where Envoy puts the HTTP attributes: the
+// merged `headers` map (lower-case keys, duplicates joined with ","), or the
+// raw `header_map` sent when the filter has `encode_raw_headers: true`
+// (repeated entries, values in `raw_value`). It runs on every Check, so it
+// copies as little as it can: Envoy's maps are reused as they are when their
+// keys are already lower case, which they always are when Envoy sent them.
+package request
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+)
+
+// ErrNotHTTP is returned when a CheckRequest carries no HTTP request
+// attributes: it is not a check of an HTTP request at all (for instance one
+// sent by Envoy's network ext_authz filter). The server answers it with a gRPC
+// InvalidArgument status; it is the only input that is not a CheckResponse.
+var ErrNotHTTP = errors.New("check request has no HTTP attributes")
+
+// FromCheck builds the request view of req.
+//
+// The returned Request may share maps with req (Headers, ContextExtensions):
+// neither must be modified while the other is in use. It fails, wrapping
+// ErrNotHTTP, only when req has no attributes.request.http.
+func FromCheck(req *authv3.CheckRequest) (extauthz.Request, error) {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	if h == nil {
+		return extauthz.Request{}, fmt.Errorf("request: %w", ErrNotHTTP)
+	}
+
+	r := extauthz.Request{
+		ContextExtensions: attrs.GetContextExtensions(),
+		SourcePrincipal:   attrs.GetSource().GetPrincipal(),
+	}
+
+	// header_map wins when present: Envoy then leaves `headers` empty, and
+	// only header_map keeps each occurrence apart.
+	if entries := h.GetHeaderMap().GetHeaders(); len(entries) > 0 {
+		r.Headers, r.HeaderCount = fromRaw(entries)
+	} else {
+		r.Headers = lowerKeys(h.GetHeaders())
+	}
+
+	r.Method = firstNonEmpty(h.GetMethod(), r.Headers[":method"])
+	r.Scheme = strings.ToLower(firstNonEmpty(h.GetScheme(), r.Headers[":scheme"]))
+	r.Host = strings.ToLower(firstNonEmpty(h.GetHost(), r.Headers[":authority"], r.Headers["host"]))
+	r.RawPath = firstNonEmpty(h.GetPath(), r.Headers[":path"])
+	r.Path = pathOnly(r.RawPath)
+	return r, nil
+}
+
+// rawHeader is the part of corev3.HeaderValue that fromRaw reads.
+type rawHeader interface {
+	GetKey() string
+	GetValue() string
+	GetRawValue() []byte
+}
+
+// fromRaw merges Envoy's raw header list the way Envoy merges its `headers`
+// map (duplicates joined with ","), counting each occurrence.
+func fromRaw[H rawHeader](entries []H) (map[string]string, map[string]int) {
+	headers := make(map[string]string, len(entries))
+	counts := make(map[string]int, len(entries))
+	for _, e := range entries {
+		k := strings.ToLower(e.GetKey())
+		var v string
+		if raw := e.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		} else {
+			v = e.GetValue()
+		}
+		counts[k]++
+		if prev, ok := headers[k]; ok {
+			headers[k] = prev + "," + v
+		} else {
+			headers[k] = v
+		}
+	}
+	return headers, counts
+}
+
+// lowerKeys returns m itself when every key is already lower case (always so
+// for maps sent by Envoy), else a copy with lower-case keys in which values of
+// keys that differ only by case are joined with ",". The copy is ordered by
+// key so that the joined value does not depend on map iteration order.
+func lowerKeys(m map[string]string) map[string]string {
+	clean := true
+	for k := range m {
+		if hasUpper(k) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return m
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make(map[string]string, len(m))
+	for _, k := range keys {
+		lk := strings.ToLower(k)
+		if prev, ok := out[lk]; ok {
+			out[lk] = prev + "," + m[k]
+		} else {
+			out[lk] = m[k]
+		}
+	}
+	return out
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// pathOnly cuts the query string and fragment off a request target.
+func pathOnly(target string) string {
+	if i := strings.IndexAny(target, "?#"); i >= 0 {
+		return target[:i]
+	}
+	return target
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

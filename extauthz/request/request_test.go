@@ -1,0 +1,239 @@
+package request
+
+import (
+	"errors"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+)
+
+func checkWith(h *authv3.AttributeContext_HttpRequest) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: h},
+	}}
+}
+
+func TestFromCheck(t *testing.T) {
+	tests := []struct {
+		name    string
+		req     *authv3.CheckRequest
+		want    extauthz.Request
+		wantErr error
+	}{
+		{
+			name:    "nil request",
+			req:     nil,
+			wantErr: ErrNotHTTP,
+		},
+		{
+			name:    "no attributes",
+			req:     &authv3.CheckRequest{},
+			wantErr: ErrNotHTTP,
+		},
+		{
+			name: "no http attributes",
+			req: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request: &authv3.AttributeContext_Request{},
+			}},
+			wantErr: ErrNotHTTP,
+		},
+		{
+			name: "merged headers map",
+			req: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Source: &authv3.AttributeContext_Peer{Principal: "spiffe://cluster.local/ns/a/sa/b"},
+				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+					Method: "GET",
+					Scheme: "https",
+					Host:   "API.Example.com",
+					Path:   "/orders/7?expand=items&x=1",
+					Headers: map[string]string{
+						":authority":    "API.Example.com",
+						":path":         "/orders/7?expand=items&x=1",
+						"authorization": "Bearer abc",
+					},
+				}},
+				ContextExtensions: map[string]string{"route": "orders"},
+			}},
+			want: extauthz.Request{
+				Method:  "GET",
+				Scheme:  "https",
+				Host:    "api.example.com",
+				Path:    "/orders/7",
+				RawPath: "/orders/7?expand=items&x=1",
+				Headers: map[string]string{
+					":authority":    "API.Example.com",
+					":path":         "/orders/7?expand=items&x=1",
+					"authorization": "Bearer abc",
+				},
+				ContextExtensions: map[string]string{"route": "orders"},
+				SourcePrincipal:   "spiffe://cluster.local/ns/a/sa/b",
+			},
+		},
+		{
+			name: "pseudo headers fill missing attributes",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Headers: map[string]string{
+					":method":    "POST",
+					":scheme":    "HTTP",
+					":authority": "svc.local:8080",
+					":path":      "/a/b#frag",
+				},
+			}),
+			want: extauthz.Request{
+				Method:  "POST",
+				Scheme:  "http",
+				Host:    "svc.local:8080",
+				Path:    "/a/b",
+				RawPath: "/a/b#frag",
+				Headers: map[string]string{
+					":method":    "POST",
+					":scheme":    "HTTP",
+					":authority": "svc.local:8080",
+					":path":      "/a/b#frag",
+				},
+			},
+		},
+		{
+			name: "hand-built map with upper-case keys is normalised",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Method: "GET", Path: "/",
+				Headers: map[string]string{
+					"Authorization": "Bearer a",
+					"authorization": "Bearer b",
+					"X-Trace":       "1",
+				},
+			}),
+			want: extauthz.Request{
+				Method: "GET", Path: "/", RawPath: "/",
+				Headers: map[string]string{
+					"authorization": "Bearer a,Bearer b",
+					"x-trace":       "1",
+				},
+			},
+		},
+		{
+			name: "raw header_map joins duplicates and counts them",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Method: "GET", Host: "h", Path: "/p?q",
+				HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+					{Key: ":authority", RawValue: []byte("h")},
+					{Key: "Authorization", RawValue: []byte("Bearer one")},
+					{Key: "authorization", RawValue: []byte("Bearer two")},
+					{Key: "x-legacy", Value: "from value"},
+					{Key: "x-empty"},
+				}},
+			}),
+			want: extauthz.Request{
+				Method: "GET", Host: "h", Path: "/p", RawPath: "/p?q",
+				Headers: map[string]string{
+					":authority":    "h",
+					"authorization": "Bearer one,Bearer two",
+					"x-legacy":      "from value",
+					"x-empty":       "",
+				},
+				HeaderCount: map[string]int{
+					":authority":    1,
+					"authorization": 2,
+					"x-legacy":      1,
+					"x-empty":       1,
+				},
+			},
+		},
+		{
+			name: "header_map wins over headers",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Path:    "/",
+				Headers: map[string]string{"authorization": "Bearer merged"},
+				HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+					{Key: "authorization", RawValue: []byte("Bearer raw")},
+				}},
+			}),
+			want: extauthz.Request{
+				Path: "/", RawPath: "/",
+				Headers:     map[string]string{"authorization": "Bearer raw"},
+				HeaderCount: map[string]int{"authorization": 1},
+			},
+		},
+		{
+			name: "host header when authority is absent",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Path:    "/",
+				Headers: map[string]string{"host": "Legacy.Example"},
+			}),
+			want: extauthz.Request{
+				Host: "legacy.example", Path: "/", RawPath: "/",
+				Headers: map[string]string{"host": "Legacy.Example"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := FromCheck(tt.req)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("FromCheck() error = %v, want %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("FromCheck() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestFromCheckReusesEnvoyMaps pins the hot-path promise: a map sent by Envoy
+// (lower-case keys) is used as it is, not copied.
+func TestFromCheckReusesEnvoyMaps(t *testing.T) {
+	headers := map[string]string{"authorization": "Bearer x", ":path": "/"}
+	ext := map[string]string{"route": "r"}
+	req := checkWith(&authv3.AttributeContext_HttpRequest{Headers: headers, Path: "/"})
+	req.Attributes.ContextExtensions = ext
+	got, err := FromCheck(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers["probe"] = "1"
+	ext["probe"] = "1"
+	if got.Headers["probe"] != "1" || got.ContextExtensions["probe"] != "1" {
+		t.Errorf("FromCheck copied Envoy's maps; want them shared")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = FromCheck(req) }); allocs != 0 {
+		t.Errorf("FromCheck with merged headers: %v allocs, want 0", allocs)
+	}
+}
+
+func FuzzFromCheck(f *testing.F) {
+	f.Add("GET", "Example.COM", "/a?b#c", "authorization", []byte("Bearer x"), "Authorization", "Bearer y")
+	f.Add("", "", "", ":authority", []byte{}, "", "")
+	f.Add("POST", "h", "?", "x", []byte{0xff, 0x00}, "X", "v")
+	f.Fuzz(func(t *testing.T, method, host, path, k1 string, v1 []byte, k2, v2 string) {
+		req := checkWith(&authv3.AttributeContext_HttpRequest{
+			Method: method, Host: host, Path: path,
+			HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				{Key: k1, RawValue: v1}, {Key: k2, Value: v2},
+			}},
+		})
+		got, err := FromCheck(req)
+		if err != nil {
+			t.Fatalf("FromCheck() = %v on an HTTP request", err)
+		}
+		total := 0
+		for k, n := range got.HeaderCount {
+			if hasUpper(k) {
+				t.Errorf("header key %q not lower case", k)
+			}
+			total += n
+		}
+		if total != 2 {
+			t.Errorf("HeaderCount sums to %d, want 2", total)
+		}
+		if got.RawPath != path || len(got.Path) > len(path) {
+			t.Errorf("Path %q / RawPath %q from %q", got.Path, got.RawPath, path)
+		}
+		if hasUpper(got.Host) {
+			t.Errorf("Host %q not lower case", got.Host)
+		}
+	})
+}
