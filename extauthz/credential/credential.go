@@ -1,0 +1,151 @@
+// Package credential finds the access token in a request and tells a JWT from
+// an opaque token.
+//
+// It is strict on purpose: a header that holds two values, the wrong scheme,
+// characters outside RFC 6750's b64token or more bytes than allowed is an
+// ErrMalformedCredential (a 401), never a guess at which part is the token.
+// The JWT/opaque test only looks at the shape of the token, so a JWT-shaped
+// token goes to the JWT verifier (which rejects what it cannot verify) and
+// everything else to introspection, as ory/oathkeeper's authenticators do.
+package credential
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+)
+
+// Defaults used when an Options field is left zero.
+const (
+	// DefaultHeader is the header read when Options.Header is empty.
+	DefaultHeader = "authorization"
+	// DefaultScheme is the auth-scheme expected in the Authorization header.
+	DefaultScheme = "Bearer"
+	// DefaultMaxBytes bounds the whole header value. Envoy itself caps all
+	// request headers at 60 KiB by default.
+	DefaultMaxBytes = 8192
+)
+
+// Options says where the credential is and how large it may be.
+type Options struct {
+	// Header is the header holding the credential, any case; default "authorization".
+	Header string
+	// Scheme is the auth-scheme before the token, matched case-insensitively
+	// (RFC 7235 §2.1). Left empty, it is "Bearer" for the authorization header;
+	// empty with any other header means the whole value is the token.
+	Scheme string
+	// MaxBytes bounds the header value; default 8192.
+	MaxBytes int
+}
+
+// Extract returns the credential of r.
+//
+// A request without the header yields Credential{Kind: KindNone} and a nil
+// error: whether that is acceptable is the route's business. Every unusable
+// header yields an error wrapping extauthz.ErrMalformedCredential; the error
+// never quotes the header value.
+func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
+	header := DefaultHeader
+	if o.Header != "" {
+		header = strings.ToLower(o.Header) // no allocation when already lower case
+	}
+	scheme := o.Scheme
+	if scheme == "" && header == DefaultHeader {
+		scheme = DefaultScheme
+	}
+	maxBytes := o.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+
+	value, ok := r.Headers[header]
+	if !ok {
+		return extauthz.Credential{Kind: extauthz.KindNone}, nil
+	}
+	if len(value) > maxBytes {
+		return extauthz.Credential{}, fmt.Errorf("%w: %s header is %d bytes, limit %d",
+			extauthz.ErrMalformedCredential, header, len(value), maxBytes)
+	}
+	// Envoy's merged map joins repeated headers with ","; the raw header_map
+	// lets the request view count them. Either way a second value is refused
+	// rather than one of them picked (RFC 7230 §3.2.2: Authorization is not
+	// a list header).
+	if r.HeaderCount[header] > 1 || strings.IndexByte(value, ',') >= 0 {
+		return extauthz.Credential{}, fmt.Errorf("%w: %s header sent more than once",
+			extauthz.ErrMalformedCredential, header)
+	}
+
+	token := value
+	if scheme != "" {
+		rest, ok := cutScheme(value, scheme)
+		if !ok {
+			return extauthz.Credential{}, fmt.Errorf("%w: %s header does not use the %s scheme",
+				extauthz.ErrMalformedCredential, header, scheme)
+		}
+		token = rest
+	}
+	if token == "" {
+		return extauthz.Credential{}, fmt.Errorf("%w: empty token in %s header",
+			extauthz.ErrMalformedCredential, header)
+	}
+	if !isB64Token(token) {
+		return extauthz.Credential{}, fmt.Errorf("%w: token in %s header has characters outside RFC 6750 b64token",
+			extauthz.ErrMalformedCredential, header)
+	}
+	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header}, nil
+}
+
+// cutScheme strips "scheme 1*SP" from the front of v, matching the scheme
+// case-insensitively. Leading and trailing whitespace around the whole value
+// is removed by Envoy's codecs, so none is tolerated here.
+func cutScheme(v, scheme string) (string, bool) {
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
+		return "", false
+	}
+	return strings.TrimLeft(v[len(scheme):], " "), true
+}
+
+// isB64Token reports whether s matches RFC 6750 §2.1's
+// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		switch c {
+		case '-', '.', '_', '~', '+', '/':
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// Kind tells a JWT from an opaque token by its shape alone, cheaply: a token
+// that starts with "eyJ" (a base64url JSON object: `{"`) and has exactly two
+// dots (JWS compact serialization) or four (JWE) is KindJWT; anything else is
+// KindOpaque. Empty segments still count as a JWT so that, for instance, an
+// unsigned `alg: none` token is rejected locally by the verifier instead of
+// being sent to the authorization server's introspection endpoint.
+func Kind(token string) extauthz.CredentialKind {
+	if !strings.HasPrefix(token, "eyJ") {
+		return extauthz.KindOpaque
+	}
+	switch strings.Count(token, ".") {
+	case 2, 4:
+		return extauthz.KindJWT
+	default:
+		return extauthz.KindOpaque
+	}
+}

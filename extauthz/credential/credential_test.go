@@ -1,0 +1,261 @@
+package credential
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+)
+
+const (
+	jws = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+	jwe = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..aXY.Y3Q.dGFn"
+)
+
+func req(headers map[string]string, counts map[string]int) *extauthz.Request {
+	return &extauthz.Request{Headers: headers, HeaderCount: counts}
+}
+
+func TestExtract(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    Options
+		req     *extauthz.Request
+		want    extauthz.Credential
+		wantErr error
+	}{
+		{
+			name: "no header",
+			req:  req(map[string]string{"x-other": "Bearer abc"}, nil),
+			want: extauthz.Credential{Kind: extauthz.KindNone},
+		},
+		{
+			name: "nil headers",
+			req:  &extauthz.Request{},
+			want: extauthz.Credential{Kind: extauthz.KindNone},
+		},
+		{
+			name: "bearer jws",
+			req:  req(map[string]string{"authorization": "Bearer " + jws}, nil),
+			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization"},
+		},
+		{
+			name: "lower-case scheme (RFC 7235 §2.1)",
+			req:  req(map[string]string{"authorization": "bearer " + jws}, nil),
+			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization"},
+		},
+		{
+			name: "upper-case scheme and several spaces",
+			req:  req(map[string]string{"authorization": "BEARER   tok"}, nil),
+			want: extauthz.Credential{Raw: "tok", Kind: extauthz.KindOpaque, Header: "authorization"},
+		},
+		{
+			name: "jwe counts as jwt",
+			req:  req(map[string]string{"authorization": "Bearer " + jwe}, nil),
+			want: extauthz.Credential{Raw: jwe, Kind: extauthz.KindJWT, Header: "authorization"},
+		},
+		{
+			name: "opaque with b64token punctuation and padding",
+			req:  req(map[string]string{"authorization": "Bearer ory_at_a-b.c~d+e/f=="}, nil),
+			want: extauthz.Credential{Raw: "ory_at_a-b.c~d+e/f==", Kind: extauthz.KindOpaque, Header: "authorization"},
+		},
+		{
+			name: "custom header without scheme takes the whole value",
+			opts: Options{Header: "X-Api-Token"},
+			req:  req(map[string]string{"x-api-token": jws}, nil),
+			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "x-api-token"},
+		},
+		{
+			name: "custom header with scheme",
+			opts: Options{Header: "x-auth", Scheme: "Token"},
+			req:  req(map[string]string{"x-auth": "token abc"}, nil),
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "x-auth"},
+		},
+		{
+			name: "explicit authorization header keeps the Bearer default",
+			opts: Options{Header: "Authorization"},
+			req:  req(map[string]string{"authorization": "Bearer abc"}, nil),
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization"},
+		},
+		{
+			name:    "two values joined by envoy",
+			req:     req(map[string]string{"authorization": "Bearer a,Bearer b"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "two raw values counted",
+			req:     req(map[string]string{"authorization": "Bearer a"}, map[string]int{"authorization": 2}),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "wrong scheme",
+			req:     req(map[string]string{"authorization": "Basic dXNlcjpwYXNz"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "scheme without separator",
+			req:     req(map[string]string{"authorization": "Bearerabc"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "scheme only",
+			req:     req(map[string]string{"authorization": "Bearer"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "scheme and spaces only",
+			req:     req(map[string]string{"authorization": "Bearer   "}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "empty header",
+			req:     req(map[string]string{"authorization": ""}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "empty custom header",
+			opts:    Options{Header: "x-api-token"},
+			req:     req(map[string]string{"x-api-token": ""}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "tab separator",
+			req:     req(map[string]string{"authorization": "Bearer\tabc"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "space inside token",
+			req:     req(map[string]string{"authorization": "Bearer abc def"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "quote in token",
+			req:     req(map[string]string{"authorization": `Bearer abc"def`}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "padding in the middle",
+			req:     req(map[string]string{"authorization": "Bearer ab=c"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "padding only",
+			req:     req(map[string]string{"authorization": "Bearer =="}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "non-ascii",
+			req:     req(map[string]string{"authorization": "Bearer tökén"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name:    "over the default limit",
+			req:     req(map[string]string{"authorization": "Bearer " + strings.Repeat("a", DefaultMaxBytes)}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+		{
+			name: "exactly at a custom limit",
+			opts: Options{MaxBytes: 10},
+			req:  req(map[string]string{"authorization": "Bearer abc"}, nil),
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization"},
+		},
+		{
+			name:    "one byte over a custom limit",
+			opts:    Options{MaxBytes: 10},
+			req:     req(map[string]string{"authorization": "Bearer abcd"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.opts.Extract(tt.req)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Extract() error = %v, want %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Extract() mismatch (-want +got):\n%s", diff)
+			}
+			if err != nil {
+				// Tokens long enough not to occur in the message by chance.
+				if raw := tt.req.Headers["authorization"]; len(raw) > len("Bearer ")+8 && strings.Contains(err.Error(), raw[len("Bearer "):]) {
+					t.Errorf("error %q quotes the credential", err)
+				}
+			}
+		})
+	}
+}
+
+func TestKind(t *testing.T) {
+	tests := []struct {
+		name  string
+		token string
+		want  extauthz.CredentialKind
+	}{
+		{name: "jws", token: jws, want: extauthz.KindJWT},
+		{name: "jwe with empty key segment", token: jwe, want: extauthz.KindJWT},
+		{name: "unsigned jws goes to the verifier", token: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.", want: extauthz.KindJWT},
+		{name: "two segments", token: "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0", want: extauthz.KindOpaque},
+		{name: "four segments", token: "eyJh.b.c.d", want: extauthz.KindOpaque},
+		{name: "six segments", token: "eyJh.b.c.d.e.f", want: extauthz.KindOpaque},
+		{name: "dots but no json header", token: "abc.def.ghi", want: extauthz.KindOpaque},
+		{name: "opaque", token: "ory_at_abc", want: extauthz.KindOpaque},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Kind(tt.token); got != tt.want {
+				t.Errorf("Kind(%q) = %v, want %v", tt.token, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExtractDoesNotAllocate(t *testing.T) {
+	r := req(map[string]string{"authorization": "Bearer " + jws}, nil)
+	var o Options
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = o.Extract(r) }); allocs != 0 {
+		t.Errorf("Extract: %v allocs, want 0", allocs)
+	}
+}
+
+// FuzzExtract feeds arbitrary header values; whatever comes in, Extract must
+// either refuse it with ErrMalformedCredential or return a token that is a
+// substring of the header made only of b64token characters.
+func FuzzExtract(f *testing.F) {
+	for _, seed := range []string{
+		"Bearer " + jws, "bearer " + jwe, "Bearer a,Bearer b", "Basic dXNlcjpwYXNz", "Bearer",
+		"Bearer ", "Bearer  x==", "Bearer a=b", "", "Bearer \x00", "Bearer tökén",
+	} {
+		f.Add(seed, "", 0)
+	}
+	f.Add(jws, "x-api-token", 64)
+	f.Fuzz(func(t *testing.T, value, header string, maxBytes int) {
+		o := Options{Header: header, MaxBytes: maxBytes}
+		name := header
+		if name == "" {
+			name = DefaultHeader
+		}
+		r := req(map[string]string{strings.ToLower(name): value}, nil)
+		got, err := o.Extract(r)
+		if err != nil {
+			if !errors.Is(err, extauthz.ErrMalformedCredential) {
+				t.Fatalf("Extract() error %v does not wrap ErrMalformedCredential", err)
+			}
+			if got != (extauthz.Credential{}) {
+				t.Fatalf("Extract() returned %+v with an error", got)
+			}
+			return
+		}
+		if got.Kind == extauthz.KindNone {
+			t.Fatalf("present header gave KindNone")
+		}
+		if got.Raw == "" || !strings.HasSuffix(value, got.Raw) || !isB64Token(got.Raw) {
+			t.Fatalf("token %q from value %q", got.Raw, value)
+		}
+		if strings.ContainsAny(got.Raw, ", \t") {
+			t.Fatalf("token %q holds a separator", got.Raw)
+		}
+	})
+}
