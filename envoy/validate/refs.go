@@ -191,6 +191,11 @@ func (r *refs) perFilter(m map[string]*anypb.Any, authzNames map[string]bool, at
 			continue
 		}
 		pat := fmt.Sprintf("%s.typed_per_filter_config[%s]", at, key)
+		if d, isDisabled := pr.GetOverride().(*extauthzv3.ExtAuthzPerRoute_Disabled); isDisabled && !d.Disabled {
+			// Envoy's proto says (validate.rules).bool.const = true; the
+			// generated Go validator does not carry that rule.
+			r.fail(pat+".disabled", ErrInvalid, "must be true when set; to check the route, set check_settings instead")
+		}
 		if !authzNames[key] {
 			r.fail(pat, ErrUnknownFilter, "no ext_authz filter is named %q, so Envoy ignores this config", key)
 		}
