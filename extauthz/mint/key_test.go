@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 func TestLoadKeyFixtures(t *testing.T) {
@@ -226,6 +227,23 @@ func TestJWKRoundTrip(t *testing.T) {
 			type equaler interface{ Equal(crypto.PublicKey) bool }
 			if !k.Public().(equaler).Equal(jwk.Key) {
 				t.Errorf("public key differs after the JWK round trip")
+			}
+		})
+	}
+}
+
+// TestSignerWorksWithJWTLibrary: Signer's promise to the dev issuer.
+func TestSignerWorksWithJWTLibrary(t *testing.T) {
+	for _, alg := range []string{AlgEdDSA, AlgES256, AlgRS256} {
+		t.Run(alg, func(t *testing.T) {
+			k := testKey(t, alg)
+			signed, err := jwt.NewWithClaims(jwt.GetSigningMethod(alg), jwt.MapClaims{"sub": "dev"}).SignedString(k.Signer())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := jwt.Parse(signed, func(*jwt.Token) (any, error) { return k.Public(), nil },
+				jwt.WithValidMethods([]string{alg})); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

@@ -170,6 +170,9 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 		return extauthz.Token{}, err
 	}
 	if key != "" {
+		// renewAt, checked against the injected clock on every hit, is what
+		// counts; the entry's own TTL (on go-cache's wall clock) only frees
+		// the memory about when it stops being usable.
 		renewAt := now.Add(tok.ExpiresAt.Sub(now) * renewNum / renewDen)
 		m.cache.Set(key, cachedToken{tok: tok, renewAt: renewAt}, renewAt.Sub(now))
 	}
@@ -348,11 +351,13 @@ func (k *Key) sign(claims []byte) (string, error) {
 	return string(buf), nil
 }
 
+var errBadECDSASignature = errors.New("malformed ECDSA signature")
+
 // ecdsaDERToRaw turns an ASN.1 ECDSA signature, SEQUENCE { r INTEGER, s
 // INTEGER }, into JWS form (RFC 7518 §3.4): r and s as fixed-width
 // big-endian, concatenated.
 func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
-	bad := errors.New("malformed ECDSA signature")
+	bad := errBadECDSASignature
 	if len(der) < 2 || der[0] != 0x30 || der[1]&0x80 != 0 || int(der[1]) != len(der)-2 {
 		return nil, bad
 	}
