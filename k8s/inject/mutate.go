@@ -1,0 +1,237 @@
+package inject
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+)
+
+// Names of the volumes the webhook adds.
+const (
+	volumeSocket      = "tokentailor-run"
+	volumeEnvoyConfig = "tokentailor-envoy-config"
+	volumeConfig      = "tokentailor-config"
+	volumeSigningKey  = "tokentailor-signing-key"
+)
+
+// PatchOperation is one RFC 6902 JSON patch operation. The webhook only emits
+// "add".
+type PatchOperation struct {
+	// Op is the operation ("add").
+	Op string `json:"op"`
+	// Path is the JSON pointer (RFC 6901) of the target.
+	Path string `json:"path"`
+	// Value is the added value.
+	Value any `json:"value,omitempty"`
+}
+
+// Injected reports whether the pod already carries the sidecars (or was marked
+// injected): such a pod is left as it is.
+func Injected(pod *corev1.Pod) bool {
+	if pod.Annotations[AnnotationStatus] == StatusInjected {
+		return true
+	}
+	for _, cs := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for _, c := range cs {
+			if c.Name == ProxyContainer || c.Name == AuthzContainer {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Patch returns the JSON patch that injects the sidecars into pod, or nil when
+// the pod is not opted in or already injected. A bad annotation on an opted-in
+// pod fails with ErrInvalidAnnotation.
+func (in *Injector) Patch(pod *corev1.Pod) ([]PatchOperation, error) {
+	want, err := wantsInjection(pod.Annotations)
+	if err != nil || !want || Injected(pod) {
+		return nil, err
+	}
+	var ports []int32
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if !slices.Contains(ports, p.ContainerPort) {
+				ports = append(ports, p.ContainerPort)
+			}
+		}
+	}
+	s, err := readSettings(pod.Annotations, ports, in.opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNameClashes(pod); err != nil {
+		return nil, err
+	}
+	envoyYAML, err := RenderEnvoy(in.opts.EnvoyTemplate, s.appPort)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+
+	var ops []PatchOperation
+	if pod.Annotations == nil {
+		ops = append(ops, PatchOperation{Op: "add", Path: "/metadata/annotations", Value: map[string]string{}})
+	}
+	ops = append(ops,
+		PatchOperation{Op: "add", Path: "/metadata/annotations/" + escapePointer(AnnotationEnvoyConfig), Value: string(envoyYAML)},
+		PatchOperation{Op: "add", Path: "/metadata/annotations/" + escapePointer(AnnotationStatus), Value: StatusInjected},
+	)
+	for _, c := range in.containers() {
+		ops = append(ops, PatchOperation{Op: "add", Path: "/spec/containers/-", Value: c})
+	}
+	vols := volumes(s)
+	if len(pod.Spec.Volumes) == 0 {
+		ops = append(ops, PatchOperation{Op: "add", Path: "/spec/volumes", Value: vols})
+	} else {
+		for _, v := range vols {
+			ops = append(ops, PatchOperation{Op: "add", Path: "/spec/volumes/-", Value: v})
+		}
+	}
+	return ops, nil
+}
+
+// checkNameClashes refuses a pod whose own volumes or ports collide with the
+// sidecars' (the API server would reject the patched pod with a less clear
+// message).
+func checkNameClashes(pod *corev1.Pod) error {
+	for _, v := range pod.Spec.Volumes {
+		if strings.HasPrefix(v.Name, "tokentailor-") {
+			return fmt.Errorf("%w: the pod already has a volume named %q: names starting with tokentailor- are reserved for the sidecars", ErrInvalidAnnotation, v.Name)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if what, taken := reservedPorts[p.ContainerPort]; taken {
+				return fmt.Errorf("%w: container %q declares port %d, which is %s in the injected pod", ErrInvalidAnnotation, c.Name, p.ContainerPort, what)
+			}
+		}
+	}
+	return nil
+}
+
+// escapePointer escapes a JSON pointer reference token (RFC 6901).
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// restricted is the container security context of both sidecars: non-root,
+// no privilege escalation, every capability dropped, read-only root.
+func restricted() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             ptr.To(true),
+		RunAsUser:                ptr.To[int64](65532),
+		RunAsGroup:               ptr.To[int64](65532),
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Privileged:               ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func resources(cpuReq, memReq, cpuLim, memLim string) corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse(cpuReq),
+			corev1.ResourceMemory: resource.MustParse(memReq),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse(cpuLim),
+			corev1.ResourceMemory: resource.MustParse(memLim),
+		},
+	}
+}
+
+// containers are the two sidecars, Envoy first.
+func (in *Injector) containers() []corev1.Container {
+	envoy := corev1.Container{
+		Name:  ProxyContainer,
+		Image: in.opts.EnvoyImage,
+		Args: []string{
+			"--config-path", EnvoyConfigPath,
+			"--disable-hot-restart",
+			"--log-level", "info",
+		},
+		Ports: []corev1.ContainerPort{
+			{Name: "tt-envoy", ContainerPort: envoyconfig.InboundPort, Protocol: corev1.ProtocolTCP},
+			{Name: "tt-envoy-ready", ContainerPort: envoyconfig.ReadyPort, Protocol: corev1.ProtocolTCP},
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: envoyconfig.ReadyPath, Port: intstr.FromInt32(envoyconfig.ReadyPort),
+			}},
+			PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2,
+		},
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
+				Port: intstr.FromInt32(envoyconfig.InboundPort),
+			}},
+			InitialDelaySeconds: 10, PeriodSeconds: 10, FailureThreshold: 3, TimeoutSeconds: 2,
+		},
+		Resources:       resources("50m", "64Mi", "1", "256Mi"),
+		SecurityContext: restricted(),
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: volumeEnvoyConfig, MountPath: "/etc/envoy", ReadOnly: true},
+			{Name: volumeSocket, MountPath: SocketDir},
+		},
+	}
+	authz := corev1.Container{
+		Name:  AuthzContainer,
+		Image: in.opts.TokentailorImage,
+		Args:  []string{"serve", "-config", ConfigPath},
+		Ports: []corev1.ContainerPort{
+			{Name: "tt-admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP},
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/readyz", Port: intstr.FromInt32(AdminPort),
+			}},
+			PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2,
+		},
+		Resources:       resources("50m", "32Mi", "1", "128Mi"),
+		SecurityContext: restricted(),
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: volumeConfig, MountPath: "/etc/tokentailor/config", ReadOnly: true},
+			{Name: volumeSigningKey, MountPath: "/etc/tokentailor/keys", ReadOnly: true},
+			{Name: volumeSocket, MountPath: SocketDir},
+		},
+	}
+	return []corev1.Container{envoy, authz}
+}
+
+// volumes are the sidecars' volumes for one pod's settings.
+func volumes(s settings) []corev1.Volume {
+	return []corev1.Volume{
+		{Name: volumeSocket, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			SizeLimit: ptr.To(resource.MustParse("1Mi")),
+		}}},
+		{Name: volumeEnvoyConfig, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+			Items: []corev1.DownwardAPIVolumeFile{{
+				Path:     "envoy.yaml",
+				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + AnnotationEnvoyConfig + "']"},
+			}},
+			DefaultMode: ptr.To[int32](0o444),
+		}}},
+		{Name: volumeConfig, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: s.configMap},
+			Items:                []corev1.KeyToPath{{Key: ConfigKey, Path: ConfigKey}},
+			DefaultMode:          ptr.To[int32](0o444),
+		}}},
+		// The key is readable by the non-root sidecar user (no fsGroup is
+		// imposed on the app's pod) and mounted into the tokentailor container
+		// only.
+		{Name: volumeSigningKey, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName:  s.signingSecret,
+			Items:       []corev1.KeyToPath{{Key: SigningKeyKey, Path: SigningKeyKey}},
+			DefaultMode: ptr.To[int32](0o444),
+		}}},
+	}
+}
