@@ -1,0 +1,440 @@
+package jwtverify
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/internal/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/jwks"
+)
+
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().Truncate(time.Second).UnixNano())
+	return c
+}
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// countingKeys counts Key calls of the source it wraps.
+type countingKeys struct {
+	KeySource
+	n atomic.Int64
+}
+
+func (c *countingKeys) Key(ctx context.Context, kid, alg string) (crypto.PublicKey, error) {
+	c.n.Add(1)
+	return c.KeySource.Key(ctx, kid, alg)
+}
+
+var hmacSecret = []byte("0123456789abcdef0123456789abcdef")
+
+type fixture struct {
+	is   *authztest.Issuer
+	clk  *clock
+	keys *countingKeys
+	v    *Verifier
+}
+
+func setup(t *testing.T, mutate func(*Issuer)) *fixture {
+	t.Helper()
+	clk := newClock()
+	is := authztest.New(t, authztest.WithNow(clk.Now))
+	set := jwks.New(jwks.Options{Issuer: is.URL(), Client: is.Client(), Now: clk.Now})
+	if err := set.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	keys := &countingKeys{KeySource: set}
+	cfg := Issuer{Issuer: is.URL(), Audiences: []string{"api"}, ClockSkew: 30 * time.Second, Keys: keys}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	v, err := New(Options{Issuers: []Issuer{cfg}, Now: clk.Now, MaxTokenBytes: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{is: is, clk: clk, keys: keys, v: v}
+}
+
+func (f *fixture) auth(raw string) (*extauthz.Principal, error) {
+	return f.v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT, Header: "authorization"})
+}
+
+func TestAuthenticateBadInput(t *testing.T) {
+	f := setup(t, nil)
+	now := f.clk.Now()
+	base := func() jwt.MapClaims { return jwt.MapClaims{"sub": "alice", "aud": "api", "scope": "read"} }
+	with := func(k string, v any) jwt.MapClaims { c := base(); c[k] = v; return c }
+	without := func(k string) jwt.MapClaims { c := base(); delete(c, k); return c }
+	esKey, _ := f.is.Key("ES256")
+
+	tests := []struct {
+		name    string
+		token   func(t *testing.T) string
+		wantErr error
+	}{
+		{name: "valid RS256", token: func(t *testing.T) string { return f.is.Sign(t, base()) }},
+		{name: "valid PS512", token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithAlg("PS512")) }},
+		{name: "valid ES256", token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithAlg("ES256")) }},
+		{name: "valid ES512", token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithAlg("ES512")) }},
+		{name: "valid EdDSA", token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithAlg("EdDSA")) }},
+		{name: "valid EdDSA without kid", token: func(t *testing.T) string {
+			return f.is.Sign(t, base(), authztest.WithAlg("EdDSA"), authztest.WithoutKid())
+		}},
+		{name: "alg none", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.Broken(authztest.BreakAlgNone)) }},
+		{name: "HS256 signed with the RSA public key", wantErr: extauthz.ErrInvalidToken, token: func(t *testing.T) string {
+			k, _ := f.is.Key("RS256")
+			return f.is.Sign(t, base(), authztest.WithAlg("HS256"), authztest.WithKid(k.Kid),
+				authztest.WithHMACKey(f.is.PublicKeyPEM("RS256")))
+		}},
+		{name: "unknown kid", wantErr: extauthz.ErrUnknownKey,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithKid("no-such-key")) }},
+		{name: "kid of another key type", wantErr: extauthz.ErrUnknownKey,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithKid(esKey.Kid)) }},
+		{name: "kid not a string", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithHeader("kid", 7)) }},
+		{name: "bad signature", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.Broken(authztest.BreakSignature)) }},
+		{name: "expired", wantErr: extauthz.ErrTokenExpired,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("exp", now.Add(-time.Minute).Unix())) }},
+		{name: "expired within skew", token: func(t *testing.T) string {
+			return f.is.Sign(t, with("exp", now.Add(-10*time.Second).Unix()))
+		}},
+		{name: "exp missing", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string {
+				return f.is.Sign(t, jwt.MapClaims{"iss": f.is.URL(), "aud": "api"}, authztest.WithoutDefaults())
+			}},
+		{name: "exp a string", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("exp", "tomorrow")) }},
+		{name: "nbf in future", wantErr: extauthz.ErrTokenNotYetValid,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("nbf", now.Add(time.Minute).Unix())) }},
+		{name: "nbf within skew", token: func(t *testing.T) string {
+			return f.is.Sign(t, with("nbf", now.Add(10*time.Second).Unix()))
+		}},
+		{name: "iat in future", wantErr: extauthz.ErrTokenNotYetValid,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("iat", now.Add(time.Hour).Unix())) }},
+		{name: "wrong iss", wantErr: extauthz.ErrUnknownIssuer,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("iss", "https://evil.example")) }},
+		{name: "iss with trailing slash", wantErr: extauthz.ErrUnknownIssuer,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("iss", f.is.URL()+"/")) }},
+		{name: "iss not a string", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("iss", []string{f.is.URL()})) }},
+		{name: "wrong aud", wantErr: extauthz.ErrWrongAudience,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("aud", "other")) }},
+		{name: "aud missing", wantErr: extauthz.ErrWrongAudience,
+			token: func(t *testing.T) string { return f.is.Sign(t, without("aud")) }},
+		{name: "aud array holding api", token: func(t *testing.T) string {
+			return f.is.Sign(t, with("aud", []string{"other", "api"}))
+		}},
+		{name: "aud a number", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("aud", 42)) }},
+		{name: "garbage base64 header", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.Broken(authztest.BreakHeaderBase64)) }},
+		{name: "garbage base64 claims", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.Broken(authztest.BreakClaimsBase64)) }},
+		{name: "header not JSON", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.Broken(authztest.BreakHeaderJSON)) }},
+		{name: "not a JWT at all", wantErr: extauthz.ErrInvalidToken,
+			token: func(*testing.T) string { return "hello" }},
+		{name: "two segments", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.Broken(authztest.BreakSegments)) }},
+		{name: "JWE", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.Broken(authztest.BreakJWE)) }},
+		{name: "huge token", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("pad", strings.Repeat("a", 9<<10))) }},
+		{name: "crit header", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string {
+				return f.is.Sign(t, base(), authztest.WithHeader("crit", []string{"exp"}), authztest.WithHeader("exp", 1))
+			}},
+		{name: "enc header", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithHeader("enc", "A128GCM")) }},
+		{name: "b64 false", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, base(), authztest.WithHeader("b64", false)) }},
+		{name: "scope a number", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("scope", 3)) }},
+		{name: "scp array with a number", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string {
+				return f.is.Sign(t, with("scp", []any{"a", 1}), authztest.WithoutDefaults())
+			}},
+		{name: "sub not a string", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("sub", 12)) }},
+		{name: "client_id not a string", wantErr: extauthz.ErrInvalidToken,
+			token: func(t *testing.T) string { return f.is.Sign(t, with("client_id", true)) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := tc.token(t)
+			p, err := f.auth(raw)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil {
+				if p != nil {
+					t.Fatal("principal returned with an error")
+				}
+				if strings.Contains(err.Error(), raw) || (len(raw) > 20 && strings.Contains(err.Error(), raw[len(raw)-20:])) {
+					t.Fatal("error quotes the token")
+				}
+			}
+		})
+	}
+}
+
+func TestKeyHeadersAreNeverFetched(t *testing.T) {
+	f := setup(t, nil)
+	var hits atomic.Int64
+	evil := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer evil.Close()
+	// A key of the attacker's own, announced in the header.
+	other := authztest.New(t)
+	other.Rotate(false)
+	attackerKey, _ := other.Key("ES256")
+	claims := jwt.MapClaims{"aud": "api", "iss": f.is.URL()}
+
+	tests := []struct {
+		name    string
+		opts    []authztest.SignOption
+		wantErr error
+	}{
+		{name: "issuer key with jku and x5u", opts: []authztest.SignOption{
+			authztest.WithHeader("jku", evil.URL+"/jwks"), authztest.WithHeader("x5u", evil.URL+"/cert"),
+		}},
+		{name: "attacker key embedded as jwk", wantErr: extauthz.ErrUnknownKey, opts: []authztest.SignOption{
+			authztest.WithAlg("ES256"), authztest.WithKey(attackerKey),
+			authztest.WithHeader("jwk", authztest.PublicJWK(attackerKey)), authztest.WithHeader("jku", evil.URL),
+		}},
+		{name: "attacker key under the issuer's kid", wantErr: extauthz.ErrInvalidToken, opts: []authztest.SignOption{
+			authztest.WithAlg("ES256"), authztest.WithKey(attackerKey), authztest.WithKid(mustKid(f.is, "ES256")),
+			authztest.WithHeader("jwk", authztest.PublicJWK(attackerKey)),
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.auth(f.is.Sign(t, claims, tc.opts...))
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("a URL from a token header was fetched %d times", hits.Load())
+	}
+}
+
+func mustKid(is *authztest.Issuer, alg string) string {
+	k, _ := is.Key(alg)
+	return k.Kid
+}
+
+func TestRequiredType(t *testing.T) {
+	f := setup(t, func(c *Issuer) { c.RequiredType = "at+jwt" })
+	claims := jwt.MapClaims{"aud": "api"}
+	tests := []struct {
+		name    string
+		opts    []authztest.SignOption
+		wantErr error
+	}{
+		{name: "at+jwt", opts: []authztest.SignOption{authztest.WithTyp("at+jwt")}},
+		{name: "application/AT+JWT", opts: []authztest.SignOption{authztest.WithTyp("application/AT+JWT")}},
+		{name: "JWT", opts: []authztest.SignOption{authztest.WithTyp("JWT")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "missing", opts: []authztest.SignOption{authztest.WithoutTyp()}, wantErr: extauthz.ErrInvalidToken},
+		{name: "not a string", opts: []authztest.SignOption{authztest.WithHeader("typ", 1)}, wantErr: extauthz.ErrInvalidToken},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := f.auth(f.is.Sign(t, claims, tc.opts...)); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestHMAC(t *testing.T) {
+	f := setup(t, func(c *Issuer) {
+		c.Algorithms = []string{"RS256", "HS256"}
+		c.HMACSecret = hmacSecret
+	})
+	claims := jwt.MapClaims{"aud": "api"}
+	tests := []struct {
+		name    string
+		opts    []authztest.SignOption
+		wantErr error
+	}{
+		{name: "HS256 with the secret", opts: []authztest.SignOption{authztest.WithAlg("HS256"), authztest.WithHMACKey(hmacSecret)}},
+		{name: "HS256 with the RSA public key", wantErr: extauthz.ErrInvalidToken,
+			opts: []authztest.SignOption{authztest.WithAlg("HS256"), authztest.WithHMACKey(f.is.PublicKeyPEM("RS256"))}},
+		{name: "HS384 not listed", wantErr: extauthz.ErrInvalidToken,
+			opts: []authztest.SignOption{authztest.WithAlg("HS384"), authztest.WithHMACKey(hmacSecret)}},
+		{name: "ES256 not listed", wantErr: extauthz.ErrInvalidToken, opts: []authztest.SignOption{authztest.WithAlg("ES256")}},
+		{name: "RS256", opts: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := f.auth(f.is.Sign(t, claims, tc.opts...)); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	keys := &countingKeys{}
+	tests := []struct {
+		name string
+		cfg  Issuer
+	}{
+		{name: "empty issuer", cfg: Issuer{Keys: keys}},
+		{name: "alg none", cfg: Issuer{Issuer: "i", Keys: keys, Algorithms: []string{"RS256", "none"}}},
+		{name: "alg NONE", cfg: Issuer{Issuer: "i", Keys: keys, Algorithms: []string{"NONE"}}},
+		{name: "HS256 without secret", cfg: Issuer{Issuer: "i", Keys: keys, Algorithms: []string{"HS256"}}},
+		{name: "HS512 with short secret", cfg: Issuer{Issuer: "i", Algorithms: []string{"HS512"}, HMACSecret: hmacSecret}},
+		{name: "unknown alg", cfg: Issuer{Issuer: "i", Keys: keys, Algorithms: []string{"RS1"}}},
+		{name: "no key source", cfg: Issuer{Issuer: "i"}},
+		{name: "negative skew", cfg: Issuer{Issuer: "i", Keys: keys, ClockSkew: -time.Second}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(Options{Issuers: []Issuer{tc.cfg}}); err == nil {
+				t.Fatal("New accepted a bad issuer")
+			}
+		})
+	}
+	if _, err := New(Options{Issuers: []Issuer{{Issuer: "i", Keys: keys}, {Issuer: "i", Keys: keys}}}); err == nil {
+		t.Fatal("New accepted a duplicate issuer")
+	}
+	if _, err := New(Options{}); err == nil {
+		t.Fatal("New accepted no issuer")
+	}
+	if _, err := New(Options{Issuers: []Issuer{{Issuer: "i", Algorithms: []string{"HS256"}, HMACSecret: hmacSecret}}}); err != nil {
+		t.Fatalf("HMAC-only issuer without keys: %v", err)
+	}
+}
+
+func TestPrincipal(t *testing.T) {
+	tests := []struct {
+		name         string
+		scopeClaims  []string
+		claims       jwt.MapClaims
+		wantScopes   []string
+		wantClientID string
+		wantAud      []string
+	}{
+		{name: "scope string, client_id", claims: jwt.MapClaims{"aud": "api", "scope": "read  write", "client_id": "web", "azp": "x"},
+			wantScopes: []string{"read", "write"}, wantClientID: "web", wantAud: []string{"api"}},
+		{name: "scp array, azp", claims: jwt.MapClaims{"aud": []string{"api", "b"}, "scp": []string{"read", "write"}, "azp": "spa"},
+			wantScopes: []string{"read", "write"}, wantClientID: "spa", wantAud: []string{"api", "b"}},
+		{name: "scope wins over scp, cid", claims: jwt.MapClaims{"aud": "api", "scope": "a", "scp": []string{"b"}, "cid": "okta"},
+			wantScopes: []string{"a"}, wantClientID: "okta", wantAud: []string{"api"}},
+		{name: "configured claim order", scopeClaims: []string{"scp", "scope"},
+			claims:     jwt.MapClaims{"aud": "api", "scope": "a", "scp": []string{"b"}},
+			wantScopes: []string{"b"}, wantAud: []string{"api"}},
+		{name: "no scopes", claims: jwt.MapClaims{"aud": "api"}, wantAud: []string{"api"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t, func(c *Issuer) { c.ScopeClaims = tc.scopeClaims })
+			claims := jwt.MapClaims{"sub": "alice", "tenant": "t1"}
+			for k, v := range tc.claims {
+				claims[k] = v
+			}
+			p, err := f.auth(f.is.Sign(t, claims))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Issuer != f.is.URL() || p.Subject != "alice" || p.ClientID != tc.wantClientID || p.Claims["tenant"] != "t1" {
+				t.Fatalf("principal = %+v", p)
+			}
+			if strings.Join(p.Scopes, " ") != strings.Join(tc.wantScopes, " ") || strings.Join(p.Audience, " ") != strings.Join(tc.wantAud, " ") {
+				t.Fatalf("scopes %q aud %q", p.Scopes, p.Audience)
+			}
+			if !p.ExpiresAt.Equal(f.clk.Now().Add(authztest.DefaultTTL)) || !p.IssuedAt.Equal(f.clk.Now()) {
+				t.Fatalf("exp %v iat %v", p.ExpiresAt, p.IssuedAt)
+			}
+		})
+	}
+}
+
+func TestCache(t *testing.T) {
+	f := setup(t, nil)
+	raw := f.is.Sign(t, jwt.MapClaims{"aud": "api", "exp": f.clk.Now().Add(time.Minute).Unix()})
+	p1, err := f.auth(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := f.auth(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1 != p2 {
+		t.Fatal("second check did not come from the cache")
+	}
+	if n := f.keys.n.Load(); n != 1 {
+		t.Fatalf("key looked up %d times, want 1", n)
+	}
+	// The same token from another header shares the cached result but names its own header.
+	p3, err := f.v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT, Header: "x-token"})
+	if err != nil || p3.Credential.Header != "x-token" || p1.Credential.Header != "authorization" {
+		t.Fatalf("other header: %v %+v", err, p3)
+	}
+
+	t.Run("never outlives exp", func(t *testing.T) {
+		f.clk.Advance(time.Minute) // now == exp: skew lets the parser accept, the cache must not
+		if p, err := f.auth(raw); err != nil || f.keys.n.Load() != 2 {
+			t.Fatalf("at exp: %v, key lookups %d (want a fresh validation)", err, f.keys.n.Load())
+		} else if p == p1 {
+			t.Fatal("expired cache entry served")
+		}
+		f.clk.Advance(time.Minute)
+		if _, err := f.auth(raw); !errors.Is(err, extauthz.ErrTokenExpired) {
+			t.Fatalf("after exp+skew: err = %v, want ErrTokenExpired", err)
+		}
+	})
+}
+
+func TestVerifyForAudience(t *testing.T) {
+	f := setup(t, nil)
+	raw := f.is.Sign(t, jwt.MapClaims{"aud": "orders", "scope": "orders:read"})
+	ctx := context.Background()
+	if _, err := f.v.VerifyForAudience(ctx, raw, []string{"orders"}); err != nil {
+		t.Fatal(err)
+	}
+	// Cached under "orders" must not let it pass for "billing".
+	if _, err := f.v.VerifyForAudience(ctx, raw, []string{"billing"}); !errors.Is(err, extauthz.ErrWrongAudience) {
+		t.Fatalf("err = %v, want ErrWrongAudience", err)
+	}
+	if _, err := f.v.VerifyForAudience(ctx, raw, nil); !errors.Is(err, extauthz.ErrWrongAudience) {
+		t.Fatalf("no audiences: err = %v", err)
+	}
+	// Nor does the embedded token pass as a token for the issuer's own audience.
+	if _, err := f.auth(raw); !errors.Is(err, extauthz.ErrWrongAudience) {
+		t.Fatalf("Authenticate: err = %v, want ErrWrongAudience", err)
+	}
+}
+
+func TestKeysUnavailable(t *testing.T) {
+	clk := newClock()
+	is := authztest.New(t, authztest.WithNow(clk.Now))
+	is.SetDown(true)
+	set := jwks.New(jwks.Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
+	v, err := New(Options{Issuers: []Issuer{{Issuer: is.URL(), Keys: set}}, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Authenticate(context.Background(), extauthz.Credential{Raw: is.Sign(t, jwt.MapClaims{}), Kind: extauthz.KindJWT})
+	if !errors.Is(err, extauthz.ErrKeysUnavailable) {
+		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+	}
+}
