@@ -1,0 +1,415 @@
+// Package introspect turns opaque access tokens into principals by asking the
+// issuer's RFC 7662 introspection endpoint, and caches the answers: the
+// phantom token pattern.
+//
+// # Caching, and how long a revoked token still passes
+//
+// Answers are cached under the SHA-256 of the token (extauthz.TokenHash),
+// never the token itself. An active answer is kept until the token's exp,
+// but never longer than Options.MaxCacheTTL. That cap is the longest time a
+// token revoked at the authorization server is still accepted here: keep it
+// short (the default is one minute). Inactive, expired and otherwise refused
+// answers are kept for Options.NegativeTTL, so a client repeating a bad token
+// does not turn into repeated calls. Route policy is evaluated by the caller
+// on every request, cached answer or not; exp and nbf are checked against the
+// clock on every request too.
+//
+// # Failing closed
+//
+// Concurrent checks of the same uncached token share one call
+// (golang.org/x/sync/singleflight). At most Options.MaxInFlight calls are
+// outstanding at a time (golang.org/x/sync/semaphore); a check that cannot get
+// a slot before its context ends is denied with extauthz.ErrIssuerUnavailable,
+// so a flood of random opaque strings cannot become an unbounded stream of
+// calls to the issuer.
+//
+// An unreachable server, a timeout, a non-200 status, and an answer that is
+// malformed, too large, of the wrong media type or (RFC 9701) not validly
+// signed all deny with extauthz.ErrIssuerUnavailable (503) and are not cached;
+// answers still valid in the cache keep being served. Such answers are not
+// ErrInvalidToken (401) on purpose: a 401 tells the client to get a new token,
+// which would not help, and would hide an authorization-server fault behind
+// a client error in logs and metrics.
+//
+// # Signed answers (RFC 9701)
+//
+// With Options.JWTResponse, the request asks for
+// application/token-introspection+jwt; the answer must be a JWS with typ
+// token-introspection+jwt, signed by a key from Options.Keys, iss equal to
+// Options.Issuer and aud holding our client id; the RFC 7662 members are read
+// from its token_introspection claim. A plain JSON answer is then refused.
+package introspect
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/cache"
+	"github.com/tokentailor/tokentailor/extauthz/clientauth"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
+)
+
+// Media types of introspection answers.
+const (
+	MediaTypeJSON = "application/json"
+	// MediaTypeJWT is the RFC 9701 signed answer.
+	MediaTypeJWT = "application/token-introspection+jwt"
+	// TypJWT is the typ header of an RFC 9701 answer.
+	TypJWT = "token-introspection+jwt"
+)
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultMaxCacheTTL  = time.Minute
+	DefaultNegativeTTL  = 10 * time.Second
+	DefaultCacheEntries = 10000
+	DefaultMaxInFlight  = 16
+	DefaultMaxBodyBytes = 64 << 10
+	DefaultTimeout      = 2 * time.Second
+	// MaxTokenBytes bounds the credential sent to the issuer.
+	MaxTokenBytes = 16 << 10
+)
+
+// KeySource gives the public key for a kid and alg of the issuer; *jwks.Set
+// implements it.
+type KeySource interface {
+	Key(ctx context.Context, kid, alg string) (crypto.PublicKey, error)
+}
+
+// Options configures an Introspector. Issuer, Endpoint and Auth are required.
+type Options struct {
+	// Issuer is the issuer identifier: the expected iss of answers (an answer
+	// without iss is taken as this issuer's) and the metric label.
+	Issuer string
+	// Endpoint is the introspection endpoint URL.
+	Endpoint string
+	// Auth authenticates tokentailor to the endpoint.
+	Auth clientauth.Method
+	// Audiences, when not empty, must share a value with the answer's aud.
+	Audiences []string
+	// ScopeClaims name the members holding scopes; default ["scope"].
+	ScopeClaims []string
+	// JWTResponse asks for and requires RFC 9701 signed answers.
+	JWTResponse bool
+	// Keys verifies RFC 9701 answers; required with JWTResponse.
+	Keys KeySource
+	// Client makes the calls; nil means a client with a Timeout.
+	Client *http.Client
+	// Timeout bounds one introspection call, the wait for a slot included;
+	// default DefaultTimeout.
+	Timeout time.Duration
+	// MaxCacheTTL caps how long an active answer is cached: the longest time
+	// a revoked token still passes. Default DefaultMaxCacheTTL.
+	MaxCacheTTL time.Duration
+	// NegativeTTL is how long a refusal (inactive, expired, wrong audience…)
+	// is cached. Default DefaultNegativeTTL.
+	NegativeTTL time.Duration
+	// CacheEntries bounds the cache; default DefaultCacheEntries.
+	CacheEntries int
+	// MaxInFlight bounds concurrent calls to the endpoint; default DefaultMaxInFlight.
+	MaxInFlight int
+	// MaxBodyBytes bounds an answer; larger ones are refused. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Leeway tolerates clock skew on nbf and on the iat/exp of RFC 9701 answers.
+	Leeway time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives failures, never tokens; nil discards.
+	Logger *slog.Logger
+	// Metrics counts calls and cache lookups; may be nil.
+	Metrics *metrics.Metrics
+}
+
+// Introspector is an extauthz.Authenticator for opaque tokens.
+type Introspector struct {
+	opts   Options
+	cache  *cache.Cache[entry]
+	group  singleflight.Group
+	sem    *semaphore.Weighted
+	now    func() time.Time
+	log    *slog.Logger
+	accept string
+}
+
+var _ extauthz.Authenticator = (*Introspector)(nil)
+
+// entry is one cached answer: a principal (without its credential) or a
+// refusal, good until until by the injected clock.
+type entry struct {
+	p     *extauthz.Principal
+	nbf   time.Time
+	err   error
+	until time.Time
+}
+
+// New validates opts, applies defaults and returns an Introspector.
+func New(opts Options) (*Introspector, error) {
+	if opts.Issuer == "" {
+		return nil, errors.New("introspect: Issuer is required")
+	}
+	if opts.Auth == nil {
+		return nil, errors.New("introspect: Auth is required")
+	}
+	u, err := url.Parse(opts.Endpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("introspect: Endpoint %q is not an http(s) URL", opts.Endpoint)
+	}
+	if opts.JWTResponse && opts.Keys == nil {
+		return nil, errors.New("introspect: JWTResponse needs Keys")
+	}
+	if len(opts.ScopeClaims) == 0 {
+		opts.ScopeClaims = []string{"scope"}
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: opts.Timeout}
+	}
+	if opts.MaxCacheTTL <= 0 {
+		opts.MaxCacheTTL = DefaultMaxCacheTTL
+	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = DefaultNegativeTTL
+	}
+	if opts.CacheEntries <= 0 {
+		opts.CacheEntries = DefaultCacheEntries
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	i := &Introspector{
+		opts:   opts,
+		sem:    semaphore.NewWeighted(int64(opts.MaxInFlight)),
+		now:    opts.Now,
+		log:    opts.Logger,
+		accept: MediaTypeJSON,
+	}
+	var obs cache.Observer
+	if opts.Metrics != nil {
+		obs = opts.Metrics
+	}
+	i.cache = cache.New[entry]("introspection", opts.CacheEntries, obs)
+	if i.now == nil {
+		i.now = time.Now
+	}
+	if i.log == nil {
+		i.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.JWTResponse {
+		i.accept = MediaTypeJWT
+	}
+	return i, nil
+}
+
+// Authenticate introspects cred (or finds a cached answer) and returns the
+// principal it speaks for. Errors wrap an extauthz sentinel: ErrTokenInactive,
+// ErrTokenExpired, ErrTokenNotYetValid, ErrWrongAudience, ErrUnknownIssuer,
+// ErrInvalidToken (not an access token) for refusals; ErrIssuerUnavailable
+// when no trustworthy answer could be had.
+func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credential) (*extauthz.Principal, error) {
+	if cred.Raw == "" {
+		return nil, extauthz.ErrNoCredential
+	}
+	if len(cred.Raw) > MaxTokenBytes {
+		return nil, fmt.Errorf("%w: token longer than %d bytes", extauthz.ErrMalformedCredential, MaxTokenBytes)
+	}
+	key := cred.Hash()
+	e, err := i.lookup(ctx, key, cred.Raw)
+	if err != nil {
+		return nil, err
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	now := i.now()
+	if !now.Before(e.p.ExpiresAt) {
+		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
+	}
+	if !e.nbf.IsZero() && now.Add(i.opts.Leeway).Before(e.nbf) {
+		return nil, fmt.Errorf("%w: introspected token not valid before nbf", extauthz.ErrTokenNotYetValid)
+	}
+	p := *e.p
+	p.Audience = slices.Clone(p.Audience)
+	p.Scopes = slices.Clone(p.Scopes)
+	p.Claims = maps.Clone(p.Claims)
+	p.Credential = cred
+	return &p, nil
+}
+
+// lookup returns the cached entry for key or introspects raw, sharing the call
+// with concurrent lookups of the same key.
+func (i *Introspector) lookup(ctx context.Context, key, raw string) (entry, error) {
+	if e, ok := i.cached(key); ok {
+		return e, nil
+	}
+	ch := i.group.DoChan(key, func() (any, error) {
+		if e, ok := i.cached(key); ok {
+			return e, nil
+		}
+		return i.introspect(ctx, key, raw)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return entry{}, r.Err
+		}
+		return r.Val.(entry), nil
+	case <-ctx.Done():
+		return entry{}, fmt.Errorf("%w: waiting for introspection: %w", extauthz.ErrIssuerUnavailable, ctx.Err())
+	}
+}
+
+func (i *Introspector) cached(key string) (entry, bool) {
+	e, ok := i.cache.Get(key)
+	if !ok {
+		return entry{}, false
+	}
+	if !i.now().Before(e.until) {
+		i.cache.Delete(key)
+		return entry{}, false
+	}
+	return e, true
+}
+
+// introspect makes one call and caches its outcome. Refusals come back as an
+// entry with err set; only unavailability is returned as an error.
+//
+// ctx is the first caller's. Waiting for a slot ends with it (nobody is left
+// to serve when it was the only caller); the call itself must not die with
+// it, as other callers may share it, so it runs on a detached context
+// bounded by Timeout while each caller waits on its own context.
+func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, error) {
+	short := key[:12] // extauthz.ShortHash(raw), without hashing again
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.opts.Timeout)
+	defer cancel()
+	waitCtx, stopWait := context.WithCancel(callCtx)
+	defer stopWait()
+	defer context.AfterFunc(ctx, stopWait)()
+	if err := i.sem.Acquire(waitCtx, 1); err != nil {
+		i.log.WarnContext(ctx, "introspection slots exhausted", "issuer", i.opts.Issuer, "token", short)
+		i.opts.Metrics.IssuerCall(i.opts.Issuer, "introspection", err)
+		return entry{}, fmt.Errorf("%w: too many introspection calls in flight: %w", extauthz.ErrIssuerUnavailable, err)
+	}
+	a, err := i.call(callCtx, raw)
+	i.sem.Release(1)
+	i.opts.Metrics.IssuerCall(i.opts.Issuer, "introspection", err)
+	if err != nil {
+		i.log.WarnContext(ctx, "introspection failed", "issuer", i.opts.Issuer, "token", short, "error", err)
+		return entry{}, fmt.Errorf("%w: %w", extauthz.ErrIssuerUnavailable, err)
+	}
+	now := i.now()
+	p, err := i.principal(a, now)
+	if err != nil {
+		e := entry{err: err, until: now.Add(i.opts.NegativeTTL)}
+		i.cache.Set(key, e, i.opts.NegativeTTL)
+		i.log.DebugContext(ctx, "introspection refused token", "issuer", i.opts.Issuer, "token", short, "error", err)
+		return e, nil
+	}
+	ttl := min(p.ExpiresAt.Sub(now), i.opts.MaxCacheTTL)
+	e := entry{p: p, nbf: a.NotBefore, until: now.Add(ttl)}
+	i.cache.Set(key, e, ttl)
+	return e, nil
+}
+
+// call posts the token and parses the answer.
+func (i *Introspector) call(ctx context.Context, raw string) (*Answer, error) {
+	form := url.Values{"token": {raw}, "token_type_hint": {"access_token"}}
+	req, err := clientauth.NewRequest(ctx, i.opts.Auth, i.opts.Endpoint, form)
+	if err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Accept", i.accept)
+	resp, err := i.opts.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("calling introspection endpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, i.opts.MaxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("introspection endpoint answered HTTP %d", resp.StatusCode)
+	}
+	if int64(len(body)) > i.opts.MaxBodyBytes {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformedAnswer, i.opts.MaxBodyBytes)
+	}
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		mt = ""
+	}
+	if i.opts.JWTResponse {
+		if mt != MediaTypeJWT {
+			return nil, fmt.Errorf("%w: media type %q, want %s", ErrMalformedAnswer, mt, MediaTypeJWT)
+		}
+		return i.parseJWTAnswer(ctx, strings.TrimSpace(string(body)))
+	}
+	if mt != MediaTypeJSON && !strings.HasSuffix(mt, "+json") {
+		return nil, fmt.Errorf("%w: media type %q, want %s", ErrMalformedAnswer, mt, MediaTypeJSON)
+	}
+	return ParseAnswer(body, i.opts.ScopeClaims)
+}
+
+// acceptedTokenTypes lists the token_type values of an access token usable
+// as a bearer token; "" is an answer without token_type. DPoP- or otherwise
+// bound tokens are refused: tokentailor cannot check their proof.
+var acceptedTokenTypes = map[string]bool{
+	"": true, "bearer": true, "access_token": true, "urn:ietf:params:oauth:token-type:access_token": true,
+}
+
+// principal checks an answer and builds the principal it describes.
+func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal, error) {
+	if !a.Active {
+		return nil, fmt.Errorf("%w: introspection says inactive", extauthz.ErrTokenInactive)
+	}
+	if !acceptedTokenTypes[strings.ToLower(a.TokenType)] || (a.TokenUse != "" && a.TokenUse != "access_token") {
+		return nil, fmt.Errorf("%w: not a bearer access token", extauthz.ErrInvalidToken)
+	}
+	iss := a.Issuer
+	if iss == "" {
+		iss = i.opts.Issuer
+	} else if iss != i.opts.Issuer {
+		return nil, fmt.Errorf("%w: introspection answer names another issuer", extauthz.ErrUnknownIssuer)
+	}
+	if len(i.opts.Audiences) > 0 && !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
+		return nil, fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	}
+	exp := a.ExpiresAt
+	if exp.IsZero() {
+		// No exp: vouch for the token only as long as the answer is cached,
+		// so anything derived from it (minted tokens) lives no longer.
+		exp = now.Add(i.opts.MaxCacheTTL)
+	}
+	if !now.Before(exp) {
+		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
+	}
+	return &extauthz.Principal{
+		Issuer:    iss,
+		Subject:   a.Subject,
+		ClientID:  a.ClientID,
+		Audience:  a.Audience,
+		Scopes:    a.Scopes,
+		Claims:    a.Claims,
+		ExpiresAt: exp,
+		IssuedAt:  a.IssuedAt,
+	}, nil
+}
