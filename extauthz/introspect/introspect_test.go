@@ -238,7 +238,7 @@ func TestRequestSent(t *testing.T) {
 
 func TestUnavailable(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(f *fixture)
 	}{
 		{name: "server down (503)", break_: func(f *fixture) { f.is.SetDown(true) }},
@@ -590,7 +590,6 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
-
 
 // authOf authenticates as id (default: the fixture's client) with the
 // fixture's secret, using client_secret_post.
