@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/cache"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
@@ -68,6 +70,7 @@ type Minter struct {
 	jwks    []byte
 	cache   *cache.Cache[cachedToken]
 	now     func() time.Time
+	flight  singleflight.Group
 }
 
 type cachedToken struct {
@@ -165,18 +168,24 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 	if err := ctx.Err(); err != nil {
 		return extauthz.Token{}, fmt.Errorf("%w: mint: %w", extauthz.ErrInternal, err)
 	}
-	tok, err := m.mint(now, p, g)
-	if err != nil {
-		return extauthz.Token{}, err
+	if key == "" {
+		return m.mint(now, p, g)
 	}
-	if key != "" {
+	// Concurrent requests with the same fresh token (a browser fanning out)
+	// share one signature instead of each paying for their own.
+	v, err, _ := m.flight.Do(key, func() (any, error) {
+		tok, err := m.mint(now, p, g)
+		if err != nil {
+			return extauthz.Token{}, err
+		}
 		// renewAt, checked against the injected clock on every hit, is what
 		// counts; the entry's own TTL (on go-cache's wall clock) only frees
 		// the memory about when it stops being usable.
 		renewAt := now.Add(tok.ExpiresAt.Sub(now) * renewNum / renewDen)
 		m.cache.Set(key, cachedToken{tok: tok, renewAt: renewAt}, renewAt.Sub(now))
-	}
-	return tok, nil
+		return tok, nil
+	})
+	return v.(extauthz.Token), err
 }
 
 // mint signs a new token. now is the minting time.

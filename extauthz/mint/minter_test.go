@@ -695,6 +695,38 @@ func TestNewOptions(t *testing.T) {
 	}
 }
 
+// TestConcurrentMissesShareOneMint: goroutines asking at once for the same
+// fresh token either join the one mint in flight or find its result cached.
+func TestConcurrentMissesShareOneMint(t *testing.T) {
+	clock := newClock()
+	m := newMinter(t, clock, testKey(t, AlgRS256)) // slow signing widens the window
+	p := principal(clock, "fresh", time.Hour)
+	start := make(chan struct{})
+	results := make(chan string, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			tok, err := m.Token(context.Background(), p, grant())
+			if err != nil {
+				t.Error(err)
+			}
+			results <- tok.Value
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+	first := <-results
+	for v := range results {
+		if v != first {
+			t.Fatal("concurrent requests got different tokens")
+		}
+	}
+}
+
 func TestTokenConcurrent(t *testing.T) {
 	clock := newClock()
 	m := newMinter(t, clock, testKey(t, AlgEdDSA))
