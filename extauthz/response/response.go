@@ -1,0 +1,279 @@
+// Package response turns the outcome of a Check into Envoy's CheckResponse:
+// an OkHttpResponse that hands the upstream its token, or a DeniedHttpResponse
+// that follows RFC 6750. It holds the one table (table.go) that maps every
+// extauthz deny sentinel to an HTTP status, a WWW-Authenticate challenge, a
+// stable reason label and a client-safe description.
+//
+// Every outcome, failures included, is a CheckResponse with a non-OK status
+// and a DeniedHttpResponse, never a gRPC error: Envoy would treat a gRPC error
+// as a failure of the authorization service and apply failure_mode_allow.
+//
+// # How Envoy applies an OkHttpResponse
+//
+// Envoy's ext_authz HTTP filter (source/extensions/filters/http/ext_authz/
+// ext_authz.cc, Filter::onComplete, case CheckStatus::OK) first applies the
+// header mutations of `headers` (set, add, append), and only THEN removes
+// `headers_to_remove`. Naming the internal token's header in
+// headers_to_remove would therefore delete the token that was just set.
+// So Allow never removes that header: the token header is set with
+// OVERWRITE_IF_EXISTS_OR_ADD, which replaces every value a client sent under
+// that name (DESIGN invariant 3), and headers_to_remove only names other
+// headers (the client's credential header when the route strips it). When
+// there is no token to set, the header is removed instead.
+//
+// # append and append_action
+//
+// Envoy up to 1.36 read only the deprecated `append` flag; 1.37 briefly read
+// `append_action` (default APPEND_IF_EXISTS_OR_ADD: the token was added next
+// to the client's header); later releases read `append` first when it is set
+// and map false to "set" (source/extensions/filters/common/ext_authz/
+// ext_authz_grpc_impl.cc, has_append()). Every header written here therefore
+// carries both `append: false` and `append_action: OVERWRITE_IF_EXISTS_OR_ADD`,
+// which every version reads as "overwrite". The ext_authz client does not
+// reject both being set (only the route HeaderParser does).
+//
+// # Allocation
+//
+// Responses are marshalled by gRPC after Allow or Deny returns, so nothing
+// returned is ever modified again. The parts of a denial that do not depend
+// on the request (status, headers, body) are built once per table row and
+// shared read-only by every response; protobuf messages may be marshalled
+// concurrently as long as nobody writes to them. Callers must therefore
+// treat returned messages as read-only (they may set top-level fields of the
+// CheckResponse itself, such as DynamicMetadata, which is never shared).
+package response
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+)
+
+// Builder builds CheckResponses. The zero value with Realm set is ready to
+// use; what does not depend on the request is computed on first use. A
+// Builder must not be copied after first use; it is safe for concurrent use.
+type Builder struct {
+	// Realm is the realm of WWW-Authenticate challenges; empty omits it.
+	Realm string
+
+	once     sync.Once
+	denials  [len(rows)]*authv3.DeniedHttpResponse
+	statuses [len(rows)]*rpcstatus.Status
+	// ok, appendFalse and jsonCT, noStore are shared read-only parts.
+	ok          *rpcstatus.Status
+	appendFalse *wrapperspb.BoolValue
+	jsonCT      *corev3.HeaderValueOption
+	noStore     *corev3.HeaderValueOption
+}
+
+// NewBuilder returns a Builder for realm with its static parts built.
+func NewBuilder(realm string) *Builder {
+	b := &Builder{Realm: realm}
+	b.once.Do(b.init)
+	return b
+}
+
+func (b *Builder) init() {
+	b.ok = &rpcstatus.Status{Code: int32(rpccode.Code_OK)}
+	b.appendFalse = wrapperspb.Bool(false)
+	b.jsonCT = b.header("content-type", "application/json")
+	b.noStore = b.header("cache-control", "no-store")
+	for i, r := range rows {
+		b.statuses[i] = &rpcstatus.Status{Code: int32(grpcCode(r.status)), Message: r.reason}
+		b.denials[i] = b.denied(i, "")
+	}
+}
+
+// header returns a HeaderValueOption that overwrites name in every Envoy
+// release (see the package documentation).
+func (b *Builder) header(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		Append:       b.appendFalse,
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// denied builds the DeniedHttpResponse of row i; scope is the scope
+// parameter of an insufficient_scope challenge, "" for none.
+func (b *Builder) denied(i int, scope string) *authv3.DeniedHttpResponse {
+	r := rows[i]
+	headers := make([]*corev3.HeaderValueOption, 0, 3)
+	if r.challenge {
+		headers = append(headers, b.header("www-authenticate", challenge(b.Realm, r.code, r.desc, scope)))
+	}
+	headers = append(headers, b.jsonCT, b.noStore)
+	return &authv3.DeniedHttpResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.status)},
+		Headers: headers,
+		Body:    body(r),
+	}
+}
+
+// body is the small JSON document of a denial.
+func body(r row) string {
+	code := r.code
+	if code == "" {
+		switch r.status {
+		case http.StatusUnauthorized:
+			code = "unauthorized"
+		case http.StatusForbidden:
+			code = "access_denied"
+		default:
+			code = "temporarily_unavailable"
+		}
+	}
+	out, err := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{code, r.desc})
+	if err != nil { // two plain strings cannot fail to marshal
+		return `{"error":"temporarily_unavailable"}`
+	}
+	return string(out)
+}
+
+// grpcCode maps an HTTP denial status to the google.rpc code of CheckResponse.status.
+func grpcCode(status int) rpccode.Code {
+	switch status {
+	case http.StatusUnauthorized:
+		return rpccode.Code_UNAUTHENTICATED
+	case http.StatusForbidden:
+		return rpccode.Code_PERMISSION_DENIED
+	default:
+		return rpccode.Code_UNAVAILABLE
+	}
+}
+
+// deniedResponse and allowedResponse put every message of one response in a
+// single allocation.
+type deniedResponse struct {
+	resp  authv3.CheckResponse
+	oneof authv3.CheckResponse_DeniedResponse
+}
+
+type allowedResponse struct {
+	resp   authv3.CheckResponse
+	oneof  authv3.CheckResponse_OkResponse
+	ok     authv3.OkHttpResponse
+	opt    corev3.HeaderValueOption
+	value  corev3.HeaderValue
+	set    [1]*corev3.HeaderValueOption
+	remove [2]string
+}
+
+// Deny returns the denial for err as classified by the table. A nil or
+// unknown error denies with 503 (fail closed).
+func (b *Builder) Deny(err error) *authv3.CheckResponse {
+	b.once.Do(b.init)
+	i, scopes := classify(err)
+	d := b.denials[i]
+	if len(scopes) > 0 {
+		if scope := scopeParam(scopes); scope != "" {
+			d = b.denied(i, scope)
+		}
+	}
+	return b.deny(i, d)
+}
+
+func (b *Builder) deny(i int, d *authv3.DeniedHttpResponse) *authv3.CheckResponse {
+	a := &deniedResponse{}
+	a.oneof.DeniedResponse = d
+	a.resp.Status = b.statuses[i]
+	a.resp.HttpResponse = &a.oneof
+	return &a.resp
+}
+
+// Allow lets the request through and hands the upstream its token:
+//
+//   - g.Header is set to g.Prefix+tok.Value, overwriting whatever the client
+//     sent under that name (DESIGN invariant 3);
+//   - with an empty tok.Value (ModeNone) g.Header is removed instead, so a
+//     client-sent value never reaches the upstream either;
+//   - the client's credential header is removed when g.StripCredential and it
+//     differs from g.Header (when it is the same header it is overwritten).
+//
+// A nil grant, a token without a header to carry it, or a token that cannot
+// be a header value (control characters) is a tokentailor bug or a broken
+// token endpoint answer: Allow then denies with 503 rather than let the
+// request through without its token.
+func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential) *authv3.CheckResponse {
+	b.once.Do(b.init)
+	if g == nil || (tok.Value != "" && (g.Header == "" || !validHeaderValue(g.Prefix) || !validHeaderValue(tok.Value))) {
+		return b.deny(internalRow, b.denials[internalRow])
+	}
+	a := &allowedResponse{}
+	a.resp.Status = b.ok
+	a.resp.HttpResponse = &a.oneof
+	a.oneof.OkResponse = &a.ok
+
+	n := 0
+	if tok.Value != "" {
+		a.value.Key = g.Header
+		a.value.Value = g.Prefix + tok.Value
+		a.opt.Header = &a.value
+		a.opt.Append = b.appendFalse
+		a.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		a.set[0] = &a.opt
+		a.ok.Headers = a.set[:]
+	} else if g.Header != "" {
+		// Nothing is set, so removing the internal header's name is safe.
+		a.remove[n] = g.Header
+		n++
+	}
+	if g.StripCredential && cred.Header != "" && !strings.EqualFold(cred.Header, g.Header) {
+		a.remove[n] = cred.Header
+		n++
+	}
+	if n > 0 {
+		a.ok.HeadersToRemove = a.remove[:n]
+	}
+	return &a.resp
+}
+
+// AllowPublic lets a request through on a public route, removing every header
+// in internalHeaders (the names that carry internal tokens) so a client cannot
+// smuggle a token of its own to the upstream. internalHeaders is referenced,
+// not copied: it must not change afterwards (compute it once per config).
+func (b *Builder) AllowPublic(internalHeaders []string) *authv3.CheckResponse {
+	b.once.Do(b.init)
+	a := &struct {
+		resp  authv3.CheckResponse
+		oneof authv3.CheckResponse_OkResponse
+		ok    authv3.OkHttpResponse
+	}{}
+	a.resp.Status = b.ok
+	a.resp.HttpResponse = &a.oneof
+	a.oneof.OkResponse = &a.ok
+	if len(internalHeaders) > 0 {
+		a.ok.HeadersToRemove = internalHeaders
+	}
+	return &a.resp
+}
+
+// validHeaderValue reports whether s can travel as an HTTP header value:
+// no control characters (CR, LF and NUL above all) and no DEL.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// String describes o for logs: status and reason only.
+func (o Outcome) String() string {
+	return strconv.Itoa(o.Status) + " " + o.Reason
+}
