@@ -21,6 +21,14 @@
 // headers (the client's credential header when the route strips it). When
 // there is no token to set, the header is removed instead.
 //
+// "Overwrite" is HeaderMapImpl::setCopy, which is remove(key) then addCopy in
+// current Envoy (source/common/http/header_map_impl.cc). Old releases (the
+// runtime flag http_set_copy_replace_all_headers, ~2020) replaced only the
+// FIRST value, so a client that sends the internal header twice could keep its
+// second value there; credential extraction already refuses a duplicated
+// credential header, but for a distinct internal header on such old Envoys the
+// server should deny requests that carry it more than once.
+//
 // # append and append_action
 //
 // Envoy up to 1.36 read only the deprecated `append` flag; 1.37 briefly read
