@@ -42,13 +42,20 @@ func (c *countingKeys) Key(ctx context.Context, kid, alg string) (crypto.PublicK
 var hmacSecret = []byte("0123456789abcdef0123456789abcdef")
 
 type fixture struct {
+	cfg  Issuer
 	is   *authztest.Issuer
 	clk  *clock
 	keys *countingKeys
 	v    *Verifier
 }
 
-func setup(t *testing.T, mutate func(*Issuer)) *fixture {
+func setupB(b *testing.B) *fixture { return setupTB(b, nil) }
+
+func authztestAlg(alg string) authztest.SignOption { return authztest.WithAlg(alg) }
+
+func setup(t *testing.T, mutate func(*Issuer)) *fixture { return setupTB(t, mutate) }
+
+func setupTB(t testing.TB, mutate func(*Issuer)) *fixture {
 	t.Helper()
 	clk := newClock()
 	is := authztest.New(t, authztest.WithNow(clk.Now))
@@ -65,7 +72,7 @@ func setup(t *testing.T, mutate func(*Issuer)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{is: is, clk: clk, keys: keys, v: v}
+	return &fixture{cfg: cfg, is: is, clk: clk, keys: keys, v: v}
 }
 
 func (f *fixture) auth(raw string) (*extauthz.Principal, error) {
