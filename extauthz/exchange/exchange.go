@@ -1,0 +1,430 @@
+// Package exchange gets upstream tokens from the authorization server's
+// token endpoint by OAuth 2.0 Token Exchange (RFC 8693): the route mode
+// "exchange". It implements extauthz.TokenSource, like extauthz/mint.
+//
+// # The request (RFC 8693 §2.1)
+//
+//	grant_type=urn:ietf:params:oauth:grant-type:token-exchange
+//	subject_token=<the incoming token>
+//	subject_token_type=urn:ietf:params:oauth:token-type:access_token  (opaque credential)
+//	                   urn:ietf:params:oauth:token-type:jwt           (JWT credential; Options.JWTSubjectTokenType)
+//	audience=<Grant.Audience>            (when set)
+//	resource=<ExchangeSpec.Resource>     (when set, RFC 8707)
+//	scope=<Grant.Scopes, space-separated> (when any)
+//	requested_token_type=<ExchangeSpec.RequestedTokenType, default access_token>
+//	actor_token, actor_token_type        (when ExchangeSpec.Actor)
+//
+// plus the client authentication of Options.Auth.
+//
+// The default requested_token_type is urn:ietf:params:oauth:token-type:access_token,
+// not ...:jwt. RFC 8693 §3 uses "jwt" for a JWT of any purpose, while what
+// the upstream needs is an access token for its audience; a JWT access token
+// (RFC 9068) is such an access token, and servers that issue JWT access
+// tokens issue them for this type (several servers do not support requesting
+// "jwt" at all). A route that must receive a JWT asks for ...:jwt
+// explicitly; the issued token must then have the JWT compact form.
+//
+// # Outcomes
+//
+// OAuth errors from the endpoint (invalid_target, invalid_scope,
+// invalid_grant, unauthorized_client, invalid_request, …) and issued tokens
+// that cannot be forwarded as bearer tokens deny with extauthz.ErrExchangeRefused
+// (403). invalid_client means tokentailor's own credentials are wrong: that
+// is extauthz.ErrIssuerUnavailable (503), like network errors, timeouts, 5xx
+// and malformed answers. Nothing is returned that was not a 200 answer.
+//
+// # Lifetime and caching
+//
+// The issued token's lifetime is the authorization server's decision;
+// Token.ExpiresAt reports min(now+expires_in, the issued JWT's exp, the
+// incoming token's exp), so the token is never cached or reported as valid
+// beyond the incoming one. Tokens are cached under a hash of (incoming token,
+// route, audience, scopes, resource, requested type, actor), bounded in
+// number, and renewed once 90% of their lifetime has passed. Concurrent
+// requests for the same entry share one call.
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/cache"
+	"github.com/tokentailor/tokentailor/extauthz/clientauth"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
+)
+
+// RFC 8693 identifiers.
+const (
+	GrantType            = "urn:ietf:params:oauth:grant-type:token-exchange"
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
+	// DefaultRequestedTokenType is asked for when a route names none (see the package doc).
+	DefaultRequestedTokenType = TokenTypeAccessToken
+)
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultCacheEntries = 10000
+	DefaultTimeout      = 2 * time.Second
+	DefaultMaxBodyBytes = 64 << 10
+	// renewFraction of a token's lifetime passes before it is renewed.
+	renewFraction = 0.9
+)
+
+// Options configures an Exchanger. Issuer, TokenEndpoint and Auth are required.
+type Options struct {
+	// Issuer names the issuer whose token endpoint this is; routes whose
+	// ExchangeSpec.Issuer names another are refused. Also the metric label.
+	Issuer string
+	// TokenEndpoint is the token endpoint URL.
+	TokenEndpoint string
+	// Auth authenticates tokentailor to the endpoint.
+	Auth clientauth.Method
+	// ActorToken returns tokentailor's own token, sent as actor_token for
+	// routes with ExchangeSpec.Actor; optional.
+	ActorToken func(ctx context.Context) (string, error)
+	// ActorTokenType is the actor_token_type; default TokenTypeAccessToken.
+	ActorTokenType string
+	// JWTSubjectTokenType is the subject_token_type of a JWT credential;
+	// default TokenTypeJWT. Set TokenTypeAccessToken for servers that only
+	// accept that type for their own JWT access tokens.
+	JWTSubjectTokenType string
+	// Client makes the calls; nil means a client with a Timeout.
+	Client *http.Client
+	// Timeout bounds one call; default DefaultTimeout.
+	Timeout time.Duration
+	// CacheEntries bounds the cache; default DefaultCacheEntries.
+	CacheEntries int
+	// MaxBodyBytes bounds an answer; default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Metrics counts calls and cache lookups; may be nil.
+	Metrics *metrics.Metrics
+	// Logger receives failures, never tokens; nil discards.
+	Logger *slog.Logger
+}
+
+// Exchanger is an extauthz.TokenSource for ModeExchange.
+type Exchanger struct {
+	opts  Options
+	cache *cache.Cache[entry]
+	group singleflight.Group
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+var _ extauthz.TokenSource = (*Exchanger)(nil)
+
+type entry struct {
+	tok     extauthz.Token
+	renewAt time.Time
+}
+
+// New validates opts, applies defaults and returns an Exchanger.
+func New(opts Options) (*Exchanger, error) {
+	if opts.Issuer == "" {
+		return nil, errors.New("exchange: Issuer is required")
+	}
+	if opts.Auth == nil {
+		return nil, errors.New("exchange: Auth is required")
+	}
+	u, err := url.Parse(opts.TokenEndpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("exchange: TokenEndpoint %q is not an http(s) URL", opts.TokenEndpoint)
+	}
+	if opts.ActorTokenType == "" {
+		opts.ActorTokenType = TokenTypeAccessToken
+	}
+	if opts.JWTSubjectTokenType == "" {
+		opts.JWTSubjectTokenType = TokenTypeJWT
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: opts.Timeout}
+	}
+	if opts.CacheEntries <= 0 {
+		opts.CacheEntries = DefaultCacheEntries
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	e := &Exchanger{opts: opts, now: opts.Now, log: opts.Logger}
+	var obs cache.Observer
+	if opts.Metrics != nil {
+		obs = opts.Metrics
+	}
+	e.cache = cache.New[entry]("exchange", opts.CacheEntries, obs)
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	return e, nil
+}
+
+// request is one exchange, resolved from a principal and a grant.
+type request struct {
+	form url.Values
+	key  string
+	jwt  bool // the route requires a JWT
+}
+
+// Token exchanges p's credential for a token for g's audience and scopes.
+// Errors wrap extauthz.ErrExchangeRefused (403), ErrIssuerUnavailable (503),
+// ErrTokenExpired or ErrInternal (misconfigured route).
+func (e *Exchanger) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.Grant) (extauthz.Token, error) {
+	if p == nil || g == nil {
+		return extauthz.Token{}, fmt.Errorf("%w: exchange without principal or grant", extauthz.ErrInternal)
+	}
+	now := e.now()
+	if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
+		return extauthz.Token{}, fmt.Errorf("%w: incoming token expired before exchange", extauthz.ErrTokenExpired)
+	}
+	req, err := e.resolve(p, g)
+	if err != nil {
+		return extauthz.Token{}, err
+	}
+	if c, ok := e.cache.Get(req.key); ok && now.Before(c.renewAt) {
+		return c.tok, nil
+	}
+	actor := g.Exchange != nil && g.Exchange.Actor
+	ch := e.group.DoChan(req.key, func() (any, error) {
+		if c, ok := e.cache.Get(req.key); ok && e.now().Before(c.renewAt) {
+			return c.tok, nil
+		}
+		// Shared by concurrent callers: detached from the first one's
+		// cancellation, bounded by Timeout.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.Timeout)
+		defer cancel()
+		return e.exchange(cctx, req, p, actor, extauthz.ShortHash(p.Credential.Raw), g.Route)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return extauthz.Token{}, r.Err
+		}
+		return r.Val.(extauthz.Token), nil
+	case <-ctx.Done():
+		return extauthz.Token{}, fmt.Errorf("%w: waiting for token exchange: %w", extauthz.ErrIssuerUnavailable, ctx.Err())
+	}
+}
+
+// resolve builds the RFC 8693 form (without actor token and client
+// authentication) and the cache key.
+func (e *Exchanger) resolve(p *extauthz.Principal, g *extauthz.Grant) (request, error) {
+	spec := extauthz.ExchangeSpec{}
+	if g.Exchange != nil {
+		spec = *g.Exchange
+	}
+	if spec.Issuer != "" && spec.Issuer != e.opts.Issuer {
+		return request{}, fmt.Errorf("%w: route %q exchanges at issuer %q, not %q", extauthz.ErrInternal, g.Route, spec.Issuer, e.opts.Issuer)
+	}
+	if spec.Actor && e.opts.ActorToken == nil {
+		return request{}, fmt.Errorf("%w: route %q wants an actor token but none is configured", extauthz.ErrInternal, g.Route)
+	}
+	var subjectType string
+	switch p.Credential.Kind {
+	case extauthz.KindJWT:
+		subjectType = e.opts.JWTSubjectTokenType
+	case extauthz.KindOpaque:
+		subjectType = TokenTypeAccessToken
+	default:
+		return request{}, fmt.Errorf("%w: nothing to exchange", extauthz.ErrNoCredential)
+	}
+	if p.Credential.Raw == "" {
+		return request{}, fmt.Errorf("%w: nothing to exchange", extauthz.ErrNoCredential)
+	}
+	requested := spec.RequestedTokenType
+	if requested == "" {
+		requested = DefaultRequestedTokenType
+	}
+	form := url.Values{
+		"grant_type":           {GrantType},
+		"subject_token":        {p.Credential.Raw},
+		"subject_token_type":   {subjectType},
+		"requested_token_type": {requested},
+	}
+	if g.Audience != "" {
+		form.Set("audience", g.Audience)
+	}
+	if spec.Resource != "" {
+		form.Set("resource", spec.Resource)
+	}
+	scope := strings.Join(g.Scopes, " ")
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	key := extauthz.TokenHash(strings.Join([]string{
+		p.Credential.Raw, g.Route, g.Audience, spec.Resource, scope, requested, fmt.Sprint(spec.Actor),
+	}, "\x00"))
+	return request{form: form, key: key, jwt: requested == TokenTypeJWT}, nil
+}
+
+// exchange makes one call and caches the token it yields.
+func (e *Exchanger) exchange(ctx context.Context, req request, p *extauthz.Principal, actor bool, short, route string) (extauthz.Token, error) {
+	form := url.Values{}
+	for k, v := range req.form {
+		form[k] = v
+	}
+	if actor {
+		at, err := e.opts.ActorToken(ctx)
+		if err != nil || at == "" {
+			e.log.WarnContext(ctx, "no actor token for exchange", "issuer", e.opts.Issuer, "route", route, "error", err)
+			return extauthz.Token{}, fmt.Errorf("%w: actor token unavailable: %v", extauthz.ErrIssuerUnavailable, err)
+		}
+		form.Set("actor_token", at)
+		form.Set("actor_token_type", e.opts.ActorTokenType)
+	}
+	resp, err := e.call(ctx, form)
+	e.opts.Metrics.IssuerCall(e.opts.Issuer, "token", unavailableOnly(err))
+	if err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, extauthz.ErrExchangeRefused) {
+			level = slog.LevelInfo
+		}
+		e.log.Log(ctx, level, "token exchange failed", "issuer", e.opts.Issuer, "route", route, "token", short, "error", err)
+		return extauthz.Token{}, err
+	}
+	if req.jwt && (resp.IssuedTokenType != "" && resp.IssuedTokenType != TokenTypeJWT || !looksLikeJWT(resp.AccessToken)) {
+		e.log.InfoContext(ctx, "token exchange issued no JWT", "issuer", e.opts.Issuer, "route", route, "token", short)
+		return extauthz.Token{}, fmt.Errorf("%w: a JWT was requested, %q was issued", extauthz.ErrExchangeRefused, resp.IssuedTokenType)
+	}
+	now := e.now()
+	exp := p.ExpiresAt
+	if resp.ExpiresIn > 0 {
+		exp = earliest(exp, now.Add(time.Duration(resp.ExpiresIn)*time.Second))
+	}
+	if jwtExp, ok := unverifiedExp(resp.AccessToken); ok {
+		exp = earliest(exp, jwtExp)
+	}
+	tok := extauthz.Token{Value: resp.AccessToken, ExpiresAt: exp}
+	if !exp.IsZero() {
+		if !now.Before(exp) {
+			return extauthz.Token{}, fmt.Errorf("%w: issued token already expired", extauthz.ErrExchangeRefused)
+		}
+		life := exp.Sub(now)
+		renew := time.Duration(float64(life) * renewFraction)
+		e.cache.Set(req.key, entry{tok: tok, renewAt: now.Add(renew)}, renew)
+	}
+	return tok, nil
+}
+
+func unavailableOnly(err error) error {
+	if errors.Is(err, extauthz.ErrIssuerUnavailable) {
+		return err
+	}
+	return nil
+}
+
+// earliest returns the earlier of two times, a zero time meaning "unknown".
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	default:
+		return b
+	}
+}
+
+func looksLikeJWT(s string) bool { return strings.Count(s, ".") == 2 }
+
+// unverifiedExp reads the exp of an issued JWT, to shorten its cache life.
+// The token came from the authorization server over an authenticated
+// channel and is only ever made to live shorter by this, so no signature
+// check is needed here; the upstream verifies it.
+func unverifiedExp(tok string) (time.Time, bool) {
+	if !looksLikeJWT(tok) {
+		return time.Time{}, false
+	}
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, &c); err != nil || c.ExpiresAt == nil {
+		return time.Time{}, false
+	}
+	return c.ExpiresAt.Time, true
+}
+
+// call posts form and parses the answer.
+func (e *Exchanger) call(ctx context.Context, form url.Values) (*Response, error) {
+	req, err := clientauth.NewRequest(ctx, e.opts.Auth, e.opts.TokenEndpoint, form)
+	if err != nil {
+		return nil, fmt.Errorf("%w: building request: %w", extauthz.ErrIssuerUnavailable, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := e.opts.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: calling token endpoint: %w", extauthz.ErrIssuerUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, e.opts.MaxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading answer: %w", extauthz.ErrIssuerUnavailable, err)
+	}
+	if int64(len(body)) > e.opts.MaxBodyBytes {
+		return nil, fmt.Errorf("%w: answer larger than %d bytes", extauthz.ErrIssuerUnavailable, e.opts.MaxBodyBytes)
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(resp.StatusCode, body, isJSON)
+	}
+	if !isJSON {
+		return nil, fmt.Errorf("%w: answer of media type %q", extauthz.ErrIssuerUnavailable, mt)
+	}
+	r, err := ParseResponse(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", extauthz.ErrIssuerUnavailable, err)
+	}
+	if !strings.EqualFold(r.TokenType, "bearer") && r.TokenType != "N_A" {
+		return nil, fmt.Errorf("%w: issued token_type %q cannot be forwarded as a bearer token", extauthz.ErrExchangeRefused, r.TokenType)
+	}
+	return r, nil
+}
+
+// statusError maps a non-200 answer: an OAuth error (RFC 6749 §5.2) of a
+// 4xx status is a refusal, except invalid_client (our own credentials);
+// anything else is unavailability.
+func statusError(status int, body []byte, isJSON bool) error {
+	var oe struct {
+		Error string `json:"error"`
+	}
+	if status >= 400 && status < 500 && isJSON && json.Unmarshal(body, &oe) == nil && validErrorCode(oe.Error) {
+		if oe.Error == "invalid_client" {
+			return fmt.Errorf("%w: token endpoint rejected tokentailor's client credentials (HTTP %d invalid_client)", extauthz.ErrIssuerUnavailable, status)
+		}
+		return fmt.Errorf("%w: HTTP %d %s", extauthz.ErrExchangeRefused, status, oe.Error)
+	}
+	return fmt.Errorf("%w: token endpoint answered HTTP %d", extauthz.ErrIssuerUnavailable, status)
+}
+
+// validErrorCode accepts RFC 6749 error codes (%x20-21 / %x23-5B / %x5D-7E),
+// short enough to be logged.
+func validErrorCode(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
