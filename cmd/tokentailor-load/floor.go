@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+)
+
+// floorServer is the floor: an ext_authz server that answers every Check with
+// the same pre-built OK response setting one header, doing no work at all. It
+// measures what gRPC, the transport and the load generator cost by themselves.
+type floorServer struct {
+	authv3.UnimplementedAuthorizationServer
+	ok *authv3.CheckResponse
+}
+
+func newFloorServer() *floorServer {
+	return &floorServer{ok: &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: 0},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: []*corev3.HeaderValueOption{{
+				Header:       &corev3.HeaderValue{Key: "x-floor", Value: "ok"},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			}},
+		}},
+	}}
+}
+
+// Check returns the pre-built answer.
+func (f *floorServer) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return f.ok, nil
+}
+
+// listen opens a listener for a target: "unix:///path", "unix:path" or a TCP
+// "host:port". A stale unix socket file is removed first.
+func listen(target string) (net.Listener, error) {
+	if path, ok := unixPath(target); ok {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", strings.TrimPrefix(target, "tcp://"))
+}
+
+// unixPath returns the socket path of a unix target.
+func unixPath(target string) (string, bool) {
+	switch {
+	case strings.HasPrefix(target, "unix://"):
+		return strings.TrimPrefix(target, "unix://"), true
+	case strings.HasPrefix(target, "unix:"):
+		return strings.TrimPrefix(target, "unix:"), true
+	}
+	return "", false
+}
+
+// floorCmd runs the floor until ctx ends.
+func floorCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
+	var targets stringList
+	fs.Var(&targets, "listen", "address to serve: host:port or unix:///path (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(targets) == 0 {
+		fmt.Fprintln(os.Stderr, "floor: at least one -listen is required")
+		return 2
+	}
+	if err := serveFloor(ctx, targets, func(addrs []string) {
+		fmt.Printf("floor listening on %s\n", strings.Join(addrs, " "))
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		return 1
+	}
+	return 0
+}
+
+// serveFloor serves the floor on every target until ctx ends; ready is
+// called with the bound addresses once all listen.
+func serveFloor(ctx context.Context, targets []string, ready func([]string)) error {
+	srv := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(srv, newFloorServer())
+	var addrs []string
+	errc := make(chan error, len(targets))
+	for _, t := range targets {
+		ln, err := listen(t)
+		if err != nil {
+			srv.Stop()
+			return err
+		}
+		addrs = append(addrs, ln.Addr().Network()+"://"+ln.Addr().String())
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	if ready != nil {
+		ready(addrs)
+	}
+	select {
+	case <-ctx.Done():
+		srv.Stop()
+		return nil
+	case err := <-errc:
+		srv.Stop()
+		return err
+	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+// String joins the values.
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+// Set appends one value.
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// benchRoute is the route the generated CheckRequests name in their context
+// extensions, as Envoy's per-route ext_authz settings would.
+const benchRoute = "orders-read"
+
+// checkRequest builds the CheckRequest Envoy would send for GET /orders/42
+// carrying token (none when empty), with the dozen headers a browser or SDK
+// request typically has, so that header handling costs what it costs.
+func checkRequest(token string, seq int) *authv3.CheckRequest {
+	h := map[string]string{
+		":authority": "orders.example.com", ":path": "/orders/42?view=full", ":method": "GET",
+		":scheme": "https", "accept": "application/json", "accept-encoding": "gzip, br",
+		"user-agent": "tokentailor-load/1", "x-forwarded-proto": "https",
+		"x-request-id": "3f1b2c4d-" + strconv.Itoa(seq), "x-envoy-expected-rq-timeout-ms": "15000",
+		"content-length": "0",
+	}
+	if token != "" {
+		h["authorization"] = "Bearer " + token
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: h["x-request-id"], Method: "GET", Scheme: "https", Host: "orders.example.com",
+			Path: "/orders/42?view=full", Protocol: "HTTP/1.1", Headers: h,
+		}},
+		ContextExtensions: map[string]string{"route": benchRoute},
+	}}
+}
+
+// source hands workers the requests to send. Warm requests are reused round
+// robin; cold ones are used once each, first from a pre-built pool, then
+// made by gen (signed on the fly) until limit.
+type source struct {
+	// warm requests are sent again and again.
+	warm []*authv3.CheckRequest
+	// cold requests are sent once each.
+	cold []*authv3.CheckRequest
+	// gen makes cold request number seq when the pool is used up; nil ends
+	// the run instead.
+	gen func(seq int64) (*authv3.CheckRequest, error)
+	// coldEvery sends every coldEvery-th request cold when warm is not empty;
+	// 0 sends only warm requests.
+	coldEvery uint64
+	// limit bounds the cold requests (0: no bound).
+	limit int64
+
+	next atomic.Int64
+}
+
+// errExhausted ends a run when its cold tokens are used up.
+var errExhausted = errors.New("cold tokens used up")
+
+// Next returns the request worker w sends as its n-th.
+func (s *source) Next(w int, n uint64) (*authv3.CheckRequest, error) {
+	if len(s.warm) > 0 && (s.coldEvery == 0 || n%s.coldEvery != 0) {
+		return s.warm[(n+uint64(w)*7919)%uint64(len(s.warm))], nil
+	}
+	i := s.next.Add(1) - 1
+	if s.limit > 0 && i >= s.limit {
+		return nil, errExhausted
+	}
+	if i < int64(len(s.cold)) {
+		r := s.cold[i]
+		s.cold[i] = nil // let it be collected: it is never sent again
+		return r, nil
+	}
+	if s.gen == nil {
+		return nil, errExhausted
+	}
+	return s.gen(i)
+}
+
+// Used returns how many cold requests were handed out.
+func (s *source) Used() int64 { return s.next.Load() }
+
+// loadOptions configures one measured run.
+type loadOptions struct {
+	// Target is host:port or unix:///path.
+	Target string
+	// Conns is the number of gRPC connections (HTTP/2 transports).
+	Conns int
+	// Workers is the number of concurrent callers, spread over Conns.
+	Workers int
+	// Warmup runs before measuring; nothing of it is recorded.
+	Warmup time.Duration
+	// Duration is how long to measure (a run ends earlier when its cold
+	// tokens are used up).
+	Duration time.Duration
+	// PID is the server process to charge CPU time to; 0 skips it.
+	PID int
+	// Timeout bounds each Check (default 5s).
+	Timeout time.Duration
+}
+
+// result is what one run measured.
+type result struct {
+	Requests, OK, Denied, Errors uint64
+	// FirstError is the first failed call's error, or the first denial's status.
+	FirstError string
+	Elapsed    time.Duration
+	Hist       Histogram
+	// ServerCPU and GenCPU are CPU time spent during the measured phase.
+	ServerCPU, GenCPU time.Duration
+	// RSSBefore and RSSAfter are the server's resident memory.
+	RSSBefore, RSSAfter int64
+}
+
+// RPS returns requests per second.
+func (r *result) RPS() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Requests) / r.Elapsed.Seconds()
+}
+
+// CPUPerReq returns the server's CPU time per request.
+func (r *result) CPUPerReq() time.Duration { return perReq(r.ServerCPU, r.Requests) }
+
+// GenCPUPerReq returns the generator's CPU time per request.
+func (r *result) GenCPUPerReq() time.Duration { return perReq(r.GenCPU, r.Requests) }
+
+func perReq(d time.Duration, n uint64) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return d / time.Duration(n)
+}
+
+// dial opens one client connection to target.
+func dial(target string) (*grpc.ClientConn, error) {
+	addr := "passthrough:///" + target
+	if path, ok := unixPath(target); ok {
+		addr = "unix://" + path
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	cc.Connect()
+	return cc, nil
+}
+
+// runLoad warms up, then measures, against o.Target.
+func runLoad(ctx context.Context, o loadOptions, src *source) (*result, error) {
+	if o.Conns < 1 || o.Workers < 1 {
+		return nil, fmt.Errorf("conns and workers must be positive")
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	clients := make([]authv3.AuthorizationClient, o.Conns)
+	for i := range clients {
+		cc, err := dial(o.Target)
+		if err != nil {
+			return nil, err
+		}
+		defer cc.Close()
+		clients[i] = authv3.NewAuthorizationClient(cc)
+	}
+	if o.Warmup > 0 {
+		if _, err := phase(ctx, o, clients, src, o.Warmup, false); err != nil {
+			return nil, fmt.Errorf("warmup: %w", err)
+		}
+	}
+	return phase(ctx, o, clients, src, o.Duration, true)
+}
+
+// phase runs the workers for d. When measure is false only failures matter.
+func phase(ctx context.Context, o loadOptions, clients []authv3.AuthorizationClient, src *source, d time.Duration, measure bool) (*result, error) {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	parts := make([]result, o.Workers)
+	var before ProcSample
+	if o.PID > 0 {
+		var err error
+		if before, err = readProc(o.PID); err != nil {
+			return nil, fmt.Errorf("reading server CPU: %w", err)
+		}
+	}
+	genBefore := selfCPU()
+	start := time.Now()
+	timer := time.AfterFunc(d, func() { stop.Store(true) })
+	defer timer.Stop()
+	for w := range o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			worker(ctx, clients[w%len(clients)], src, w, o.Timeout, &stop, &parts[w])
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	res := &result{Elapsed: elapsed, GenCPU: selfCPU() - genBefore, RSSBefore: before.RSS}
+	if o.PID > 0 {
+		after, err := readProc(o.PID)
+		if err != nil {
+			return nil, fmt.Errorf("reading server CPU: %w", err)
+		}
+		res.ServerCPU, res.RSSAfter = after.CPU-before.CPU, after.RSS
+	}
+	for i := range parts {
+		p := &parts[i]
+		res.Requests += p.Requests
+		res.OK += p.OK
+		res.Denied += p.Denied
+		res.Errors += p.Errors
+		if res.FirstError == "" {
+			res.FirstError = p.FirstError
+		}
+		if measure {
+			res.Hist.Merge(&p.Hist)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// worker sends requests until stop is set or the source is used up.
+func worker(ctx context.Context, c authv3.AuthorizationClient, src *source, w int, timeout time.Duration, stop *atomic.Bool, out *result) {
+	for n := uint64(0); !stop.Load() && ctx.Err() == nil; n++ {
+		req, err := src.Next(w, n)
+		if err != nil {
+			if !errors.Is(err, errExhausted) && out.FirstError == "" {
+				out.FirstError = "making a request: " + err.Error()
+			}
+			stop.Store(true)
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		t0 := time.Now()
+		resp, err := c.Check(cctx, req)
+		took := time.Since(t0)
+		cancel()
+		out.Hist.Record(took)
+		out.Requests++
+		switch {
+		case err != nil:
+			out.Errors++
+			if out.FirstError == "" {
+				out.FirstError = err.Error()
+			}
+		case resp.GetStatus().GetCode() != 0:
+			out.Denied++
+			if out.FirstError == "" {
+				out.FirstError = fmt.Sprintf("denied: code %d, HTTP %d", resp.GetStatus().GetCode(), resp.GetDeniedResponse().GetStatus().GetCode())
+			}
+		default:
+			out.OK++
+		}
+	}
+}

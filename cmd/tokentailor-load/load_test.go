@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+func TestSource(t *testing.T) {
+	warm := []*authv3.CheckRequest{checkRequest("w0", 0), checkRequest("w1", 1)}
+	// cold returns a fresh pool: Next drops the requests it hands out.
+	cold := func() []*authv3.CheckRequest {
+		return []*authv3.CheckRequest{checkRequest("c0", 0), checkRequest("c1", 1)}
+	}
+	genErr := errors.New("sign failed")
+	tests := []struct {
+		name      string
+		src       *source
+		calls     int
+		wantCold  int64
+		wantErrAt int // index of the call that fails, -1 for none
+		wantErr   error
+	}{
+		{name: "warm only never runs out", src: &source{warm: warm}, calls: 10, wantErrAt: -1},
+		{name: "cold pool runs out", src: &source{cold: cold()}, calls: 3, wantCold: 3, wantErrAt: 2, wantErr: errExhausted},
+		{name: "gen takes over after the pool", src: &source{cold: cold(), gen: func(seq int64) (*authv3.CheckRequest, error) {
+			return checkRequest("g", int(seq)), nil
+		}}, calls: 5, wantCold: 5, wantErrAt: -1},
+		{name: "limit stops gen", src: &source{limit: 2, gen: func(seq int64) (*authv3.CheckRequest, error) {
+			return checkRequest("g", int(seq)), nil
+		}}, calls: 3, wantCold: 3, wantErrAt: 2, wantErr: errExhausted},
+		{name: "gen error is passed on", src: &source{gen: func(int64) (*authv3.CheckRequest, error) { return nil, genErr }},
+			calls: 1, wantCold: 1, wantErrAt: 0, wantErr: genErr},
+		{name: "every third is cold", src: &source{warm: warm, cold: cold(), coldEvery: 3}, calls: 6, wantCold: 2, wantErrAt: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for n := range tt.calls {
+				r, err := tt.src.Next(0, uint64(n))
+				if n == tt.wantErrAt {
+					if !errors.Is(err, tt.wantErr) {
+						t.Fatalf("call %d: err = %v, want %v", n, err, tt.wantErr)
+					}
+					return
+				}
+				if err != nil || r == nil {
+					t.Fatalf("call %d: %v, %v", n, r, err)
+				}
+			}
+			if got := tt.src.Used(); got != tt.wantCold {
+				t.Errorf("Used = %d, want %d", got, tt.wantCold)
+			}
+		})
+	}
+}
+
+func TestCheckRequestCarriesToken(t *testing.T) {
+	tests := []struct {
+		name, token, wantAuth string
+	}{
+		{name: "with token", token: "abc", wantAuth: "Bearer abc"},
+		{name: "without token", token: "", wantAuth: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := checkRequest(tt.token, 7)
+			h := r.GetAttributes().GetRequest().GetHttp()
+			if got := h.GetHeaders()["authorization"]; got != tt.wantAuth {
+				t.Errorf("authorization = %q, want %q", got, tt.wantAuth)
+			}
+			if h.GetMethod() != "GET" || h.GetHeaders()[":path"] != h.GetPath() {
+				t.Errorf("inconsistent request: %v", h)
+			}
+			if r.GetAttributes().GetContextExtensions()["route"] != benchRoute {
+				t.Errorf("route extension missing")
+			}
+		})
+	}
+}
+
+// TestRunLoadAgainstFloor drives the in-process floor over both transports
+// and checks the counting, never the timing.
+func TestRunLoadAgainstFloor(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan []string, 1)
+	errc := make(chan error, 1)
+	sock := "unix://" + filepath.Join(t.TempDir(), "floor.sock")
+	go func() { errc <- serveFloor(ctx, []string{"127.0.0.1:0", sock}, func(a []string) { addrs <- a }) }()
+	var got []string
+	select {
+	case got = <-addrs:
+	case err := <-errc:
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, target string
+		src          *source
+		wantAtMost   uint64
+	}{
+		{name: "tcp warm", target: got[0][len("tcp://"):], src: &source{warm: []*authv3.CheckRequest{checkRequest("t", 0)}}},
+		{name: "unix cold until used up", target: sock, src: &source{cold: []*authv3.CheckRequest{
+			checkRequest("a", 0), checkRequest("b", 1), checkRequest("c", 2),
+		}}, wantAtMost: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := runLoad(ctx, loadOptions{Target: tt.target, Conns: 2, Workers: 4, Duration: 200 * time.Millisecond}, tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Requests == 0 || res.OK != res.Requests || res.Errors+res.Denied != 0 {
+				t.Fatalf("requests %d ok %d errors %d denied %d (%s)", res.Requests, res.OK, res.Errors, res.Denied, res.FirstError)
+			}
+			if tt.wantAtMost > 0 && res.Requests > tt.wantAtMost {
+				t.Errorf("sent %d requests from a pool of %d", res.Requests, tt.wantAtMost)
+			}
+			if res.Hist.Count() != res.Requests {
+				t.Errorf("histogram holds %d values for %d requests", res.Hist.Count(), res.Requests)
+			}
+		})
+	}
+}
+
+func TestRunLoadCountsErrors(t *testing.T) {
+	// Nothing listens on this socket: every call fails, and is counted.
+	target := "unix://" + filepath.Join(t.TempDir(), "none.sock")
+	res, err := runLoad(context.Background(), loadOptions{Target: target, Conns: 1, Workers: 1, Duration: 100 * time.Millisecond, Timeout: 50 * time.Millisecond},
+		&source{warm: []*authv3.CheckRequest{checkRequest("", 0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors == 0 || res.OK != 0 || res.FirstError == "" {
+		t.Errorf("errors %d ok %d first %q", res.Errors, res.OK, res.FirstError)
+	}
+}
+
+func TestRunLoadRejectsBadOptions(t *testing.T) {
+	if _, err := runLoad(context.Background(), loadOptions{Target: "127.0.0.1:1"}, &source{}); err == nil {
+		t.Fatal("zero workers accepted")
+	}
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// clockTicks is the kernel's USER_HZ: /proc/PID/stat counts CPU time in
+// these. It is 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// errBadStat is wrapped by every parse error of /proc/PID/stat.
+var errBadStat = errors.New("malformed /proc/PID/stat")
+
+// ProcSample is what one read of /proc/PID/stat tells about a process.
+type ProcSample struct {
+	// CPU is user + system time consumed so far.
+	CPU time.Duration
+	// RSS is the resident set size in bytes.
+	RSS int64
+}
+
+// parseStat parses the content of /proc/PID/stat. The command name (field 2)
+// is in parentheses and may itself hold spaces and parentheses, so fields are
+// counted from the last ')'.
+func parseStat(b []byte, pageSize int) (ProcSample, error) {
+	s := string(b)
+	end := strings.LastIndexByte(s, ')')
+	if end < 0 {
+		return ProcSample{}, fmt.Errorf("%w: no command name", errBadStat)
+	}
+	f := strings.Fields(s[end+1:])
+	// f[0] is field 3 (state): utime is field 14, stime 15, rss 24.
+	const utime, stime, rss = 14 - 3, 15 - 3, 24 - 3
+	if len(f) <= rss {
+		return ProcSample{}, fmt.Errorf("%w: %d fields after the command name", errBadStat, len(f))
+	}
+	var v [3]int64
+	for i, idx := range []int{utime, stime, rss} {
+		n, err := strconv.ParseInt(f[idx], 10, 64)
+		// 2^40 ticks is 348 years of CPU; 2^40 pages is 4 PiB: beyond is garbage.
+		if err != nil || n < 0 || n > 1<<40 {
+			return ProcSample{}, fmt.Errorf("%w: field %d is not a count", errBadStat, idx+3)
+		}
+		v[i] = n
+	}
+	ticks := v[0] + v[1]
+	return ProcSample{
+		CPU: time.Duration(ticks) * (time.Second / clockTicks),
+		RSS: v[2] * int64(pageSize),
+	}, nil
+}
+
+// readProc samples process pid.
+func readProc(pid int) (ProcSample, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ProcSample{}, err
+	}
+	return parseStat(b, os.Getpagesize())
+}
+
+// selfCPU returns the CPU time this process consumed so far (all threads).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,191 @@
+// Package server runs tokentailor: the Envoy ext_authz gRPC service, the
+// gRPC health service, the HTTP admin listener (JWKS, health, readiness,
+// metrics), live reload and graceful shutdown.
+//
+// Check walks one request down the path of extauthz:
+//
+//	CheckRequest → Request → route → Credential → Principal → Grant → Token → CheckResponse
+//
+// Every stage reads one immutable Pipeline, built from one config and swapped
+// atomically on reload, so a Check never sees half of a new config.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
+	"github.com/tokentailor/tokentailor/extauthz/request"
+	"github.com/tokentailor/tokentailor/extauthz/response"
+)
+
+// Authz implements envoy.service.auth.v3.Authorization on the current Pipeline.
+type Authz struct {
+	authv3.UnimplementedAuthorizationServer
+
+	pipe    atomic.Pointer[Pipeline]
+	log     *slog.Logger
+	metrics *metrics.Metrics
+}
+
+var _ authv3.AuthorizationServer = (*Authz)(nil)
+
+// NewAuthz returns an Authz serving p. log and m may be nil.
+func NewAuthz(p *Pipeline, log *slog.Logger, m *metrics.Metrics) *Authz {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Authz{log: log, metrics: m}
+	a.pipe.Store(p)
+	return a
+}
+
+// Pipeline returns the pipeline in use.
+func (a *Authz) Pipeline() *Pipeline { return a.pipe.Load() }
+
+// Swap makes p the pipeline for every later Check and returns the old one.
+// Checks already running finish on the old one.
+func (a *Authz) Swap(p *Pipeline) *Pipeline { return a.pipe.Swap(p) }
+
+// Check answers one Envoy ext_authz request. Every outcome of a well-formed
+// request is a CheckResponse; a gRPC error is returned only for a request
+// that carries no HTTP attributes at all, because Envoy treats gRPC errors
+// by failure_mode_allow.
+func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	p := a.pipe.Load()
+	r, err := request.FromCheck(req)
+	if err != nil {
+		a.metrics.Decision("error", "bad_request", "", time.Since(start))
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	out := p.Decide(ctx, &r)
+	a.record(&out, time.Since(start))
+	return out.Response, nil
+}
+
+func (a *Authz) record(out *Outcome, took time.Duration) {
+	if out.Err == nil {
+		a.metrics.Decision("allow", "ok", out.Route, took)
+		if a.log.Enabled(context.Background(), slog.LevelDebug) {
+			a.log.Debug("allow", "route", out.Route, "token", out.TokenHash, "sub", out.Subject, "mode", string(out.Mode), "took", took)
+		}
+		return
+	}
+	o := response.Classify(out.Err)
+	a.metrics.Decision("deny", o.Reason, out.Route, took)
+	level := slog.LevelInfo
+	if o.Status >= 500 {
+		level = slog.LevelWarn
+	}
+	a.log.Log(context.Background(), level, "deny", "route", out.Route, "status", o.Status, "reason", o.Reason,
+		"token", out.TokenHash, "error", out.Err.Error(), "took", took)
+}
+
+// Outcome is the result of Decide: the answer for Envoy plus what logs and
+// metrics need (never the token itself).
+type Outcome struct {
+	// Response is the answer for Envoy.
+	Response *authv3.CheckResponse
+	// Err is the deny reason, nil when allowed.
+	Err error
+	// Route is the matched route's name, "" when none matched.
+	Route string
+	// TokenHash is the short hash of the client's token.
+	TokenHash string
+	// Subject is the principal's sub, when one was established.
+	Subject string
+	// Mode is how the upstream token was produced.
+	Mode extauthz.Mode
+	// Principal is the validated principal, for explain.
+	Principal *extauthz.Principal
+	// Grant is what the upstream gets, for explain.
+	Grant *extauthz.Grant
+	// Token is the upstream token, for explain.
+	Token extauthz.Token
+}
+
+// Decide runs the policy path for one request. It never returns an allow
+// without a validated credential unless the route is public.
+func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
+	var out Outcome
+	deny := func(err error) Outcome {
+		out.Err = err
+		out.Response = p.Response.Deny(err)
+		return out
+	}
+	route, err := p.Policy.Select(r)
+	if err != nil {
+		return deny(err)
+	}
+	out.Route = route.Name
+	cred, err := p.Credential.Extract(r)
+	if err != nil {
+		return deny(err)
+	}
+	out.TokenHash = extauthz.ShortHash(cred.Raw)
+	if route.Public {
+		out.Mode = extauthz.ModeNone
+		out.Response = p.Response.AllowPublic(p.publicStrip(route.Grant(), cred))
+		return out
+	}
+	if cred.Kind == extauthz.KindNone {
+		return deny(extauthz.ErrNoCredential)
+	}
+	authn := p.JWT
+	if cred.Kind == extauthz.KindOpaque {
+		authn = p.Opaque
+	}
+	if authn == nil {
+		return deny(fmt.Errorf("%w: no issuer accepts %s tokens", extauthz.ErrInvalidToken, cred.Kind))
+	}
+	principal, err := authn.Authenticate(ctx, cred)
+	if err != nil {
+		return deny(err)
+	}
+	out.Principal = principal
+	out.Subject = principal.Subject
+	grant, err := route.Authorize(principal, p.Now())
+	if err != nil {
+		return deny(err)
+	}
+	out.Grant = grant
+	out.Mode = grant.Mode
+	src := p.Sources[grant.Mode]
+	if src == nil {
+		return deny(fmt.Errorf("%w: mode %s is not available", extauthz.ErrInternal, grant.Mode))
+	}
+	tok, err := src.Token(ctx, principal, grant)
+	if err != nil {
+		return deny(err)
+	}
+	if !tok.ExpiresAt.IsZero() && !principal.ExpiresAt.IsZero() && tok.ExpiresAt.After(principal.ExpiresAt) && grant.Mode != extauthz.ModeExchange {
+		// Invariant 2: never hand on a token that outlives the incoming one.
+		return deny(fmt.Errorf("%w: upstream token would outlive the incoming one", extauthz.ErrInternal))
+	}
+	out.Token = tok
+	out.Response = p.Response.Allow(grant, tok, cred)
+	return out
+}
+
+// publicStrip lists the headers removed on a public route: the internal token
+// header (a client must never forge it) and the credential when stripped.
+func (p *Pipeline) publicStrip(g *extauthz.Grant, cred extauthz.Credential) []string {
+	hs := p.internalHeaders
+	if g.StripCredential && cred.Header != "" {
+		return append(hs[:len(hs):len(hs)], cred.Header)
+	}
+	return hs
+}
+
+// errNotReady is returned by readiness checks.
+var errNotReady = errors.New("not ready")

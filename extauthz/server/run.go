@@ -1,0 +1,392 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
+)
+
+// Options configures a Server.
+type Options struct {
+	// ConfigPath is the config file; it and the files it names are watched.
+	ConfigPath string
+	// Config, when set, is used instead of loading ConfigPath (dev mode); no
+	// reload happens then.
+	Config *config.Config
+	// Logger receives logs. Nil builds one from the config's log settings,
+	// writing to LogOutput.
+	Logger *slog.Logger
+	// LogOutput is where a built logger writes (default os.Stderr).
+	LogOutput io.Writer
+	// Env carries overrides for building pipelines (clock, transport, minter).
+	Env Env
+	// ReadyTimeout bounds how long a reload waits for new issuers' keys
+	// before swapping anyway (default 10s).
+	ReadyTimeout time.Duration
+	// AdminMux, when set, gets extra handlers (dev mode's issuer).
+	AdminMux func(*http.ServeMux)
+}
+
+// Server is a running tokentailor: gRPC ext_authz and health on TCP and/or
+// a unix socket, the admin HTTP listener, and the reload watcher.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	level    *slog.LevelVar
+	registry *prometheus.Registry
+	metrics  *metrics.Metrics
+	keySets  *KeySets
+	authz    *Authz
+	health   *health.Server
+	grpc     *grpc.Server
+	admin    *http.Server
+
+	grpcLn, socketLn, adminLn net.Listener
+
+	reloadMu sync.Mutex
+	lastSum  [32]byte
+}
+
+// New loads the config, builds the first pipeline and binds every listener.
+// It fails, binding nothing, on a bad config or unloadable keys.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 10 * time.Second
+	}
+	cfg := opts.Config
+	if cfg == nil {
+		var err error
+		if cfg, err = config.Load(opts.ConfigPath); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{opts: opts, level: new(slog.LevelVar), registry: prometheus.NewRegistry()}
+	s.log = opts.Logger
+	if s.log == nil {
+		s.log = NewLogger(opts.LogOutput, cfg.Log.Format, s.level)
+	}
+	s.level.Set(parseLevel(cfg.Log.Level))
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = metrics.New(s.registry)
+	s.keySets = NewKeySets(context.WithoutCancel(ctx))
+
+	env := s.env()
+	p, err := Build(ctx, cfg, env)
+	if err != nil {
+		s.keySets.Keep(&Pipeline{})
+		return nil, err
+	}
+	s.lastSum = s.sum(cfg)
+	s.authz = NewAuthz(p, s.log, s.metrics)
+
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(1 << 20))
+	authv3.RegisterAuthorizationServer(s.grpc, s.authz)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.setHealth()
+
+	if err := s.listen(cfg); err != nil {
+		s.closeListeners()
+		s.keySets.Keep(&Pipeline{})
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) env() Env {
+	env := s.opts.Env
+	env.Logger = s.log
+	env.Metrics = s.metrics
+	env.KeySets = s.keySets
+	return env
+}
+
+func (s *Server) listen(cfg *config.Config) error {
+	var err error
+	if cfg.Listen.GRPC != "" {
+		if s.grpcLn, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
+			return fmt.Errorf("listen.grpc: %w", err)
+		}
+	}
+	if path := cfg.Listen.Socket; path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("listen.socket: %w", err)
+		}
+		// A socket left by a crashed process would make Listen fail.
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path)
+		}
+		if s.socketLn, err = net.Listen("unix", path); err != nil {
+			return fmt.Errorf("listen.socket: %w", err)
+		}
+		// Envoy runs as another user in the same pod: let the group in.
+		_ = os.Chmod(path, 0o660)
+	}
+	if cfg.Listen.Admin != "" {
+		if s.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
+			return fmt.Errorf("listen.admin: %w", err)
+		}
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range []net.Listener{s.grpcLn, s.socketLn, s.adminLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+// GRPCAddr is the bound TCP address of the gRPC listener, or nil.
+func (s *Server) GRPCAddr() net.Addr { return addr(s.grpcLn) }
+
+// AdminAddr is the bound address of the admin listener, or nil.
+func (s *Server) AdminAddr() net.Addr { return addr(s.adminLn) }
+
+// Authz returns the ext_authz service.
+func (s *Server) Authz() *Authz { return s.authz }
+
+func addr(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
+// Serve serves until ctx ends, reloading on reload signals and on changes of
+// the config file or the files it names. Then it stops accepting, lets
+// in-flight checks finish (at most listen.shutdown_grace) and returns nil.
+func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
+	errc := make(chan error, 3)
+	for _, ln := range []net.Listener{s.grpcLn, s.socketLn} {
+		if ln != nil {
+			go func(ln net.Listener) { errc <- s.grpc.Serve(ln) }(ln)
+		}
+	}
+	if s.admin != nil {
+		go func() {
+			if err := s.admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.watch(wctx, reload)
+	go s.watchReady(wctx)
+	s.log.Info("serving", "grpc", addrString(s.grpcLn), "socket", addrString(s.socketLn), "admin", addrString(s.adminLn))
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			s.log.Error("listener failed", "error", err)
+			s.stop()
+			return err
+		}
+	}
+	s.stop()
+	return nil
+}
+
+func addrString(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+func (s *Server) stop() {
+	s.health.Shutdown()
+	grace := s.authz.Pipeline().Config.Listen.ShutdownGrace.Duration
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.log.Warn("shutdown grace exceeded; closing remaining streams")
+		s.grpc.Stop()
+	}
+	if s.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.admin.Shutdown(ctx)
+		cancel()
+	}
+	if s.socketLn != nil {
+		_ = os.Remove(s.socketLn.Addr().String())
+	}
+	s.keySets.Keep(&Pipeline{})
+	s.log.Info("stopped")
+}
+
+func (s *Server) setHealth() {
+	st := healthpb.HealthCheckResponse_SERVING
+	if s.authz.Pipeline().Ready() != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+}
+
+// watchReady keeps the gRPC health status in step with readiness.
+func (s *Server) watchReady(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.setHealth()
+		}
+	}
+}
+
+// Reload loads the config again and swaps it in if it is valid and its keys
+// load. A bad config is refused and the old one keeps serving. Unchanged
+// files are not reloaded unless force is set.
+func (s *Server) Reload(ctx context.Context, force bool) error {
+	if s.opts.Config != nil {
+		return nil
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	cfg, err := config.Load(s.opts.ConfigPath)
+	if err == nil {
+		sum := s.sum(cfg)
+		if sum == s.lastSum && !force {
+			return nil
+		}
+		var p *Pipeline
+		if p, err = Build(ctx, cfg, s.env()); err == nil {
+			s.waitReady(ctx, p)
+			old := s.authz.Swap(p)
+			s.keySets.Keep(p)
+			s.lastSum = sum
+			s.level.Set(parseLevel(cfg.Log.Level))
+			s.metrics.Reload(nil)
+			s.log.Info("config reloaded", "routes", len(cfg.Routes), "signing_key", signingKey(p), "previous_signing_key", signingKey(old))
+			return nil
+		}
+		s.keySets.Keep(s.authz.Pipeline())
+	}
+	s.metrics.Reload(err)
+	s.log.Error("config reload refused; the previous config keeps serving", "error", err)
+	return err
+}
+
+func signingKey(p *Pipeline) string {
+	if p == nil || p.Minter == nil {
+		return ""
+	}
+	return p.Minter.SigningKeyID()
+}
+
+// waitReady gives a new pipeline's new key sets a moment to fetch, so the
+// swap does not turn valid tokens into 503s.
+func (s *Server) waitReady(ctx context.Context, p *Pipeline) {
+	deadline := time.Now().Add(s.opts.ReadyTimeout)
+	for p.Ready() != nil && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// sum hashes the config file and every file it names, to tell a real change
+// from a touch.
+func (s *Server) sum(cfg *config.Config) [32]byte {
+	h := sha256.New()
+	for _, f := range append([]string{s.opts.ConfigPath}, cfg.Files()...) {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(h, "missing:%s\n", f)
+			continue
+		}
+		fmt.Fprintf(h, "%s:%d\n", f, len(b))
+		h.Write(b)
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// watch reloads on a reload signal and when a watched file changes.
+// Kubernetes updates mounted ConfigMaps and Secrets by swapping a symlink in
+// the directory, so the directories are watched, not the files; a poll every
+// few seconds backs fsnotify up where events are lost.
+func (s *Server) watch(ctx context.Context, reload <-chan struct{}) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		s.log.Warn("file watching unavailable; reload on SIGHUP and by polling", "error", err)
+	}
+	var events <-chan fsnotify.Event
+	if w != nil {
+		defer w.Close()
+		events = w.Events
+		s.watchDirs(w)
+	}
+	poll := time.NewTicker(5 * time.Second)
+	defer poll.Stop()
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reload:
+			s.log.Info("reload requested")
+			_ = s.Reload(ctx, true)
+			if w != nil {
+				s.watchDirs(w)
+			}
+		case <-events:
+			debounce = time.After(300 * time.Millisecond)
+		case <-debounce:
+			_ = s.Reload(ctx, false)
+			if w != nil {
+				s.watchDirs(w)
+			}
+		case <-poll.C:
+			_ = s.Reload(ctx, false)
+		}
+	}
+}
+
+func (s *Server) watchDirs(w *fsnotify.Watcher) {
+	files := append([]string{s.opts.ConfigPath}, s.authz.Pipeline().Config.Files()...)
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(f); err == nil {
+			_ = w.Add(filepath.Dir(abs))
+		}
+	}
+}

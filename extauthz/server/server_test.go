@@ -1,0 +1,614 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokentailor/tokentailor/extauthz/internal/authztest"
+)
+
+// harness runs a real Server on loopback with an authorization-server double.
+type harness struct {
+	t       *testing.T
+	is      *authztest.Issuer
+	dir     string
+	srv     *Server
+	client  authv3.AuthorizationClient
+	conn    *grpc.ClientConn
+	logs    *syncBuffer
+	cancel  context.CancelFunc
+	done    chan struct{}
+	mintPub ed25519.PublicKey
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const baseConfig = `
+listen:
+  grpc: 127.0.0.1:0
+  admin: 127.0.0.1:0
+  shutdown_grace: 5s
+log: {level: debug, format: json}
+mint:
+  issuer: https://tokentailor.test
+  keys: [{file: signing.pem, kid: k1}]
+issuers:
+  - issuer: {{ISSUER}}
+    jwks_url: {{ISSUER}}/jwks.json
+    audiences: [api.example.com]
+    jwks_min_refetch: 1h
+routes:
+  - name: orders
+    match: {path_prefix: /orders}
+    require: {scopes: [orders:read]}
+    upstream:
+      audience: orders-api
+      scopes: [orders:read, orders:write]
+      copy_claims: {tenant: ""}
+      ttl: 2m
+  - name: internal-header
+    match: {path_prefix: /internal}
+    upstream:
+      audience: internal-api
+      header: x-internal-token
+  - name: docs
+    public: true
+    match: {path_prefix: /docs}
+`
+
+func newHarness(t *testing.T, cfg string) *harness {
+	t.Helper()
+	h := &harness{t: t, is: authztest.New(t), dir: t.TempDir(), logs: &syncBuffer{}}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	h.mintPub = pub
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	h.write("signing.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	h.write("config.yaml", strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL()))
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = srv
+	h.done = make(chan struct{})
+	go func() { _ = srv.Serve(ctx, nil); close(h.done) }()
+	h.conn, err = grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.client = authv3.NewAuthorizationClient(h.conn)
+	t.Cleanup(h.stop)
+	h.waitReady()
+	return h
+}
+
+func (h *harness) stop() {
+	h.cancel()
+	<-h.done
+	h.conn.Close()
+}
+
+func (h *harness) write(name, content string) {
+	h.t.Helper()
+	if err := os.WriteFile(filepath.Join(h.dir, name), []byte(content), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) waitReady() {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.srv.Authz().Pipeline().Ready() != nil {
+		if time.Now().After(deadline) {
+			h.t.Fatal("server never became ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) token(claims jwt.MapClaims, opts ...authztest.SignOption) string {
+	base := jwt.MapClaims{
+		"iss": h.is.URL(), "sub": "alice", "aud": "api.example.com", "scope": "orders:read profile",
+		"client_id": "web", "tenant": "acme", "email": "alice@example.com",
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+	}
+	for k, v := range claims {
+		if v == nil {
+			delete(base, k)
+		} else {
+			base[k] = v
+		}
+	}
+	return h.is.Sign(h.t, base, opts...)
+}
+
+func checkRequest(method, path string, headers map[string]string) *authv3.CheckRequest {
+	hm := map[string]string{":method": method, ":path": path, ":authority": "app.test", ":scheme": "http"}
+	for k, v := range headers {
+		hm[k] = v
+	}
+	p, _, _ := strings.Cut(path, "?")
+	_ = p
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: method, Path: path, Host: "app.test", Scheme: "http", Headers: hm,
+		}},
+	}}
+}
+
+func (h *harness) check(method, path string, headers map[string]string) *authv3.CheckResponse {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := h.client.Check(ctx, checkRequest(method, path, headers))
+	if err != nil {
+		h.t.Fatalf("Check: %v", err)
+	}
+	return resp
+}
+
+func httpStatus(resp *authv3.CheckResponse) int {
+	if resp.GetStatus().GetCode() == int32(codes.OK) {
+		return 200
+	}
+	return int(resp.GetDeniedResponse().GetStatus().GetCode())
+}
+
+func header(resp *authv3.CheckResponse, name string) string {
+	for _, hv := range resp.GetOkResponse().GetHeaders() {
+		if hv.GetHeader().GetKey() == name {
+			return hv.GetHeader().GetValue()
+		}
+	}
+	for _, hv := range resp.GetDeniedResponse().GetHeaders() {
+		if strings.EqualFold(hv.GetHeader().GetKey(), name) {
+			return hv.GetHeader().GetValue()
+		}
+	}
+	return ""
+}
+
+// minted parses and verifies the minted token in resp with the keys from
+// the admin JWKS endpoint alone.
+func (h *harness) minted(resp *authv3.CheckResponse, name string) jwt.MapClaims {
+	h.t.Helper()
+	v := strings.TrimPrefix(header(resp, name), "Bearer ")
+	if v == "" {
+		h.t.Fatalf("no %s header in %v", name, resp)
+	}
+	res, err := http.Get("http://" + h.srv.AdminAddr().String() + "/.well-known/jwks.json")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var set struct {
+		Keys []map[string]string `json:"keys"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&set); err != nil {
+		h.t.Fatal(err)
+	}
+	claims := jwt.MapClaims{}
+	_, err = jwt.ParseWithClaims(v, claims, func(tok *jwt.Token) (any, error) {
+		for _, k := range set.Keys {
+			if k["kid"] == tok.Header["kid"] && k["kty"] == "OKP" {
+				x, err := base64.RawURLEncoding.DecodeString(k["x"])
+				return ed25519.PublicKey(x), err
+			}
+		}
+		return nil, fmt.Errorf("kid %v not in JWKS", tok.Header["kid"])
+	}, jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithAudience("orders-api", "internal-api"), jwt.WithIssuer("https://tokentailor.test"))
+	if err != nil {
+		h.t.Fatalf("minted token does not verify with the published JWKS: %v", err)
+	}
+	return claims
+}
+
+func TestCheckAllowsAndMintsNarrowedToken(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	in := h.token(jwt.MapClaims{"scope": "orders:read profile admin"})
+	resp := h.check("GET", "/orders/1?x=y", map[string]string{"authorization": "Bearer " + in})
+	if httpStatus(resp) != 200 {
+		t.Fatalf("want allow, got %v", resp)
+	}
+	c := h.minted(resp, "authorization")
+	if c["sub"] != "alice" || c["aud"] != "orders-api" || c["scope"] != "orders:read" || c["tenant"] != "acme" {
+		t.Fatalf("minted claims = %v", c)
+	}
+	if _, ok := c["email"]; ok {
+		t.Fatal("claim outside the allowlist was copied")
+	}
+	// The same token again is served from cache: the same minted token.
+	again := h.check("GET", "/orders/2", map[string]string{"authorization": "Bearer " + in})
+	if header(again, "authorization") != header(resp, "authorization") {
+		t.Fatal("minted token not reused from cache")
+	}
+}
+
+// DESIGN invariant 1.
+func TestInvariantNoAllowWithoutValidatedCredential(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	good := h.token(nil)
+	parts := strings.Split(good, ".")
+	cases := map[string]map[string]string{
+		"none":              {},
+		"empty bearer":      {"authorization": "Bearer "},
+		"garbage":           {"authorization": "Bearer garbage"},
+		"tampered payload":  {"authorization": "Bearer " + parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+h.is.URL()+`","sub":"mallory","aud":"api.example.com","scope":"orders:read","exp":9999999999}`)) + "." + parts[2]},
+		"stripped sig":      {"authorization": "Bearer " + parts[0] + "." + parts[1] + "."},
+		"basic scheme":      {"authorization": "Basic " + good},
+		"internal header":   {"x-internal-token": good},
+		"two authorization": {"authorization": "Bearer " + good + ",Bearer " + good},
+	}
+	for name, hdrs := range cases {
+		for _, path := range []string{"/orders", "/internal/x"} {
+			if st := httpStatus(h.check("GET", path, hdrs)); st == 200 {
+				t.Errorf("%s on %s: allowed", name, path)
+			}
+		}
+	}
+	if st := httpStatus(h.check("GET", "/docs/x", nil)); st != 200 {
+		t.Errorf("public route without credential: %d", st)
+	}
+}
+
+// DESIGN invariant 2.
+func TestInvariantInternalTokenNeverOutlivesIncoming(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	for _, left := range []time.Duration{30 * time.Second, 90 * time.Second, time.Hour} {
+		exp := time.Now().Add(left).Unix()
+		resp := h.check("GET", "/orders", map[string]string{"authorization": "Bearer " + h.token(jwt.MapClaims{"exp": exp, "scope": "orders:read orders:write"})})
+		c := h.minted(resp, "authorization")
+		mexp, _ := c.GetExpirationTime()
+		if mexp.Unix() > exp {
+			t.Errorf("incoming exp %d, minted exp %d", exp, mexp.Unix())
+		}
+		if mexp.Unix() > time.Now().Add(2*time.Minute+time.Second).Unix() {
+			t.Errorf("minted exp beyond route ttl")
+		}
+		if c["aud"] != "orders-api" {
+			t.Errorf("aud = %v", c["aud"])
+		}
+		if c["scope"] != "orders:read orders:write" {
+			t.Errorf("scope = %v", c["scope"])
+		}
+	}
+}
+
+// DESIGN invariant 3.
+func TestInvariantClientInternalHeaderNeverReachesUpstream(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	forged := "forged"
+	tok := h.token(nil)
+	// Allowed with a header route: the forged value is overwritten.
+	resp := h.check("GET", "/internal/a", map[string]string{"authorization": "Bearer " + tok, "x-internal-token": forged})
+	if httpStatus(resp) != 200 {
+		t.Fatalf("want allow: %v", resp)
+	}
+	var set bool
+	for _, hv := range resp.GetOkResponse().GetHeaders() {
+		if hv.GetHeader().GetKey() == "x-internal-token" {
+			set = true
+			if hv.GetHeader().GetValue() == forged || hv.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+				t.Fatalf("internal header not overwritten: %v", hv)
+			}
+		}
+	}
+	if !set {
+		t.Fatal("internal header not set")
+	}
+	if !contains(resp.GetOkResponse().GetHeadersToRemove(), "authorization") {
+		t.Error("client credential not stripped")
+	}
+	// Public route: both internal header names are removed.
+	resp = h.check("GET", "/docs/a", map[string]string{"x-internal-token": forged, "authorization": "Bearer " + forged})
+	rm := resp.GetOkResponse().GetHeadersToRemove()
+	if !contains(rm, "x-internal-token") || !contains(rm, "authorization") {
+		t.Fatalf("public route keeps client-sent internal headers: %v", rm)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// DESIGN invariant 4.
+func TestInvariantTokensNeverLogged(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	var tokens []string
+	for _, c := range []jwt.MapClaims{nil, {"exp": time.Now().Add(-time.Hour).Unix()}, {"aud": "other"}, {"scope": "none"}} {
+		tok := h.token(c)
+		tokens = append(tokens, tok)
+		h.check("GET", "/orders", map[string]string{"authorization": "Bearer " + tok})
+	}
+	for _, tok := range []string{"opaque-secret-value-123", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."} {
+		tokens = append(tokens, tok)
+		h.check("GET", "/orders", map[string]string{"authorization": "Bearer " + tok})
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, `"msg":"deny"`) || !strings.Contains(logs, `"msg":"allow"`) {
+		t.Fatalf("decisions not logged:\n%s", logs)
+	}
+	for _, tok := range tokens {
+		for _, part := range strings.Split(tok, ".") {
+			if len(part) > 16 && strings.Contains(logs, part) {
+				t.Fatalf("token material in logs: %q", part)
+			}
+		}
+	}
+	res, err := http.Get("http://" + h.srv.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), `tokentailor_decisions_total{reason="token_expired"`) &&
+		!strings.Contains(string(body), `reason="token_expired"`) {
+		t.Errorf("metrics lack the expired decision:\n%s", body)
+	}
+	for _, tok := range tokens {
+		if strings.Contains(string(body), tok[:16]) {
+			t.Fatal("token material in metrics")
+		}
+	}
+}
+
+// DESIGN invariant 5 (JWT side): keys never fetched ⇒ 503, not allow.
+func TestInvariantUnreachableIssuerFailsClosed(t *testing.T) {
+	is := authztest.New(t)
+	is.SetDown(true)
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	os.WriteFile(filepath.Join(dir, "signing.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(strings.ReplaceAll(baseConfig, "{{ISSUER}}", is.URL())), 0o600)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	srv, err := New(context.Background(), Options{ConfigPath: cfgPath, LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.closeListeners()
+	tok := is.Sign(t, jwt.MapClaims{"iss": is.URL(), "sub": "a", "aud": "api.example.com", "scope": "orders:read", "exp": time.Now().Add(time.Hour).Unix()})
+	resp, err := srv.Authz().Check(context.Background(), checkRequest("GET", "/orders", map[string]string{"authorization": "Bearer " + tok}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if httpStatus(resp) != 503 {
+		t.Fatalf("want 503 with the issuer down, got %d", httpStatus(resp))
+	}
+	if srv.Authz().Pipeline().Ready() == nil {
+		t.Fatal("ready without keys")
+	}
+}
+
+// DESIGN invariant 7, and the bad-input list of the core issue.
+func TestInvariantDenialsFollowRFC6750(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	now := time.Now()
+	rsaPEM := h.is.PublicKeyPEM("RS256")
+	huge := "Bearer " + strings.Repeat("a", 9000)
+	tests := []struct {
+		name      string
+		headers   map[string]string
+		path      string
+		want      int
+		challenge string
+	}{
+		{name: "valid", headers: map[string]string{"authorization": "Bearer " + h.token(nil)}, want: 200},
+		{name: "lowercase bearer", headers: map[string]string{"authorization": "bearer " + h.token(nil)}, want: 200},
+		{name: "missing", want: 401, challenge: `Bearer realm="tokentailor"`},
+		{name: "alg none", headers: map[string]string{"authorization": "Bearer " + h.token(nil, authztest.WithAlg("none"))}, want: 401, challenge: `error="invalid_token"`},
+		{name: "HS256 with RSA public key", headers: map[string]string{"authorization": "Bearer " + h.token(nil, authztest.WithAlg("HS256"), authztest.WithHMACKey(rsaPEM))}, want: 401, challenge: `error="invalid_token"`},
+		{name: "unknown kid", headers: map[string]string{"authorization": "Bearer " + h.token(nil, authztest.WithKid("nope"))}, want: 401, challenge: `error="invalid_token"`},
+		{name: "expired", headers: map[string]string{"authorization": "Bearer " + h.token(jwt.MapClaims{"exp": now.Add(-time.Hour).Unix()})}, want: 401, challenge: `error="invalid_token"`},
+		{name: "nbf in future", headers: map[string]string{"authorization": "Bearer " + h.token(jwt.MapClaims{"nbf": now.Add(time.Hour).Unix()})}, want: 401, challenge: `error="invalid_token"`},
+		{name: "wrong iss", headers: map[string]string{"authorization": "Bearer " + h.token(jwt.MapClaims{"iss": "https://evil.test"})}, want: 401, challenge: `error="invalid_token"`},
+		{name: "wrong aud", headers: map[string]string{"authorization": "Bearer " + h.token(jwt.MapClaims{"aud": "other"})}, want: 401, challenge: `error="invalid_token"`},
+		{name: "missing scope", headers: map[string]string{"authorization": "Bearer " + h.token(jwt.MapClaims{"scope": "profile"})}, want: 403, challenge: `error="insufficient_scope"`},
+		{name: "garbage base64", headers: map[string]string{"authorization": "Bearer eyJ%%%.@@@.###"}, want: 401},
+		{name: "huge token", headers: map[string]string{"authorization": huge}, want: 401, challenge: `error="invalid_token"`},
+		{name: "two authorization headers", headers: map[string]string{"authorization": "Bearer a,Bearer b"}, want: 401},
+		{name: "no route", path: "/nowhere", headers: map[string]string{"authorization": "Bearer " + h.token(nil)}, want: 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := tt.path
+			if path == "" {
+				path = "/orders"
+			}
+			resp := h.check("GET", path, tt.headers)
+			if got := httpStatus(resp); got != tt.want {
+				t.Fatalf("status = %d, want %d (%v)", got, tt.want, resp)
+			}
+			if tt.want == 401 && !strings.HasPrefix(header(resp, "www-authenticate"), "Bearer ") {
+				t.Fatalf("401 without a Bearer challenge: %v", resp)
+			}
+			if ch := header(resp, "www-authenticate"); !strings.Contains(ch, tt.challenge) {
+				t.Fatalf("challenge %q lacks %q", ch, tt.challenge)
+			}
+		})
+	}
+	// The insufficient_scope challenge names the scope.
+	resp := h.check("GET", "/orders", map[string]string{"authorization": "Bearer " + h.token(jwt.MapClaims{"scope": "profile"})})
+	if ch := header(resp, "www-authenticate"); !strings.Contains(ch, `scope="orders:read"`) {
+		t.Fatalf("challenge %q does not name the scope", ch)
+	}
+}
+
+func TestNonHTTPCheckIsAGRPCError(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	_, err := h.client.Check(context.Background(), &authv3.CheckRequest{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("err = %v, want InvalidArgument", err)
+	}
+}
+
+func TestAdminEndpointsAndHealth(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	base := "http://" + h.srv.AdminAddr().String()
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/.well-known/jwks.json": 200, "/nope": 404} {
+		res, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, res.StatusCode, want)
+		}
+	}
+	// The health status follows readiness within a tick.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		hc, err := healthpb.NewHealthClient(h.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName})
+		if err == nil && hc.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gRPC health = %v, %v", hc, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestReloadSwapsAtomicallyAndRefusesBadConfig(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	tok := h.token(nil)
+	hdr := map[string]string{"authorization": "Bearer " + tok}
+
+	// Checks run all along; none may fail or error during the swaps.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failures sync.Map
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := h.client.Check(context.Background(), checkRequest("GET", "/orders", hdr))
+				if err != nil || httpStatus(resp) != 200 {
+					failures.Store(fmt.Sprint(err, resp.GetDeniedResponse().GetBody()), true)
+				}
+			}
+		}()
+	}
+	ctx := context.Background()
+	// A bad config is refused; the old one keeps serving.
+	h.write("config.yaml", strings.ReplaceAll(baseConfig, "ttl: 2m", "ttl: -5m"))
+	if err := h.srv.Reload(ctx, false); err == nil {
+		t.Fatal("bad config accepted")
+	}
+	// A good change (a second key, then signing with it) is swapped in.
+	_, priv2, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv2)
+	h.write("signing2.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	two := strings.Replace(strings.ReplaceAll(baseConfig, "{{ISSUER}}", h.is.URL()), "keys: [{file: signing.pem, kid: k1}]", "keys: [{file: signing.pem, kid: k1}, {file: signing2.pem, kid: k2}]", 1)
+	h.write("config.yaml", two)
+	if err := h.srv.Reload(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	jwks := h.srv.Authz().Pipeline().JWKS()
+	if !bytes.Contains(jwks, []byte(`"k2"`)) || !bytes.Contains(jwks, []byte(`"k1"`)) {
+		t.Fatalf("both keys must be published: %s", jwks)
+	}
+	h.write("config.yaml", strings.Replace(two, "keys: [", "signing_key: k2\n  keys: [", 1))
+	if err := h.srv.Reload(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	failures.Range(func(k, _ any) bool { t.Errorf("check failed during reload: %v", k); return true })
+	if got := h.srv.Authz().Pipeline().Minter.SigningKeyID(); got != "k2" {
+		t.Fatalf("signing key = %q after rotation", got)
+	}
+}
+
+func TestReloadOnFileChange(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	h.write("config.yaml", strings.ReplaceAll(strings.ReplaceAll(baseConfig, "{{ISSUER}}", h.is.URL()), "ttl: 2m", "ttl: 1m"))
+	deadline := time.Now().Add(10 * time.Second)
+	for h.srv.Authz().Pipeline().Config.Routes[0].Upstream.TTL.Duration != time.Minute {
+		if time.Now().After(deadline) {
+			t.Fatal("config file change not picked up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	// A request whose key must be fetched is slow; hold the issuer.
+	var wg sync.WaitGroup
+	results := make(chan int, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := h.client.Check(context.Background(), checkRequest("GET", "/orders", map[string]string{"authorization": "Bearer " + h.token(nil)}))
+			if err != nil {
+				results <- -1
+				return
+			}
+			results <- httpStatus(resp)
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	h.cancel()
+	wg.Wait()
+	close(results)
+	<-h.done
+	for st := range results {
+		if st != 200 && st != -1 {
+			t.Errorf("in-flight check answered %d", st)
+		}
+	}
+}
