@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/tokentailor/tokentailor/extauthz"
-	"github.com/tokentailor/tokentailor/extauthz/internal/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/authztest"
 )
 
 func TestFetchIssuer(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
 	"github.com/tokentailor/tokentailor/extauthz/exchange"
-	"github.com/tokentailor/tokentailor/extauthz/internal/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/authztest"
 )
 
 type clock struct {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
 	"github.com/tokentailor/tokentailor/extauthz/discovery"
-	"github.com/tokentailor/tokentailor/extauthz/internal/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/authztest"
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 )

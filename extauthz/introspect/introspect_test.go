@@ -20,7 +20,7 @@ import (
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
-	"github.com/tokentailor/tokentailor/extauthz/internal/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/authztest"
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 )

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tokentailor/tokentailor/extauthz"
-	"github.com/tokentailor/tokentailor/extauthz/internal/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/authztest"
 )
 
 // clock is a settable test clock.

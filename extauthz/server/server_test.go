@@ -28,7 +28,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/tokentailor/tokentailor/extauthz/internal/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/authztest"
 )
 
 // harness runs a real Server on loopback with an authorization-server double.
