@@ -174,7 +174,26 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	}
 	out.Token = tok
 	out.Response = p.Response.Allow(grant, tok, cred)
+	p.removeOtherInternalHeaders(out.Response, grant, r)
 	return out
+}
+
+// removeOtherInternalHeaders removes client-sent headers named like the
+// internal token header of another route (DESIGN invariant 3): a sidecar's
+// app may trust that header whichever route the request took.
+func (p *Pipeline) removeOtherInternalHeaders(resp *authv3.CheckResponse, g *extauthz.Grant, r *extauthz.Request) {
+	ok := resp.GetOkResponse()
+	if ok == nil || len(p.internalHeaders) < 2 {
+		return
+	}
+	for _, h := range p.internalHeaders {
+		if h == g.Header {
+			continue
+		}
+		if _, sent := r.Headers[h]; sent {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, h)
+		}
+	}
 }
 
 // publicStrip lists the headers removed on a public route: the internal token

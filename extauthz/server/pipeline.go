@@ -311,7 +311,11 @@ func (s *embeddedSource) Token(ctx context.Context, p *extauthz.Principal, g *ex
 	}
 	inner, err := s.verifier.VerifyForAudience(ctx, raw, []string{g.Audience})
 	if err != nil {
-		return extauthz.Token{}, fmt.Errorf("%w: embedded token: %w", extauthz.ErrNoEmbeddedToken, err)
+		if errors.Is(err, extauthz.ErrKeysUnavailable) || errors.Is(err, extauthz.ErrIssuerUnavailable) {
+			return extauthz.Token{}, err // not the token's fault: 503
+		}
+		// The client's token is valid; what it carries for this route is not: 403.
+		return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q: %v", extauthz.ErrNoEmbeddedToken, g.Audience, err)
 	}
 	exp := inner.ExpiresAt
 	if !p.ExpiresAt.IsZero() && exp.After(p.ExpiresAt) {
