@@ -113,7 +113,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"introspection without client", func(s string) string {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i}", 1)
 		}, "issuers[0].client: required for introspection"},
-		{"url with credentials", func(s string) string { return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1) }, "must not carry credentials"},
+		{"url with credentials", func(s string) string {
+			return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1)
+		}, "must not carry credentials"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
