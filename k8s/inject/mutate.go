@@ -225,12 +225,12 @@ func volumes(s settings) []corev1.Volume {
 			Items:                []corev1.KeyToPath{{Key: ConfigKey, Path: ConfigKey}},
 			DefaultMode:          ptr.To[int32](0o444),
 		}}},
-		// The key is readable by the non-root sidecar user (no fsGroup is
-		// imposed on the app's pod) and mounted into the tokentailor container
-		// only.
+		// Every key of the Secret (signing.pem, and e.g. a client secret the
+		// config names) is readable by the non-root sidecar user (no fsGroup
+		// is imposed on the app's pod) and mounted into the tokentailor
+		// container only.
 		{Name: volumeSigningKey, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName:  s.signingSecret,
-			Items:       []corev1.KeyToPath{{Key: SigningKeyKey, Path: SigningKeyKey}},
 			DefaultMode: ptr.To[int32](0o444),
 		}}},
 	}
