@@ -77,6 +77,7 @@ func (b *benchRun) distinct(ctx context.Context) error {
 	}
 	b.out.row(row{name: fmt.Sprintf("distinct-%dk", b.o.distinct/1000), transport: tr, res: res, floor: b.floors[tr]})
 
+	samples = append(samples, memSample{at: res.Elapsed, used: src.Used(), rss: res.RSSAfter})
 	heap, rssMetric := b.memMetrics(ctx, tt.admin)
 	peak := res.RSSAfter
 	for _, s := range samples {

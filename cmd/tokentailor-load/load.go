@@ -104,6 +104,9 @@ type loadOptions struct {
 	PID int
 	// Timeout bounds each Check (default 5s).
 	Timeout time.Duration
+	// OnMeasure, when set, is called once the warm-up is over, just before
+	// the measured phase starts.
+	OnMeasure func()
 }
 
 // result is what one run measured.
@@ -175,6 +178,9 @@ func runLoad(ctx context.Context, o loadOptions, src *source) (*result, error) {
 		if _, err := phase(ctx, o, clients, src, o.Warmup, false); err != nil {
 			return nil, fmt.Errorf("warmup: %w", err)
 		}
+	}
+	if o.OnMeasure != nil {
+		o.OnMeasure()
 	}
 	return phase(ctx, o, clients, src, o.Duration, true)
 }
