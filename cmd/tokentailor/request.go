@@ -4,15 +4,17 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/tokentailor/tokentailor/extauthz/envoyclient"
 )
 
 // headerFlags collects repeated -H "name: value" flags.
@@ -41,30 +43,24 @@ func requestCmd(ctx context.Context, args []string) int {
 		return 2
 	}
 	method, path := strings.ToUpper(fs.Arg(0)), fs.Arg(1)
-	hm := map[string]string{":method": method, ":path": path, ":authority": *host, ":scheme": "http"}
+	hdr := http.Header{}
 	for _, h := range headers {
 		name, value, ok := strings.Cut(h, ":")
 		if !ok {
 			fmt.Fprintf(os.Stderr, "bad header %q: want \"name: value\"\n", h)
 			return 2
 		}
-		name = strings.ToLower(strings.TrimSpace(name))
-		value = strings.TrimSpace(value)
-		if prev, dup := hm[name]; dup {
-			value = prev + "," + value // Envoy joins duplicate headers
-		}
-		hm[name] = value
+		hdr.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
-	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: method, Path: path, Host: *host, Scheme: "http", Headers: hm, Protocol: "HTTP/1.1",
-		}},
-		Source:      &authv3.AttributeContext_Peer{Address: &corev3.Address{}},
-		Destination: &authv3.AttributeContext_Peer{Address: &corev3.Address{}},
-	}}
+	opts := envoyclient.CheckOptions{}
 	if *route != "" {
-		req.Attributes.ContextExtensions = map[string]string{"route": *route}
+		opts.ContextExtensions = map[string]string{"route": *route}
 	}
+	// Built by the same model of Envoy's filter the e2e tests use: lower-case
+	// header map with pseudo-headers, duplicates joined with ",".
+	req := envoyclient.BuildCheckRequest(envoyclient.Request{
+		Method: method, Scheme: "http", Host: *host, Path: path, Header: hdr, RemoteAddr: "127.0.0.1:50000", Protocol: "HTTP/1.1",
+	}, opts)
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tokentailor request:", err)

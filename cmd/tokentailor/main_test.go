@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokentailor/tokentailor/extauthz/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/config"
+)
+
+// capture runs the CLI in-process and returns its exit code and output.
+func capture(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	r, w, _ := os.Pipe()
+	oldOut, oldErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = w, w
+	done := make(chan string)
+	go func() { b, _ := io.ReadAll(r); done <- string(b) }()
+	code := run(context.Background(), args)
+	w.Close()
+	os.Stdout, os.Stderr = oldOut, oldErr
+	return code, <-done
+}
+
+func TestCheckConfig(t *testing.T) {
+	for _, f := range []string{"../../docs/examples/tokentailor-sidecar.yaml", "../../docs/examples/tokentailor-gateway.yaml"} {
+		if code, out := capture(t, "check-config", "-offline", f); code != 0 {
+			t.Errorf("%s: exit %d: %s", f, code, out)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("listen: {grpc: 127.0.0.1:1}\nroutes: [{name: a, upstream: {mode: forward, ttl: -1s}}]\n"), 0o600)
+	code, out := capture(t, "check-config", bad)
+	if code == 0 || !strings.Contains(out, "routes[0].upstream.ttl: must be positive") {
+		t.Fatalf("exit %d, output %q: want a message naming the field", code, out)
+	}
+	// Without -offline the keys are loaded: a missing key file fails.
+	missing := filepath.Join(t.TempDir(), "missing-key.yaml")
+	os.WriteFile(missing, []byte("listen: {grpc: 127.0.0.1:1}\nmint: {issuer: https://x, keys: [{file: nope.pem}]}\nroutes: [{name: a, upstream: {audience: b}}]\n"), 0o600)
+	if code, out := capture(t, "check-config", missing); code == 0 || !strings.Contains(out, "mint.keys[0]") {
+		t.Fatalf("exit %d, output %q: want the key file named", code, out)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if code, _ := capture(t, "frobnicate"); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if code, out := capture(t, "version"); code != 0 || !strings.Contains(out, "tokentailor") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestDevConfigIsValid(t *testing.T) {
+	dir := t.TempDir()
+	if err := writeDevFiles(dir, "127.0.0.1:9191", "127.0.0.1:9090", "http://127.0.0.1:9090/dev"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(filepath.Join(dir, "config.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	is := authztest.New(t)
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	os.WriteFile(filepath.Join(dir, "k.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	cfg := strings.ReplaceAll(`
+listen: {grpc: 127.0.0.1:0}
+mint: {issuer: https://tt.test, keys: [{file: k.pem}]}
+issuers: [{issuer: ISS, jwks_url: ISS/jwks.json, audiences: [api]}]
+routes:
+  - name: orders
+    match: {path_prefix: /orders}
+    require: {scopes: [orders:read]}
+    upstream: {audience: orders-api, scopes: [orders:read], copy_claims: {email: ""}}
+`, "ISS", is.URL())
+	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(cfg), 0o600)
+	tok := is.Sign(t, jwt.MapClaims{"iss": is.URL(), "sub": "alice", "aud": "api", "scope": "orders:read x", "email": "a@x", "exp": time.Now().Add(time.Hour).Unix()})
+	code, out := capture(t, "explain", "-config", filepath.Join(dir, "c.yaml"), "-token", tok, "-path", "/orders/1")
+	if code != 0 || !strings.Contains(out, "ALLOW") || !strings.Contains(out, `"aud": "orders-api"`) || !strings.Contains(out, `"email": "a@x"`) {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if strings.Contains(out, tok) {
+		t.Fatal("explain printed the client's token")
+	}
+	code, out = capture(t, "explain", "-config", filepath.Join(dir, "c.yaml"), "-path", "/orders/1")
+	if code != 3 || !strings.Contains(out, "DENY 401") {
+		t.Fatalf("no token: exit %d:\n%s", code, out)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestDevQuickStart runs the README's first command as a newcomer would and
+// sends the sample Checks it prints.
+func TestDevQuickStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "tokentailor")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	grpcAddr, admin := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "dev", "-grpc", grpcAddr, "-admin", admin)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("dev did not exit cleanly on SIGINT: %v", err)
+		}
+	}()
+	tokens := map[string]string{}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() && len(tokens) < 2 {
+		line := strings.TrimSpace(sc.Text())
+		for _, name := range []string{"READER", "WRITER"} {
+			if v, ok := strings.CutPrefix(line, name+"="); ok {
+				tokens[name] = v
+			}
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	if len(tokens) != 2 {
+		t.Fatalf("dev printed no sample tokens: %v", tokens)
+	}
+	runReq := func(args ...string) int {
+		c := exec.Command(bin, append([]string{"request", "-addr", grpcAddr}, args...)...)
+		var buf strings.Builder
+		c.Stdout, c.Stderr = &buf, &buf
+		defer func() { t.Logf("request %v: %s", args[len(args)-2:], buf.String()) }()
+		if err := c.Run(); err != nil {
+			if ee, ok := err.(*exec.ExitError); ok {
+				return ee.ExitCode()
+			}
+			t.Fatal(err)
+		}
+		return 0
+	}
+	// Generous: CI machines may be busy; this only waits for start-up.
+	deadline := time.Now().Add(30 * time.Second)
+	for runReq("-H", "authorization: Bearer "+tokens["READER"], "GET", "/orders/42") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the reader's GET /orders/42 was never allowed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code := runReq("-H", "authorization: Bearer "+tokens["READER"], "POST", "/orders"); code != 3 {
+		t.Errorf("reader POST: exit %d, want 3 (denied)", code)
+	}
+	if code := runReq("-H", "authorization: Bearer "+tokens["WRITER"], "POST", "/orders"); code != 0 {
+		t.Errorf("writer POST: exit %d, want 0", code)
+	}
+	if code := runReq("GET", "/docs/intro"); code != 0 {
+		t.Errorf("public docs: exit %d, want 0", code)
+	}
+}
