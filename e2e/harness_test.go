@@ -327,10 +327,24 @@ func verifyWithJWKS(ctx context.Context, client *http.Client, jwksURL, token, is
 // ext_authz cluster dialled at tt, its clusters at upstreams.
 func harnessFront(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map[string]string) string {
 	t.Helper()
+	return harnessFrontMode(envoyclient.AppendLegacy)(t, bootstrap, tt, upstreams)
+}
+
+// harnessFrontMode is harnessFront with the given header append model.
+func harnessFrontMode(mode envoyclient.AppendMode) frontFunc {
+	return func(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map[string]string) string {
+		t.Helper()
+		return startHarness(t, bootstrap, tt, upstreams, mode)
+	}
+}
+
+func startHarness(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map[string]string, mode envoyclient.AppendMode) string {
+	t.Helper()
 	s, err := envoyclient.Load(bootstrap, "inbound")
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Filter.AppendMode = mode
 	conn, err := grpc.NewClient(tt.target(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	envoyconfig "github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/envoyclient"
 )
 
 // mintIssuer is mint.issuer in docs/examples/.
@@ -23,6 +24,9 @@ type frontFunc func(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams m
 // installed, through a real Envoy.
 func eachFront(t *testing.T, journey func(t *testing.T, front frontFunc)) {
 	t.Run("harness", func(t *testing.T) { journey(t, harnessFront) })
+	// Envoy 1.37.0 read append_action's default as "add": a server that
+	// relied on it would send two Authorization headers (envoyproxy/envoy#43310).
+	t.Run("harness-append-action", func(t *testing.T) { journey(t, harnessFrontMode(envoyclient.AppendAction)) })
 	t.Run("envoy", func(t *testing.T) {
 		bin := envoyBinary()
 		if bin == "" {
