@@ -44,6 +44,7 @@ const (
 	FailedOpen
 )
 
+// String names the outcome for logs.
 func (o Outcome) String() string {
 	switch o {
 	case Allowed:

@@ -77,8 +77,8 @@
 // principal and certificate), metadata_context and dynamic metadata,
 // header mutation rules (decoder_header_mutation_rules), clear_route_cache
 // (the route is chosen once, before the check), filter_enabled and
-// deny_at_disable, RDS/xDS, weighted clusters, retries, path escaping
-// actions other than plain decoding of nothing, x-envoy-* header
+// deny_at_disable, RDS/xDS, weighted clusters, retries,
+// path_with_escaped_slashes_action, x-envoy-* header
 // sanitising beyond the few headers Proxy sets (x-forwarded-proto,
 // x-forwarded-for, x-request-id), and HTTP/2 specifics.
 package envoyclient
