@@ -264,3 +264,34 @@ func TestOtherRoutesInternalHeadersAreRemoved(t *testing.T) {
 		t.Fatalf("a client-sent internal header of another route reaches the app: %v", resp)
 	}
 }
+
+// DESIGN invariant 6: cached validations, introspection answers and minted
+// tokens never outlive the token they came from, whatever the cache bounds.
+func TestInvariantCachesNeverOutliveTheToken(t *testing.T) {
+	t.Setenv("TT_TEST_CLIENT_SECRET", "s3cret")
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	var intro *authztest.Introspection
+	h := newHarnessClock(t, strings.Replace(modesConfig, "max_cache_ttl: 1m", "max_cache_ttl: 1h", 1), func(is *authztest.Issuer) {
+		intro = is.Introspection(t, authztest.WithClientSecret("tokentailor", "s3cret"))
+		is.Exchange(t, authztest.WithClientSecret("tokentailor", "s3cret"))
+	}, now)
+	exp := clock.Add(5 * time.Minute)
+	jwtTok := h.token(jwt.MapClaims{"exp": exp.Unix(), "iat": clock.Unix()})
+	intro.Register("opaque-short", map[string]any{"active": true, "sub": "bob", "scope": "orders:read", "aud": "api.example.com", "exp": exp.Unix()})
+	for _, tok := range []string{jwtTok, "opaque-short"} {
+		if st := httpStatus(h.check("GET", "/forward", bearer(tok))); st != 200 {
+			t.Fatalf("before exp: %d", st)
+		}
+	}
+	// /forward has no min_lifetime, so only the caches stand between the
+	// expired token and an allow.
+	advance(5*time.Minute + time.Second + 30*time.Second /* beyond any skew */)
+	for _, tok := range []string{jwtTok, "opaque-short"} {
+		if st := httpStatus(h.check("GET", "/forward", bearer(tok))); st != 401 {
+			t.Fatalf("after exp, a cached result let the token pass: %d", st)
+		}
+	}
+}

@@ -43,6 +43,7 @@ type harness struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	mintPub ed25519.PublicKey
+	now     func() time.Time // nil: time.Now
 }
 
 type syncBuffer struct {
@@ -103,7 +104,13 @@ func newHarness(t *testing.T, cfg string) *harness {
 // newHarnessWith lets setup add endpoints to the issuer before the server starts.
 func newHarnessWith(t *testing.T, cfg string, setup func(*authztest.Issuer)) *harness {
 	t.Helper()
-	h := &harness{t: t, is: authztest.New(t), dir: t.TempDir(), logs: &syncBuffer{}}
+	return newHarnessClock(t, cfg, setup, nil)
+}
+
+// newHarnessClock runs the server on the clock now (nil: time.Now).
+func newHarnessClock(t *testing.T, cfg string, setup func(*authztest.Issuer), now func() time.Time) *harness {
+	t.Helper()
+	h := &harness{t: t, is: authztest.New(t), dir: t.TempDir(), logs: &syncBuffer{}, now: now}
 	if setup != nil {
 		setup(h.is)
 	}
@@ -114,7 +121,7 @@ func newHarnessWith(t *testing.T, cfg string, setup func(*authztest.Issuer)) *ha
 	h.write("config.yaml", strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL()))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second})
+	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: Env{Now: h.now}})
 	if err != nil {
 		t.Fatal(err)
 	}
