@@ -1,0 +1,178 @@
+package k8s
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy/validate"
+	"github.com/tokentailor/tokentailor/k8s/inject"
+)
+
+// envtestAssets finds kube-apiserver and etcd built by .ci/build-envtest.sh:
+// KUBEBUILDER_ASSETS, else TOKENTAILOR_ENVTEST_DIR, else
+// ~/.cache/tokentailor/envtest. It returns "" when either binary is absent.
+func envtestAssets() string {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		dir = os.Getenv("TOKENTAILOR_ENVTEST_DIR")
+	}
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(home, ".cache", "tokentailor", "envtest")
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if fi, err := os.Stat(filepath.Join(dir, bin)); err != nil || fi.IsDir() {
+			return ""
+		}
+	}
+	return dir
+}
+
+// TestWebhookAgainstAPIServer registers the webhook exactly as
+// base/webhook/mutatingwebhookconfiguration.yaml declares it (selectors,
+// failurePolicy, ...) with a real kube-apiserver and creates pods through it.
+func TestWebhookAgainstAPIServer(t *testing.T) {
+	assets := envtestAssets()
+	if assets == "" {
+		t.Skip("envtest binaries (kube-apiserver, etcd) not found: run `bash .ci/build-envtest.sh` " +
+			"(builds them into ~/.cache/tokentailor/envtest) or set KUBEBUILDER_ASSETS")
+	}
+	data, err := os.ReadFile(filepath.Join("base", "webhook", "mutatingwebhookconfiguration.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mwc, ok := decodeStrict(t, "mutatingwebhookconfiguration.yaml", data).(*admissionregv1.MutatingWebhookConfiguration)
+	if !ok {
+		t.Fatal("not a MutatingWebhookConfiguration")
+	}
+
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		WebhookInstallOptions:    envtest.WebhookInstallOptions{MutatingWebhooks: []*admissionregv1.MutatingWebhookConfiguration{mwc}},
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting envtest from %s: %v", assets, err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping envtest: %v", err)
+		}
+	})
+
+	// Serve the webhook where envtest pointed the API server, with its certificate.
+	wio := &env.WebhookInstallOptions
+	ln, err := net.Listen("tcp", net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() {
+		served <- inject.Serve(ctx, ln, inject.Options{
+			CertFile:         filepath.Join(wio.LocalServingCertDir, "tls.crt"),
+			KeyFile:          filepath.Join(wio.LocalServingCertDir, "tls.key"),
+			Namespace:        "tokentailor-system",
+			EnvoyImage:       "envoy:test",
+			TokentailorImage: "tokentailor:test",
+		}, nil)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("webhook: %v", err)
+		}
+	})
+
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, labels := range map[string]map[string]string{
+		"shop":               {"tokentailor.io/injection": "enabled"},
+		"tokentailor-system": {"tokentailor.io/injection": "enabled"},
+		"elsewhere":          nil,
+	} {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tests := []struct {
+		name          string
+		namespace     string
+		annotations   map[string]string
+		wantInjected  bool
+		wantCreateErr bool
+	}{
+		{name: "annotated", namespace: "shop", annotations: map[string]string{inject.AnnotationInject: "true", inject.AnnotationPort: "3000"}, wantInjected: true},
+		{name: "plain", namespace: "shop"},
+		{name: "annotated outside opted-in namespaces", namespace: "elsewhere", annotations: map[string]string{inject.AnnotationInject: "true"}},
+		{name: "annotated in the webhook's namespace", namespace: "tokentailor-system", annotations: map[string]string{inject.AnnotationInject: "true"}},
+		{name: "bad port", namespace: "shop", annotations: map[string]string{inject.AnnotationInject: "true", inject.AnnotationPort: "http"}, wantCreateErr: true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "app-" + strconv.Itoa(i), Namespace: tt.namespace, Annotations: tt.annotations},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "app", Image: "registry.example/app:1",
+					Ports: []corev1.ContainerPort{{ContainerPort: 3000}},
+				}}},
+			}
+			// Retry briefly: the API server may not reach the webhook at once.
+			var got *corev1.Pod
+			var err error
+			for range 50 {
+				got, err = cs.CoreV1().Pods(tt.namespace).Create(ctx, pod, metav1.CreateOptions{})
+				if err == nil || tt.wantCreateErr {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if tt.wantCreateErr {
+				if err == nil {
+					t.Fatal("pod with a bad annotation was created")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.wantInjected {
+				if len(got.Spec.Containers) != 1 || got.Annotations[inject.AnnotationStatus] != "" {
+					t.Errorf("pod was mutated: %d containers, annotations %v", len(got.Spec.Containers), got.Annotations)
+				}
+				return
+			}
+			names := []string{}
+			for _, c := range got.Spec.Containers {
+				names = append(names, c.Name)
+			}
+			if len(names) != 3 || names[0] != "app" || names[1] != inject.ProxyContainer || names[2] != inject.AuthzContainer {
+				t.Errorf("containers = %v", names)
+			}
+			if _, err := validate.File([]byte(got.Annotations[inject.AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoyconfig.AuthzSocket}); err != nil {
+				t.Errorf("stored Envoy config: %v", err)
+			}
+		})
+	}
+}
