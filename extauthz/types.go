@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
+	"unsafe"
 )
 
 // Request is the protocol-free view of the HTTP request Envoy asks about.
@@ -65,15 +66,37 @@ type Credential struct {
 	Kind CredentialKind
 	// Header is the lower-case header the token came from.
 	Header string
+	// Sum is TokenHash(Raw), computed once when the credential is extracted so
+	// that no later stage hashes the token again; empty when not computed.
+	Sum string
 }
 
-// Hash returns the full SHA-256 of the raw token, hex encoded: the cache key.
-func (c Credential) Hash() string { return TokenHash(c.Raw) }
+// Hash returns the hex SHA-256 of the raw token, the cache key: Sum when it
+// was computed at extraction, else computed now.
+func (c Credential) Hash() string {
+	if c.Sum != "" {
+		return c.Sum
+	}
+	return TokenHash(c.Raw)
+}
+
+// Short returns the first 12 hex digits of Hash, the only form of a token
+// that may appear in logs.
+func (c Credential) Short() string {
+	if c.Raw == "" {
+		return ""
+	}
+	return c.Hash()[:12]
+}
 
 // TokenHash returns the hex SHA-256 of a raw token; used as a cache key.
+// It runs on every Check, so it hashes the string's bytes in place (SHA-256
+// only reads them) and allocates only the 64-byte result.
 func TokenHash(raw string) string {
-	sum := sha256.Sum256([]byte(raw))
-	return hex.EncodeToString(sum[:])
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+	var buf [2 * sha256.Size]byte
+	hex.Encode(buf[:], sum[:])
+	return string(buf[:])
 }
 
 // ShortHash returns the first 12 hex digits of the token's SHA-256, the only

@@ -93,7 +93,9 @@ func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
 		return extauthz.Credential{}, fmt.Errorf("%w: token in %s header has characters outside RFC 6750 b64token",
 			extauthz.ErrMalformedCredential, header)
 	}
-	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header}, nil
+	// The token is hashed here, once per Check: every cache and every log
+	// line downstream uses this sum.
+	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, Sum: extauthz.TokenHash(token)}, nil
 }
 
 // cutScheme strips "scheme 1*SP" from the front of v, matching the scheme

@@ -175,6 +175,9 @@ func TestExtract(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Extract() error = %v, want %v", err, tt.wantErr)
 			}
+			if tt.want.Raw != "" {
+				tt.want.Sum = extauthz.TokenHash(tt.want.Raw) // hashed once, at extraction
+			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Extract() mismatch (-want +got):\n%s", diff)
 			}
@@ -215,8 +218,9 @@ func TestKind(t *testing.T) {
 func TestExtractDoesNotAllocate(t *testing.T) {
 	r := req(map[string]string{"authorization": "Bearer " + jws}, nil)
 	var o Options
-	if allocs := testing.AllocsPerRun(100, func() { _, _ = o.Extract(r) }); allocs != 0 {
-		t.Errorf("Extract: %v allocs, want 0", allocs)
+	// One allocation: the token's hex SHA-256, computed here once per Check.
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = o.Extract(r) }); allocs > 1 {
+		t.Errorf("Extract: %v allocs, want at most 1", allocs)
 	}
 }
 

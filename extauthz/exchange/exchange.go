@@ -213,7 +213,7 @@ func (e *Exchanger) Token(ctx context.Context, p *extauthz.Principal, g *extauth
 		// cancellation, bounded by Timeout.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.Timeout)
 		defer cancel()
-		return e.exchange(cctx, req, p, actor, extauthz.ShortHash(p.Credential.Raw), g.Route)
+		return e.exchange(cctx, req, p, actor, p.Credential.Short(), g.Route)
 	})
 	select {
 	case r := <-ch:

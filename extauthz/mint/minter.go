@@ -398,8 +398,8 @@ func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
 // length-prefixed so that no two inputs share an encoding.
 func cacheKey(p *extauthz.Principal, g *extauthz.Grant) string {
 	b := make([]byte, 0, 1024)
-	b = append(b, 1) // key format version
-	b = appendField(b, p.Credential.Raw)
+	b = append(b, 1)                        // key format version
+	b = appendField(b, p.Credential.Hash()) // the token's SHA-256, computed once per Check
 	b = appendField(b, p.Issuer)
 	b = appendField(b, p.Subject)
 	b = appendField(b, p.ClientID)

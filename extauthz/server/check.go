@@ -132,7 +132,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	if err != nil {
 		return deny(err)
 	}
-	out.TokenHash = extauthz.ShortHash(cred.Raw)
+	out.TokenHash = cred.Short()
 	if route.Public {
 		out.Mode = extauthz.ModeNone
 		out.Response = p.Response.AllowPublic(p.publicStrip(route.Grant(), cred))
