@@ -218,7 +218,10 @@ func (b *Builder) deny(i int, d *authv3.DeniedHttpResponse) *authv3.CheckRespons
 // request through without its token.
 func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential) *authv3.CheckResponse {
 	b.once.Do(b.init)
-	if g == nil || (tok.Value != "" && (g.Header == "" || !validHeaderValue(g.Prefix) || !validHeaderValue(tok.Value))) {
+	// A minted token is base64url and dots by construction (extauthz/mint),
+	// so only tokens from elsewhere (forward, exchange, embedded) are scanned.
+	if g == nil || (tok.Value != "" && (g.Header == "" || !validHeaderValue(g.Prefix) ||
+		(g.Mode != extauthz.ModeMint && !validHeaderValue(tok.Value)))) {
 		return b.deny(internalRow, b.denials[internalRow])
 	}
 	a := &allowedResponse{}
