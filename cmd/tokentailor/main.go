@@ -20,12 +20,13 @@ func main() {
 
 // commands maps each subcommand to its function; each returns an exit code.
 var commands = map[string]func(ctx context.Context, args []string) int{
-	"serve":        serveCmd,
-	"check-config": checkConfigCmd,
-	"dev":          devCmd,
-	"explain":      explainCmd,
-	"request":      requestCmd,
-	"version":      versionCmd,
+	"serve":          serveCmd,
+	"check-config":   checkConfigCmd,
+	"dev":            devCmd,
+	"explain":        explainCmd,
+	"request":        requestCmd,
+	"inject-webhook": injectWebhookCmd,
+	"version":        versionCmd,
 }
 
 const usage = `tokentailor: Envoy ext_authz server that mints narrowed internal tokens

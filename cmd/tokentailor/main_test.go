@@ -185,3 +185,15 @@ func TestDevQuickStart(t *testing.T) {
 		t.Errorf("public docs: exit %d, want 0", code)
 	}
 }
+
+func TestInjectWebhookNeedsCertificate(t *testing.T) {
+	code, out := capture(t, "inject-webhook", "-addr", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(out, "-cert and -key are required") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	dir := t.TempDir()
+	code, out = capture(t, "inject-webhook", "-addr", "127.0.0.1:0", "-cert", filepath.Join(dir, "no.crt"), "-key", filepath.Join(dir, "no.key"))
+	if code != 1 || !strings.Contains(out, "no.crt") {
+		t.Fatalf("missing certificate files: exit %d: %s", code, out)
+	}
+}
