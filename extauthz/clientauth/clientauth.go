@@ -27,9 +27,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +38,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokentailor/tokentailor/extauthz/keyfile"
 )
 
 // Method names, as in OAuth's token_endpoint_auth_method registry.
@@ -262,45 +262,24 @@ func newPrivateKeyJWT(opts Options) (*privateKeyJWT, error) {
 	return p, nil
 }
 
-// ParsePrivateKey reads the first PRIVATE KEY block of a PEM file: PKCS#8
-// (RSA, ECDSA, Ed25519), PKCS#1 RSA or SEC 1 EC. Errors wrap ErrConfig.
+// ParsePrivateKey reads the one private key of a PEM file with
+// extauthz/keyfile (PKCS#8, PKCS#1 RSA or SEC 1 EC) and accepts RSA of at
+// least 2048 bits, ECDSA and Ed25519. Errors wrap ErrConfig.
 func ParsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
-	for {
-		var block *pem.Block
-		block, pemBytes = pem.Decode(pemBytes)
-		if block == nil {
-			return nil, fmt.Errorf("%w: no private key PEM block found", ErrConfig)
+	k, err := keyfile.Parse(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	switch key := k.(type) {
+	case *rsa.PrivateKey:
+		if key.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("%w: RSA key shorter than 2048 bits", ErrConfig)
 		}
-		var (
-			k   any
-			err error
-		)
-		switch block.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: parsing %s: %w", ErrConfig, block.Type, err)
-		}
-		switch key := k.(type) {
-		case *rsa.PrivateKey:
-			if key.N.BitLen() < 2048 {
-				return nil, fmt.Errorf("%w: RSA key shorter than 2048 bits", ErrConfig)
-			}
-			return key, nil
-		case *ecdsa.PrivateKey:
-			return key, nil
-		case ed25519.PrivateKey:
-			return key, nil
-		default:
-			return nil, fmt.Errorf("%w: unsupported private key type %T", ErrConfig, k)
-		}
+		return key, nil
+	case *ecdsa.PrivateKey, ed25519.PrivateKey:
+		return key, nil
+	default:
+		return nil, fmt.Errorf("%w: unsupported private key type %T", ErrConfig, k)
 	}
 }
 

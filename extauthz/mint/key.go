@@ -9,16 +9,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"os"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tokentailor/tokentailor/extauthz/keyfile"
 )
 
 // Signing algorithms, as JWS alg header values.
@@ -31,12 +30,13 @@ const (
 	AlgRS256 = "RS256"
 )
 
-// ErrBadKey is wrapped by every error about an unusable signing key.
-var ErrBadKey = errors.New("unusable signing key")
+// ErrBadKey is wrapped by every error about an unusable signing key. It is
+// keyfile.ErrBadKey, so PEM errors and key-kind errors match alike.
+var ErrBadKey = keyfile.ErrBadKey
 
 const (
 	minRSABits = 2048
-	maxKeyFile = 1 << 20 // a PEM private key is a few KiB; refuse anything huge
+	maxKeyFile = keyfile.MaxBytes
 	maxKIDLen  = 256
 )
 
@@ -96,11 +96,7 @@ func ParseKey(pemBytes []byte, kid string) (*Key, error) {
 	if len(kid) > maxKIDLen || !utf8.ValidString(kid) || strings.ContainsFunc(kid, isControl) {
 		return nil, fmt.Errorf("%w: kid must be printable UTF-8 of at most %d bytes", ErrBadKey, maxKIDLen)
 	}
-	block, err := onePEMBlock(pemBytes)
-	if err != nil {
-		return nil, err
-	}
-	priv, err := parsePrivate(block)
+	priv, err := keyfile.Parse(pemBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -108,66 +104,6 @@ func ParseKey(pemBytes []byte, kid string) (*Key, error) {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-// onePEMBlock returns the only private-key block, refusing anything else.
-func onePEMBlock(data []byte) (*pem.Block, error) {
-	var key *pem.Block
-	rest := data
-	for {
-		b, r := pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		rest = r
-		switch {
-		case b.Type == "EC PARAMETERS":
-			continue // redundant with the curve inside the SEC1 key
-		case key != nil:
-			return nil, fmt.Errorf("%w: several PEM blocks (%q after %q); one key per file", ErrBadKey, b.Type, key.Type)
-		}
-		key = b
-	}
-	if key == nil {
-		return nil, fmt.Errorf("%w: no PEM block found", ErrBadKey)
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, fmt.Errorf("%w: data after the PEM block", ErrBadKey)
-	}
-	if strings.Contains(key.Headers["Proc-Type"], "ENCRYPTED") {
-		return nil, fmt.Errorf("%w: PEM key is encrypted; decrypt it (openssl pkey -in k.pem -out plain.pem)", ErrBadKey)
-	}
-	return key, nil
-}
-
-func parsePrivate(b *pem.Block) (crypto.Signer, error) {
-	var (
-		k   any
-		err error
-	)
-	switch b.Type {
-	case "PRIVATE KEY":
-		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(b.Bytes)
-	case "ENCRYPTED PRIVATE KEY":
-		return nil, fmt.Errorf("%w: PEM key is encrypted (PKCS#8); decrypt it (openssl pkey -in k.pem -out plain.pem)", ErrBadKey)
-	case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
-		return nil, fmt.Errorf("%w: PEM block %q holds no private key", ErrBadKey, b.Type)
-	default:
-		return nil, fmt.Errorf("%w: unsupported PEM block %q (want PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)", ErrBadKey, b.Type)
-	}
-	if err != nil {
-		// x509's messages describe the DER structure, never the key material.
-		return nil, fmt.Errorf("%w: %q: %v", ErrBadKey, b.Type, err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%w: %T keys cannot sign", ErrBadKey, k)
-	}
-	return s, nil
-}
 
 // newKey checks the key's kind, picks its algorithm and precomputes its JWK
 // and JWS header.
