@@ -483,6 +483,9 @@ func TestHydra(t *testing.T) {
 		if st := httpStatus(h.check("GET", "/exchange/x", bearer(in))); st != 403 {
 			t.Fatalf("got %d, want 403", st)
 		}
+		if logs := h.logs.String(); !strings.Contains(logs, `"reason":"exchange_refused"`) {
+			t.Fatalf("the denial is not Hydra's refusal of the exchange:\n%s", tail(logs, 2000))
+		}
 	})
 
 	t.Run("no Hydra token in logs", func(t *testing.T) {
