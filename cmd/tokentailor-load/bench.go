@@ -395,6 +395,7 @@ listen:
   grpc: {{.TCP}}
   socket: {{.Socket}}
   admin: {{.Admin}}
+  pprof: true
 log: {level: {{.Level}}, format: json}
 mint:
   issuer: https://tokentailor.bench.internal

@@ -54,6 +54,9 @@ type Listen struct {
 	Admin string `json:"admin"`
 	// ShutdownGrace bounds how long in-flight checks may finish on SIGTERM (default 10s).
 	ShutdownGrace Duration `json:"shutdown_grace"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
+	// Off by default; keep the admin listener on loopback when it is on.
+	Pprof bool `json:"pprof"`
 }
 
 // Log holds logging settings.
