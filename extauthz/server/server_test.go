@@ -507,7 +507,7 @@ func TestNonHTTPCheckIsAGRPCError(t *testing.T) {
 func TestAdminEndpointsAndHealth(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	base := "http://" + h.srv.AdminAddr().String()
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/.well-known/jwks.json": 200, "/nope": 404} {
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/.well-known/jwks.json": 200, "/nope": 404, "/debug/pprof/": 404} {
 		res, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
@@ -597,5 +597,17 @@ func TestReloadOnFileChange(t *testing.T) {
 			t.Fatal("config file change not picked up")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestPprofOnlyWhenConfigured(t *testing.T) {
+	h := newHarness(t, strings.Replace(baseConfig, "  shutdown_grace: 5s", "  shutdown_grace: 5s\n  pprof: true", 1))
+	res, err := http.Get("http://" + h.srv.AdminAddr().String() + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("/debug/pprof/ with pprof on: %d", res.StatusCode)
 	}
 }
