@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,8 +150,10 @@ func TestWebhookAgainstAPIServer(t *testing.T) {
 				time.Sleep(200 * time.Millisecond)
 			}
 			if tt.wantCreateErr {
-				if err == nil {
-					t.Fatal("pod with a bad annotation was created")
+				// The denial must be the webhook's, naming the annotation, not
+				// a failure to reach it.
+				if err == nil || !strings.Contains(err.Error(), inject.AnnotationPort) {
+					t.Fatalf("create = %v, want the webhook's denial naming %s", err, inject.AnnotationPort)
 				}
 				return
 			}
