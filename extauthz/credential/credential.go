@@ -112,16 +112,7 @@ func cutScheme(v, scheme string) (string, bool) {
 // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-			continue
-		}
-		switch c {
-		case '-', '.', '_', '~', '+', '/':
-			continue
-		}
-		break
+	for ; i < len(s) && b64tokenChar[s[i]]; i++ {
 	}
 	if i == 0 {
 		return false
@@ -133,6 +124,21 @@ func isB64Token(s string) bool {
 	}
 	return true
 }
+
+// b64tokenChar marks the characters of RFC 6750's b64token before the '='
+// padding; a table lookup per byte keeps the scan of every token cheap.
+var b64tokenChar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~+/" {
+		t[c] = true
+	}
+	return t
+}()
 
 // Kind tells a JWT from an opaque token by its shape alone, cheaply: a token
 // that starts with "eyJ" (a base64url JSON object: `{"`) and has exactly two
