@@ -59,10 +59,18 @@ func run(ctx context.Context, args []string) int {
 	return cmd(ctx, args[1:])
 }
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
-var version = "dev"
+// Build information, set at build time (see the Dockerfile):
+// -ldflags "-X main.version=v1.2.3 -X main.commit=abc123 -X main.date=2026-11-28".
+var (
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
 
 func versionCmd(context.Context, []string) int {
 	fmt.Println("tokentailor", version)
+	if commit != "" || date != "" {
+		fmt.Printf("commit %s, built %s\n", commit, date)
+	}
 	return 0
 }
