@@ -29,6 +29,8 @@ type Exchange struct {
 	expiresIn int64
 	refuse    string
 	issue     func(form url.Values) map[string]any
+	// clientCredentials also answers the client credentials grant.
+	clientCredentials bool
 }
 
 // Exchange registers the token endpoint at PathToken and returns it. Call it
@@ -71,8 +73,16 @@ func (x *Exchange) SetIssue(f func(form url.Values) map[string]any) {
 // Calls returns how many requests reached the endpoint.
 func (x *Exchange) Calls() int { return x.is.Calls(x.is.prefix + PathToken) }
 
+// AllowClientCredentials makes the endpoint also answer the client
+// credentials grant with a token whose sub is "client:" + the client id.
+func (x *Exchange) AllowClientCredentials() {
+	x.mu.Lock()
+	x.clientCredentials = true
+	x.mu.Unlock()
+}
+
 func (x *Exchange) serve(w http.ResponseWriter, r *http.Request) {
-	form, _, ok := x.begin(w, r)
+	form, client, ok := x.begin(w, r)
 	if !ok {
 		return
 	}
@@ -80,6 +90,15 @@ func (x *Exchange) serve(w http.ResponseWriter, r *http.Request) {
 	refuse, issue, expiresIn := x.refuse, x.issue, x.expiresIn
 	x.mu.Unlock()
 	switch {
+	case form.Get("grant_type") == "client_credentials" && x.clientCredentials:
+		// tokentailor's own token (RFC 6749 §4.4), e.g. its actor token.
+		claims := jwt.MapClaims{"sub": "client:" + client, "client_id": client}
+		if expiresIn > 0 {
+			claims["exp"] = x.is.now().Unix() + expiresIn
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, map[string]any{"access_token": x.is.Sign(x.endpoint.t, claims), "token_type": "Bearer", "expires_in": expiresIn})
+		return
 	case form.Get("grant_type") != GrantTypeTokenExchange:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type")
 		return

@@ -94,7 +94,9 @@ type Options struct {
 	// Auth authenticates tokentailor to the endpoint.
 	Auth clientauth.Method
 	// ActorToken returns tokentailor's own token, sent as actor_token for
-	// routes with ExchangeSpec.Actor; optional.
+	// routes with ExchangeSpec.Actor. Nil means an access token for
+	// tokentailor's own client from the client credentials grant at
+	// TokenEndpoint, cached until the last tenth of its life.
 	ActorToken func(ctx context.Context) (string, error)
 	// ActorTokenType is the actor_token_type; default TokenTypeAccessToken.
 	ActorTokenType string
@@ -175,6 +177,10 @@ func New(opts Options) (*Exchanger, error) {
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.opts.ActorToken == nil {
+		a := &actorSource{e: e}
+		e.opts.ActorToken = a.token
 	}
 	return e, nil
 }
@@ -272,7 +278,7 @@ func (e *Exchanger) resolve(p *extauthz.Principal, g *extauthz.Grant) (request, 
 		form.Set("scope", scope)
 	}
 	key := extauthz.TokenHash(strings.Join([]string{
-		p.Credential.Raw, g.Route, g.Audience, spec.Resource, scope, requested, fmt.Sprint(spec.Actor),
+		p.Credential.Hash(), g.Route, g.Audience, spec.Resource, scope, requested, fmt.Sprint(spec.Actor),
 	}, "\x00"))
 	return request{form: form, key: key, jwt: requested == TokenTypeJWT}, nil
 }

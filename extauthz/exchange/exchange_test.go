@@ -252,7 +252,7 @@ func TestErrors(t *testing.T) {
 			})
 		}, wantErr: extauthz.ErrExchangeRefused},
 		{name: "incoming token expired", life: -time.Second, wantErr: extauthz.ErrTokenExpired, noCall: true},
-		{name: "actor wanted, none configured", spec: &extauthz.ExchangeSpec{Actor: true}, wantErr: extauthz.ErrInternal, noCall: true},
+		{name: "actor wanted, the server refuses tokentailor's client credentials", spec: &extauthz.ExchangeSpec{Actor: true}, wantErr: extauthz.ErrIssuerUnavailable},
 		{name: "actor token unavailable", spec: &extauthz.ExchangeSpec{Actor: true}, opts: func(o *exchange.Options) {
 			o.ActorToken = func(context.Context) (string, error) { return "", errors.New("no") }
 		}, wantErr: extauthz.ErrIssuerUnavailable, noCall: true},
@@ -364,5 +364,41 @@ func TestNewValidates(t *testing.T) {
 				t.Fatal("New() accepted invalid options")
 			}
 		})
+	}
+}
+
+// Without Options.ActorToken, the actor token is tokentailor's own access
+// token from the client credentials grant, fetched once and reused.
+func TestDefaultActorTokenFromClientCredentials(t *testing.T) {
+	f := setup(t, nil)
+	f.x.AllowClientCredentials()
+	f.x.SetExpiresIn(600)
+	g := grant("orders", &extauthz.ExchangeSpec{Actor: true})
+	for i, raw := range []string{"incoming-1", "incoming-2"} {
+		if _, err := f.ex.Token(context.Background(), principal(f, extauthz.KindOpaque, raw, time.Hour), g); err != nil {
+			t.Fatalf("exchange %d: %v", i, err)
+		}
+	}
+	forms := f.x.Forms()
+	var cc, exchanges int
+	var actor string
+	for _, form := range forms {
+		switch form.Get("grant_type") {
+		case "client_credentials":
+			cc++
+		case authztest.GrantTypeTokenExchange:
+			exchanges++
+			if actor != "" && form.Get("actor_token") != actor {
+				t.Fatal("actor token not reused")
+			}
+			actor = form.Get("actor_token")
+		}
+	}
+	if cc != 1 || exchanges != 2 || actor == "" {
+		t.Fatalf("client credentials calls %d, exchanges %d, actor %q", cc, exchanges, actor)
+	}
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(actor, claims); err != nil || claims["sub"] != "client:"+clientID {
+		t.Fatalf("actor token claims %v, %v", claims, err)
 	}
 }
