@@ -24,6 +24,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/tokentailor/tokentailor/extauthz/config"
 )
 
 // benchOptions configures the whole comparison.
@@ -52,7 +54,7 @@ func benchCmd(ctx context.Context, args []string) int {
 	fs.StringVar(&o.binary, "tokentailor", "", "tokentailor binary (default: go build ./cmd/tokentailor, run from the repository root)")
 	transports := fs.String("transports", "tcp,unix", "transports to measure: tcp, unix or both")
 	fs.Int64Var(&o.distinct, "distinct", 1_000_000, "distinct tokens for the memory scenario")
-	fs.IntVar(&o.cacheMax, "cache-entries", 100_000, "cache.max_entries of the tokentailor under test")
+	fs.IntVar(&o.cacheMax, "cache-entries", config.DefaultMaxEntries, "cache.max_entries of the tokentailor under test")
 	fs.IntVar(&o.warmTokens, "warm-tokens", 100, "distinct tokens in the warm pools")
 	fs.IntVar(&o.coldES256, "cold-es256", 40_000, "pre-signed ES256 tokens per transport for the cold scenario (a run ends when they are used up)")
 	fs.IntVar(&o.coldRS256, "cold-rs256", 12_000, "pre-signed RS256 tokens per transport for the cold scenario")

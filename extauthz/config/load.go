@@ -81,7 +81,7 @@ const (
 	DefaultJWKSMinRefetch = 30 * time.Second
 	DefaultHTTPTimeout    = 5 * time.Second
 	DefaultTTL            = 5 * time.Minute
-	DefaultMaxEntries     = 100000
+	DefaultMaxEntries     = 10000
 	DefaultMaxTokenBytes  = 8192
 	DefaultShutdownGrace  = 10 * time.Second
 	DefaultMaxCacheTTL    = 60 * time.Second
