@@ -90,14 +90,24 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.metrics = metrics.New(s.registry)
 	s.keySets = NewKeySets(context.WithoutCancel(ctx))
 
+	// Bind first: an issuer served by this very process (the dev issuer on
+	// the admin listener) must be reachable when the first key fetch starts.
+	if err := s.listen(cfg); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
 	env := s.env()
 	p, err := Build(ctx, cfg, env)
 	if err != nil {
+		s.closeListeners()
 		s.keySets.Keep(&Pipeline{})
 		return nil, err
 	}
 	s.lastSum = s.sum(cfg)
 	s.authz = NewAuthz(p, s.log, s.metrics)
+	if s.adminLn != nil {
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	}
 
 	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(1 << 20))
 	authv3.RegisterAuthorizationServer(s.grpc, s.authz)
@@ -105,11 +115,6 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.setHealth()
 
-	if err := s.listen(cfg); err != nil {
-		s.closeListeners()
-		s.keySets.Keep(&Pipeline{})
-		return nil, err
-	}
 	return s, nil
 }
 
@@ -146,7 +151,6 @@ func (s *Server) listen(cfg *config.Config) error {
 		if s.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
 			return fmt.Errorf("listen.admin: %w", err)
 		}
-		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	}
 	return nil
 }
