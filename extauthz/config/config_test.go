@@ -34,6 +34,7 @@ mint:
 issuers:
   - issuer: https://idp.test
     jwks_url: https://idp.test/jwks
+    audiences: [api]
 routes:
   - name: r
     upstream: {audience: api}
@@ -113,6 +114,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"introspection without client", func(s string) string {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i}", 1)
 		}, "issuers[0].client: required for introspection"},
+		{"no audiences", func(s string) string { return strings.Replace(s, "    audiences: [api]\n", "", 1) }, "issuers[0].audiences: required"},
 		{"url with credentials", func(s string) string {
 			return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1)
 		}, "must not carry credentials"},

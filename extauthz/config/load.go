@@ -358,6 +358,16 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 			bad(field, "must not carry credentials in the URL")
 		}
 	}
+	if len(is.Audiences) == 0 {
+		// RFC 8725 §3.9: without an audience check, a token issued for any
+		// other API (or an ID token) of the same issuer would pass.
+		bad(f+".audiences", "required: list the aud values tokens for these APIs carry (RFC 8725 §3.9)")
+	}
+	for j, a := range is.Audiences {
+		if a == "" {
+			bad(fmt.Sprintf("%s.audiences[%d]", f, j), "must not be empty")
+		}
+	}
 	checkURL(f+".jwks_url", is.JWKSURL)
 	checkURL(f+".discovery_url", is.DiscoveryURL)
 	checkURL(f+".token_endpoint", is.TokenEndpoint)

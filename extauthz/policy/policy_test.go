@@ -13,7 +13,7 @@ import (
 const testConfig = `
 listen: {grpc: "127.0.0.1:9191"}
 mint: {issuer: https://tt.internal, keys: [{file: k.pem}]}
-issuers: [{issuer: https://idp.test, jwks_url: https://idp.test/jwks}]
+issuers: [{issuer: https://idp.test, jwks_url: https://idp.test/jwks, audiences: [api]}]
 routes:
   - name: exact
     match: {path: /exact, methods: [GET]}

@@ -295,3 +295,23 @@ func TestInvariantCachesNeverOutliveTheToken(t *testing.T) {
 		}
 	}
 }
+
+// An issuer of opaque tokens only (introspection, no JWKS) is a valid config
+// and serves; JWTs from it are refused, not verified against nothing.
+func TestIntrospectionOnlyIssuer(t *testing.T) {
+	t.Setenv("TT_TEST_CLIENT_SECRET", "s3cret")
+	var intro *authztest.Introspection
+	cfg := strings.Replace(modesConfig, "    jwks_url: {{ISSUER}}/jwks.json\n", "", 1)
+	cfg = strings.Replace(cfg, "  - name: embedded\n    match: {path_prefix: /embedded}\n    upstream:\n      mode: embedded\n      audience: profile-api\n      embedded_claim: tokens\n", "", 1)
+	h := newHarnessWith(t, cfg, func(is *authztest.Issuer) {
+		intro = is.Introspection(t, authztest.WithClientSecret("tokentailor", "s3cret"))
+		is.Exchange(t, authztest.WithClientSecret("tokentailor", "s3cret"))
+	})
+	intro.Register("opaque-only", map[string]any{"active": true, "sub": "bob", "scope": "orders:read", "aud": "api.example.com", "exp": time.Now().Add(time.Hour).Unix()})
+	if st := httpStatus(h.check("GET", "/orders", bearer("opaque-only"))); st != 200 {
+		t.Fatalf("opaque token: %d", st)
+	}
+	if st := httpStatus(h.check("GET", "/orders", bearer(h.token(nil)))); st != 401 {
+		t.Fatalf("a JWT with no issuer to verify it: %d, want 401", st)
+	}
+}

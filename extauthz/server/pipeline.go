@@ -152,12 +152,19 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 	for i := range cfg.Issuers {
 		is := &cfg.Issuers[i]
 		field := fmt.Sprintf("issuers[%d]", i)
-		client := &http.Client{Timeout: is.HTTPTimeout.Duration, Transport: env.Transport}
+		client := &http.Client{
+			Timeout: is.HTTPTimeout.Duration, Transport: env.Transport,
+			// Never follow redirects: a 307/308 would re-send the form (the
+			// user's token, client secrets) to wherever it points.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 		var meta discovery.Metadata
 		needMeta := is.Discovery && ((is.Introspection != nil && is.Introspection.Endpoint == "") || (is.TokenEndpoint == "" && is.Client != nil))
 		if needMeta {
 			mctx, cancel := context.WithTimeout(ctx, is.HTTPTimeout.Duration)
-			meta, err = discovery.Fetch(mctx, client, is.DiscoveryURL)
+			// The document must name this issuer (RFC 8414 §3.3): endpoints
+			// from another realm's metadata would receive users' tokens.
+			meta, err = discovery.FetchIssuer(mctx, client, is.Issuer, is.DiscoveryURL)
 			cancel()
 			env.Metrics.IssuerCall(is.Issuer, "discovery", err)
 			if err != nil {
@@ -173,19 +180,23 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 			})
 			p.keySets = append(p.keySets, keys)
 		}
-		vi := jwtverify.Issuer{
-			Issuer: is.Issuer, Audiences: is.Audiences, Algorithms: is.Algorithms,
-			ClockSkew: is.ClockSkew.Duration, RequiredType: is.RequiredType, ScopeClaims: is.ScopeClaims,
-		}
-		if keys != nil {
-			vi.Keys = keys
-		}
-		if is.HMACSecret != nil {
-			if vi.HMACSecret, err = cfg.ReadSecret(is.HMACSecret); err != nil {
-				return nil, fmt.Errorf("%s.hmac_secret: %w", field, err)
+		// An issuer verifies JWTs when it has keys; an issuer of opaque
+		// tokens only (introspection, no JWKS) does not.
+		if keys != nil || is.HMACSecret != nil {
+			vi := jwtverify.Issuer{
+				Issuer: is.Issuer, Audiences: is.Audiences, Algorithms: is.Algorithms,
+				ClockSkew: is.ClockSkew.Duration, RequiredType: is.RequiredType, ScopeClaims: is.ScopeClaims,
 			}
+			if keys != nil {
+				vi.Keys = keys
+			}
+			if is.HMACSecret != nil {
+				if vi.HMACSecret, err = cfg.ReadSecret(is.HMACSecret); err != nil {
+					return nil, fmt.Errorf("%s.hmac_secret: %w", field, err)
+				}
+			}
+			verifierIssuers = append(verifierIssuers, vi)
 		}
-		verifierIssuers = append(verifierIssuers, vi)
 
 		var auth clientauth.Method
 		if cl := is.Client; cl != nil {
