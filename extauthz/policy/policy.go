@@ -178,7 +178,12 @@ func (e *Engine) Select(r *extauthz.Request) (*Route, error) {
 }
 
 // cleanPath reports whether p is an absolute path without dot segments,
-// empty segments or percent-encoded slashes, dots or backslashes.
+// empty segments, backslashes or percent-escapes that a server could decode
+// into something else: encoded slashes, dots and backslashes, and encoded
+// unreserved characters (RFC 3986 §2.3 says to decode those, so "%6frders"
+// and "orders" name the same resource). A segment's ";params" are ignored
+// when looking for dot segments, since Tomcat, Jetty and Spring strip them:
+// "/docs/..;/admin" is "/admin" to them.
 func cleanPath(p string) bool {
 	if p == "" || p[0] != '/' {
 		return p == "" || p == "*"
@@ -186,18 +191,42 @@ func cleanPath(p string) bool {
 	if strings.Contains(p, "//") || strings.Contains(p, "\\") {
 		return false
 	}
-	if strings.Contains(p, "%") {
-		lp := strings.ToLower(p)
-		if strings.Contains(lp, "%2f") || strings.Contains(lp, "%2e") || strings.Contains(lp, "%5c") {
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' {
+			continue
+		}
+		if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			return false
+		}
+		c := unhex(p[i+1])<<4 | unhex(p[i+2])
+		if c == '/' || c == '\\' || c == '.' || isUnreserved(c) {
 			return false
 		}
 	}
 	for seg := range strings.SplitSeq(p, "/") {
+		seg, _, _ = strings.Cut(seg, ";")
 		if seg == "." || seg == ".." {
 			return false
 		}
 	}
 	return true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	default:
+		return c - 'a' + 10
+	}
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '~'
 }
 
 func (m *matcher) fits(r *extauthz.Request) bool {

@@ -75,6 +75,13 @@ func TestSelect(t *testing.T) {
 		{name: "no match uses default", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/else"}, want: "catchall"},
 		{name: "dot segments refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/../admin"}, wantErr: extauthz.ErrNoRoute},
 		{name: "encoded slash refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs%2F..%2Fadmin"}, wantErr: extauthz.ErrNoRoute},
+		{name: "dot segment with params refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/..;/admin"}, wantErr: extauthz.ErrNoRoute},
+		{name: "dot segment with named params refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/..;x=1/admin"}, wantErr: extauthz.ErrNoRoute},
+		{name: "encoded unreserved refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/%6frders"}, wantErr: extauthz.ErrNoRoute},
+		{name: "encoded dot refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/%2e%2E/admin"}, wantErr: extauthz.ErrNoRoute},
+		{name: "broken escape refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/%zz"}, wantErr: extauthz.ErrNoRoute},
+		{name: "encoded space allowed", e: e, req: extauthz.Request{Method: "GET", Path: "/docs/a%20b"}, want: "docs"},
+		{name: "params on a normal segment allowed", e: e, req: extauthz.Request{Method: "GET", Path: "/docs/x;v=1"}, want: "docs"},
 		{name: "double slash refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "//docs/x"}, wantErr: extauthz.ErrNoRoute},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -128,16 +129,18 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 		return deny(err)
 	}
 	out.Route = route.Name
+	if route.Public {
+		// Public routes never look at the credential: a Basic header or a
+		// stale token must not turn a public page into a 401.
+		out.Mode = extauthz.ModeNone
+		out.Response = p.Response.AllowPublic(p.publicStrip(route.Grant()))
+		return out
+	}
 	cred, err := p.Credential.Extract(r)
 	if err != nil {
 		return deny(err)
 	}
 	out.TokenHash = cred.Short()
-	if route.Public {
-		out.Mode = extauthz.ModeNone
-		out.Response = p.Response.AllowPublic(p.publicStrip(route.Grant(), cred))
-		return out
-	}
 	if cred.Kind == extauthz.KindNone {
 		return deny(extauthz.ErrNoCredential)
 	}
@@ -196,12 +199,13 @@ func (p *Pipeline) removeOtherInternalHeaders(resp *authv3.CheckResponse, g *ext
 	}
 }
 
-// publicStrip lists the headers removed on a public route: the internal token
-// header (a client must never forge it) and the credential when stripped.
-func (p *Pipeline) publicStrip(g *extauthz.Grant, cred extauthz.Credential) []string {
+// publicStrip lists the headers removed on a public route: every internal
+// token header (a client must never forge one) and the credential header
+// when the route strips it.
+func (p *Pipeline) publicStrip(g *extauthz.Grant) []string {
 	hs := p.internalHeaders
-	if g.StripCredential && cred.Header != "" {
-		return append(hs[:len(hs):len(hs)], cred.Header)
+	if h := p.Credential.Header; g.StripCredential && h != "" && !slices.Contains(hs, h) {
+		return append(hs[:len(hs):len(hs)], h)
 	}
 	return hs
 }

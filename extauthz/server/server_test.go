@@ -611,3 +611,23 @@ func TestPprofOnlyWhenConfigured(t *testing.T) {
 		t.Fatalf("/debug/pprof/ with pprof on: %d", res.StatusCode)
 	}
 }
+
+func TestPublicRouteIgnoresTheCredential(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	for name, hdr := range map[string]map[string]string{
+		"basic":            {"authorization": "Basic dXNlcjpwYXNz"},
+		"two values":       {"authorization": "Bearer a,Bearer b"},
+		"expired jwt":      {"authorization": "Bearer " + h.token(jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix()})},
+		"forged internal":  {"x-internal-token": "forged"},
+		"no header at all": {},
+	} {
+		resp := h.check("GET", "/docs/page", hdr)
+		if httpStatus(resp) != 200 {
+			t.Errorf("%s: public route answered %d", name, httpStatus(resp))
+		}
+		rm := resp.GetOkResponse().GetHeadersToRemove()
+		if !contains(rm, "x-internal-token") || !contains(rm, "authorization") {
+			t.Errorf("%s: internal headers not removed: %v", name, rm)
+		}
+	}
+}
