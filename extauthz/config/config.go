@@ -262,8 +262,16 @@ type Exchange struct {
 	Actor bool `json:"actor"`
 }
 
-// Duration is a time.Duration written as "30s" or "5m" in YAML.
-type Duration struct{ time.Duration }
+// Duration is a time.Duration written as "30s" or "5m" in YAML. It remembers
+// whether the file set it, so that an explicit "0s" is not replaced by a
+// default.
+type Duration struct {
+	time.Duration
+	set bool
+}
+
+// IsSet reports whether the file gave the duration.
+func (d Duration) IsSet() bool { return d.set }
 
 // UnmarshalJSON accepts a Go duration string.
 func (d *Duration) UnmarshalJSON(b []byte) error {
@@ -275,7 +283,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("invalid duration %q", s)
 	}
-	d.Duration = v
+	d.Duration, d.set = v, true
 	return nil
 }
 

@@ -114,6 +114,12 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"introspection without client", func(s string) string {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i}", 1)
 		}, "issuers[0].client: required for introspection"},
+		{"zero max_cache_ttl", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i, max_cache_ttl: 0s}\n    client: {id: c, secret: {env: X}}", 1)
+		}, "issuers[0].introspection.max_cache_ttl: must be positive"},
+		{"zero jwks_min_refetch", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    jwks_min_refetch: 0s", 1)
+		}, "issuers[0].jwks_min_refetch: must be positive"},
 		{"no audiences", func(s string) string { return strings.Replace(s, "    audiences: [api]\n", "", 1) }, "issuers[0].audiences: required"},
 		{"url with credentials", func(s string) string {
 			return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1)
@@ -164,6 +170,24 @@ func TestReadSecret(t *testing.T) {
 	}
 	if _, err := c.ReadSecret(&Secret{File: "missing"}); err == nil {
 		t.Fatal("missing file must fail")
+	}
+}
+
+// An explicit zero is kept, not replaced by the default.
+func TestExplicitZeroDuration(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(minimal, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    clock_skew: 0s", 1)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Issuers[0].ClockSkew; got.Duration != 0 || !got.IsSet() {
+		t.Fatalf("clock_skew: 0s became %v", got)
+	}
+	c, err = Parse([]byte(minimal), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Issuers[0].ClockSkew.Duration; got != DefaultClockSkew {
+		t.Fatalf("unset clock_skew = %v, want the default", got)
 	}
 }
 

@@ -98,7 +98,7 @@ var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "P
 var DefaultScopeClaims = []string{"scope", "scp"}
 
 func (c *Config) applyDefaults() {
-	if c.Listen.ShutdownGrace.Duration == 0 {
+	if !c.Listen.ShutdownGrace.IsSet() {
 		c.Listen.ShutdownGrace.Duration = DefaultShutdownGrace
 	}
 	if c.Log.Level == "" {
@@ -138,16 +138,16 @@ func (c *Config) applyDefaults() {
 		if len(is.ScopeClaims) == 0 {
 			is.ScopeClaims = slices.Clone(DefaultScopeClaims)
 		}
-		if is.ClockSkew.Duration == 0 {
+		if !is.ClockSkew.IsSet() {
 			is.ClockSkew.Duration = DefaultClockSkew
 		}
-		if is.JWKSRefresh.Duration == 0 {
+		if !is.JWKSRefresh.IsSet() {
 			is.JWKSRefresh.Duration = DefaultJWKSRefresh
 		}
-		if is.JWKSMinRefetch.Duration == 0 {
+		if !is.JWKSMinRefetch.IsSet() {
 			is.JWKSMinRefetch.Duration = DefaultJWKSMinRefetch
 		}
-		if is.HTTPTimeout.Duration == 0 {
+		if !is.HTTPTimeout.IsSet() {
 			is.HTTPTimeout.Duration = DefaultHTTPTimeout
 		}
 		if is.Discovery && is.DiscoveryURL == "" {
@@ -157,10 +157,10 @@ func (c *Config) applyDefaults() {
 			is.Discovery = true
 		}
 		if in := is.Introspection; in != nil {
-			if in.MaxCacheTTL.Duration == 0 {
+			if !in.MaxCacheTTL.IsSet() {
 				in.MaxCacheTTL.Duration = DefaultMaxCacheTTL
 			}
-			if in.NegativeTTL.Duration == 0 {
+			if !in.NegativeTTL.IsSet() {
 				in.NegativeTTL.Duration = DefaultNegativeTTL
 			}
 			if in.MaxInFlight == 0 {
@@ -192,7 +192,7 @@ func (c *Config) applyDefaults() {
 		if u.Mode == "" {
 			u.Mode = "mint"
 		}
-		if u.TTL.Duration == 0 {
+		if !u.TTL.IsSet() {
 			u.TTL.Duration = DefaultTTL
 		}
 		if u.Header == "" {
@@ -401,8 +401,8 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 	if is.JWKSRefresh.Duration < time.Second {
 		bad(f+".jwks_refresh", "must be at least 1s")
 	}
-	if is.JWKSMinRefetch.Duration < 0 {
-		bad(f+".jwks_min_refetch", "must not be negative")
+	if is.JWKSMinRefetch.Duration <= 0 {
+		bad(f+".jwks_min_refetch", "must be positive: it is what keeps a flood of unknown kids from flooding the issuer")
 	}
 	if is.HTTPTimeout.Duration <= 0 {
 		bad(f+".http_timeout", "must be positive")
@@ -412,11 +412,11 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 		if in.Endpoint == "" && !is.Discovery {
 			bad(f+".introspection.endpoint", "required unless discovery is on")
 		}
-		if in.MaxCacheTTL.Duration < 0 {
-			bad(f+".introspection.max_cache_ttl", "must not be negative")
+		if in.MaxCacheTTL.Duration <= 0 {
+			bad(f+".introspection.max_cache_ttl", "must be positive (it bounds how long a revoked token still passes; 1s is the least)")
 		}
-		if in.NegativeTTL.Duration < 0 {
-			bad(f+".introspection.negative_ttl", "must not be negative")
+		if in.NegativeTTL.Duration <= 0 {
+			bad(f+".introspection.negative_ttl", "must be positive (1s is the least)")
 		}
 		if in.MaxInFlight < 0 {
 			bad(f+".introspection.max_in_flight", "must be positive")
