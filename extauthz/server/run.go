@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 )
@@ -63,8 +64,11 @@ type Server struct {
 
 	grpcLn, socketLn, adminLn net.Listener
 
-	reloadMu sync.Mutex
-	lastSum  [32]byte
+	reloadMu   sync.Mutex
+	closed     bool     // set once Serve stops; Reload then does nothing
+	lastSum    [32]byte // files of the config in use
+	failedSum  [32]byte // files of the last config refused, not retried until they change
+	restartSum string   // the settings that need a restart, as in use
 }
 
 // New loads the config, builds the first pipeline and binds every listener.
@@ -104,6 +108,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.lastSum = s.sum(cfg)
+	s.restartSum = restartSettings(cfg)
 	s.authz = NewAuthz(p, s.log, s.metrics)
 	if s.adminLn != nil {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
@@ -197,22 +202,28 @@ func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
 		}()
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go s.watch(wctx, reload)
-	go s.watchReady(wctx)
+	var watchers sync.WaitGroup
+	watchers.Go(func() { s.watch(wctx, reload) })
+	watchers.Go(func() { s.watchReady(wctx) })
 	s.log.Info("serving", "grpc", addrString(s.grpcLn), "socket", addrString(s.socketLn), "admin", addrString(s.adminLn))
 
+	var err error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
+	case err = <-errc:
 		if err != nil {
 			s.log.Error("listener failed", "error", err)
-			s.stop()
-			return err
 		}
 	}
+	// No reload may start or finish once stopping has begun: stop the
+	// watchers, wait for them, and bar Reload before the key sets go.
+	stopWatch()
+	watchers.Wait()
+	s.reloadMu.Lock()
+	s.closed = true
+	s.reloadMu.Unlock()
 	s.stop()
-	return nil
+	return err
 }
 
 func addrString(ln net.Listener) string {
@@ -277,28 +288,48 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 	}
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.closed {
+		return nil
+	}
 	cfg, err := config.Load(s.opts.ConfigPath)
-	if err == nil {
-		sum := s.sum(cfg)
-		if sum == s.lastSum && !force {
-			return nil
-		}
+	sum := s.sum(cfg)
+	if !force && (sum == s.lastSum || sum == s.failedSum) {
+		// Unchanged, or the same files that were refused last time.
+		return nil
+	}
+	if err != nil {
+		s.failedSum = sum
+	} else {
 		var p *Pipeline
 		if p, err = Build(ctx, cfg, s.env()); err == nil {
 			s.waitReady(ctx, p)
 			old := s.authz.Swap(p)
 			s.keySets.Keep(p)
-			s.lastSum = sum
+			s.lastSum, s.failedSum = sum, [32]byte{}
 			s.level.Set(parseLevel(cfg.Log.Level))
 			s.metrics.Reload(nil)
 			s.log.Info("config reloaded", "routes", len(cfg.Routes), "signing_key", signingKey(p), "previous_signing_key", signingKey(old))
+			if restartSettings(cfg) != s.restartSum {
+				s.log.Warn("listen addresses, pprof or log format changed: they take effect on restart only")
+			}
 			return nil
 		}
 		s.keySets.Keep(s.authz.Pipeline())
+		// An unreachable issuer may come back: only other failures wait
+		// for the files to change before the next attempt.
+		if !errors.Is(err, extauthz.ErrIssuerUnavailable) {
+			s.failedSum = sum
+		}
 	}
 	s.metrics.Reload(err)
 	s.log.Error("config reload refused; the previous config keeps serving", "error", err)
 	return err
+}
+
+// restartSettings renders the settings that a reload cannot change.
+func restartSettings(cfg *config.Config) string {
+	l := cfg.Listen
+	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", cfg.Log.Format)
 }
 
 func signingKey(p *Pipeline) string {
@@ -321,11 +352,15 @@ func (s *Server) waitReady(ctx context.Context, p *Pipeline) {
 	}
 }
 
-// sum hashes the config file and every file it names, to tell a real change
-// from a touch.
+// sum hashes the config file and every file it names (none when cfg is nil:
+// a file that does not load), to tell a real change from a touch.
 func (s *Server) sum(cfg *config.Config) [32]byte {
 	h := sha256.New()
-	for _, f := range append([]string{s.opts.ConfigPath}, cfg.Files()...) {
+	files := []string{s.opts.ConfigPath}
+	if cfg != nil {
+		files = append(files, cfg.Files()...)
+	}
+	for _, f := range files {
 		if f == "" {
 			continue
 		}
@@ -352,9 +387,10 @@ func (s *Server) watch(ctx context.Context, reload <-chan struct{}) {
 		s.log.Warn("file watching unavailable; reload on SIGHUP and by polling", "error", err)
 	}
 	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
 	if w != nil {
 		defer w.Close()
-		events = w.Events
+		events, watchErrs = w.Events, w.Errors
 		s.watchDirs(w)
 	}
 	poll := time.NewTicker(5 * time.Second)
@@ -371,6 +407,11 @@ func (s *Server) watch(ctx context.Context, reload <-chan struct{}) {
 				s.watchDirs(w)
 			}
 		case <-events:
+			debounce = time.After(300 * time.Millisecond)
+		case err := <-watchErrs:
+			// fsnotify stops delivering until its error is read; an error
+			// (e.g. an inotify queue overflow) may also mean lost events.
+			s.log.Warn("file watch error; checking the files now", "error", err)
 			debounce = time.After(300 * time.Millisecond)
 		case <-debounce:
 			_ = s.Reload(ctx, false)

@@ -631,3 +631,29 @@ func TestPublicRouteIgnoresTheCredential(t *testing.T) {
 		}
 	}
 }
+
+// A refused config is not rebuilt on every poll, only when its files change
+// (or on SIGHUP); after Serve returns, Reload does nothing.
+func TestRefusedConfigIsNotRetriedUntilChanged(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	ctx := context.Background()
+	bad := strings.ReplaceAll(strings.ReplaceAll(baseConfig, "{{ISSUER}}", h.is.URL()), "ttl: 2m", "ttl: 2m\n      mode: exchange")
+	h.write("config.yaml", bad)
+	if err := h.srv.Reload(ctx, false); err == nil {
+		t.Fatal("a route in mode exchange without a token endpoint was accepted")
+	}
+	if err := h.srv.Reload(ctx, false); err != nil {
+		t.Fatalf("the same refused files were rebuilt: %v", err)
+	}
+	if err := h.srv.Reload(ctx, true); err == nil {
+		t.Fatal("a forced reload (SIGHUP) must try again and fail again")
+	}
+	h.stop()
+	h.write("config.yaml", strings.ReplaceAll(strings.ReplaceAll(baseConfig, "{{ISSUER}}", h.is.URL()), "ttl: 2m", "ttl: 1m"))
+	if err := h.srv.Reload(ctx, true); err != nil {
+		t.Fatalf("reload after stop: %v", err)
+	}
+	if got := h.srv.Authz().Pipeline().Config.Routes[0].Upstream.TTL.Duration; got != 2*time.Minute {
+		t.Fatalf("a reload happened after the server stopped: ttl %v", got)
+	}
+}
