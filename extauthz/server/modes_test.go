@@ -55,6 +55,7 @@ routes:
     upstream:
       mode: embedded
       audience: profile-api
+      scopes: [profile]
       embedded_claim: tokens
 `
 
@@ -202,7 +203,7 @@ func TestEmbeddedModePicksTheTokenForTheAudience(t *testing.T) {
 	exp := time.Now().Add(30 * time.Minute).Unix()
 	inner := h.token(jwt.MapClaims{"aud": "profile-api", "scope": "profile", "exp": exp - 60})
 	other := h.token(jwt.MapClaims{"aud": "billing-api", "exp": exp - 60})
-	outer := h.token(jwt.MapClaims{"exp": exp, "tokens": map[string]any{"profile-api": inner, "billing-api": other}})
+	outer := h.token(jwt.MapClaims{"exp": exp, "scope": "profile orders:read", "tokens": map[string]any{"profile-api": inner, "billing-api": other}})
 	resp := h.check("GET", "/embedded", bearer(outer))
 	if got := header(resp, "authorization"); got != "Bearer "+inner {
 		t.Fatalf("upstream got %q, %v", got, resp)
@@ -215,6 +216,16 @@ func TestEmbeddedModePicksTheTokenForTheAudience(t *testing.T) {
 	none := h.token(jwt.MapClaims{"exp": exp})
 	if st := httpStatus(h.check("GET", "/embedded", bearer(none))); st != 403 {
 		t.Fatalf("no embedded token: %d, want 403", st)
+	}
+	// An embedded token with scopes beyond the route's (or the carrier's) is
+	// refused (invariant 2).
+	wide := h.token(jwt.MapClaims{"aud": "profile-api", "scope": "profile admin", "exp": exp - 60})
+	if st := httpStatus(h.check("GET", "/embedded", bearer(h.token(jwt.MapClaims{"exp": exp, "scope": "profile admin", "tokens": map[string]any{"profile-api": wide}})))); st != 403 {
+		t.Fatalf("embedded token with a scope beyond the route's: %d, want 403", st)
+	}
+	noCarrierScope := h.token(jwt.MapClaims{"exp": exp, "scope": "orders:read", "tokens": map[string]any{"profile-api": inner}})
+	if st := httpStatus(h.check("GET", "/embedded", bearer(noCarrierScope))); st != 403 {
+		t.Fatalf("embedded scope the carrier lacks: %d, want 403", st)
 	}
 	// An embedded token that outlives its carrier is refused (invariant 2).
 	long := h.token(jwt.MapClaims{"aud": "profile-api", "exp": exp + 3600})

@@ -328,6 +328,12 @@ func (s *embeddedSource) Token(ctx context.Context, p *extauthz.Principal, g *ex
 		// The client's token is valid; what it carries for this route is not: 403.
 		return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q: %v", extauthz.ErrNoEmbeddedToken, g.Audience, err)
 	}
+	for _, sc := range inner.Scopes {
+		// Invariant 2: the upstream's scopes are within incoming ∩ route.
+		if !slices.Contains(g.Scopes, sc) {
+			return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q carries scope %q beyond the route's scopes the client holds", extauthz.ErrNoEmbeddedToken, g.Audience, sc)
+		}
+	}
 	exp := inner.ExpiresAt
 	if !p.ExpiresAt.IsZero() && exp.After(p.ExpiresAt) {
 		// The embedded token outlives its carrier: refuse it rather than
