@@ -171,6 +171,10 @@ func TestReviewInjects(t *testing.T) {
 			if !slices.Equal(authz.Args, []string{"serve", "-config", ConfigPath}) {
 				t.Errorf("tokentailor args = %q", authz.Args)
 			}
+			if len(authz.Env) != 1 || authz.Env[0].Name != "GOMEMLIMIT" || authz.Env[0].ValueFrom == nil ||
+				authz.Env[0].ValueFrom.ResourceFieldRef == nil || authz.Env[0].ValueFrom.ResourceFieldRef.Resource != "limits.memory" {
+				t.Errorf("tokentailor env = %+v, want GOMEMLIMIT from limits.memory", authz.Env)
+			}
 			for _, c := range []*corev1.Container{proxy, authz} {
 				sc := c.SecurityContext
 				if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||

@@ -196,6 +196,11 @@ func (in *Injector) containers() []corev1.Container {
 			}},
 			PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2,
 		},
+		// Go's soft memory limit follows the container's limit, so the GC
+		// works harder before the kernel's OOM killer has to.
+		Env: []corev1.EnvVar{{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{
+			ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"},
+		}}},
 		Resources:       resources("50m", "32Mi", "1", "128Mi"),
 		SecurityContext: restricted(),
 		VolumeMounts: []corev1.VolumeMount{
