@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -176,6 +177,48 @@ func NewRequest(ctx context.Context, m Method, endpoint string, form url.Values)
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return req, nil
+}
+
+// Answer is an authorization server's answer to a form POST.
+type Answer struct {
+	// Status is the HTTP status code.
+	Status int
+	// MediaType is the Content-Type without parameters ("" when unparsable).
+	MediaType string
+	// Body is the answer, at most the limit given to Post.
+	Body []byte
+}
+
+// ErrTooLarge is returned by Post for an answer over its byte limit.
+var ErrTooLarge = errors.New("answer too large")
+
+// Post sends form to endpoint authenticated by m (see NewRequest) with the
+// given Accept header, and reads at most maxBytes of the answer. Errors are
+// a request that cannot be built or sent, an unreadable body, or ErrTooLarge;
+// what the status and media type mean is the caller's to decide.
+func Post(ctx context.Context, client *http.Client, m Method, endpoint string, form url.Values, accept string, maxBytes int64) (Answer, error) {
+	req, err := NewRequest(ctx, m, endpoint, form)
+	if err != nil {
+		return Answer{}, fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := client.Do(req)
+	if err != nil {
+		return Answer{}, fmt.Errorf("calling %s: %w", req.URL.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
+	if err != nil {
+		return Answer{}, fmt.Errorf("reading answer: %w", err)
+	}
+	if int64(len(body)) > maxBytes {
+		return Answer{}, fmt.Errorf("%w: HTTP %d, over %d bytes", ErrTooLarge, resp.StatusCode, maxBytes)
+	}
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		mt = ""
+	}
+	return Answer{Status: resp.StatusCode, MediaType: mt, Body: body}, nil
 }
 
 type none struct{ clientID string }

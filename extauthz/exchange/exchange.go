@@ -49,9 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -370,27 +368,14 @@ func unverifiedExp(tok string) (time.Time, bool) {
 
 // call posts form and parses the answer.
 func (e *Exchanger) call(ctx context.Context, form url.Values) (*Response, error) {
-	req, err := clientauth.NewRequest(ctx, e.opts.Auth, e.opts.TokenEndpoint, form)
+	ans, err := clientauth.Post(ctx, e.opts.Client, e.opts.Auth, e.opts.TokenEndpoint, form, "application/json", e.opts.MaxBodyBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: building request: %w", extauthz.ErrIssuerUnavailable, err)
+		return nil, fmt.Errorf("%w: token endpoint: %w", extauthz.ErrIssuerUnavailable, err)
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := e.opts.Client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w: calling token endpoint: %w", extauthz.ErrIssuerUnavailable, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, e.opts.MaxBodyBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading answer: %w", extauthz.ErrIssuerUnavailable, err)
-	}
-	if int64(len(body)) > e.opts.MaxBodyBytes {
-		return nil, fmt.Errorf("%w: answer larger than %d bytes", extauthz.ErrIssuerUnavailable, e.opts.MaxBodyBytes)
-	}
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	body, mt := ans.Body, ans.MediaType
 	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
-	if resp.StatusCode != http.StatusOK {
-		return nil, statusError(resp.StatusCode, body, isJSON)
+	if ans.Status != http.StatusOK {
+		return nil, statusError(ans.Status, body, isJSON)
 	}
 	if !isJSON {
 		return nil, fmt.Errorf("%w: answer of media type %q", extauthz.ErrIssuerUnavailable, mt)

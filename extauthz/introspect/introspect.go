@@ -45,10 +45,8 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -333,30 +331,17 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 // call posts the token and parses the answer.
 func (i *Introspector) call(ctx context.Context, raw string) (*Answer, error) {
 	form := url.Values{"token": {raw}, "token_type_hint": {"access_token"}}
-	req, err := clientauth.NewRequest(ctx, i.opts.Auth, i.opts.Endpoint, form)
+	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, i.opts.Endpoint, form, i.accept, i.opts.MaxBodyBytes)
+	if errors.Is(err, clientauth.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedAnswer, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("building request: %w", err)
+		return nil, fmt.Errorf("introspection endpoint: %w", err)
 	}
-	req.Header.Set("Accept", i.accept)
-	resp, err := i.opts.Client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("calling introspection endpoint: %w", err)
+	if ans.Status != http.StatusOK {
+		return nil, fmt.Errorf("introspection endpoint answered HTTP %d", ans.Status)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, i.opts.MaxBodyBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("introspection endpoint answered HTTP %d", resp.StatusCode)
-	}
-	if int64(len(body)) > i.opts.MaxBodyBytes {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformedAnswer, i.opts.MaxBodyBytes)
-	}
-	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if err != nil {
-		mt = ""
-	}
+	body, mt := ans.Body, ans.MediaType
 	if i.opts.JWTResponse {
 		if mt != MediaTypeJWT {
 			return nil, fmt.Errorf("%w: media type %q, want %s", ErrMalformedAnswer, mt, MediaTypeJWT)
