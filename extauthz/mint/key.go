@@ -11,9 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"math/big"
-	"os"
 	"strings"
 	"unicode/utf8"
 
@@ -36,7 +34,6 @@ var ErrBadKey = keyfile.ErrBadKey
 
 const (
 	minRSABits = 2048
-	maxKeyFile = keyfile.MaxBytes
 	maxKIDLen  = 256
 )
 
@@ -64,19 +61,17 @@ func (k *Key) Signer() crypto.Signer { return k.signer }
 // JWK returns the key's public JWK (kty, crv/x/y or n/e, kid, alg, use "sig").
 func (k *Key) JWK() []byte { return bytes.Clone(k.jwk) }
 
-// LoadKey reads a PEM private key from path; see ParseKey. Errors name the
-// file but never show its content.
+// LoadKey reads a PEM private key from path with extauthz/keyfile; see
+// ParseKey. Errors name the file but never show its content.
 func LoadKey(path, kid string) (*Key, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	if err := checkKID(kid); err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", path, err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	priv, err := keyfile.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
+		return nil, fmt.Errorf("signing %w", err) // keyfile names the file
 	}
-	k, err := ParseKey(data, kid)
+	k, err := newKey(priv, kid)
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", path, err)
 	}
@@ -87,20 +82,25 @@ func LoadKey(path, kid string) (*Key, error) {
 // ("RSA PRIVATE KEY") or SEC1 ("EC PRIVATE KEY", optionally preceded by an
 // "EC PARAMETERS" block). Ed25519 signs EdDSA, P-256 ES256, RSA of at least
 // 2048 bits RS256; any other key, a public key or certificate, an encrypted
-// key, several keys or trailing data is refused with an error wrapping
-// ErrBadKey. kid "" means the RFC 7638 thumbprint.
+// key, several keys, trailing data or more than keyfile.MaxBytes is refused
+// with an error wrapping ErrBadKey. kid "" means the RFC 7638 thumbprint.
 func ParseKey(pemBytes []byte, kid string) (*Key, error) {
-	if len(pemBytes) > maxKeyFile {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadKey, maxKeyFile)
-	}
-	if len(kid) > maxKIDLen || !utf8.ValidString(kid) || strings.ContainsFunc(kid, isControl) {
-		return nil, fmt.Errorf("%w: kid must be printable UTF-8 of at most %d bytes", ErrBadKey, maxKIDLen)
+	if err := checkKID(kid); err != nil {
+		return nil, err
 	}
 	priv, err := keyfile.Parse(pemBytes)
 	if err != nil {
 		return nil, err
 	}
 	return newKey(priv, kid)
+}
+
+// checkKID refuses a configured kid that cannot travel in a JWS header.
+func checkKID(kid string) error {
+	if len(kid) > maxKIDLen || !utf8.ValidString(kid) || strings.ContainsFunc(kid, isControl) {
+		return fmt.Errorf("%w: kid must be printable UTF-8 of at most %d bytes", ErrBadKey, maxKIDLen)
+	}
+	return nil
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

@@ -18,6 +18,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokentailor/tokentailor/extauthz/keyfile"
 )
 
 func TestLoadKeyFixtures(t *testing.T) {
@@ -97,7 +99,7 @@ func TestParseKeyRejectsTrailingData(t *testing.T) {
 }
 
 func TestParseKeyRejectsHugeInput(t *testing.T) {
-	if _, err := ParseKey(make([]byte, maxKeyFile+1), ""); !errors.Is(err, ErrBadKey) {
+	if _, err := ParseKey(make([]byte, keyfile.MaxBytes+1), ""); !errors.Is(err, ErrBadKey) {
 		t.Fatalf("error = %v, want ErrBadKey", err)
 	}
 }
