@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -84,16 +85,16 @@ func explainCmd(ctx context.Context, args []string) int {
 }
 
 func readTokenFile(name string) (string, error) {
-	var b []byte
-	var err error
-	if name == "-" {
-		b = make([]byte, 64<<10)
-		var n int
-		n, err = os.Stdin.Read(b)
-		b = b[:n]
-	} else {
-		b, err = os.ReadFile(name)
+	f := os.Stdin
+	if name != "-" {
+		var err error
+		if f, err = os.Open(name); err != nil {
+			return "", err
+		}
+		defer f.Close()
 	}
+	// One Read may return part of a pipe's data: read to the end, bounded.
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	return strings.TrimSpace(string(b)), err
 }
 

@@ -101,6 +101,10 @@ routes:
 	if strings.Contains(out, tok) {
 		t.Fatal("explain printed the client's token")
 	}
+	os.WriteFile(filepath.Join(dir, "tok"), []byte(tok+"\n"), 0o600)
+	if code, out := capture(t, "explain", "-config", filepath.Join(dir, "c.yaml"), "-token-file", filepath.Join(dir, "tok"), "-path", "/orders/1"); code != 0 || !strings.Contains(out, "ALLOW") {
+		t.Fatalf("-token-file: exit %d:\n%s", code, out)
+	}
 	code, out = capture(t, "explain", "-config", filepath.Join(dir, "c.yaml"), "-path", "/orders/1")
 	if code != 3 || !strings.Contains(out, "DENY 401") {
 		t.Fatalf("no token: exit %d:\n%s", code, out)
