@@ -3,7 +3,10 @@ package jwtverify
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -443,5 +446,99 @@ func TestKeysUnavailable(t *testing.T) {
 	_, err = v.Authenticate(context.Background(), extauthz.Credential{Raw: is.Sign(t, jwt.MapClaims{}), Kind: extauthz.KindJWT})
 	if !errors.Is(err, extauthz.ErrKeysUnavailable) {
 		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+	}
+}
+
+// TestStrictJSON: header and claims are read by encoding/json/v2 rules, so a
+// token whose JSON could read one way here and another way upstream is
+// refused: duplicate names (RFC 7519 §4, RFC 8725 §3.7), names that only
+// match case-insensitively, invalid UTF-8, and header parameters of the
+// wrong type. The control row shows the same shape is otherwise accepted.
+func TestStrictJSON(t *testing.T) {
+	const (
+		goodHeader = `{"alg":"EdDSA","typ":"at+jwt","kid":"k1"}`
+		goodClaims = `{"iss":"https://as.example","aud":"api","exp":1893456300,"sub":"alice"}`
+	)
+	tests := []struct {
+		name           string
+		header, claims string
+		wantErr        bool
+	}{
+		{name: "control", header: goodHeader, claims: goodClaims},
+		{name: "duplicate iss", header: goodHeader,
+			claims: `{"iss":"https://evil.example","aud":"api","exp":1893456300,"iss":"https://as.example"}`, wantErr: true},
+		{name: "duplicate exp", header: goodHeader,
+			claims: `{"iss":"https://as.example","aud":"api","exp":1,"exp":1893456300}`, wantErr: true},
+		{name: "duplicate sub", header: goodHeader,
+			claims: `{"iss":"https://as.example","aud":"api","exp":1893456300,"sub":"alice","sub":"admin"}`, wantErr: true},
+		{name: "duplicate alg", header: `{"alg":"none","typ":"at+jwt","alg":"EdDSA"}`, claims: goodClaims, wantErr: true},
+		{name: "duplicate typ", header: `{"alg":"EdDSA","typ":"JWT","typ":"at+jwt"}`, claims: goodClaims, wantErr: true},
+		{name: "ALG in capitals only", header: `{"ALG":"EdDSA","typ":"at+jwt"}`, claims: goodClaims, wantErr: true},
+		{name: "Crit in other case is not crit", header: `{"alg":"EdDSA","typ":"at+jwt","Crit":["x"]}`, claims: goodClaims},
+		{name: "crit null", header: `{"alg":"EdDSA","typ":"at+jwt","crit":null}`, claims: goodClaims, wantErr: true},
+		{name: "b64 true", header: `{"alg":"EdDSA","typ":"at+jwt","b64":true}`, claims: goodClaims},
+		{name: "kid a number", header: `{"alg":"EdDSA","typ":"at+jwt","kid":1}`, claims: goodClaims, wantErr: true},
+		{name: "typ a number", header: `{"alg":"EdDSA","typ":1}`, claims: goodClaims, wantErr: true},
+		{name: "alg an array", header: `{"alg":["EdDSA"],"typ":"at+jwt"}`, claims: goodClaims, wantErr: true},
+		{name: "header an array", header: `["EdDSA"]`, claims: goodClaims, wantErr: true},
+		{name: "claims an array", header: goodHeader, claims: `["https://as.example"]`, wantErr: true},
+		{name: "invalid UTF-8 in a claim", header: goodHeader,
+			claims: "{\"iss\":\"https://as.example\",\"aud\":\"api\",\"exp\":1893456300,\"name\":\"\xff\"}", wantErr: true},
+		{name: "trailing garbage after claims", header: goodHeader, claims: goodClaims + `x`, wantErr: true},
+		{name: "nested duplicate", header: goodHeader,
+			claims: `{"iss":"https://as.example","aud":"api","exp":1893456300,"act":{"sub":"a","sub":"b"}}`, wantErr: true},
+	}
+	v, priv := fuzzVerifier(t)
+	enc := base64.RawURLEncoding.EncodeToString
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			signing := enc([]byte(tc.header)) + "." + enc([]byte(tc.claims))
+			raw := signing + "." + enc(ed25519.Sign(priv, []byte(signing)))
+			p, err := v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT})
+			if tc.wantErr {
+				if !errors.Is(err, extauthz.ErrInvalidToken) || p != nil {
+					t.Fatalf("got %v, %v; want ErrInvalidToken", p, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestHeaderCacheBounded: distinct headers beyond the bound neither grow the
+// cache past it nor change any result; the usual header is decoded again
+// after the cache starts over.
+func TestHeaderCacheBounded(t *testing.T) {
+	v, priv := fuzzVerifier(t)
+	enc := base64.RawURLEncoding.EncodeToString
+	tok := func(header string, i int) string {
+		claims := fmt.Sprintf(`{"iss":"https://as.example","aud":"api","exp":1893456300,"jti":"%d"}`, i)
+		signing := enc([]byte(header)) + "." + enc([]byte(claims))
+		return signing + "." + enc(ed25519.Sign(priv, []byte(signing)))
+	}
+	count := func() int {
+		n := 0
+		v.headers.m.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	for i := range 3 * maxCachedHeaders {
+		// Every header differs (an unknown parameter), every token is valid.
+		h := fmt.Sprintf(`{"alg":"EdDSA","typ":"at+jwt","x":%d}`, i)
+		if _, err := v.Authenticate(context.Background(), extauthz.Credential{Raw: tok(h, i), Kind: extauthz.KindJWT}); err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+		if n := count(); n > maxCachedHeaders {
+			t.Fatalf("header cache holds %d entries, bound %d", n, maxCachedHeaders)
+		}
+	}
+	// A refused header is refused the same way whether cached or not.
+	bad := tok(`{"alg":"EdDSA","typ":"JWT"}`, 0)
+	for range 2 {
+		if _, err := v.Authenticate(context.Background(), extauthz.Credential{Raw: bad, Kind: extauthz.KindJWT}); !errors.Is(err, extauthz.ErrInvalidToken) {
+			t.Fatalf("typ JWT accepted or wrong error: %v", err)
+		}
 	}
 }
