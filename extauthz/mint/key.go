@@ -48,6 +48,7 @@ type Key struct {
 	hash   crypto.Hash // digest to sign; 0 for Ed25519, which signs the message
 	jwk    []byte      // public JWK with kid, alg and use, as JSON
 	header []byte      // base64url of the JWS header {"alg","kid","typ"} followed by '.'
+	sigLen int         // bytes of a JWS signature: 64 for EdDSA and ES256, the modulus size for RS256
 }
 
 // Public returns the key's public half.
@@ -114,17 +115,17 @@ func newKey(s crypto.Signer, kid string) (*Key, error) {
 		if len(priv) != ed25519.PrivateKeySize {
 			return nil, fmt.Errorf("%w: Ed25519 key of %d bytes", ErrBadKey, len(priv))
 		}
-		k.Alg = AlgEdDSA
+		k.Alg, k.sigLen = AlgEdDSA, ed25519.SignatureSize
 	case *ecdsa.PrivateKey:
 		if priv.Curve != elliptic.P256() {
 			return nil, fmt.Errorf("%w: EC curve %s not supported (use P-256 or Ed25519)", ErrBadKey, priv.Curve.Params().Name)
 		}
-		k.Alg, k.hash = AlgES256, crypto.SHA256
+		k.Alg, k.hash, k.sigLen = AlgES256, crypto.SHA256, 64
 	case *rsa.PrivateKey:
 		if bits := priv.N.BitLen(); bits < minRSABits {
 			return nil, fmt.Errorf("%w: RSA key of %d bits (at least %d needed)", ErrBadKey, bits, minRSABits)
 		}
-		k.Alg, k.hash = AlgRS256, crypto.SHA256
+		k.Alg, k.hash, k.sigLen = AlgRS256, crypto.SHA256, priv.Size()
 	default:
 		return nil, fmt.Errorf("%w: %T keys not supported (use Ed25519, P-256 or RSA)", ErrBadKey, s)
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sync/singleflight"
 
@@ -335,8 +336,9 @@ func sortedNames(dst []string, m map[string]any) []string {
 
 // sign returns the compact JWS of claims under the key's precomputed header.
 func (k *Key) sign(claims []byte) (string, error) {
+	// One allocation, sized for the whole token, which becomes the string.
 	n := len(k.header) + b64.EncodedLen(len(claims))
-	buf := make([]byte, 0, n+1+b64.EncodedLen(512))
+	buf := make([]byte, 0, n+1+b64.EncodedLen(k.sigLen))
 	buf = append(buf, k.header...)
 	buf = b64.AppendEncode(buf, claims)
 	input := buf // the JWS signing input: header '.' payload
@@ -357,7 +359,8 @@ func (k *Key) sign(claims []byte) (string, error) {
 	}
 	buf = append(buf, '.')
 	buf = b64.AppendEncode(buf, sig)
-	return string(buf), nil
+	// buf is never written again: the token string shares its bytes.
+	return unsafe.String(unsafe.SliceData(buf), len(buf)), nil
 }
 
 var errBadECDSASignature = errors.New("malformed ECDSA signature")
@@ -397,8 +400,8 @@ func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
 // case an introspection answer changed), and the grant. Fields are
 // length-prefixed so that no two inputs share an encoding.
 func cacheKey(p *extauthz.Principal, g *extauthz.Grant) string {
-	b := make([]byte, 0, 1024)
-	b = append(b, 1)                        // key format version
+	var arr [512]byte                       // on the stack unless the key is larger
+	b := append(arr[:0], 1)                 // key format version
 	b = appendField(b, p.Credential.Hash()) // the token's SHA-256, computed once per Check
 	b = appendField(b, p.Issuer)
 	b = appendField(b, p.Subject)
