@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -388,8 +389,17 @@ func TestCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p1 != p2 {
+	// A hit shares the parsed claims (no second parse) but gives each caller
+	// its own principal carrying its own request's token.
+	if reflect.ValueOf(p1.Claims).UnsafePointer() != reflect.ValueOf(p2.Claims).UnsafePointer() {
 		t.Fatal("second check did not come from the cache")
+	}
+	if p1 == p2 || p2.Credential.Raw != raw {
+		t.Fatalf("hit returned a shared principal or lost the token")
+	}
+	// The cache keeps the token's hash, not the token.
+	if e, ok := f.v.cache.Get(extauthz.TokenHash(raw)); !ok || e.p.Credential.Raw != "" {
+		t.Fatalf("cached entry (found %v) holds the raw token", ok)
 	}
 	if n := f.keys.n.Load(); n != 1 {
 		t.Fatalf("key looked up %d times, want 1", n)
