@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -142,5 +143,26 @@ func TestRunLoadCountsErrors(t *testing.T) {
 func TestRunLoadRejectsBadOptions(t *testing.T) {
 	if _, err := runLoad(context.Background(), loadOptions{Target: "127.0.0.1:1"}, &source{}); err == nil {
 		t.Fatal("zero workers accepted")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{0.9, 0.7, 1.2}, 0.9},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	}
+	for _, tc := range tests {
+		in := slices.Clone(tc.in)
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+		if !slices.Equal(in, tc.in) {
+			t.Errorf("median reordered its input: %v", tc.in)
+		}
 	}
 }
