@@ -88,7 +88,8 @@ func devCmd(ctx context.Context, args []string) int {
 		return 1
 	}
 	opts := server.Options{
-		ConfigPath: filepath.Join(dir, "config.yaml"),
+		ConfigPath:  filepath.Join(dir, "config.yaml"),
+		TuneRuntime: true,
 		AdminMux: func(mux *http.ServeMux) {
 			mux.HandleFunc("GET /dev/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "application/jwk-set+json")

@@ -18,7 +18,7 @@ func serveCmd(ctx context.Context, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	return serve(ctx, server.Options{ConfigPath: *path}, nil)
+	return serve(ctx, server.Options{ConfigPath: *path, TuneRuntime: true}, nil)
 }
 
 // serve runs a server until ctx ends; ready, when set, is called once it listens.

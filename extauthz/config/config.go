@@ -33,6 +33,8 @@ type Config struct {
 	Issuers []Issuer `json:"issuers"`
 	// Cache bounds the caches.
 	Cache Cache `json:"cache"`
+	// Runtime tunes the Go garbage collector (read at start only).
+	Runtime Runtime `json:"runtime"`
 	// RouteKey is the context_extensions key that names a route (default "route").
 	RouteKey string `json:"route_key"`
 	// Routes are tried in order when the request names no route; first match wins.
@@ -177,11 +179,31 @@ type Secret struct {
 // Cache bounds tokentailor's caches.
 type Cache struct {
 	// MaxEntries bounds each cache (validation, minted tokens, introspection,
-	// exchange) in entries (default 10000). A cached token costs about 1.6 KiB
+	// exchange) in entries (default 10000). A cached token costs about 2.4 KiB
 	// of heap across the validation and minted-token caches (more for larger
-	// tokens), so the default holds ~16 MiB; raise it for a gateway that
+	// tokens), so the default holds ~23 MiB; raise it for a gateway that
 	// sees more distinct tokens within their lifetime.
 	MaxEntries int `json:"max_entries"`
+}
+
+// Runtime tunes Go's garbage collector for a sidecar that answers many small
+// requests from a small heap. The GOGC and GOMEMLIMIT environment variables,
+// when set, win over these settings (the Kubernetes injector sets GOMEMLIMIT
+// from the container's memory limit). Read at start only.
+type Runtime struct {
+	// GCPercent is the GC target, as GOGC (default 400): the heap may grow by
+	// this percentage of the live heap before the next collection. With the
+	// few MiB of live heap a sidecar has once warm, Go's 100 collects every
+	// few thousand requests; 400 collects a quarter as often, and MemoryLimit
+	// keeps a heap full of cached tokens from growing as far.
+	GCPercent int `json:"gc_percent"`
+	// MemoryLimit is the soft limit of the memory the Go runtime manages, as
+	// GOMEMLIMIT: a Kubernetes quantity ("96Mi", "128M", "134217728"), "off",
+	// or "auto" (default): 32 MiB plus 2.5 KiB per cache.max_entries, which is
+	// what full validation and minted-token caches of typical tokens hold
+	// plus room to work. It is soft: near it the GC runs more often; nothing
+	// fails. It does not count the binary's own pages (≈ 25 MiB resident).
+	MemoryLimit string `json:"memory_limit"`
 }
 
 // Route is one policy.

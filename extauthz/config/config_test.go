@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,36 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestRuntimeLimit: the memory limit each memory_limit value asks for.
+func TestRuntimeLimit(t *testing.T) {
+	tests := []struct {
+		limit      string
+		maxEntries int
+		want       int64
+	}{
+		{"", 10000, 32<<20 + 2560*10000},
+		{"auto", 10000, 32<<20 + 2560*10000},
+		{"AUTO", 1000, 32<<20 + 2560*1000},
+		{"off", 10000, math.MaxInt64},
+		{"96Mi", 10000, 96 << 20},
+		{"128M", 10000, 128_000_000},
+		{"134217728", 10000, 1 << 27},
+	}
+	for _, tc := range tests {
+		got, err := Runtime{MemoryLimit: tc.limit}.Limit(tc.maxEntries)
+		if err != nil || got != tc.want {
+			t.Errorf("Limit(%q, %d) = %d, %v; want %d", tc.limit, tc.maxEntries, got, err, tc.want)
+		}
+	}
+	c, err := Parse([]byte(minimal), "/etc/tt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Runtime.GCPercent != DefaultGCPercent || c.Runtime.MemoryLimit != "auto" {
+		t.Errorf("runtime defaults: %+v", c.Runtime)
+	}
+}
+
 func TestValidateNamesTheField(t *testing.T) {
 	tests := []struct {
 		name string
@@ -121,6 +152,9 @@ func TestValidateNamesTheField(t *testing.T) {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    jwks_min_refetch: 0s", 1)
 		}, "issuers[0].jwks_min_refetch: must be positive"},
 		{"no audiences", func(s string) string { return strings.Replace(s, "    audiences: [api]\n", "", 1) }, "issuers[0].audiences: required"},
+		{"negative gc_percent", func(s string) string { return s + "runtime: {gc_percent: -1}\n" }, "runtime.gc_percent: must be positive"},
+		{"memory_limit not a size", func(s string) string { return s + "runtime: {memory_limit: lots}\n" }, `runtime.memory_limit: "lots" is not auto, off or a size`},
+		{"memory_limit too small", func(s string) string { return s + "runtime: {memory_limit: 1Mi}\n" }, `runtime.memory_limit: "1Mi": a limit under 16Mi`},
 		{"url with credentials", func(s string) string {
 			return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1)
 		}, "must not carry credentials"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 )
 
@@ -82,6 +84,7 @@ const (
 	DefaultHTTPTimeout    = 5 * time.Second
 	DefaultTTL            = 5 * time.Minute
 	DefaultMaxEntries     = 10000
+	DefaultGCPercent      = 400
 	DefaultMaxTokenBytes  = 8192
 	DefaultShutdownGrace  = 10 * time.Second
 	DefaultMaxCacheTTL    = 60 * time.Second
@@ -126,6 +129,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Cache.MaxEntries == 0 {
 		c.Cache.MaxEntries = DefaultMaxEntries
+	}
+	if c.Runtime.GCPercent == 0 {
+		c.Runtime.GCPercent = DefaultGCPercent
+	}
+	if c.Runtime.MemoryLimit == "" {
+		c.Runtime.MemoryLimit = "auto"
 	}
 	if c.RouteKey == "" {
 		c.RouteKey = DefaultRouteKey
@@ -313,6 +322,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.MaxEntries < 0 {
 		bad("cache.max_entries", "must be positive")
+	}
+	if c.Runtime.GCPercent < 0 {
+		bad("runtime.gc_percent", "must be positive (set GOGC=off in the environment to turn the collector off)")
+	}
+	if _, err := c.Runtime.Limit(c.Cache.MaxEntries); err != nil {
+		bad("runtime.memory_limit", "%v", err)
 	}
 
 	seenIss := map[string]bool{}
@@ -618,4 +633,31 @@ func (c *Config) Files() []string {
 		}
 	}
 	return out
+}
+
+// Auto memory limit: room to work plus what a full cache entry holds.
+const (
+	autoMemoryBase    = 32 << 20
+	autoBytesPerEntry = 2560 // validation + minted-token cache, typical tokens
+	noMemoryLimit     = math.MaxInt64
+)
+
+// Limit returns the soft memory limit in bytes that MemoryLimit asks for with
+// caches of maxEntries entries: math.MaxInt64 for "off" (Go's own default).
+func (r Runtime) Limit(maxEntries int) (int64, error) {
+	switch strings.ToLower(strings.TrimSpace(r.MemoryLimit)) {
+	case "", "auto":
+		return autoMemoryBase + autoBytesPerEntry*int64(max(maxEntries, 0)), nil
+	case "off":
+		return noMemoryLimit, nil
+	}
+	q, err := resource.ParseQuantity(r.MemoryLimit)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not auto, off or a size such as 96Mi", r.MemoryLimit)
+	}
+	n, ok := q.AsInt64()
+	if !ok || n < 16<<20 {
+		return 0, fmt.Errorf("%q: a limit under 16Mi would keep the collector running without pause", r.MemoryLimit)
+	}
+	return n, nil
 }

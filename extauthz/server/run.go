@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -46,6 +48,10 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// AdminMux, when set, gets extra handlers (dev mode's issuer).
 	AdminMux func(*http.ServeMux)
+	// TuneRuntime applies the config's runtime section (GC target and soft
+	// memory limit) to this process. Commands set it; tests, which share one
+	// process among many servers, do not.
+	TuneRuntime bool
 }
 
 // Server is a running tokentailor: gRPC ext_authz and health on TCP and/or
@@ -90,6 +96,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.log = NewLogger(opts.LogOutput, cfg.Log.Format, s.level)
 	}
 	s.level.Set(parseLevel(cfg.Log.Level))
+	if opts.TuneRuntime {
+		tuneRuntime(cfg, s.log)
+	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = metrics.New(s.registry)
 	s.keySets = NewKeySets(context.WithoutCancel(ctx))
@@ -329,7 +338,34 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 // restartSettings renders the settings that a reload cannot change.
 func restartSettings(cfg *config.Config) string {
 	l := cfg.Listen
-	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", cfg.Log.Format)
+	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", cfg.Log.Format, "|", cfg.Runtime, "|", cfg.Cache.MaxEntries)
+}
+
+// tuneRuntime sets the GC target and the soft memory limit of cfg.Runtime,
+// except where the GOGC or GOMEMLIMIT environment variable already did, and
+// logs what the process runs with.
+func tuneRuntime(cfg *config.Config, log *slog.Logger) {
+	from := func(env string) string {
+		if os.Getenv(env) != "" {
+			return "environment " + env
+		}
+		return "config runtime"
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.Runtime.GCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if n, err := cfg.Runtime.Limit(cfg.Cache.MaxEntries); err == nil { // validated by config.Load
+			debug.SetMemoryLimit(n)
+		}
+	}
+	gc := debug.SetGCPercent(-1) // read it back: set, read, restore
+	debug.SetGCPercent(gc)
+	limit := "off"
+	if n := debug.SetMemoryLimit(-1); n != math.MaxInt64 {
+		limit = fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	}
+	log.Info("go runtime", "gc_percent", gc, "gc_percent_from", from("GOGC"), "memory_limit", limit, "memory_limit_from", from("GOMEMLIMIT"))
 }
 
 func signingKey(p *Pipeline) string {

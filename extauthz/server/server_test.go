@@ -11,9 +11,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
+	"github.com/tokentailor/tokentailor/extauthz/config"
 )
 
 // harness runs a real Server on loopback with an authorization-server double.
@@ -655,5 +658,36 @@ func TestRefusedConfigIsNotRetriedUntilChanged(t *testing.T) {
 	}
 	if got := h.srv.Authz().Pipeline().Config.Routes[0].Upstream.TTL.Duration; got != 2*time.Minute {
 		t.Fatalf("a reload happened after the server stopped: ttl %v", got)
+	}
+}
+
+// TestTuneRuntime: the config's runtime section sets the GC target and the
+// soft memory limit, unless GOGC or GOMEMLIMIT is set in the environment.
+func TestTuneRuntime(t *testing.T) {
+	gc0 := debug.SetGCPercent(-1)
+	debug.SetGCPercent(gc0)
+	limit0 := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(gc0); debug.SetMemoryLimit(limit0) })
+	cfg := &config.Config{Runtime: config.Runtime{GCPercent: 300, MemoryLimit: "200Mi"}, Cache: config.Cache{MaxEntries: 10}}
+	log := slog.New(slog.DiscardHandler)
+
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	tuneRuntime(cfg, log)
+	if gc := debug.SetGCPercent(gc0); gc != 300 {
+		t.Errorf("gc percent %d, want 300", gc)
+	}
+	if l := debug.SetMemoryLimit(limit0); l != 200<<20 {
+		t.Errorf("memory limit %d, want 200Mi", l)
+	}
+
+	t.Setenv("GOGC", "150")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	tuneRuntime(cfg, log)
+	if gc := debug.SetGCPercent(gc0); gc != gc0 {
+		t.Errorf("GOGC set: gc percent changed to %d", gc)
+	}
+	if l := debug.SetMemoryLimit(limit0); l != limit0 {
+		t.Errorf("GOMEMLIMIT set: memory limit changed to %d", l)
 	}
 }
