@@ -210,6 +210,19 @@ type Token struct {
 	Value string
 	// ExpiresAt is when it stops being valid.
 	ExpiresAt time.Time
+	// Prefixed, when set, is a header prefix (such as "Bearer ") followed by
+	// Value, made together with the token so that answering Envoy does not
+	// copy the token again on every request; see HeaderValue.
+	Prefixed string
+}
+
+// HeaderValue returns prefix followed by Value: Prefixed when it is exactly
+// that, else a new string.
+func (t Token) HeaderValue(prefix string) string {
+	if len(t.Prefixed) == len(prefix)+len(t.Value) && t.Prefixed[:len(prefix)] == prefix && t.Prefixed[len(prefix):] == t.Value {
+		return t.Prefixed
+	}
+	return prefix + t.Value
 }
 
 // Authenticator turns a credential into a principal, or fails with an error

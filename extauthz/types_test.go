@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestTokenHash(t *testing.T) {
@@ -24,5 +25,31 @@ func TestTokenHash(t *testing.T) {
 	}
 	if (Credential{}).Short() != "" {
 		t.Fatal("no token must log as empty")
+	}
+}
+
+func TestTokenHeaderValue(t *testing.T) {
+	prefixed := "Bearer abc.def.ghi"
+	tests := []struct {
+		name   string
+		tok    Token
+		prefix string
+		want   string
+		shared bool // the answer is Prefixed itself, not a copy
+	}{
+		{name: "prefixed matches", tok: Token{Value: prefixed[7:], Prefixed: prefixed}, prefix: "Bearer ", want: prefixed, shared: true},
+		{name: "no prefixed", tok: Token{Value: "abc.def.ghi"}, prefix: "Bearer ", want: prefixed},
+		{name: "other prefix", tok: Token{Value: prefixed[7:], Prefixed: prefixed}, prefix: "DPoP ", want: "DPoP abc.def.ghi"},
+		{name: "empty prefix", tok: Token{Value: prefixed[7:], Prefixed: prefixed}, prefix: "", want: "abc.def.ghi"},
+		{name: "prefixed of another token", tok: Token{Value: "xyz.def.ghi", Prefixed: prefixed}, prefix: "Bearer ", want: "Bearer xyz.def.ghi"},
+	}
+	for _, tc := range tests {
+		got := tc.tok.HeaderValue(tc.prefix)
+		if got != tc.want {
+			t.Errorf("%s: HeaderValue = %q, want %q", tc.name, got, tc.want)
+		}
+		if shared := len(got) > 0 && unsafe.StringData(got) == unsafe.StringData(tc.tok.Prefixed); shared != tc.shared {
+			t.Errorf("%s: shared = %v, want %v", tc.name, shared, tc.shared)
+		}
 	}
 }

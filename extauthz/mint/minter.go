@@ -161,10 +161,14 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 	// Without the raw token there is nothing safe to key the cache on.
 	var key string
 	if p.Credential.Raw != "" {
-		key = cacheKey(p, g)
-		if c, ok := m.cache.Get(key); ok && now.Before(c.renewAt) && now.Before(c.tok.ExpiresAt) {
+		var arr [512]byte
+		kb := appendCacheKey(arr[:0], p, g)
+		// The lookup reads the key in place; only a miss, which stores it,
+		// copies it into a string of its own.
+		if c, ok := m.cache.Get(unsafe.String(unsafe.SliceData(kb), len(kb))); ok && now.Before(c.renewAt) && now.Before(c.tok.ExpiresAt) {
 			return c.tok, nil
 		}
+		key = string(kb)
 	}
 	if err := ctx.Err(); err != nil {
 		return extauthz.Token{}, fmt.Errorf("%w: mint: %w", extauthz.ErrInternal, err)
@@ -248,11 +252,11 @@ func (m *Minter) mint(now time.Time, p *extauthz.Principal, g *extauthz.Grant) (
 	}
 	c = append(c, '}')
 
-	raw, err := m.signing.sign(c)
+	prefixed, err := m.signing.sign(g.Prefix, c)
 	if err != nil {
 		return extauthz.Token{}, fmt.Errorf("%w: mint: %w", extauthz.ErrInternal, err)
 	}
-	return extauthz.Token{Value: raw, ExpiresAt: expAt}, nil
+	return extauthz.Token{Value: prefixed[len(g.Prefix):], ExpiresAt: expAt, Prefixed: prefixed}, nil
 }
 
 // appendScope writes ,"scope":"a b" unless no scope is usable. A scope that
@@ -334,14 +338,17 @@ func sortedNames(dst []string, m map[string]any) []string {
 	return dst
 }
 
-// sign returns the compact JWS of claims under the key's precomputed header.
-func (k *Key) sign(claims []byte) (string, error) {
-	// One allocation, sized for the whole token, which becomes the string.
-	n := len(k.header) + b64.EncodedLen(len(claims))
+// sign returns prefix followed by the compact JWS of claims under the key's
+// precomputed header: the header value that carries the token upstream, of
+// which the token is the tail.
+func (k *Key) sign(prefix string, claims []byte) (string, error) {
+	// One allocation, sized for the whole value, which becomes the string.
+	n := len(prefix) + len(k.header) + b64.EncodedLen(len(claims))
 	buf := make([]byte, 0, n+1+b64.EncodedLen(k.sigLen))
+	buf = append(buf, prefix...)
 	buf = append(buf, k.header...)
 	buf = b64.AppendEncode(buf, claims)
-	input := buf // the JWS signing input: header '.' payload
+	input := buf[len(prefix):] // the JWS signing input: header '.' payload
 	var sig []byte
 	var err error
 	switch k.hash {
@@ -400,8 +407,12 @@ func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
 // case an introspection answer changed), and the grant. Fields are
 // length-prefixed so that no two inputs share an encoding.
 func cacheKey(p *extauthz.Principal, g *extauthz.Grant) string {
-	var arr [512]byte                       // on the stack unless the key is larger
-	b := append(arr[:0], 1)                 // key format version
+	return string(appendCacheKey(nil, p, g))
+}
+
+// appendCacheKey appends the encoding cacheKey returns to b.
+func appendCacheKey(b []byte, p *extauthz.Principal, g *extauthz.Grant) []byte {
+	b = append(b, 1)                        // key format version
 	b = appendField(b, p.Credential.Hash()) // the token's SHA-256, computed once per Check
 	b = appendField(b, p.Issuer)
 	b = appendField(b, p.Subject)
@@ -429,7 +440,7 @@ func cacheKey(p *extauthz.Principal, g *extauthz.Grant) string {
 	}
 	// The key is the encoding itself: it holds the token's hash, never the
 	// token, and hashing it again would only cost time on the warm path.
-	return string(b)
+	return b
 }
 
 func appendField(b []byte, s string) []byte {

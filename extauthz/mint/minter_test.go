@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
@@ -490,6 +491,27 @@ func TestCacheReuseAndRenewal(t *testing.T) {
 		}
 		if !clock.Now().Before(got.ExpiresAt) {
 			t.Fatalf("%s: served a token past its exp", s.name)
+		}
+	}
+}
+
+// TestPrefixedToken: a minted token comes with the grant's prefix in front
+// (the header value Envoy gets), sharing its bytes.
+func TestPrefixedToken(t *testing.T) {
+	clock := newClock()
+	m := newMinter(t, clock, testKey(t, AlgEdDSA))
+	for _, prefix := range []string{"Bearer ", ""} {
+		g := grant()
+		g.Prefix = prefix
+		tok, err := m.Token(context.Background(), principal(clock, "incoming-"+prefix, time.Hour), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.Prefixed != prefix+tok.Value || strings.Count(tok.Value, ".") != 2 {
+			t.Fatalf("prefix %q: Prefixed %q, Value %q", prefix, tok.Prefixed, tok.Value)
+		}
+		if got := tok.HeaderValue(prefix); unsafe.StringData(got) != unsafe.StringData(tok.Prefixed) {
+			t.Fatalf("prefix %q: HeaderValue copied the token", prefix)
 		}
 	}
 }

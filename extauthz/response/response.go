@@ -232,7 +232,7 @@ func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Cre
 	n := 0
 	if tok.Value != "" {
 		a.value.Key = g.Header
-		a.value.Value = g.Prefix + tok.Value
+		a.value.Value = tok.HeaderValue(g.Prefix)
 		a.opt.Header = &a.value
 		a.opt.Append = b.appendFalse
 		a.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
