@@ -124,6 +124,10 @@ type Principal struct {
 	Claims map[string]any
 	// ExpiresAt is the token's exp; the upstream's token never outlives it.
 	ExpiresAt time.Time
+	// ExpiryUnknown says the token's own expiry is not known (an
+	// introspection answer without exp): ExpiresAt is then only how long
+	// tokentailor vouches for it, and a route's min_lifetime cannot judge it.
+	ExpiryUnknown bool
 	// IssuedAt is the token's iat, zero when absent.
 	IssuedAt time.Time
 	// Credential is the credential the principal was built from.

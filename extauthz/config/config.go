@@ -216,7 +216,8 @@ type Route struct {
 	Public bool `json:"public"`
 	// Require lists what the credential must carry.
 	Require Require `json:"require"`
-	// MinLifetime refuses tokens that expire sooner than this.
+	// MinLifetime refuses tokens that expire sooner than this. Opaque tokens
+	// whose introspection answer has no exp are not judged by it.
 	MinLifetime Duration `json:"min_lifetime"`
 	// Upstream says what the upstream gets.
 	Upstream Upstream `json:"upstream"`

@@ -378,8 +378,8 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	if len(i.opts.Audiences) > 0 && !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
 		return nil, fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
 	}
-	exp := a.ExpiresAt
-	if exp.IsZero() {
+	exp, unknown := a.ExpiresAt, a.ExpiresAt.IsZero()
+	if unknown {
 		// No exp: vouch for the token only as long as the answer is cached,
 		// so anything derived from it (minted tokens) lives no longer.
 		exp = now.Add(i.opts.MaxCacheTTL)
@@ -388,13 +388,14 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
 	}
 	return &extauthz.Principal{
-		Issuer:    iss,
-		Subject:   a.Subject,
-		ClientID:  a.ClientID,
-		Audience:  a.Audience,
-		Scopes:    a.Scopes,
-		Claims:    a.Claims,
-		ExpiresAt: exp,
-		IssuedAt:  a.IssuedAt,
+		Issuer:        iss,
+		Subject:       a.Subject,
+		ClientID:      a.ClientID,
+		Audience:      a.Audience,
+		Scopes:        a.Scopes,
+		Claims:        a.Claims,
+		ExpiresAt:     exp,
+		ExpiryUnknown: unknown,
+		IssuedAt:      a.IssuedAt,
 	}, nil
 }

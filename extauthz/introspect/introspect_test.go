@@ -147,7 +147,7 @@ func TestAuthenticateAnswers(t *testing.T) {
 		{
 			name:   "no exp: vouched for as long as cached",
 			answer: map[string]any{"sub": "svc"},
-			want:   &extauthz.Principal{Subject: "svc", ExpiresAt: now.Add(time.Minute)},
+			want:   &extauthz.Principal{Subject: "svc", ExpiresAt: now.Add(time.Minute), ExpiryUnknown: true},
 		},
 		{
 			name:   "audience accepted",

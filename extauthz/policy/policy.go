@@ -283,7 +283,9 @@ func (rt *Route) Authorize(p *extauthz.Principal, now time.Time) (*extauthz.Gran
 			return nil, fmt.Errorf("%w: %s", extauthz.ErrClaimMismatch, rc.name)
 		}
 	}
-	if rt.minLifetime > 0 && p.ExpiresAt.Sub(now) < rt.minLifetime {
+	// A token whose expiry is unknown (introspection without exp) is not
+	// judged: its ExpiresAt is only tokentailor's own vouching horizon.
+	if rt.minLifetime > 0 && !p.ExpiryUnknown && p.ExpiresAt.Sub(now) < rt.minLifetime {
 		return nil, fmt.Errorf("%w: the token expires in less than %s; refresh it first", extauthz.ErrExpiresTooSoon, rt.minLifetime)
 	}
 	g := rt.grant

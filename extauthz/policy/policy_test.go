@@ -132,6 +132,11 @@ func TestAuthorize(t *testing.T) {
 		{name: "claim missing", edit: func(p *extauthz.Principal) { delete(p.Claims, "verified") }, wantErr: extauthz.ErrClaimMismatch},
 		{name: "claim object never matches", edit: func(p *extauthz.Principal) { p.Claims["tenant"] = map[string]any{"acme": true} }, wantErr: extauthz.ErrClaimMismatch},
 		{name: "expires too soon", edit: func(p *extauthz.Principal) { p.ExpiresAt = now.Add(59 * time.Second) }, wantErr: extauthz.ErrExpiresTooSoon},
+		// An introspection answer without exp: ExpiresAt is only the cache
+		// horizon, so min_lifetime does not refuse it.
+		{name: "expiry unknown is not judged", edit: func(p *extauthz.Principal) {
+			p.ExpiresAt, p.ExpiryUnknown = now.Add(30*time.Second), true
+		}, wantScopes: []string{"orders:read", "orders:write"}, wantClaims: map[string]any{"user_email": "u@x", "tenant": "acme", "env": "prod"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
