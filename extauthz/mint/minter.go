@@ -402,15 +402,11 @@ func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
 	return out, nil
 }
 
-// cacheKey hashes everything that shapes a minted token: the incoming token
-// (which fixes the principal), the principal's fields that Token reads (in
-// case an introspection answer changed), and the grant. Fields are
-// length-prefixed so that no two inputs share an encoding.
-func cacheKey(p *extauthz.Principal, g *extauthz.Grant) string {
-	return string(appendCacheKey(nil, p, g))
-}
-
-// appendCacheKey appends the encoding cacheKey returns to b.
+// appendCacheKey appends the minted-token cache key to b: everything that
+// shapes a minted token, namely the incoming token's hash (which fixes the
+// principal), the principal's fields that Token reads (in case an
+// introspection answer changed), and the grant. Fields are length-prefixed
+// so that no two inputs share an encoding.
 func appendCacheKey(b []byte, p *extauthz.Principal, g *extauthz.Grant) []byte {
 	b = append(b, 1)                        // key format version
 	b = appendField(b, p.Credential.Hash()) // the token's SHA-256, computed once per Check
