@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -319,7 +320,7 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 			s.metrics.Reload(nil)
 			s.log.Info("config reloaded", "routes", len(cfg.Routes), "signing_key", signingKey(p), "previous_signing_key", signingKey(old))
 			if restartSettings(cfg) != s.restartSum {
-				s.log.Warn("listen addresses, pprof or log format changed: they take effect on restart only")
+				s.log.Warn("listen addresses, pprof, log format or runtime settings changed: they take effect on restart only")
 			}
 			return nil
 		}
@@ -338,7 +339,10 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 // restartSettings renders the settings that a reload cannot change.
 func restartSettings(cfg *config.Config) string {
 	l := cfg.Listen
-	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", cfg.Log.Format, "|", cfg.Runtime, "|", cfg.Cache.MaxEntries)
+	// The memory limit is compared as applied: cache.max_entries itself
+	// takes effect on reload, but the "auto" limit derived from it does not.
+	limit, _ := cfg.Runtime.Limit(cfg.Cache.MaxEntries)
+	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", cfg.Log.Format, "|", cfg.Runtime.GCPercent, "|", limit)
 }
 
 // tuneRuntime sets the GC target and the soft memory limit of cfg.Runtime,
@@ -351,16 +355,16 @@ func tuneRuntime(cfg *config.Config, log *slog.Logger) {
 		}
 		return "config runtime"
 	}
-	if os.Getenv("GOGC") == "" {
+	gc := os.Getenv("GOGC")
+	if gc == "" {
 		debug.SetGCPercent(cfg.Runtime.GCPercent)
+		gc = strconv.Itoa(cfg.Runtime.GCPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		if n, err := cfg.Runtime.Limit(cfg.Cache.MaxEntries); err == nil { // validated by config.Load
 			debug.SetMemoryLimit(n)
 		}
 	}
-	gc := debug.SetGCPercent(-1) // read it back: set, read, restore
-	debug.SetGCPercent(gc)
 	limit := "off"
 	if n := debug.SetMemoryLimit(-1); n != math.MaxInt64 {
 		limit = fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))

@@ -691,3 +691,31 @@ func TestTuneRuntime(t *testing.T) {
 		t.Errorf("GOMEMLIMIT set: memory limit changed to %d", l)
 	}
 }
+
+// TestRestartSettings: what a reload cannot apply is told apart from what it
+// can. cache.max_entries applies on reload, but an "auto" memory limit
+// derived from it does not.
+func TestRestartSettings(t *testing.T) {
+	tests := []struct {
+		name        string
+		limit       string // memory_limit of both configs
+		edit        func(*config.Config)
+		needRestart bool
+	}{
+		{"max_entries with a fixed limit", "96Mi", func(c *config.Config) { c.Cache.MaxEntries = 20000 }, false},
+		{"max_entries with the auto limit", "auto", func(c *config.Config) { c.Cache.MaxEntries = 20000 }, true},
+		{"gc_percent", "96Mi", func(c *config.Config) { c.Runtime.GCPercent = 200 }, true},
+		{"memory_limit", "96Mi", func(c *config.Config) { c.Runtime.MemoryLimit = "128Mi" }, true},
+		{"log format", "96Mi", func(c *config.Config) { c.Log.Format = "text" }, true},
+	}
+	for _, tc := range tests {
+		cfg := func() *config.Config {
+			return &config.Config{Runtime: config.Runtime{GCPercent: 400, MemoryLimit: tc.limit}, Cache: config.Cache{MaxEntries: 10000}}
+		}
+		before, after := cfg(), cfg()
+		tc.edit(after)
+		if got := restartSettings(before) != restartSettings(after); got != tc.needRestart {
+			t.Errorf("%s: needs restart = %v, want %v", tc.name, got, tc.needRestart)
+		}
+	}
+}
