@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tokentailor/tokentailor/extauthz/server"
 	"io"
 	"net"
 	"net/http"
@@ -20,7 +21,6 @@ import (
 	"strings"
 	"text/template"
 	"time"
-	"github.com/tokentailor/tokentailor/extauthz/server"
 )
 
 //go:embed dev.yaml
