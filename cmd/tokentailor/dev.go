@@ -12,7 +12,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/tokentailor/tokentailor/extauthz/server"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +20,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/tokentailor/tokentailor/extauthz/server"
 )
 
 //go:embed dev.yaml
