@@ -182,13 +182,13 @@ func TestAuthenticateAnswers(t *testing.T) {
 			want:   &extauthz.Principal{Subject: "svc-opaque", Scopes: []string{"profile", "orders:read"}, ExpiresAt: exp},
 		},
 		{
-			name: "server-checked audience still refuses an aud that is present and wrong",
-			opts: func(o *introspect.Options) { o.Audiences, o.AudienceByServer = []string{"api"}, true },
+			name:   "server-checked audience still refuses an aud that is present and wrong",
+			opts:   func(o *introspect.Options) { o.Audiences, o.AudienceByServer = []string{"api"}, true },
 			answer: map[string]any{"sub": "svc", "aud": "other", "exp": exp.Unix()}, wantErr: extauthz.ErrWrongAudience,
 		},
 		{
-			name: "server-checked audience accepts an aud that is present and right",
-			opts: func(o *introspect.Options) { o.Audiences, o.AudienceByServer = []string{"api"}, true },
+			name:   "server-checked audience accepts an aud that is present and right",
+			opts:   func(o *introspect.Options) { o.Audiences, o.AudienceByServer = []string{"api"}, true },
 			answer: map[string]any{"sub": "svc", "aud": []any{"api"}, "exp": exp.Unix()},
 			want:   &extauthz.Principal{Subject: "svc", Audience: []string{"api"}, ExpiresAt: exp},
 		},
@@ -387,8 +387,10 @@ func TestCache(t *testing.T) {
 		steps    []step
 	}{
 		{
-			name:     "active answer capped by MaxCacheTTL; a revoked token passes until the cap",
-			register: func(f *fixture) { f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()}) },
+			name: "active answer capped by MaxCacheTTL; a revoked token passes until the cap",
+			register: func(f *fixture) {
+				f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
+			},
 			steps: []step{
 				{wantCalls: 1},
 				{advance: 30 * time.Second, server: func(f *fixture) { f.x.Revoke(token) }, wantCalls: 1},
@@ -397,8 +399,10 @@ func TestCache(t *testing.T) {
 			},
 		},
 		{
-			name:     "active answer expires at exp",
-			register: func(f *fixture) { f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(20 * time.Second).Unix()}) },
+			name: "active answer expires at exp",
+			register: func(f *fixture) {
+				f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(20 * time.Second).Unix()})
+			},
 			steps: []step{
 				{wantCalls: 1},
 				{advance: 19 * time.Second, wantCalls: 1},
@@ -418,8 +422,10 @@ func TestCache(t *testing.T) {
 			},
 		},
 		{
-			name:     "fail closed once the cached answer is gone",
-			register: func(f *fixture) { f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()}) },
+			name: "fail closed once the cached answer is gone",
+			register: func(f *fixture) {
+				f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
+			},
 			steps: []step{
 				{wantCalls: 1},
 				{advance: 50 * time.Second, server: func(f *fixture) { f.is.SetDown(true) }, wantCalls: 1},
