@@ -402,6 +402,20 @@ func TestZitadel(t *testing.T) {
 		}
 	})
 
+	t.Run("exchange of an encrypted opaque token", func(t *testing.T) {
+		in := z.token(t, "svc-opaque", "profile orders:read")
+		seen = append(seen, in)
+		resp := h.check("GET", "/exchange/y", bearer(in))
+		if httpStatus(resp) != 200 {
+			t.Fatalf("exchange: %v\n%s", resp, tail(h.logs.String(), 2000))
+		}
+		out, _ := strings.CutPrefix(header(resp, "authorization"), "Bearer ")
+		seen = append(seen, out)
+		if c := unverified(t, out); c["sub"] != "svc-opaque" || c["iss"] != z.issuer {
+			t.Fatalf("exchanged token claims = %v", c)
+		}
+	})
+
 	t.Run("the token types sent before issue 12 are refused by zitadel, and the log says why", func(t *testing.T) {
 		in := z.token(t, "svc-jwt", "orders:read")
 		seen = append(seen, in)
