@@ -423,6 +423,7 @@ func TestZitadel(t *testing.T) {
 		if st := httpStatus(h.check("GET", "/legacy-exchange", bearer(in))); st != 403 {
 			t.Fatalf("got %d, want 403", st)
 		}
+		t.Logf("log: %s", tail(h.logs.String()[before:], 600))
 		if logs := h.logs.String()[before:]; !strings.Contains(logs, `invalid_request: \"subject_token is invalid\"`) {
 			t.Fatalf("zitadel's error_description is not in the log:\n%s", tail(logs, 2000))
 		}
