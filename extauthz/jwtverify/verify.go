@@ -27,8 +27,8 @@
 //
 // An authorization server signs more than access tokens with its keys: ID
 // tokens, logout tokens, security events, RFC 9701 introspection answers.
-// None of them may pass as an access token (RFC 8725 §3.11, §2.8), so even
-// without RequiredType:
+// None of them may pass as an access token (RFC 8725 §2.8, §3.11, §3.12), so
+// even without RequiredType:
 //
 //   - the typ header must be absent, "JWT" or "at+jwt" (compared
 //     case-insensitively, "application/" prefix optional, RFC 7515 §4.1.9);
@@ -100,7 +100,7 @@ type Issuer struct {
 	// RequiredType, when set (e.g. "at+jwt"), must equal the typ header,
 	// compared case-insensitively with an optional "application/" prefix.
 	// Empty accepts no typ, "JWT" and "at+jwt" (see Token kinds). A type
-	// that names another kind of JWT (OtherKindTypes) is refused by New.
+	// that names another kind of JWT (dpop+jwt, logout+jwt, …) is refused by New.
 	RequiredType string
 	// AllowMissingSub accepts access tokens without a sub claim. RFC 9068
 	// §2.2 requires sub, so tokens without it are refused unless this is set
@@ -152,9 +152,9 @@ var hmacMinBytes = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
 // RFC 9068's "at+jwt". Everything else is refused; see Token kinds.
 var accessTypes = map[string]bool{"": true, "jwt": true, "at+jwt": true}
 
-// OtherKindTypes are typ values (normalised: lower case, no "application/")
+// otherKindTypes are typ values (normalised: lower case, no "application/")
 // of JWTs that are never access tokens. New refuses them as RequiredType.
-var OtherKindTypes = []string{
+var otherKindTypes = []string{
 	"dpop+jwt",                  // RFC 9449 DPoP proof
 	"token-introspection+jwt",   // RFC 9701 introspection answer
 	"secevent+jwt",              // RFC 8417 security event token
@@ -247,7 +247,7 @@ func newIssuer(c Issuer, now func() time.Time) (*issuer, error) {
 	if c.ClockSkew < 0 {
 		return nil, errors.New("negative clock skew")
 	}
-	if t := normType(c.RequiredType); slices.Contains(OtherKindTypes, t) {
+	if t := normType(c.RequiredType); slices.Contains(otherKindTypes, t) {
 		return nil, fmt.Errorf("required type %q is not an access token type", c.RequiredType)
 	}
 	algs := c.Algorithms
