@@ -595,7 +595,7 @@ func TestRotationAndOutage(t *testing.T) {
 			if tc.forged {
 				opts = append(opts, authztest.WithKid("never-published"))
 			}
-			_, err := f.auth(f.is.Sign(t, jwt.MapClaims{"aud": "api"}, opts...))
+			_, err := f.auth(f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "api"}, opts...))
 			if tc.wantErr == nil && err != nil {
 				t.Fatalf("err = %v, want accepted", err)
 			}
