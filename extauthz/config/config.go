@@ -121,7 +121,15 @@ type Issuer struct {
 	// ClockSkew is the leeway for exp, nbf and iat (default 30s).
 	ClockSkew Duration `json:"clock_skew"`
 	// RequiredType is the JWT typ header that must be present, e.g. "at+jwt".
+	// Empty accepts no typ, "JWT" and "at+jwt" only: any other typ
+	// (dpop+jwt, logout+jwt, token-introspection+jwt, secevent+jwt, …) is
+	// refused, so set this when the issuer's access tokens carry another.
 	RequiredType string `json:"required_typ"`
+	// AllowMissingSub accepts JWT access tokens without sub (default false:
+	// RFC 9068 §2.2 requires it). Set it only for an issuer known to omit
+	// sub, e.g. in client-credentials tokens. Introspected tokens are not
+	// affected.
+	AllowMissingSub bool `json:"allow_missing_sub"`
 	// ScopeClaims are the claims scopes are read from, in order (default scope, scp).
 	ScopeClaims []string `json:"scope_claims"`
 	// JWKSRefresh is how often keys are refetched (default 5m).

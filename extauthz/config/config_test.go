@@ -254,6 +254,28 @@ func TestDurationAndStringList(t *testing.T) {
 	}
 }
 
+func TestAllowMissingSub(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want bool
+	}{
+		{name: "default: sub required", yaml: minimal, want: false},
+		{name: "opt-out", yaml: strings.Replace(minimal, "    audiences: [api]\n", "    audiences: [api]\n    allow_missing_sub: true\n", 1), want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "/etc/tt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Issuers[0].AllowMissingSub; got != tt.want {
+				t.Fatalf("allow_missing_sub = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	if b, err := os.ReadFile("../../docs/examples/tokentailor-sidecar.yaml"); err == nil {

@@ -29,7 +29,10 @@
 // answers still valid in the cache keep being served. Such answers are not
 // ErrInvalidToken (401) on purpose: a 401 tells the client to get a new token,
 // which would not help, and would hide an authorization-server fault behind
-// a client error in logs and metrics.
+// a client error in logs and metrics. An answer that is a JSON object whose
+// "active" is anything but the JSON true ("true", 1, null, no member) is not
+// malformed: RFC 7662 §2.2 makes it an inactive token, denied with
+// extauthz.ErrTokenInactive (401) and cached as a refusal.
 //
 // # Signed answers (RFC 9701)
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -211,7 +212,11 @@ func TestAuthenticateAnswers(t *testing.T) {
 		{name: "refresh token", answer: map[string]any{"token_type": "refresh_token", "exp": exp.Unix()}, wantErr: extauthz.ErrInvalidToken},
 		{name: "hydra refresh token", answer: map[string]any{"token_use": "refresh_token", "exp": exp.Unix()}, wantErr: extauthz.ErrInvalidToken},
 		{name: "DPoP-bound token", answer: map[string]any{"token_type": "DPoP", "exp": exp.Unix()}, wantErr: extauthz.ErrInvalidToken},
-		{name: "active as a string", answer: map[string]any{"active": "true", "exp": exp.Unix()}, wantErr: extauthz.ErrIssuerUnavailable},
+		{name: "active as a string", answer: map[string]any{"active": "true", "sub": "alice", "exp": exp.Unix()}, wantErr: extauthz.ErrTokenInactive},
+		{name: "active as a number", answer: map[string]any{"active": 1, "sub": "alice", "exp": exp.Unix()}, wantErr: extauthz.ErrTokenInactive},
+		{name: "active null", answer: map[string]any{"active": nil, "sub": "alice", "exp": exp.Unix()}, wantErr: extauthz.ErrTokenInactive},
+		{name: "active an object", answer: map[string]any{"active": map[string]any{"value": true}, "exp": exp.Unix()}, wantErr: extauthz.ErrTokenInactive},
+		{name: "inactive with members of the wrong type", answer: map[string]any{"active": "yes", "exp": "soon", "scope": 7}, wantErr: extauthz.ErrTokenInactive},
 		{name: "exp as a string", answer: map[string]any{"exp": "soon"}, wantErr: extauthz.ErrIssuerUnavailable},
 		{name: "scope as a number", answer: map[string]any{"scope": 7, "exp": exp.Unix()}, wantErr: extauthz.ErrIssuerUnavailable},
 	}
@@ -283,7 +288,6 @@ func TestUnavailable(t *testing.T) {
 		{name: "JSON array", break_: func(f *fixture) { f.x.RespondRaw("application/json", []byte(`[{"active":true}]`)) }},
 		{name: "JSON null", break_: func(f *fixture) { f.x.RespondRaw("application/json", []byte(`null`)) }},
 		{name: "trailing data", break_: func(f *fixture) { f.x.RespondRaw("application/json", []byte(`{"active":true} {}`)) }},
-		{name: "no active member", break_: func(f *fixture) { f.x.RespondRaw("application/json", []byte(`{"sub":"a"}`)) }},
 		{name: "too large", break_: func(f *fixture) {
 			f.x.RespondRaw("application/json", []byte(`{"active":true,"pad":"`+strings.Repeat("x", 70<<10)+`"}`))
 		}},
@@ -312,6 +316,56 @@ func TestUnavailable(t *testing.T) {
 			f.x.SetDelay(0)
 			if _, err := f.intro.Authenticate(context.Background(), cred(token)); err != nil {
 				t.Fatalf("after recovery: %v", err)
+			}
+		})
+	}
+}
+
+// TestActiveNotTrue: an answer whose "active" is anything but the JSON true
+// means an inactive token (RFC 7662 §2.2), in plain and signed (RFC 9701)
+// answers alike: 401 invalid_token, cached as a refusal, never 503.
+func TestActiveNotTrue(t *testing.T) {
+	tests := []struct {
+		name   string
+		signed bool
+		answer string // the JSON answer, or the token_introspection claim when signed
+	}{
+		{name: "string true", answer: `{"active":"true","sub":"alice","scope":"admin"}`},
+		{name: "number 1", answer: `{"active":1,"sub":"alice"}`},
+		{name: "null", answer: `{"active":null,"sub":"alice"}`},
+		{name: "missing", answer: `{"sub":"alice","scope":"admin"}`},
+		{name: "empty object", answer: `{}`},
+		{name: "signed, string true", signed: true, answer: `{"active":"true","sub":"alice"}`},
+		{name: "signed, missing", signed: true, answer: `{"sub":"alice"}`},
+		{name: "signed, array", signed: true, answer: `{"active":[true],"sub":"alice"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t, func(o *introspect.Options) {
+				if tt.signed {
+					o.JWTResponse = true
+					o.Auth = authOf(t, "")
+				}
+			})
+			const token = "tok-active-not-true"
+			if tt.signed {
+				var claim map[string]any
+				if err := json.Unmarshal([]byte(tt.answer), &claim); err != nil {
+					t.Fatal(err)
+				}
+				f.x.RespondRaw(introspect.MediaTypeJWT, []byte(f.is.Sign(t, jwt.MapClaims{
+					"aud": clientID, "token_introspection": claim,
+				}, authztest.WithTyp(introspect.TypJWT))))
+			} else {
+				f.x.RespondRaw("application/json", []byte(tt.answer))
+			}
+			for range 2 {
+				if _, err := f.intro.Authenticate(context.Background(), cred(token)); !errors.Is(err, extauthz.ErrTokenInactive) {
+					t.Fatalf("Authenticate() error = %v, want ErrTokenInactive", err)
+				}
+			}
+			if n := f.x.Calls(); n != 1 {
+				t.Errorf("%d calls, want 1 (the refusal cached)", n)
 			}
 		})
 	}
