@@ -50,4 +50,3 @@ func FuzzNormalizeURI(f *testing.F) {
 		}
 	})
 }
-

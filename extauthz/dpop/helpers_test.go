@@ -144,4 +144,3 @@ func (k testKey) privateJWK(t testing.TB) map[string]any {
 	}
 	return m
 }
-
