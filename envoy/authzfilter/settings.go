@@ -1,4 +1,4 @@
-package envoyclient
+package authzfilter
 
 import (
 	"errors"
@@ -24,7 +24,7 @@ import (
 // ErrConfig: the bootstrap lacks what the model needs (the listener, its
 // connection manager, a static route_config) or uses a feature it does not
 // model. Match with errors.Is; bootstrap syntax errors wrap validate.ErrSyntax.
-var ErrConfig = errors.New("envoyclient: unsupported bootstrap")
+var ErrConfig = errors.New("authzfilter: unsupported bootstrap")
 
 // DefaultTimeout is ext_authz's grpc_service timeout when none is set.
 const DefaultTimeout = 200 * time.Millisecond
