@@ -253,7 +253,7 @@ func (v *Verifier) verify(ctx context.Context, cred extauthz.Credential, audienc
 	if len(raw) > v.maxBytes {
 		return nil, fmt.Errorf("%w: token larger than %d bytes", extauthz.ErrInvalidToken, v.maxBytes)
 	}
-	key := cred.Hash()
+	key := cred.TokenHash()
 	if forAudience {
 		key = extauthz.TokenHash(key + "\x00" + strings.Join(audiences, "\x00"))
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
+	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
 
 // Options configures a Server.
@@ -43,7 +44,7 @@ type Options struct {
 	// LogOutput is where a built logger writes (default os.Stderr).
 	LogOutput io.Writer
 	// Env carries overrides for building pipelines (clock, transport, minter).
-	Env Env
+	Env pipeline.Env
 	// ReadyTimeout bounds how long a reload waits for new issuers' keys
 	// before swapping anyway (default 10s).
 	ReadyTimeout time.Duration
@@ -63,7 +64,7 @@ type Server struct {
 	level    *slog.LevelVar
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
-	keySets  *KeySets
+	keySets  *pipeline.KeySets
 	authz    *Authz
 	health   *health.Server
 	grpc     *grpc.Server
@@ -102,7 +103,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = metrics.New(s.registry)
-	s.keySets = NewKeySets(context.WithoutCancel(ctx))
+	s.keySets = pipeline.NewKeySets(context.WithoutCancel(ctx))
 
 	// Bind first: an issuer served by this very process (the dev issuer on
 	// the admin listener) must be reachable when the first key fetch starts.
@@ -111,10 +112,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	env := s.env()
-	p, err := Build(ctx, cfg, env)
+	p, err := pipeline.Build(ctx, cfg, env)
 	if err != nil {
 		s.closeListeners()
-		s.keySets.Keep(&Pipeline{})
+		s.keySets.Close()
 		return nil, err
 	}
 	s.lastSum = s.sum(cfg)
@@ -133,7 +134,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) env() Env {
+func (s *Server) env() pipeline.Env {
 	env := s.opts.Env
 	env.Logger = s.log
 	env.Metrics = s.metrics
@@ -262,7 +263,7 @@ func (s *Server) stop() {
 	if s.socketLn != nil {
 		_ = os.Remove(s.socketLn.Addr().String())
 	}
-	s.keySets.Keep(&Pipeline{})
+	s.keySets.Close()
 	s.log.Info("stopped")
 }
 
@@ -310,8 +311,8 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 	if err != nil {
 		s.failedSum = sum
 	} else {
-		var p *Pipeline
-		if p, err = Build(ctx, cfg, s.env()); err == nil {
+		var p *pipeline.Pipeline
+		if p, err = pipeline.Build(ctx, cfg, s.env()); err == nil {
 			s.waitReady(ctx, p)
 			old := s.authz.Swap(p)
 			s.keySets.Keep(p)
@@ -372,7 +373,7 @@ func tuneRuntime(cfg *config.Config, log *slog.Logger) {
 	log.Info("go runtime", "gc_percent", gc, "gc_percent_from", from("GOGC"), "memory_limit", limit, "memory_limit_from", from("GOMEMLIMIT"))
 }
 
-func signingKey(p *Pipeline) string {
+func signingKey(p *pipeline.Pipeline) string {
 	if p == nil || p.Minter == nil {
 		return ""
 	}
@@ -381,7 +382,7 @@ func signingKey(p *Pipeline) string {
 
 // waitReady gives a new pipeline's new key sets a moment to fetch, so the
 // swap does not turn valid tokens into 503s.
-func (s *Server) waitReady(ctx context.Context, p *Pipeline) {
+func (s *Server) waitReady(ctx context.Context, p *pipeline.Pipeline) {
 	deadline := time.Now().Add(s.opts.ReadyTimeout)
 	for p.Ready() != nil && time.Now().Before(deadline) {
 		select {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
 	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
 
 // harness runs a real Server on loopback with an authorization-server double.
@@ -124,7 +125,7 @@ func newHarnessClock(t *testing.T, cfg string, setup func(*authztest.Issuer), no
 	h.write("config.yaml", strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL()))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: Env{Now: h.now}})
+	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: pipeline.Env{Now: h.now}})
 	if err != nil {
 		t.Fatal(err)
 	}
