@@ -17,7 +17,7 @@
 // headers_to_remove would therefore delete the token that was just set.
 // So Allow never removes that header: the token header is set with
 // OVERWRITE_IF_EXISTS_OR_ADD, which replaces every value a client sent under
-// that name (DESIGN invariant 3), and headers_to_remove only names other
+// that name (README invariant 3), and headers_to_remove only names other
 // headers (the client's credential header when the route strips it). When
 // there is no token to set, the header is removed instead.
 //
@@ -224,7 +224,7 @@ func (b *Builder) deny(i int, d *authv3.DeniedHttpResponse) *authv3.CheckRespons
 // Allow lets the request through and hands the upstream its token:
 //
 //   - g.Header is set to g.Prefix+tok.Value, overwriting whatever the client
-//     sent under that name (DESIGN invariant 3);
+//     sent under that name (README invariant 3);
 //   - with an empty tok.Value (ModeNone) g.Header is removed instead, so a
 //     client-sent value never reaches the upstream either;
 //   - the client's credential header is removed when g.StripCredential and it

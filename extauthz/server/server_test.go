@@ -285,7 +285,7 @@ func TestCheckAllowsAndMintsNarrowedToken(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 1.
+// README invariant 1.
 func TestInvariantNoAllowWithoutValidatedCredential(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	good := h.token(nil)
@@ -312,7 +312,7 @@ func TestInvariantNoAllowWithoutValidatedCredential(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 2.
+// README invariant 2.
 func TestInvariantInternalTokenNeverOutlivesIncoming(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	for _, left := range []time.Duration{30 * time.Second, 90 * time.Second, time.Hour} {
@@ -335,7 +335,7 @@ func TestInvariantInternalTokenNeverOutlivesIncoming(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 3.
+// README invariant 3.
 func TestInvariantClientInternalHeaderNeverReachesUpstream(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	forged := "forged"
@@ -377,7 +377,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// DESIGN invariant 4.
+// README invariant 4.
 func TestInvariantTokensNeverLogged(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	var tokens []string
@@ -418,7 +418,7 @@ func TestInvariantTokensNeverLogged(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 5 (JWT side): keys never fetched ⇒ 503, not allow.
+// README invariant 5 (JWT side): keys never fetched ⇒ 503, not allow.
 func TestInvariantUnreachableIssuerFailsClosed(t *testing.T) {
 	is := authztest.New(t)
 	is.SetDown(true)
@@ -446,7 +446,7 @@ func TestInvariantUnreachableIssuerFailsClosed(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 7, and the bad-input list of the core issue.
+// README invariant 7, and the bad-input list of the core issue.
 func TestInvariantDenialsFollowRFC6750(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	now := time.Now()
