@@ -80,7 +80,7 @@ const (
 	DefaultRouteKey       = "route"
 	DefaultClockSkew      = 30 * time.Second
 	DefaultJWKSRefresh    = 5 * time.Minute
-	DefaultJWKSMinRefetch = 30 * time.Second
+	DefaultJWKSMinRefetch = 5 * time.Second
 	DefaultHTTPTimeout    = 5 * time.Second
 	DefaultTTL            = 5 * time.Minute
 	DefaultMaxEntries     = 10000

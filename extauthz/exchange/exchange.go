@@ -82,13 +82,19 @@ const (
 	renewFraction = 0.9
 )
 
-// Options configures an Exchanger. Issuer, TokenEndpoint and Auth are required.
+// Options configures an Exchanger. Issuer, Auth and one of TokenEndpoint
+// and TokenEndpointFunc are required.
 type Options struct {
 	// Issuer names the issuer whose token endpoint this is; routes whose
 	// ExchangeSpec.Issuer names another are refused. Also the metric label.
 	Issuer string
 	// TokenEndpoint is the token endpoint URL.
 	TokenEndpoint string
+	// TokenEndpointFunc, instead of TokenEndpoint, gives the endpoint at each
+	// call, e.g. a discovery.Resolver's TokenEndpoint, so that an issuer whose
+	// metadata cannot be fetched at start delays its own exchanges (503) and
+	// nothing else. Its errors should wrap extauthz.ErrIssuerUnavailable.
+	TokenEndpointFunc func(ctx context.Context) (string, error)
 	// Auth authenticates tokentailor to the endpoint.
 	Auth clientauth.Method
 	// ActorToken returns tokentailor's own token, sent as actor_token for
@@ -142,9 +148,14 @@ func New(opts Options) (*Exchanger, error) {
 	if opts.Auth == nil {
 		return nil, errors.New("exchange: Auth is required")
 	}
-	u, err := url.Parse(opts.TokenEndpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("exchange: TokenEndpoint %q is not an http(s) URL", opts.TokenEndpoint)
+	switch {
+	case opts.TokenEndpointFunc != nil && opts.TokenEndpoint != "":
+		return nil, errors.New("exchange: TokenEndpoint and TokenEndpointFunc are exclusive")
+	case opts.TokenEndpointFunc == nil:
+		u, err := url.Parse(opts.TokenEndpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("exchange: TokenEndpoint %q is not an http(s) URL", opts.TokenEndpoint)
+		}
 	}
 	if opts.ActorTokenType == "" {
 		opts.ActorTokenType = TokenTypeAccessToken
@@ -368,7 +379,14 @@ func unverifiedExp(tok string) (time.Time, bool) {
 
 // call posts form and parses the answer.
 func (e *Exchanger) call(ctx context.Context, form url.Values) (*Response, error) {
-	ans, err := clientauth.Post(ctx, e.opts.Client, e.opts.Auth, e.opts.TokenEndpoint, form, "application/json", e.opts.MaxBodyBytes)
+	endpoint := e.opts.TokenEndpoint
+	if e.opts.TokenEndpointFunc != nil {
+		var err error
+		if endpoint, err = e.opts.TokenEndpointFunc(ctx); err != nil {
+			return nil, fmt.Errorf("%w: token endpoint unknown: %w", extauthz.ErrIssuerUnavailable, err)
+		}
+	}
+	ans, err := clientauth.Post(ctx, e.opts.Client, e.opts.Auth, endpoint, form, "application/json", e.opts.MaxBodyBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: token endpoint: %w", extauthz.ErrIssuerUnavailable, err)
 	}

@@ -89,13 +89,19 @@ type KeySource interface {
 	Key(ctx context.Context, kid, alg string) (crypto.PublicKey, error)
 }
 
-// Options configures an Introspector. Issuer, Endpoint and Auth are required.
+// Options configures an Introspector. Issuer, Auth and one of Endpoint and
+// EndpointFunc are required.
 type Options struct {
 	// Issuer is the issuer identifier: the expected iss of answers (an answer
 	// without iss is taken as this issuer's) and the metric label.
 	Issuer string
 	// Endpoint is the introspection endpoint URL.
 	Endpoint string
+	// EndpointFunc, instead of Endpoint, gives the endpoint at each call,
+	// e.g. a discovery.Resolver's IntrospectionEndpoint, so that an issuer
+	// whose metadata cannot be fetched at start delays its own tokens (503)
+	// and nothing else. Its errors should wrap extauthz.ErrIssuerUnavailable.
+	EndpointFunc func(ctx context.Context) (string, error)
 	// Auth authenticates tokentailor to the endpoint.
 	Auth clientauth.Method
 	// Audiences, when not empty, must share a value with the answer's aud.
@@ -163,9 +169,14 @@ func New(opts Options) (*Introspector, error) {
 	if opts.Auth == nil {
 		return nil, errors.New("introspect: Auth is required")
 	}
-	u, err := url.Parse(opts.Endpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("introspect: Endpoint %q is not an http(s) URL", opts.Endpoint)
+	switch {
+	case opts.EndpointFunc != nil && opts.Endpoint != "":
+		return nil, errors.New("introspect: Endpoint and EndpointFunc are exclusive")
+	case opts.EndpointFunc == nil:
+		u, err := url.Parse(opts.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("introspect: Endpoint %q is not an http(s) URL", opts.Endpoint)
+		}
 	}
 	if opts.JWTResponse && opts.Keys == nil {
 		return nil, errors.New("introspect: JWTResponse needs Keys")
@@ -330,8 +341,15 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 
 // call posts the token and parses the answer.
 func (i *Introspector) call(ctx context.Context, raw string) (*Answer, error) {
+	endpoint := i.opts.Endpoint
+	if i.opts.EndpointFunc != nil {
+		var err error
+		if endpoint, err = i.opts.EndpointFunc(ctx); err != nil {
+			return nil, fmt.Errorf("introspection endpoint unknown: %w", err)
+		}
+	}
 	form := url.Values{"token": {raw}, "token_type_hint": {"access_token"}}
-	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, i.opts.Endpoint, form, i.accept, i.opts.MaxBodyBytes)
+	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, endpoint, form, i.accept, i.opts.MaxBodyBytes)
 	if errors.Is(err, clientauth.ErrTooLarge) {
 		return nil, fmt.Errorf("%w: %w", ErrMalformedAnswer, err)
 	}
