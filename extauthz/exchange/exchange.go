@@ -176,11 +176,7 @@ func New(opts Options) (*Exchanger, error) {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	e := &Exchanger{opts: opts, now: opts.Now, log: opts.Logger}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	e.cache = cache.New[entry]("exchange", opts.CacheEntries, obs)
+	e.cache = cache.New[entry]("exchange", opts.CacheEntries, opts.Metrics)
 	if e.now == nil {
 		e.now = time.Now
 	}

@@ -212,11 +212,7 @@ func New(opts Options) (*Introspector, error) {
 		log:    opts.Logger,
 		accept: MediaTypeJSON,
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	i.cache = cache.New[entry]("introspection", opts.CacheEntries, obs)
+	i.cache = cache.New[entry]("introspection", opts.CacheEntries, opts.Metrics)
 	if i.now == nil {
 		i.now = time.Now
 	}

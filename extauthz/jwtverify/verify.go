@@ -161,11 +161,7 @@ func New(opts Options) (*Verifier, error) {
 	if entries <= 0 {
 		entries = DefaultCacheEntries
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	v.cache = cache.New[entry]("jwt", entries, obs)
+	v.cache = cache.New[entry]("jwt", entries, opts.Metrics)
 
 	for i, c := range opts.Issuers {
 		is, err := newIssuer(c, v.now)

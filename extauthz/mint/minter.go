@@ -124,11 +124,7 @@ func New(opts Options) (*Minter, error) {
 	if n == 0 {
 		n = DefaultCacheEntries
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	m.cache = cache.New[cachedToken](CacheName, n, obs)
+	m.cache = cache.New[cachedToken](CacheName, n, opts.Metrics)
 	return m, nil
 }
 
