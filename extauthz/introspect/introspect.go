@@ -227,11 +227,7 @@ func New(opts Options) (*Introspector, error) {
 		log:    opts.Logger,
 		accept: MediaTypeJSON,
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	i.cache = cache.New[entry]("introspection", opts.CacheEntries, obs)
+	i.cache = cache.New[entry]("introspection", opts.CacheEntries, opts.Metrics)
 	if i.now == nil {
 		i.now = time.Now
 	}
@@ -256,7 +252,7 @@ func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credentia
 	if len(cred.Raw) > MaxTokenBytes {
 		return nil, fmt.Errorf("%w: token longer than %d bytes", extauthz.ErrMalformedCredential, MaxTokenBytes)
 	}
-	key := cred.Hash()
+	key := cred.TokenHash()
 	e, err := i.lookup(ctx, key, cred.Raw)
 	if err != nil {
 		return nil, err
@@ -322,7 +318,7 @@ func (i *Introspector) cached(key string) (entry, bool) {
 // it, as other callers may share it, so it runs on a detached context
 // bounded by Timeout while each caller waits on its own context.
 func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, error) {
-	short := key[:12] // extauthz.ShortHash(raw), without hashing again
+	short := key[:12] // extauthz.ShortTokenHash(raw), without hashing again
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.opts.Timeout)
 	defer cancel()
 	waitCtx, stopWait := context.WithCancel(callCtx)
