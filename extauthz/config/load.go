@@ -128,6 +128,7 @@ func (c *Config) applyDefaults() {
 		}
 		c.Credential.Scheme = &s
 	}
+	c.applyDPoPDefaults()
 	if c.Credential.MaxBytes == 0 {
 		c.Credential.MaxBytes = DefaultMaxTokenBytes
 	}
@@ -355,6 +356,7 @@ func (c *Config) Validate() error {
 		bad("issuers", "at most one issuer may handle opaque tokens (opaque: true or introspection)")
 	}
 
+	c.validateDPoP(bad)
 	names := map[string]bool{}
 	for i := range c.Routes {
 		c.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, opaque > 0, bad)
@@ -494,6 +496,16 @@ func (c *Config) validateSecret(f string, s *Secret, bad func(string, string, ..
 }
 
 func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOpaque bool, bad func(string, string, ...any)) {
+	switch r.SenderConstraint {
+	case "", "off", "optional", "required":
+	default:
+		bad(f+".sender_constraint", "%q: want off, optional or required", r.SenderConstraint)
+	}
+	if o := r.DPoPOrigin; o != "" {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad(f+".dpop_origin", "%q: want scheme://host[:port] only", o)
+		}
+	}
 	switch {
 	case r.Name == "":
 		bad(f+".name", "required")
@@ -648,6 +660,9 @@ func (c *Config) Files() []string {
 	}
 	for _, k := range c.Mint.Keys {
 		add(k.File)
+	}
+	if s := c.DPoP.NonceSecret; s != nil {
+		add(s.File)
 	}
 	for _, is := range c.Issuers {
 		if is.HMACSecret != nil {

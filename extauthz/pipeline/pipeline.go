@@ -24,6 +24,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/credential"
+	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/mint"
@@ -88,6 +89,11 @@ type Env struct {
 	Transport http.RoundTripper
 	// Minter, when set, is used instead of keys from the config (dev mode).
 	Minter *mint.Minter
+	// DPoPReplay remembers accepted DPoP proofs across pipelines, so a reload
+	// does not reopen their replay window; nil makes a private one per
+	// pipeline (sized by dpop.replay_entries). A Redis-backed one shares it
+	// between replicas.
+	DPoPReplay dpop.ReplayCache
 }
 
 // Outcome is the result of Decide: the complete answer for Envoy plus what
@@ -150,6 +156,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	}
 	out.Principal = principal
 	out.Subject = principal.Subject
+	if err := rt.binding.check(ctx, r, cred, principal); err != nil {
+		return deny(err)
+	}
 	grant, err := pr.Authorize(principal, p.Now())
 	if err != nil {
 		return deny(err)

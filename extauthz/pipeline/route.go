@@ -17,6 +17,8 @@ type route struct {
 	jwt, opaque extauthz.Authenticator
 	// source produces the upstream token; nil for a public route.
 	source extauthz.TokenSource
+	// binding checks sender-constrained tokens (RFC 8705, RFC 9449).
+	binding binding
 }
 
 // authenticate validates cred with the authenticator for its kind.

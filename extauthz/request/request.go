@@ -41,6 +41,7 @@ func FromCheck(req *authv3.CheckRequest) (extauthz.Request, error) {
 	r := extauthz.Request{
 		ContextExtensions: attrs.GetContextExtensions(),
 		SourcePrincipal:   attrs.GetSource().GetPrincipal(),
+		SourceCertificate: attrs.GetSource().GetCertificate(),
 	}
 
 	// header_map wins when present: Envoy then leaves `headers` empty, and
