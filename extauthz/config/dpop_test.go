@@ -56,6 +56,7 @@ func TestDPoPRefusesBadValues(t *testing.T) {
 		wantField string
 	}{
 		{name: "unknown sender_constraint", route: "    sender_constraint: on\n", wantField: "routes[0].sender_constraint"},
+		{name: "bare off, a YAML boolean, gets a hint", route: "    sender_constraint: off\n", wantField: `write "off"`},
 		{name: "origin with a path", route: "    dpop_origin: https://api.example.com/x\n", wantField: "routes[0].dpop_origin"},
 		{name: "origin without scheme", route: "    dpop_origin: api.example.com\n", wantField: "routes[0].dpop_origin"},
 		{name: "HS256", dpop: "dpop: {algorithms: [HS256]}\n", wantField: "dpop.algorithms[0]"},

@@ -499,7 +499,11 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 	switch r.SenderConstraint {
 	case "", "off", "optional", "required":
 	default:
-		bad(f+".sender_constraint", "%q: want off, optional or required", r.SenderConstraint)
+		hint := ""
+		if r.SenderConstraint == "false" || r.SenderConstraint == "true" {
+			hint = ` (YAML reads a bare off or on as a boolean: write "off")`
+		}
+		bad(f+".sender_constraint", "%q: want off, optional or required%s", r.SenderConstraint, hint)
 	}
 	if o := r.DPoPOrigin; o != "" {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
