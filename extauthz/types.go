@@ -36,6 +36,8 @@ type Request struct {
 	// include_peer_certificate: URL-encoded PEM; "" without mTLS. Certificate-
 	// bound tokens (RFC 8705) are checked against it.
 	SourceCertificate string
+	// SourceAddress is the downstream peer's IP address as Envoy saw it.
+	SourceAddress string
 }
 
 // CredentialKind tells how a credential is to be checked.
@@ -170,6 +172,10 @@ const (
 	ModeExchange Mode = "exchange"
 	// ModeEmbedded forwards a narrower JWT found inside a claim of the incoming token.
 	ModeEmbedded Mode = "embedded"
+	// ModeTxnToken hands the upstream a Transaction Token (txntoken+jwt,
+	// draft-ietf-oauth-transaction-tokens) signed by tokentailor, in the
+	// Txn-Token header.
+	ModeTxnToken Mode = "txn_token"
 	// ModeNone sends no token upstream (public routes).
 	ModeNone Mode = "none"
 )

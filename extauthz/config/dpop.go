@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -18,10 +19,20 @@ const (
 	DefaultDPoPNonceLifetime = 5 * time.Minute
 )
 
+// DefaultTxnTokenTTL is a Txn-Token's lifetime when none is configured.
+const DefaultTxnTokenTTL = time.Minute
+
+// MaxTxnTokenTTL bounds txn_token.ttl: Txn-Tokens are short-lived (draft §6).
+const MaxTxnTokenTTL = 10 * time.Minute
+
 // DefaultDPoPAlgorithms are the proof algorithms accepted when none are named.
 var DefaultDPoPAlgorithms = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 func (c *Config) applyDPoPDefaults() {
+	if !c.TxnToken.TTL.IsSet() {
+		c.TxnToken.TTL.Duration = DefaultTxnTokenTTL
+	}
+	c.TxnToken.RequestIDHeader = strings.ToLower(c.TxnToken.RequestIDHeader)
 	d := &c.DPoP
 	if d.Algorithms == nil {
 		d.Algorithms = slices.Clone(DefaultDPoPAlgorithms)
@@ -45,8 +56,11 @@ func (c *Config) applyDPoPDefaults() {
 	}
 }
 
-// validateDPoP checks the dpop block.
+// validateDPoP checks the dpop and txn_token blocks.
 func (c *Config) validateDPoP(bad func(string, string, ...any)) {
+	if t := c.TxnToken.TTL.Duration; t <= 0 || t > MaxTxnTokenTTL {
+		bad("txn_token.ttl", "must be positive and at most %s", MaxTxnTokenTTL)
+	}
 	d := &c.DPoP
 	if len(d.Algorithms) == 0 {
 		bad("dpop.algorithms", "must name at least one algorithm")

@@ -75,3 +75,48 @@ func TestDPoPRefusesBadValues(t *testing.T) {
 		})
 	}
 }
+
+// TestTxnTokenValuesArrive feeds a non-default value for every txn_token
+// field and a txn_token route.
+func TestTxnTokenValuesArrive(t *testing.T) {
+	cfg := minimal + `  - name: t
+    upstream: {mode: txn_token, scopes: [a]}
+txn_token:
+  trust_domain: shop.example
+  workload: gw
+  ttl: 2m
+  context: {channel: web}
+  request_id_header: X-Request-Id
+`
+	c, err := Parse([]byte(cfg), "/etc/tt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt, u := c.TxnToken, c.Routes[1].Upstream
+	if tt.TrustDomain != "shop.example" || tt.Workload != "gw" || tt.TTL.Duration != 2*time.Minute || tt.Context["channel"] != "web" || tt.RequestIDHeader != "x-request-id" {
+		t.Errorf("txn_token = %+v", tt)
+	}
+	if u.Header != "txn-token" || *u.Prefix != "" || !*u.StripCredential {
+		t.Errorf("upstream header %q prefix %q strip %v", u.Header, *u.Prefix, *u.StripCredential)
+	}
+}
+
+func TestTxnTokenRefusesBadValues(t *testing.T) {
+	tests := []struct {
+		name      string
+		extra     string
+		wantField string
+	}{
+		{name: "no trust domain", extra: "  - name: t\n    upstream: {mode: txn_token, scopes: [a]}\ntxn_token: {workload: gw}\n", wantField: "routes[1].upstream.mode"},
+		{name: "no scopes", extra: "  - name: t\n    upstream: {mode: txn_token}\ntxn_token: {workload: gw, trust_domain: d}\n", wantField: "routes[1].upstream.scopes"},
+		{name: "ttl too long", extra: "txn_token: {ttl: 1h}\n", wantField: "txn_token.ttl"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(minimal+tt.extra), "/etc/tt")
+			if err == nil || !strings.Contains(err.Error(), tt.wantField) {
+				t.Fatalf("Parse: %v, want an error naming %s", err, tt.wantField)
+			}
+		})
+	}
+}

@@ -215,6 +215,9 @@ func (c *Config) applyDefaults() {
 		if !u.TTL.IsSet() {
 			u.TTL.Duration = DefaultTTL
 		}
+		if u.Header == "" && u.Mode == "txn_token" {
+			u.Header = "txn-token" // draft §10.1; never Authorization
+		}
 		if u.Header == "" {
 			u.Header = "authorization"
 		}
@@ -580,8 +583,15 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 		if u.Audience == "" {
 			bad(uf+".audience", "required for mode embedded: it picks the embedded token")
 		}
+	case "txn_token":
+		if c.TxnToken.TrustDomain == "" || c.TxnToken.Workload == "" {
+			bad(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload")
+		}
+		if len(u.Scopes) == 0 {
+			bad(uf+".scopes", "required for mode txn_token: a Txn-Token's scope is its purpose")
+		}
 	default:
-		bad(uf+".mode", "%q is not mint, forward, exchange or embedded", u.Mode)
+		bad(uf+".mode", "%q is not mint, forward, exchange, embedded or txn_token", u.Mode)
 	}
 	if u.Exchange != nil && u.Mode != "exchange" {
 		bad(uf+".exchange", "only for mode exchange")

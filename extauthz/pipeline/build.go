@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/credential"
@@ -21,6 +22,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 	"github.com/tokentailor/tokentailor/extauthz/upstream"
 )
 
@@ -61,6 +63,16 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 	st := is.stages
 	if p.Minter != nil {
 		st.mint = p.Minter
+	}
+	if p.Minter != nil && cfg.TxnToken.TrustDomain != "" {
+		tm, err := txntoken.NewMinter(txntoken.MinterOptions{
+			TrustDomain: cfg.TxnToken.TrustDomain, Issuer: cfg.Mint.Issuer, Key: p.Minter.SigningKey(),
+			TTL: cfg.TxnToken.TTL.Duration, Workload: cfg.TxnToken.Workload, Context: cfg.TxnToken.Context, Now: env.Now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("txn_token: %w", err)
+		}
+		st.txn = &txntoken.Source{Minter: tm, RequestIDHeader: cfg.TxnToken.RequestIDHeader}
 	}
 	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Now)
 	if err != nil {
@@ -140,6 +152,7 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 			continue
 		}
 		rt.source = src
+		rt.withRequest = m == extauthz.ModeTxnToken
 	}
 	return routes, errors.Join(errs...)
 }

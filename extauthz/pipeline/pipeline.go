@@ -30,6 +30,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 )
 
 // Pipeline is one immutable generation of the request path, built from one
@@ -165,6 +166,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	}
 	out.Grant = grant
 	out.Mode = grant.Mode
+	if rt.withRequest {
+		ctx = txntoken.WithRequest(ctx, r)
+	}
 	tok, err := rt.source.Token(ctx, principal, grant)
 	if err != nil {
 		return deny(err)

@@ -42,6 +42,7 @@ func FromCheck(req *authv3.CheckRequest) (extauthz.Request, error) {
 		ContextExtensions: attrs.GetContextExtensions(),
 		SourcePrincipal:   attrs.GetSource().GetPrincipal(),
 		SourceCertificate: attrs.GetSource().GetCertificate(),
+		SourceAddress:     attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
 
 	// header_map wins when present: Envoy then leaves `headers` empty, and
