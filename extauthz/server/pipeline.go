@@ -224,6 +224,10 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 			if keys != nil {
 				o.Keys = keys
 			}
+			o.RateLimit, o.RateBurst = in.RateLimit.PerSecond, in.RateLimit.Burst
+			if sh := in.TokenShape; sh != nil {
+				o.TokenShape = &introspect.Shape{Prefix: sh.Prefix, Alphabet: sh.Alphabet, Segments: sh.Segments, MinLength: sh.MinLength, MaxLength: sh.MaxLength}
+			}
 			intro, err := introspect.New(o)
 			if err != nil {
 				return nil, fmt.Errorf("%s.introspection: %w", field, err)
