@@ -96,9 +96,9 @@ const (
 	DefaultIntrospectionRate = 100.0
 	DefaultTokenAlphabet     = "base64url"
 	// MaxTokenSegments bounds introspection.token_shape.segments.
-	MaxTokenSegments = 16
-	DefaultEmbeddedClaim  = "tokens"
-	DefaultRequestedType  = "urn:ietf:params:oauth:token-type:jwt"
+	MaxTokenSegments     = 16
+	DefaultEmbeddedClaim = "tokens"
+	DefaultRequestedType = "urn:ietf:params:oauth:token-type:jwt"
 )
 
 // DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
