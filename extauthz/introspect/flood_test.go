@@ -26,7 +26,7 @@ func hydraToken(key, sig byte) string {
 
 func TestNegativeAnswersCannotEvictActiveOnes(t *testing.T) {
 	f := setup(t, func(o *introspect.Options) { o.CacheEntries = 4 })
-	f.x.Register("good", map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()})
+	f.x.Register("good", map[string]any{"sub": "alice", "exp": f.clk.Now().Add(time.Hour).Unix()})
 	if _, err := f.intro.Authenticate(context.Background(), cred("good")); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestRateLimitRefusesCallsBeyondTheBucket(t *testing.T) {
 	})
 	exp := f.clk.Now().Add(time.Hour).Unix()
 	for _, tok := range []string{"a", "b", "c", "d"} {
-		f.x.Register(tok, map[string]any{"exp": exp})
+		f.x.Register(tok, map[string]any{"sub": "alice", "exp": exp})
 	}
 	for _, tok := range []string{"a", "b"} {
 		if _, err := f.intro.Authenticate(context.Background(), cred(tok)); err != nil {
@@ -129,7 +129,7 @@ func TestTokenShapeRefusesWithoutACall(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := setup(t, func(o *introspect.Options) { o.TokenShape = &hydraShape })
-			f.x.Register(tt.token, map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()})
+			f.x.Register(tt.token, map[string]any{"sub": "alice", "exp": f.clk.Now().Add(time.Hour).Unix()})
 			_, err := f.intro.Authenticate(context.Background(), cred(tt.token))
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 				t.Fatalf("error = %v, want %v", err, tt.wantErr)
