@@ -101,6 +101,10 @@ type floodResult struct {
 	calls                                                        int64 // introspection calls while measuring
 	peakCalls                                                    int64 // most calls in any 1 s window
 	logBytes                                                     int64
+	// serverCPU and genCPU are the CPU time tokentailor and this process
+	// (attackers, legitimate clients and the issuer double) used while
+	// measuring: on a shared machine, what each actually got.
+	serverCPU, genCPU time.Duration
 }
 
 func flood(ctx context.Context, o floodOptions) (bool, error) {
@@ -214,6 +218,11 @@ func floodPhase(ctx context.Context, o floodOptions, tt *child, is *issuer, phas
 
 	// Measure: legitimate tokens at legitRate, issuer calls every 100 ms.
 	logBefore := fileSize(tt.log)
+	srvBefore, err := readProc(tt.cmd.Process.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("reading server CPU: %w", err)
+	}
+	genBefore := selfCPU()
 	measuring.Store(true)
 	start, callsBefore := time.Now(), is.calls.Load()
 	samples := []int64{callsBefore}
@@ -268,6 +277,10 @@ loop:
 	sample.Stop()
 	samples = append(samples, is.calls.Load())
 	res.elapsed = time.Since(start)
+	res.genCPU = selfCPU() - genBefore
+	if after, err := readProc(tt.cmd.Process.Pid); err == nil {
+		res.serverCPU = after.CPU - srvBefore.CPU
+	}
 	res.calls = samples[len(samples)-1] - callsBefore
 	for i := range samples {
 		j := min(i+10, len(samples)-1)
@@ -300,7 +313,8 @@ func printFlood(o floodOptions, phase string, timeout time.Duration, r *floodRes
 	rate := float64(r.calls) / secs
 	fmt.Printf("  issuer: %d introspection calls, %.1f/s on average, at most %d in any 1 s (limit %g/s, burst %d)\n",
 		r.calls, rate, r.peakCalls, o.perSecond, o.burst)
-	fmt.Printf("  server log: %d bytes (%.0f B/s)\n", r.logBytes, float64(r.logBytes)/secs)
+	fmt.Printf("  server log: %d bytes (%.0f B/s); CPU used: tokentailor %.0f %%, generator + issuer double %.0f %% (100 = one core)\n",
+		r.logBytes, float64(r.logBytes)/secs, 100*r.serverCPU.Seconds()/secs, 100*r.genCPU.Seconds()/secs)
 	// Calls stay under the rate when the average does (with the burst spread
 	// over the run) and no second exceeds rate + burst.
 	underRate := rate <= o.perSecond+float64(o.burst)/secs && float64(r.peakCalls) <= o.perSecond+float64(o.burst)
