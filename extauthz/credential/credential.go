@@ -97,7 +97,7 @@ func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
 	}
 	// The token is hashed here, once per Check: every cache and every log
 	// line downstream uses this sum.
-	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, Sum: extauthz.TokenHash(token)}, nil
+	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, CachedTokenHash: extauthz.TokenHash(token)}, nil
 }
 
 // cutScheme strips "scheme 1*SP" from the front of v, matching the scheme

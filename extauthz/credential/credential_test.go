@@ -180,7 +180,7 @@ func TestExtract(t *testing.T) {
 				t.Fatalf("Extract() error = %v, want %v", err, tt.wantErr)
 			}
 			if tt.want.Raw != "" {
-				tt.want.Sum = extauthz.TokenHash(tt.want.Raw) // hashed once, at extraction
+				tt.want.CachedTokenHash = extauthz.TokenHash(tt.want.Raw) // hashed once, at extraction
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Extract() mismatch (-want +got):\n%s", diff)

@@ -180,11 +180,7 @@ func New(opts Options) (*Exchanger, error) {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	e := &Exchanger{opts: opts, now: opts.Now, log: opts.Logger}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	e.cache = cache.New[entry]("exchange", opts.CacheEntries, obs)
+	e.cache = cache.New[entry]("exchange", opts.CacheEntries, opts.Metrics)
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -232,7 +228,7 @@ func (e *Exchanger) Token(ctx context.Context, p *extauthz.Principal, g *extauth
 		// cancellation, bounded by Timeout.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.Timeout)
 		defer cancel()
-		return e.exchange(cctx, req, p, actor, p.Credential.Short(), g.Route)
+		return e.exchange(cctx, req, p, actor, p.Credential.ShortTokenHash(), g.Route)
 	})
 	select {
 	case r := <-ch:
@@ -286,7 +282,7 @@ func (e *Exchanger) resolve(p *extauthz.Principal, g *extauthz.Grant) (request, 
 		form.Set("scope", scope)
 	}
 	key := extauthz.TokenHash(strings.Join([]string{
-		p.Credential.Hash(), g.Route, g.Audience, spec.Resource, scope, subjectType, requested, fmt.Sprint(spec.Actor),
+		p.Credential.TokenHash(), g.Route, g.Audience, spec.Resource, scope, subjectType, requested, fmt.Sprint(spec.Actor),
 	}, "\x00"))
 	return request{form: form, key: key, jwt: requested == TokenTypeJWT}, nil
 }

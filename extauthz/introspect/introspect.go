@@ -266,16 +266,12 @@ func New(opts Options) (*Introspector, error) {
 		log:    opts.Logger,
 		accept: MediaTypeJSON,
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	i.cache = cache.New[entry]("introspection", opts.CacheEntries, obs)
+	i.cache = cache.New[entry]("introspection", opts.CacheEntries, opts.Metrics)
 	negEntries := opts.NegativeCacheEntries
 	if negEntries <= 0 {
 		negEntries = opts.CacheEntries
 	}
-	i.neg = cache.New[entry]("introspection_negative", negEntries, obs)
+	i.neg = cache.New[entry]("introspection_negative", negEntries, opts.Metrics)
 	if opts.RateLimit < 0 || opts.RateBurst < 0 {
 		return nil, errors.New("introspect: RateLimit and RateBurst must not be negative")
 	}
@@ -322,7 +318,7 @@ func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credentia
 			return nil, err
 		}
 	}
-	key := cred.Hash()
+	key := cred.TokenHash()
 	e, err := i.lookup(ctx, key, cred.Raw)
 	if err != nil {
 		return nil, err
@@ -392,7 +388,7 @@ func (i *Introspector) cached(key string) (entry, bool) {
 // it, as other callers may share it, so it runs on a detached context
 // bounded by Timeout while each caller waits on its own context.
 func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, error) {
-	short := key[:12] // extauthz.ShortHash(raw), without hashing again
+	short := key[:12] // extauthz.ShortTokenHash(raw), without hashing again
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.opts.Timeout)
 	defer cancel()
 	waitCtx, stopWait := context.WithCancel(callCtx)

@@ -306,7 +306,7 @@ func TestUnavailable(t *testing.T) {
 			if strings.Contains(err.Error(), token) || strings.Contains(f.logs.String(), token) {
 				t.Error("token leaked into the error or the logs")
 			}
-			if !strings.Contains(f.logs.String(), extauthz.ShortHash(token)) {
+			if !strings.Contains(f.logs.String(), extauthz.ShortTokenHash(token)) {
 				t.Errorf("failure not logged with the token's short hash: %s", f.logs)
 			}
 			// Not cached: once the server recovers, the token passes.

@@ -221,11 +221,7 @@ func New(opts Options) (*Verifier, error) {
 	if entries <= 0 {
 		entries = DefaultCacheEntries
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	v.cache = cache.New[entry]("jwt", entries, obs)
+	v.cache = cache.New[entry]("jwt", entries, opts.Metrics)
 
 	for i, c := range opts.Issuers {
 		is, err := newIssuer(c, v.now)
@@ -316,7 +312,7 @@ func (v *Verifier) verify(ctx context.Context, cred extauthz.Credential, audienc
 	if len(raw) > v.maxBytes {
 		return nil, fmt.Errorf("%w: token larger than %d bytes", extauthz.ErrInvalidToken, v.maxBytes)
 	}
-	key := cred.Hash()
+	key := cred.TokenHash()
 	if forAudience {
 		key = extauthz.TokenHash(key + "\x00" + strings.Join(audiences, "\x00"))
 	}
