@@ -27,6 +27,7 @@ var commands = map[string]func(ctx context.Context, args []string) int{
 	"request":        requestCmd,
 	"inject-webhook": injectWebhookCmd,
 	"version":        versionCmd,
+	"-version":       versionCmd, "--version": versionCmd,
 }
 
 const usage = `tokentailor: Envoy ext_authz server that mints narrowed internal tokens
@@ -57,20 +58,4 @@ func run(ctx context.Context, args []string) int {
 		return 2
 	}
 	return cmd(ctx, args[1:])
-}
-
-// Build information, set at build time (see the Dockerfile):
-// -ldflags "-X main.version=v1.2.3 -X main.commit=abc123 -X main.date=2026-11-28".
-var (
-	version = "dev"
-	commit  = ""
-	date    = ""
-)
-
-func versionCmd(context.Context, []string) int {
-	fmt.Println("tokentailor", version)
-	if commit != "" || date != "" {
-		fmt.Printf("commit %s, built %s\n", commit, date)
-	}
-	return 0
 }

@@ -29,7 +29,10 @@
 // answers still valid in the cache keep being served. Such answers are not
 // ErrInvalidToken (401) on purpose: a 401 tells the client to get a new token,
 // which would not help, and would hide an authorization-server fault behind
-// a client error in logs and metrics.
+// a client error in logs and metrics. An answer that is a JSON object whose
+// "active" is anything but the JSON true ("true", 1, null, no member) is not
+// malformed: RFC 7662 §2.2 makes it an inactive token, denied with
+// extauthz.ErrTokenInactive (401) and cached as a refusal.
 //
 // # Signed answers (RFC 9701)
 //
@@ -89,17 +92,32 @@ type KeySource interface {
 	Key(ctx context.Context, kid, alg string) (crypto.PublicKey, error)
 }
 
-// Options configures an Introspector. Issuer, Endpoint and Auth are required.
+// Options configures an Introspector. Issuer, Auth and one of Endpoint and
+// EndpointFunc are required.
 type Options struct {
 	// Issuer is the issuer identifier: the expected iss of answers (an answer
 	// without iss is taken as this issuer's) and the metric label.
 	Issuer string
 	// Endpoint is the introspection endpoint URL.
 	Endpoint string
+	// EndpointFunc, instead of Endpoint, gives the endpoint at each call,
+	// e.g. a discovery.Resolver's IntrospectionEndpoint, so that an issuer
+	// whose metadata cannot be fetched at start delays its own tokens (503)
+	// and nothing else. Its errors should wrap extauthz.ErrIssuerUnavailable.
+	EndpointFunc func(ctx context.Context) (string, error)
 	// Auth authenticates tokentailor to the endpoint.
 	Auth clientauth.Method
 	// Audiences, when not empty, must share a value with the answer's aud.
 	Audiences []string
+	// AudienceByServer says the authorization server answers active only
+	// to a caller the token is meant for (RFC 7662 §4; zitadel does), so an
+	// answer without aud passes; an aud that is present must still share a
+	// value with Audiences. False (the default) requires the answer's aud.
+	AudienceByServer bool
+	// SubjectClaims are the members the subject is read from, the first
+	// non-empty string wins; default ["sub"]. An active answer with none of
+	// them is refused with extauthz.ErrInvalidToken.
+	SubjectClaims []string
 	// ScopeClaims name the members holding scopes; default ["scope"].
 	ScopeClaims []string
 	// JWTResponse asks for and requires RFC 9701 signed answers.
@@ -163,15 +181,23 @@ func New(opts Options) (*Introspector, error) {
 	if opts.Auth == nil {
 		return nil, errors.New("introspect: Auth is required")
 	}
-	u, err := url.Parse(opts.Endpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("introspect: Endpoint %q is not an http(s) URL", opts.Endpoint)
+	switch {
+	case opts.EndpointFunc != nil && opts.Endpoint != "":
+		return nil, errors.New("introspect: Endpoint and EndpointFunc are exclusive")
+	case opts.EndpointFunc == nil:
+		u, err := url.Parse(opts.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("introspect: Endpoint %q is not an http(s) URL", opts.Endpoint)
+		}
 	}
 	if opts.JWTResponse && opts.Keys == nil {
 		return nil, errors.New("introspect: JWTResponse needs Keys")
 	}
 	if len(opts.ScopeClaims) == 0 {
 		opts.ScopeClaims = []string{"scope"}
+	}
+	if len(opts.SubjectClaims) == 0 {
+		opts.SubjectClaims = []string{"sub"}
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
@@ -330,8 +356,15 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 
 // call posts the token and parses the answer.
 func (i *Introspector) call(ctx context.Context, raw string) (*Answer, error) {
+	endpoint := i.opts.Endpoint
+	if i.opts.EndpointFunc != nil {
+		var err error
+		if endpoint, err = i.opts.EndpointFunc(ctx); err != nil {
+			return nil, fmt.Errorf("introspection endpoint unknown: %w", err)
+		}
+	}
 	form := url.Values{"token": {raw}, "token_type_hint": {"access_token"}}
-	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, i.opts.Endpoint, form, i.accept, i.opts.MaxBodyBytes)
+	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, endpoint, form, i.accept, i.opts.MaxBodyBytes)
 	if errors.Is(err, clientauth.ErrTooLarge) {
 		return nil, fmt.Errorf("%w: %w", ErrMalformedAnswer, err)
 	}
@@ -375,8 +408,8 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	} else if iss != i.opts.Issuer {
 		return nil, fmt.Errorf("%w: introspection answer names another issuer", extauthz.ErrUnknownIssuer)
 	}
-	if len(i.opts.Audiences) > 0 && !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
-		return nil, fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	if err := i.checkAudience(a); err != nil {
+		return nil, err
 	}
 	exp, unknown := a.ExpiresAt, a.ExpiresAt.IsZero()
 	if unknown {
@@ -387,9 +420,13 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	if !now.Before(exp) {
 		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
 	}
+	sub, err := i.subject(a)
+	if err != nil {
+		return nil, err
+	}
 	return &extauthz.Principal{
 		Issuer:        iss,
-		Subject:       a.Subject,
+		Subject:       sub,
 		ClientID:      a.ClientID,
 		Audience:      a.Audience,
 		Scopes:        a.Scopes,
@@ -398,4 +435,30 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 		ExpiryUnknown: unknown,
 		IssuedAt:      a.IssuedAt,
 	}, nil
+}
+
+// checkAudience applies Options.Audiences to the answer's aud: required by
+// default; with AudienceByServer, checked only when the answer has one.
+func (i *Introspector) checkAudience(a *Answer) error {
+	if len(i.opts.Audiences) == 0 || (i.opts.AudienceByServer && len(a.Audience) == 0) {
+		return nil
+	}
+	if !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
+		if len(a.Audience) == 0 {
+			return fmt.Errorf("%w: introspection answer has no aud (set introspection.audience: server if the server checks it)", extauthz.ErrWrongAudience)
+		}
+		return fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	}
+	return nil
+}
+
+// subject reads the subject from the first of Options.SubjectClaims that
+// holds a non-empty string.
+func (i *Introspector) subject(a *Answer) (string, error) {
+	for _, name := range i.opts.SubjectClaims {
+		if v, ok := a.Claims[name].(string); ok && v != "" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%w: introspection answer names no subject (looked at %s)", extauthz.ErrInvalidToken, strings.Join(i.opts.SubjectClaims, ", "))
 }

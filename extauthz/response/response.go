@@ -138,6 +138,8 @@ func body(r row) string {
 			code = "unauthorized"
 		case http.StatusForbidden:
 			code = "access_denied"
+		case http.StatusBadRequest:
+			code = "invalid_request"
 		default:
 			code = "temporarily_unavailable"
 		}
@@ -159,6 +161,8 @@ func grpcCode(status int) rpccode.Code {
 		return rpccode.Code_UNAUTHENTICATED
 	case http.StatusForbidden:
 		return rpccode.Code_PERMISSION_DENIED
+	case http.StatusBadRequest:
+		return rpccode.Code_INVALID_ARGUMENT
 	default:
 		return rpccode.Code_UNAVAILABLE
 	}

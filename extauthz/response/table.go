@@ -10,7 +10,7 @@ import (
 
 // Outcome is what a denial reason means for the client and for operators.
 type Outcome struct {
-	// Status is the HTTP status sent to the client: 401, 403 or 503.
+	// Status is the HTTP status sent to the client: 400, 401, 403 or 503.
 	Status int
 	// Reason is a stable snake_case label for logs and the metric "reason"
 	// label, e.g. "token_expired". It never holds request data.
@@ -88,6 +88,8 @@ var rows = [...]row{
 		"the access token does not grant access to this resource"},
 	{extauthz.ErrNoRoute, http.StatusForbidden, "route_unknown", "", false,
 		"no policy allows this request"},
+	{extauthz.ErrAmbiguousRequest, http.StatusBadRequest, "request_ambiguous", "", false,
+		"the request path, host or method is not in canonical form"},
 
 	// ErrInternal doubles as the fallback and must stay last.
 	{extauthz.ErrInternal, http.StatusServiceUnavailable, "internal", "", false,

@@ -220,6 +220,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 				Issuer: is.Issuer, Endpoint: endpoint, Auth: auth, Audiences: is.Audiences, ScopeClaims: is.ScopeClaims,
 				JWTResponse: in.JWTResponse, Client: client, MaxCacheTTL: in.MaxCacheTTL.Duration, NegativeTTL: in.NegativeTTL.Duration,
 				CacheEntries: cfg.Cache.MaxEntries, MaxInFlight: in.MaxInFlight, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
+				AudienceByServer: in.Audience == config.AudienceServer, SubjectClaims: in.SubjectClaims,
 			}
 			if keys != nil {
 				o.Keys = keys
