@@ -203,8 +203,9 @@ func base(r *http.Request) extauthz.Request {
 //
 //   - allowed: 200, the headers to set as response headers (the proxy copies
 //     them onto the upstream request), the headers to remove in
-//     x-envoy-auth-headers-to-remove (Envoy reads it; nginx and Caddy get the
-//     same effect by copying a header that is then absent, i.e. empty);
+//     x-envoy-auth-headers-to-remove (Envoy reads it) and, outside Envoy's
+//     convention, also as empty response headers: nginx and Caddy copy the
+//     empty value over the client's;
 //   - denied: the denial's status, headers (WWW-Authenticate, Content-Type,
 //     Cache-Control) and body; for Original (nginx) a status other than 401,
 //     403 or 5xx becomes 403.
@@ -220,6 +221,18 @@ func Write(w http.ResponseWriter, resp *authv3.CheckResponse, c Convention) {
 		}
 		if rm := ok.GetHeadersToRemove(); len(rm) > 0 {
 			h.Set(HeadersToRemove, strings.Join(rm, ", "))
+			if c != Envoy {
+				// nginx and Caddy copy configured headers from this answer
+				// onto the upstream request; a header they find empty is
+				// sent empty (Caddy) or not at all (nginx), so the client's
+				// copy is gone either way. Caddy before 2.7 would otherwise
+				// send its unresolved placeholder text.
+				for _, name := range rm {
+					if _, set := h[http.CanonicalHeaderKey(name)]; !set {
+						h[http.CanonicalHeaderKey(name)] = []string{""}
+					}
+				}
+			}
 		}
 		h.Set("Cache-Control", "no-store")
 		h.Set("Content-Length", "0")
