@@ -199,6 +199,9 @@ type ExchangeSpec struct {
 	Issuer string
 	// Resource is the optional resource indicator (RFC 8707).
 	Resource string
+	// SubjectTokenType is the subject_token_type URN; empty means
+	// urn:ietf:params:oauth:token-type:access_token.
+	SubjectTokenType string
 	// RequestedTokenType is the requested_token_type URN.
 	RequestedTokenType string
 	// Actor sends tokentailor's own client credential as actor_token.

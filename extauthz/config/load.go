@@ -92,7 +92,11 @@ const (
 	DefaultNegativeTTL    = 5 * time.Second
 	DefaultMaxInFlight    = 32
 	DefaultEmbeddedClaim  = "tokens"
-	DefaultRequestedType  = "urn:ietf:params:oauth:token-type:jwt"
+	DefaultRequestedType  = "urn:ietf:params:oauth:token-type:access_token"
+	DefaultSubjectType    = "urn:ietf:params:oauth:token-type:access_token"
+	// AudienceClaim and AudienceServer are the values of introspection.audience.
+	AudienceClaim  = "claim"
+	AudienceServer = "server"
 )
 
 // DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
@@ -183,6 +187,12 @@ func (c *Config) applyDefaults() {
 			if in.MaxInFlight == 0 {
 				in.MaxInFlight = DefaultMaxInFlight
 			}
+			if in.Audience == "" {
+				in.Audience = AudienceClaim
+			}
+			if len(in.SubjectClaims) == 0 {
+				in.SubjectClaims = []string{"sub"}
+			}
 		}
 		if is.Introspection != nil {
 			is.Opaque = true
@@ -236,6 +246,9 @@ func (c *Config) applyDefaults() {
 			}
 			if u.Exchange.RequestedTokenType == "" {
 				u.Exchange.RequestedTokenType = DefaultRequestedType
+			}
+			if u.Exchange.SubjectTokenType == "" {
+				u.Exchange.SubjectTokenType = DefaultSubjectType
 			}
 		}
 	}
@@ -457,6 +470,14 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 		if in.MaxInFlight < 0 {
 			bad(f+".introspection.max_in_flight", "must be positive")
 		}
+		if in.Audience != AudienceClaim && in.Audience != AudienceServer {
+			bad(f+".introspection.audience", "%q is not claim or server", in.Audience)
+		}
+		for j, name := range in.SubjectClaims {
+			if name == "" {
+				bad(fmt.Sprintf("%s.introspection.subject_claims[%d]", f, j), "must not be empty")
+			}
+		}
 		if in.JWTResponse && is.JWKSURL == "" && !is.Discovery {
 			bad(f+".introspection.jwt_response", "needs jwks_url or discovery to verify signed answers")
 		}
@@ -552,6 +573,13 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 		}
 		if u.Exchange.Issuer != "" && !c.hasIssuer(u.Exchange.Issuer) {
 			bad(uf+".exchange.issuer", "%q names no configured issuer", u.Exchange.Issuer)
+		}
+		for _, t := range []struct{ name, v string }{
+			{"subject_token_type", u.Exchange.SubjectTokenType}, {"requested_token_type", u.Exchange.RequestedTokenType},
+		} {
+			if !isTokenTypeURI(t.v) {
+				bad(uf+".exchange."+t.name, "%q is not a token type URI (e.g. urn:ietf:params:oauth:token-type:access_token)", t.v)
+			}
 		}
 	case "embedded":
 		if u.Audience == "" {
@@ -694,4 +722,11 @@ func ParseTrustedProxy(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// isTokenTypeURI reports whether v is an absolute URI, as RFC 8693 §3 token
+// type identifiers are (urn:ietf:params:oauth:token-type:… or a URL).
+func isTokenTypeURI(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && u.Scheme != "" && (u.Opaque != "" || u.Host != "") && !strings.ContainsAny(v, " \t\r\n")
 }

@@ -29,7 +29,10 @@
 // answers still valid in the cache keep being served. Such answers are not
 // ErrInvalidToken (401) on purpose: a 401 tells the client to get a new token,
 // which would not help, and would hide an authorization-server fault behind
-// a client error in logs and metrics.
+// a client error in logs and metrics. An answer that is a JSON object whose
+// "active" is anything but the JSON true ("true", 1, null, no member) is not
+// malformed: RFC 7662 §2.2 makes it an inactive token, denied with
+// extauthz.ErrTokenInactive (401) and cached as a refusal.
 //
 // # Signed answers (RFC 9701)
 //
@@ -106,6 +109,15 @@ type Options struct {
 	Auth clientauth.Method
 	// Audiences, when not empty, must share a value with the answer's aud.
 	Audiences []string
+	// AudienceByServer says the authorization server answers active only
+	// to a caller the token is meant for (RFC 7662 §4; zitadel does), so an
+	// answer without aud passes; an aud that is present must still share a
+	// value with Audiences. False (the default) requires the answer's aud.
+	AudienceByServer bool
+	// SubjectClaims are the members the subject is read from, the first
+	// non-empty string wins; default ["sub"]. An active answer with none of
+	// them is refused with extauthz.ErrInvalidToken.
+	SubjectClaims []string
 	// ScopeClaims name the members holding scopes; default ["scope"].
 	ScopeClaims []string
 	// JWTResponse asks for and requires RFC 9701 signed answers.
@@ -183,6 +195,9 @@ func New(opts Options) (*Introspector, error) {
 	}
 	if len(opts.ScopeClaims) == 0 {
 		opts.ScopeClaims = []string{"scope"}
+	}
+	if len(opts.SubjectClaims) == 0 {
+		opts.SubjectClaims = []string{"sub"}
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
@@ -389,8 +404,8 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	} else if iss != i.opts.Issuer {
 		return nil, fmt.Errorf("%w: introspection answer names another issuer", extauthz.ErrUnknownIssuer)
 	}
-	if len(i.opts.Audiences) > 0 && !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
-		return nil, fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	if err := i.checkAudience(a); err != nil {
+		return nil, err
 	}
 	exp, unknown := a.ExpiresAt, a.ExpiresAt.IsZero()
 	if unknown {
@@ -401,9 +416,13 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	if !now.Before(exp) {
 		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
 	}
+	sub, err := i.subject(a)
+	if err != nil {
+		return nil, err
+	}
 	return &extauthz.Principal{
 		Issuer:        iss,
-		Subject:       a.Subject,
+		Subject:       sub,
 		ClientID:      a.ClientID,
 		Audience:      a.Audience,
 		Scopes:        a.Scopes,
@@ -412,4 +431,30 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 		ExpiryUnknown: unknown,
 		IssuedAt:      a.IssuedAt,
 	}, nil
+}
+
+// checkAudience applies Options.Audiences to the answer's aud: required by
+// default; with AudienceByServer, checked only when the answer has one.
+func (i *Introspector) checkAudience(a *Answer) error {
+	if len(i.opts.Audiences) == 0 || (i.opts.AudienceByServer && len(a.Audience) == 0) {
+		return nil
+	}
+	if !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
+		if len(a.Audience) == 0 {
+			return fmt.Errorf("%w: introspection answer has no aud (set introspection.audience: server if the server checks it)", extauthz.ErrWrongAudience)
+		}
+		return fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	}
+	return nil
+}
+
+// subject reads the subject from the first of Options.SubjectClaims that
+// holds a non-empty string.
+func (i *Introspector) subject(a *Answer) (string, error) {
+	for _, name := range i.opts.SubjectClaims {
+		if v, ok := a.Claims[name].(string); ok && v != "" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%w: introspection answer names no subject (looked at %s)", extauthz.ErrInvalidToken, strings.Join(i.opts.SubjectClaims, ", "))
 }

@@ -293,6 +293,7 @@ func introspector(cfg *config.Config, is *config.Issuer, env Env, client *http.C
 		Issuer: is.Issuer, Endpoint: endpoint, Auth: auth, Audiences: is.Audiences, ScopeClaims: is.ScopeClaims,
 		JWTResponse: in.JWTResponse, Client: client, MaxCacheTTL: in.MaxCacheTTL.Duration, NegativeTTL: in.NegativeTTL.Duration,
 		CacheEntries: cfg.Cache.MaxEntries, MaxInFlight: in.MaxInFlight, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
+		AudienceByServer: in.Audience == config.AudienceServer, SubjectClaims: in.SubjectClaims,
 	}
 	if keys != nil {
 		o.Keys = keys
