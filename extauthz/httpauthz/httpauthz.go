@@ -183,20 +183,66 @@ func single(h http.Header, name string) (string, error) {
 }
 
 // base copies r's headers into a Request: lower-case names, duplicates
-// joined with "," and counted, as Envoy's header_map is read.
+// joined with "," as Envoy joins them. HeaderCount is built only when a name
+// repeats (it runs on every request; the joining comma alone already makes a
+// repeated credential header visible to extauthz/credential).
 func base(r *http.Request) extauthz.Request {
 	headers := make(map[string]string, len(r.Header)+1)
-	counts := make(map[string]int, len(r.Header)+1)
+	repeated := false
 	for k, vs := range r.Header {
-		lk := strings.ToLower(k)
-		headers[lk] = strings.Join(vs, ",")
-		counts[lk] = len(vs)
+		headers[lowerName(k)] = strings.Join(vs, ",")
+		repeated = repeated || len(vs) > 1
 	}
 	if r.Host != "" {
 		headers["host"] = r.Host
-		counts["host"] = 1
 	}
-	return extauthz.Request{Headers: headers, HeaderCount: counts}
+	req := extauthz.Request{Headers: headers}
+	if repeated {
+		req.HeaderCount = make(map[string]int, len(r.Header)+1)
+		for k, vs := range r.Header {
+			req.HeaderCount[lowerName(k)] += len(vs)
+		}
+		if r.Host != "" {
+			req.HeaderCount["host"]++
+		}
+	}
+	return req
+}
+
+// lowerName lower-cases a header name, without allocating for the names
+// every subrequest carries.
+func lowerName(k string) string {
+	switch k {
+	case "Authorization":
+		return "authorization"
+	case "Accept":
+		return "accept"
+	case "Accept-Encoding":
+		return "accept-encoding"
+	case "User-Agent":
+		return "user-agent"
+	case "X-Forwarded-Host":
+		return "x-forwarded-host"
+	case "X-Forwarded-Proto":
+		return "x-forwarded-proto"
+	case "X-Forwarded-Method":
+		return "x-forwarded-method"
+	case "X-Forwarded-Uri":
+		return "x-forwarded-uri"
+	case "X-Forwarded-For":
+		return "x-forwarded-for"
+	case "X-Original-Method":
+		return "x-original-method"
+	case "X-Original-Uri":
+		return "x-original-uri"
+	case "X-Request-Id":
+		return "x-request-id"
+	case "Content-Length":
+		return "content-length"
+	case "Connection":
+		return "connection"
+	}
+	return strings.ToLower(k)
 }
 
 // Write renders resp, the pipeline's complete answer, in convention c:
