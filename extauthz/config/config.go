@@ -187,6 +187,39 @@ type Introspection struct {
 	// them is refused (401), never turned into a principal without a subject.
 	// e.g. [sub, username, client_id] for servers that omit sub.
 	SubjectClaims []string `json:"subject_claims"`
+	// RateLimit caps the calls to the endpoint per second. A check that
+	// would exceed it is denied with 503 without a call (cached answers are
+	// still served).
+	RateLimit RateLimit `json:"rate_limit"`
+	// TokenShape, when set, refuses tokens that cannot be this issuer's with
+	// 401 invalid_token, without a call.
+	TokenShape *TokenShape `json:"token_shape"`
+}
+
+// RateLimit is a token bucket: PerSecond calls a second on average, up to
+// Burst at once.
+type RateLimit struct {
+	// PerSecond is the average rate; fractions are allowed (default 100).
+	PerSecond float64 `json:"per_second"`
+	// Burst is the bucket's size (default PerSecond, rounded up).
+	Burst int `json:"burst"`
+}
+
+// TokenShape says what every opaque token of the issuer looks like:
+// prefix, then Segments non-empty runs of Alphabet joined by ".", the whole
+// MinLength to MaxLength bytes long. Ory Hydra (default entropy):
+// {prefix: ory_at_, alphabet: base64url, segments: 2, min_length: 94, max_length: 94}.
+type TokenShape struct {
+	// Prefix starts every token, e.g. "ory_at_".
+	Prefix string `json:"prefix"`
+	// Alphabet is base64url (default), base64, hex or alnum.
+	Alphabet string `json:"alphabet"`
+	// Segments is the number of "."-separated parts after the prefix (default 1).
+	Segments int `json:"segments"`
+	// MinLength is the least length in bytes, prefix included (default: no bound).
+	MinLength int `json:"min_length"`
+	// MaxLength is the greatest length in bytes, prefix included (default: no bound).
+	MaxLength int `json:"max_length"`
 }
 
 // Client is an OAuth client registration.

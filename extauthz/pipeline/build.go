@@ -298,6 +298,10 @@ func introspector(cfg *config.Config, is *config.Issuer, env Env, client *http.C
 	if keys != nil {
 		o.Keys = keys
 	}
+	o.RateLimit, o.RateBurst = in.RateLimit.PerSecond, in.RateLimit.Burst
+	if sh := in.TokenShape; sh != nil {
+		o.TokenShape = &introspect.Shape{Prefix: sh.Prefix, Alphabet: sh.Alphabet, Segments: sh.Segments, MinLength: sh.MinLength, MaxLength: sh.MaxLength}
+	}
 	intro, err := introspect.New(o)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)

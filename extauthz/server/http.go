@@ -90,7 +90,9 @@ func (h *HTTPAuthz) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if !h.peerTrusted(r.RemoteAddr) {
 		h.authz.metrics.Decision("error", "untrusted_peer", "", time.Since(start))
-		h.authz.log.Warn("HTTP authorization request from an untrusted peer refused", "peer", r.RemoteAddr)
+		if ok, _ := h.authz.denyLog.Admit("untrusted_peer"); ok { // a flood must not flood the log
+			h.authz.log.Warn("HTTP authorization request from an untrusted peer refused", "peer", r.RemoteAddr)
+		}
 		writeJSON(w, http.StatusForbidden, untrustedBody)
 		return
 	}
@@ -101,7 +103,9 @@ func (h *HTTPAuthz) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		h.authz.metrics.Decision("error", "bad_request", "", time.Since(start))
-		h.authz.log.Info("HTTP authorization request refused", "convention", conv.String(), "error", err.Error())
+		if ok, _ := h.authz.denyLog.Admit("bad_request"); ok {
+			h.authz.log.Info("HTTP authorization request refused", "convention", conv.String(), "error", err.Error())
+		}
 		writeJSON(w, httpauthz.Status(http.StatusBadRequest, conv), badForwardBody)
 		return
 	}
