@@ -215,4 +215,6 @@ type tlsFiles struct {
 	client        *tls.Config
 }
 
-func fmtSscan(s string, v *int64) (int, error) { return fmt.Sscanf(strings.TrimPrefix(s, ":"), "%d", v) }
+func fmtSscan(s string, v *int64) (int, error) {
+	return fmt.Sscanf(strings.TrimPrefix(s, ":"), "%d", v)
+}
