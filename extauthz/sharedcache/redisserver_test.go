@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -218,3 +219,10 @@ type tlsFiles struct {
 func fmtSscan(s string, v *int64) (int, error) {
 	return fmt.Sscanf(strings.TrimPrefix(s, ":"), "%d", v)
 }
+
+// freeze stops the server process (SIGSTOP): connections stay open and
+// nothing answers, as with a Redis stuck or a network black hole.
+func (s *redisServer) freeze() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// thaw resumes a frozen server.
+func (s *redisServer) thaw() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }

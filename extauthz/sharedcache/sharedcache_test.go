@@ -523,3 +523,42 @@ func TestUnreachableRedisNeverBlocksNew(t *testing.T) {
 		t.Errorf("New and a Get took %v", took)
 	}
 }
+
+// TestFrozenRedisCostsNoMoreThanTheTimeout: a server that keeps its
+// connections but stops answering holds no call beyond Timeout, and once
+// the breaker is open no call waits at all.
+func TestFrozenRedisCostsNoMoreThanTheTimeout(t *testing.T) {
+	srv := startRedis(t, "", nil)
+	c := newTestCache(t, srv.addr(), nil)
+	ctx := context.Background()
+	h := extauthz.TokenHash("frozen")
+	if err := c.Set(ctx, KindExchange, issuer, h, []byte("v"), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	srv.freeze()
+	defer srv.thaw()
+	const timeout, slack = 50 * time.Millisecond, 150 * time.Millisecond
+	var slowest time.Duration
+	for i := range 10 {
+		start := time.Now()
+		_, _, err := c.Get(ctx, KindExchange, issuer, extauthz.TokenHash(string(rune('a'+i))))
+		took := time.Since(start)
+		slowest = max(slowest, took)
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("call %d against a frozen Redis: err=%v", i, err)
+		}
+		if i >= 3 && took > 5*time.Millisecond { // BreakerFailures = 3
+			t.Errorf("call %d took %v with the breaker open", i, took)
+		}
+	}
+	t.Logf("slowest call against a frozen Redis: %v", slowest)
+	if slowest > timeout+slack {
+		t.Errorf("a call took %v, beyond its %v timeout", slowest, timeout)
+	}
+	srv.thaw()
+	took := eventually(t, 10*time.Second, "calls succeed once Redis answers again", func() bool {
+		_, ok, err := c.Get(ctx, KindExchange, issuer, h)
+		return ok && err == nil && c.breaker.State() == gobreaker.StateClosed
+	})
+	t.Logf("recovered %v after thawing", took)
+}
