@@ -101,6 +101,9 @@ var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "P
 var DefaultScopeClaims = []string{"scope", "scp"}
 
 func (c *Config) applyDefaults() {
+	if c.SharedCache != nil {
+		c.SharedCache.applyDefaults()
+	}
 	if !c.Listen.ShutdownGrace.IsSet() {
 		c.Listen.ShutdownGrace.Duration = DefaultShutdownGrace
 	}
@@ -319,6 +322,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Credential.MaxBytes < 0 {
 		bad("credential.max_bytes", "must be positive")
+	}
+	if c.SharedCache != nil {
+		c.validateSharedCache("shared_cache", c.SharedCache, bad)
 	}
 	if c.Cache.MaxEntries < 0 {
 		bad("cache.max_entries", "must be positive")
@@ -630,6 +636,11 @@ func (c *Config) Files() []string {
 				add(is.Client.Secret.File)
 			}
 			add(is.Client.PrivateKeyFile)
+		}
+	}
+	if c.SharedCache != nil {
+		for _, f := range c.SharedCache.files() {
+			add(f)
 		}
 	}
 	return out

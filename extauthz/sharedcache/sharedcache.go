@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/tokentailor/tokentailor/extauthz/config"
 )
 
 // Kind names what an entry holds; each kind has its own key space.
@@ -64,17 +66,18 @@ const (
 	ModeSentinel Mode = "sentinel"
 )
 
-// Defaults applied by New to zero Options fields.
+// Defaults applied by New to zero Options fields: the config package's,
+// which owns them.
 const (
-	DefaultKeyPrefix       = "tokentailor:"
-	DefaultTimeout         = 50 * time.Millisecond
-	DefaultLocalTTL        = time.Minute
-	DefaultLocalCacheBytes = 16 << 20
-	DefaultMaxTTL          = time.Hour
-	DefaultBreakerFailures = 5
-	DefaultBreakerCooldown = 5 * time.Second
+	DefaultKeyPrefix       = config.DefaultSharedCacheKeyPrefix
+	DefaultTimeout         = config.DefaultSharedCacheTimeout
+	DefaultLocalTTL        = config.DefaultSharedCacheLocalTTL
+	DefaultLocalCacheBytes = config.DefaultSharedCacheLocalCacheBytes
+	DefaultMaxTTL          = config.DefaultSharedCacheMaxTTL
+	DefaultBreakerFailures = config.DefaultSharedCacheBreakerFailures
+	DefaultBreakerCooldown = config.DefaultSharedCacheBreakerCooldown
 	// MinSecretBytes is the shortest accepted key secret.
-	MinSecretBytes = 32
+	MinSecretBytes = config.MinSharedCacheKeySecret
 )
 
 // Errors.

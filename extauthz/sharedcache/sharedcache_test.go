@@ -433,15 +433,7 @@ func TestACLUserAndPassword(t *testing.T) {
 func TestTLS(t *testing.T) {
 	redisBinary(t)
 	files := makeTLSFiles(t)
-	s := &redisServer{t: t, bin: redisBinary(t), dir: t.TempDir(), port: freePort(t), tls: true,
-		conf: "tls-cert-file " + files.cert + "\ntls-key-file " + files.key + "\ntls-ca-cert-file " + files.ca + "\ntls-auth-clients no\n"}
-	if err := s.start(); err != nil {
-		if strings.Contains(err.Error(), "TLS") || strings.Contains(err.Error(), "tls") {
-			t.Skipf("this redis-server is built without TLS: %v", err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(s.stop)
+	s := startRedis(t, "", files)
 	ctx := context.Background()
 	h := extauthz.TokenHash("tls-token")
 	c := newTestCache(t, s.addr(), func(o *Options) { o.TLS = files.client.Clone() })
