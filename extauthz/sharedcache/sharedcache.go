@@ -272,11 +272,13 @@ func setDefault[T int | time.Duration](v *T, d T) {
 func (o *Options) clientOption() rueidis.ClientOption {
 	dialer := net.Dialer{Timeout: time.Second, KeepAlive: time.Second}
 	ro := rueidis.ClientOption{
-		InitAddress:       o.Addresses,
-		Username:          o.Username,
-		Password:          o.Password,
-		TLSConfig:         o.TLS,
-		ClientName:        "tokentailor",
+		InitAddress: o.Addresses,
+		Username:    o.Username,
+		Password:    o.Password,
+		TLSConfig:   o.TLS,
+		ClientName:  "tokentailor",
+		// No CLIENT SETINFO: one command fewer for the ACL to allow.
+		ClientSetInfo:     rueidis.DisableClientSetInfo,
 		Dialer:            dialer,
 		CacheSizeEachConn: o.LocalCacheBytes,
 		// One connection per node: every key has one client-side copy,

@@ -394,7 +394,7 @@ func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
 }
 
 func TestACLUserAndPassword(t *testing.T) {
-	srv := startRedis(t, "user default off\nuser tokentailor on >s3cret-pw ~tokentailor:* &tokentailor:* +@all\n", nil)
+	srv := startRedis(t, "user default off\nuser tokentailor on >s3cret-pw ~tokentailor:* &tokentailor:* +get +set +del +publish +subscribe +ping +hello +multi +exec +pttl +client|tracking +client|caching +client|setname\n", nil)
 	ctx := context.Background()
 	h := extauthz.TokenHash("acl-token")
 
