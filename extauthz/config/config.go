@@ -124,7 +124,15 @@ type Issuer struct {
 	// ClockSkew is the leeway for exp, nbf and iat (default 30s).
 	ClockSkew Duration `json:"clock_skew"`
 	// RequiredType is the JWT typ header that must be present, e.g. "at+jwt".
+	// Empty accepts no typ, "JWT" and "at+jwt" only: any other typ
+	// (dpop+jwt, logout+jwt, token-introspection+jwt, secevent+jwt, …) is
+	// refused, so set this when the issuer's access tokens carry another.
 	RequiredType string `json:"required_typ"`
+	// AllowMissingSub accepts JWT access tokens without sub (default false:
+	// RFC 9068 §2.2 requires it). Set it only for an issuer known to omit
+	// sub, e.g. in client-credentials tokens. Introspected tokens are not
+	// affected.
+	AllowMissingSub bool `json:"allow_missing_sub"`
 	// ScopeClaims are the claims scopes are read from, in order (default scope, scp).
 	ScopeClaims []string `json:"scope_claims"`
 	// JWKSRefresh is how often keys are refetched (default 5m).
@@ -159,6 +167,51 @@ type Introspection struct {
 	NegativeTTL Duration `json:"negative_ttl"`
 	// MaxInFlight bounds concurrent calls to the endpoint (default 32).
 	MaxInFlight int `json:"max_in_flight"`
+	// Audience says how an introspected token is known to be meant for us:
+	// "claim" (default) requires the answer's aud to hold one of the issuer's
+	// audiences; "server" trusts the authorization server to answer active
+	// only to a caller the token is meant for (zitadel does; RFC 7662 §4
+	// allows it), so an answer without aud is accepted, while an aud that is
+	// present must still hold one of the audiences.
+	Audience string `json:"audience"`
+	// SubjectClaims are the members of the answer the subject is read from,
+	// the first non-empty one wins (default [sub]). An answer with none of
+	// them is refused (401), never turned into a principal without a subject.
+	// e.g. [sub, username, client_id] for servers that omit sub.
+	SubjectClaims []string `json:"subject_claims"`
+	// RateLimit caps the calls to the endpoint per second. A check that
+	// would exceed it is denied with 503 without a call (cached answers are
+	// still served).
+	RateLimit RateLimit `json:"rate_limit"`
+	// TokenShape, when set, refuses tokens that cannot be this issuer's with
+	// 401 invalid_token, without a call.
+	TokenShape *TokenShape `json:"token_shape"`
+}
+
+// RateLimit is a token bucket: PerSecond calls a second on average, up to
+// Burst at once.
+type RateLimit struct {
+	// PerSecond is the average rate; fractions are allowed (default 100).
+	PerSecond float64 `json:"per_second"`
+	// Burst is the bucket's size (default PerSecond, rounded up).
+	Burst int `json:"burst"`
+}
+
+// TokenShape says what every opaque token of the issuer looks like:
+// prefix, then Segments non-empty runs of Alphabet joined by ".", the whole
+// MinLength to MaxLength bytes long. Ory Hydra (default entropy):
+// {prefix: ory_at_, alphabet: base64url, segments: 2, min_length: 94, max_length: 94}.
+type TokenShape struct {
+	// Prefix starts every token, e.g. "ory_at_".
+	Prefix string `json:"prefix"`
+	// Alphabet is base64url (default), base64, hex or alnum.
+	Alphabet string `json:"alphabet"`
+	// Segments is the number of "."-separated parts after the prefix (default 1).
+	Segments int `json:"segments"`
+	// MinLength is the least length in bytes, prefix included (default: no bound).
+	MinLength int `json:"min_length"`
+	// MaxLength is the greatest length in bytes, prefix included (default: no bound).
+	MaxLength int `json:"max_length"`
 }
 
 // Client is an OAuth client registration.
@@ -284,7 +337,11 @@ type Exchange struct {
 	Issuer string `json:"issuer"`
 	// Resource is the resource indicator (RFC 8707).
 	Resource string `json:"resource"`
-	// RequestedTokenType (default urn:ietf:params:oauth:token-type:jwt).
+	// SubjectTokenType is the subject_token_type sent with the incoming token
+	// (default urn:ietf:params:oauth:token-type:access_token, for JWT and
+	// opaque tokens alike: both are access tokens).
+	SubjectTokenType string `json:"subject_token_type"`
+	// RequestedTokenType (default urn:ietf:params:oauth:token-type:access_token).
 	RequestedTokenType string `json:"requested_token_type"`
 	// Actor sends tokentailor's own client credential as actor_token.
 	Actor bool `json:"actor"`

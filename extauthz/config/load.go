@@ -91,7 +91,18 @@ const (
 	DefaultNegativeTTL    = 5 * time.Second
 	DefaultMaxInFlight    = 32
 	DefaultEmbeddedClaim  = "tokens"
-	DefaultRequestedType  = "urn:ietf:params:oauth:token-type:jwt"
+	DefaultRequestedType  = "urn:ietf:params:oauth:token-type:access_token"
+	DefaultSubjectType    = "urn:ietf:params:oauth:token-type:access_token"
+	// AudienceClaim and AudienceServer are the values of introspection.audience.
+	AudienceClaim  = "claim"
+	AudienceServer = "server"
+	// DefaultIntrospectionRate is introspection.rate_limit.per_second: new
+	// tokens (and answers past max_cache_ttl) a second one sidecar may ask
+	// about; a gateway with more distinct tokens a minute raises it.
+	DefaultIntrospectionRate = 100.0
+	DefaultTokenAlphabet     = "base64url"
+	// MaxTokenSegments bounds introspection.token_shape.segments.
+	MaxTokenSegments = 16
 )
 
 // DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
@@ -178,6 +189,26 @@ func (c *Config) applyDefaults() {
 			if in.MaxInFlight == 0 {
 				in.MaxInFlight = DefaultMaxInFlight
 			}
+			if in.Audience == "" {
+				in.Audience = AudienceClaim
+			}
+			if len(in.SubjectClaims) == 0 {
+				in.SubjectClaims = []string{"sub"}
+			}
+			if in.RateLimit.PerSecond == 0 {
+				in.RateLimit.PerSecond = DefaultIntrospectionRate
+			}
+			if in.RateLimit.Burst == 0 && in.RateLimit.PerSecond > 0 && in.RateLimit.PerSecond <= math.MaxInt32 {
+				in.RateLimit.Burst = int(math.Ceil(in.RateLimit.PerSecond))
+			}
+			if sh := in.TokenShape; sh != nil {
+				if sh.Alphabet == "" {
+					sh.Alphabet = DefaultTokenAlphabet
+				}
+				if sh.Segments == 0 {
+					sh.Segments = 1
+				}
+			}
 		}
 		if is.Introspection != nil {
 			is.Opaque = true
@@ -231,6 +262,9 @@ func (c *Config) applyDefaults() {
 			}
 			if u.Exchange.RequestedTokenType == "" {
 				u.Exchange.RequestedTokenType = DefaultRequestedType
+			}
+			if u.Exchange.SubjectTokenType == "" {
+				u.Exchange.SubjectTokenType = DefaultSubjectType
 			}
 		}
 	}
@@ -442,6 +476,18 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 		if in.MaxInFlight < 0 {
 			bad(f+".introspection.max_in_flight", "must be positive")
 		}
+		checkRateLimit(bad, f+".introspection.rate_limit", in.RateLimit)
+		if in.TokenShape != nil {
+			checkTokenShape(bad, f+".introspection.token_shape", in.TokenShape)
+		}
+		if in.Audience != AudienceClaim && in.Audience != AudienceServer {
+			bad(f+".introspection.audience", "%q is not claim or server", in.Audience)
+		}
+		for j, name := range in.SubjectClaims {
+			if name == "" {
+				bad(fmt.Sprintf("%s.introspection.subject_claims[%d]", f, j), "must not be empty")
+			}
+		}
 		if in.JWTResponse && is.JWKSURL == "" && !is.Discovery {
 			bad(f+".introspection.jwt_response", "needs jwks_url or discovery to verify signed answers")
 		}
@@ -469,6 +515,43 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 		default:
 			bad(f+".client.auth_method", "%q is not client_secret_basic, client_secret_post or private_key_jwt", cl.AuthMethod)
 		}
+	}
+}
+
+// checkRateLimit checks an introspection rate limit (defaults applied).
+func checkRateLimit(bad func(string, string, ...any), f string, rl RateLimit) {
+	if rl.PerSecond <= 0 || rl.PerSecond > 1e6 {
+		bad(f+".per_second", "must be above 0 and at most 1000000")
+	}
+	if rl.Burst < 1 || rl.Burst > 1e6 {
+		bad(f+".burst", "must be 1 to 1000000")
+	}
+}
+
+// checkTokenShape checks a token shape (defaults applied).
+func checkTokenShape(bad func(string, string, ...any), f string, sh *TokenShape) {
+	switch sh.Alphabet {
+	case "base64url", "base64", "hex", "alnum":
+	default:
+		bad(f+".alphabet", "must be base64url, base64, hex or alnum")
+	}
+	if sh.Segments < 1 || sh.Segments > MaxTokenSegments {
+		bad(f+".segments", "must be 1 to %d", MaxTokenSegments)
+	}
+	for i := range len(sh.Prefix) {
+		if c := sh.Prefix[i]; c <= 0x20 || c >= 0x7f {
+			bad(f+".prefix", "must be printable ASCII without spaces")
+			break
+		}
+	}
+	least := len(sh.Prefix) + 2*max(sh.Segments, 1) - 1
+	switch {
+	case sh.MinLength < 0:
+		bad(f+".min_length", "must not be negative")
+	case sh.MaxLength < 0:
+		bad(f+".max_length", "must not be negative")
+	case sh.MaxLength > 0 && sh.MaxLength < max(sh.MinLength, least):
+		bad(f+".max_length", "must be at least min_length and the %d bytes the prefix and segments need", least)
 	}
 }
 
@@ -537,6 +620,13 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 		}
 		if u.Exchange.Issuer != "" && !c.hasIssuer(u.Exchange.Issuer) {
 			bad(uf+".exchange.issuer", "%q names no configured issuer", u.Exchange.Issuer)
+		}
+		for _, t := range []struct{ name, v string }{
+			{"subject_token_type", u.Exchange.SubjectTokenType}, {"requested_token_type", u.Exchange.RequestedTokenType},
+		} {
+			if !isTokenTypeURI(t.v) {
+				bad(uf+".exchange."+t.name, "%q is not a token type URI (e.g. urn:ietf:params:oauth:token-type:access_token)", t.v)
+			}
 		}
 	case "embedded":
 		if u.Audience == "" {
@@ -671,4 +761,11 @@ func (r Runtime) Limit(maxEntries int) (int64, error) {
 		return 0, fmt.Errorf("%q: a limit under 16Mi would keep the collector running without pause", r.MemoryLimit)
 	}
 	return n, nil
+}
+
+// isTokenTypeURI reports whether v is an absolute URI, as RFC 8693 §3 token
+// type identifiers are (urn:ietf:params:oauth:token-type:… or a URL).
+func isTokenTypeURI(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && u.Scheme != "" && (u.Opaque != "" || u.Host != "") && !strings.ContainsAny(v, " \t\r\n")
 }
