@@ -21,7 +21,7 @@ type introspector struct {
 	negativeTTL time.Duration
 	shared      *sharedcache.Cache // nil: not configured
 	mu          sync.Mutex
-	local       map[string]sharedcache.IntrospectionEntry // keyed by Credential.Hash()
+	local       map[string]sharedcache.IntrospectionEntry // keyed by Credential.TokenHash()
 	introspect  func(ctx context.Context, raw string) (sharedcache.IntrospectionEntry, error)
 }
 
@@ -39,7 +39,7 @@ func (i *introspector) start() (stop func()) {
 }
 
 func (i *introspector) authenticate(ctx context.Context, cred extauthz.Credential) (*extauthz.Principal, error) {
-	key := cred.Hash()
+	key := cred.TokenHash()
 	i.mu.Lock()
 	e, ok := i.local[key]
 	i.mu.Unlock()
