@@ -35,6 +35,9 @@ type Config struct {
 	Cache Cache `json:"cache"`
 	// Runtime tunes the Go garbage collector (read at start only).
 	Runtime Runtime `json:"runtime"`
+	// SharedCache, when set, shares caches and revocations between replicas
+	// through Redis or Valkey; nil means each replica caches alone.
+	SharedCache *SharedCache `json:"shared_cache"`
 	// RouteKey is the context_extensions key that names a route (default "route").
 	RouteKey string `json:"route_key"`
 	// TxnToken configures the Transaction Tokens of routes with upstream

@@ -117,6 +117,9 @@ var DefaultHTTPTrustedProxies = []string{"127.0.0.0/8", "::1/128"}
 var DefaultScopeClaims = []string{"scope", "scp"}
 
 func (c *Config) applyDefaults() {
+	if c.SharedCache != nil {
+		c.SharedCache.applyDefaults()
+	}
 	if !c.Listen.ShutdownGrace.IsSet() {
 		c.Listen.ShutdownGrace.Duration = DefaultShutdownGrace
 	}
@@ -378,6 +381,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Credential.MaxBytes < 0 {
 		bad("credential.max_bytes", "must be positive")
+	}
+	if c.SharedCache != nil {
+		c.validateSharedCache("shared_cache", c.SharedCache, bad)
 	}
 	if c.Cache.MaxEntries < 0 {
 		bad("cache.max_entries", "must be positive")
@@ -770,6 +776,11 @@ func (c *Config) Files() []string {
 				add(is.Client.Secret.File)
 			}
 			add(is.Client.PrivateKeyFile)
+		}
+	}
+	if c.SharedCache != nil {
+		for _, f := range c.SharedCache.files() {
+			add(f)
 		}
 	}
 	return out
