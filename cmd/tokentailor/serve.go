@@ -65,6 +65,9 @@ func checkConfigCmd(ctx context.Context, args []string) int {
 		fmt.Fprintf(os.Stderr, "%s: invalid:\n%v\n", fs.Arg(0), err)
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(os.Stderr, "%s: warning: %s\n", fs.Arg(0), w)
+	}
 	if !*offline {
 		// Load keys and secrets and reach discovery where endpoints come from
 		// it, exactly as serve would, without listening.

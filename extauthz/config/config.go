@@ -44,6 +44,8 @@ type Config struct {
 
 	// dir is the directory of the file the config came from.
 	dir string
+	// warnings are found by Parse; see Warnings.
+	warnings []string
 }
 
 // Listen holds the listener addresses.
@@ -96,7 +98,8 @@ type Credential struct {
 	// Scheme is the auth scheme before the token (default "Bearer" for the
 	// authorization header, none for other headers).
 	Scheme *string `json:"scheme"`
-	// MaxBytes bounds the token size (default 8192).
+	// MaxBytes bounds the credential header, and so the token that JWT
+	// verification and introspection see (default 8192).
 	MaxBytes int `json:"max_bytes"`
 }
 
@@ -118,7 +121,8 @@ type Issuer struct {
 	Algorithms []string `json:"algorithms"`
 	// HMACSecret enables HS256/384/512, from a file or environment variable.
 	HMACSecret *Secret `json:"hmac_secret"`
-	// ClockSkew is the leeway for exp, nbf and iat (default 30s).
+	// ClockSkew is the leeway for exp, nbf and iat of JWTs, of introspection
+	// answers and of RFC 9701 signed answers (default 30s).
 	ClockSkew Duration `json:"clock_skew"`
 	// RequiredType is the JWT typ header that must be present, e.g. "at+jwt".
 	RequiredType string `json:"required_typ"`
@@ -128,11 +132,12 @@ type Issuer struct {
 	JWKSRefresh Duration `json:"jwks_refresh"`
 	// JWKSMinRefetch is the least time between refetches on an unknown kid (default 30s).
 	JWKSMinRefetch Duration `json:"jwks_min_refetch"`
-	// HTTPTimeout bounds each call to the issuer (default 5s).
+	// HTTPTimeout bounds each call to the issuer: discovery, JWKS,
+	// introspection (the wait for a free slot included) and token exchange
+	// (default 5s).
 	HTTPTimeout Duration `json:"http_timeout"`
-	// Opaque marks the issuer that introspects opaque (non-JWT) tokens. At most one.
-	Opaque bool `json:"opaque"`
-	// Introspection configures RFC 7662 introspection for opaque tokens.
+	// Introspection configures RFC 7662 introspection for opaque tokens; the
+	// issuer that has it introspects every non-JWT token. At most one.
 	Introspection *Introspection `json:"introspection"`
 	// TokenEndpoint is the RFC 8693 token endpoint (default: from discovery).
 	TokenEndpoint string `json:"token_endpoint"`
@@ -279,7 +284,8 @@ type Exchange struct {
 	Issuer string `json:"issuer"`
 	// Resource is the resource indicator (RFC 8707).
 	Resource string `json:"resource"`
-	// RequestedTokenType (default urn:ietf:params:oauth:token-type:jwt).
+	// RequestedTokenType is the requested_token_type
+	// (default urn:ietf:params:oauth:token-type:access_token).
 	RequestedTokenType string `json:"requested_token_type"`
 	// Actor sends tokentailor's own client credential as actor_token.
 	Actor bool `json:"actor"`

@@ -123,7 +123,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"mint without audience", func(s string) string { return strings.Replace(s, "{audience: api}", "{}", 1) }, "routes[0].upstream.audience: required for mode mint"},
 		{"registered claim", func(s string) string {
 			return strings.Replace(s, "{audience: api}", "{audience: api, claims: {exp: 1}}", 1)
-		}, "routes[0].upstream.claims.exp: cannot overwrite the registered claim"},
+		}, "routes[0].upstream.claims.exp: cannot overwrite the claim"},
 		{"copy onto registered claim", func(s string) string {
 			return strings.Replace(s, "{audience: api}", "{audience: api, copy_claims: {email: sub}}", 1)
 		}, "routes[0].upstream.copy_claims.email: cannot overwrite"},
@@ -155,6 +155,20 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"negative gc_percent", func(s string) string { return s + "runtime: {gc_percent: -1}\n" }, "runtime.gc_percent: must be positive"},
 		{"memory_limit not a size", func(s string) string { return s + "runtime: {memory_limit: lots}\n" }, `runtime.memory_limit: "lots" is not auto, off or a size`},
 		{"memory_limit too small", func(s string) string { return s + "runtime: {memory_limit: 1Mi}\n" }, `runtime.memory_limit: "1Mi": a limit under 16Mi`},
+		{"typo with suggestion", func(s string) string { return strings.Replace(s, "audiences: [api]", "audience: [api]", 1) },
+			`line 9: issuers[0]: unknown field "audience" (did you mean "audiences"?)`},
+		{"string for a list", func(s string) string { return strings.Replace(s, "audiences: [api]", "audiences: api", 1) },
+			"line 9: issuers[0].audiences: want a list of strings"},
+		{"duration in words", func(s string) string {
+			return strings.Replace(s, "{audience: api}", `{audience: api, ttl: "5 minutes"}`, 1)
+		}, `line 12: routes[0].upstream.ttl: invalid duration "5 minutes" (e.g. 5m)`},
+		{"removed opaque", func(s string) string { return strings.Replace(s, "audiences: [api]", "audiences: [api]\n    opaque: true", 1) },
+			"issuers[0].opaque: was removed: an issuer introspects opaque tokens when it has an introspection block"},
+		{"number for a string", func(s string) string { return strings.Replace(s, "  - name: r\n", "  - name: 42\n", 1) },
+			`routes[0].name: want a string; quote it: "42"`},
+		{"validation error has its line", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, ttl: -1s}", 1)
+		}, "line 12: routes[0].upstream.ttl: must be positive"},
 		{"url with credentials", func(s string) string {
 			return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1)
 		}, "must not carry credentials"},

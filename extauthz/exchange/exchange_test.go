@@ -56,14 +56,14 @@ func setup(t *testing.T, mod func(*exchange.Options)) *fixture {
 	is := authztest.New(t, authztest.WithNow(clk.Now))
 	x := is.Exchange(t, authztest.WithClientSecret(clientID, secret))
 	auth, err := clientauth.New(clientauth.Options{
-		ClientID: clientID, SecretEnv: "S", LookupEnv: func(string) (string, bool) { return secret, true },
+		ClientID: clientID, Method: clientauth.MethodClientSecretBasic, Secret: secret,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := exchange.Options{
 		Issuer: is.URL(), TokenEndpoint: is.Endpoint(authztest.PathToken), Auth: auth,
-		Client: is.Client(), Now: clk.Now,
+		Client: is.Client(), Now: clk.Now, Timeout: 2 * time.Second, CacheEntries: 1000,
 	}
 	if mod != nil {
 		mod(&opts)
@@ -82,7 +82,15 @@ func principal(f *fixture, kind extauthz.CredentialKind, raw string, life time.D
 	}
 }
 
+// grant is a route's grant as policy compiles it from config: the requested
+// token type is filled (config's default is access_token).
 func grant(route string, spec *extauthz.ExchangeSpec) *extauthz.Grant {
+	if spec == nil {
+		spec = &extauthz.ExchangeSpec{}
+	}
+	if spec.RequestedTokenType == "" {
+		spec.RequestedTokenType = exchange.TokenTypeAccessToken
+	}
 	return &extauthz.Grant{
 		Route: route, Mode: extauthz.ModeExchange, Audience: "https://orders.example",
 		Scopes: []string{"orders:read", "orders:write"}, Header: "authorization", Prefix: "Bearer ", Exchange: spec,
@@ -131,7 +139,7 @@ func TestRequestForm(t *testing.T) {
 		{
 			name: "JWT credential as access_token, no audience or scope", kind: extauthz.KindJWT,
 			opts:  func(o *exchange.Options) { o.JWTSubjectTokenType = exchange.TokenTypeAccessToken },
-			grant: &extauthz.Grant{Route: "r", Mode: extauthz.ModeExchange},
+			grant: &extauthz.Grant{Route: "r", Mode: extauthz.ModeExchange, Exchange: &extauthz.ExchangeSpec{RequestedTokenType: exchange.TokenTypeAccessToken}},
 			want: url.Values{
 				"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
 				"subject_token":        {"incoming"},
@@ -227,7 +235,7 @@ func TestErrors(t *testing.T) {
 		{name: "invalid_grant", server: func(f *fixture) { f.x.RefuseWith("invalid_grant") }, wantErr: extauthz.ErrExchangeRefused},
 		{name: "unauthorized_client", server: func(f *fixture) { f.x.RefuseWith("unauthorized_client") }, wantErr: extauthz.ErrExchangeRefused},
 		{name: "our credentials rejected", opts: func(o *exchange.Options) {
-			o.Auth, _ = clientauth.New(clientauth.Options{ClientID: clientID, SecretEnv: "S", LookupEnv: func(string) (string, bool) { return "wrong", true }})
+			o.Auth, _ = clientauth.New(clientauth.Options{ClientID: clientID, Method: clientauth.MethodClientSecretBasic, Secret: "wrong"})
 		}, wantErr: extauthz.ErrIssuerUnavailable},
 		{name: "500", server: func(f *fixture) { f.x.FailWith(http.StatusInternalServerError) }, wantErr: extauthz.ErrIssuerUnavailable},
 		{name: "400 without an OAuth error", server: func(f *fixture) { f.x.FailWith(http.StatusBadRequest) }, wantErr: extauthz.ErrIssuerUnavailable},
@@ -357,6 +365,9 @@ func TestNewValidates(t *testing.T) {
 		{name: "no issuer", opts: exchange.Options{TokenEndpoint: "https://as/token", Auth: auth}},
 		{name: "no auth", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token"}},
 		{name: "bad endpoint", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "/token", Auth: auth}},
+		{name: "no client", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token", Auth: auth, Timeout: time.Second, CacheEntries: 1}},
+		{name: "no timeout", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token", Auth: auth, Client: &http.Client{}, CacheEntries: 1}},
+		{name: "no cache", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token", Auth: auth, Client: &http.Client{}, Timeout: time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

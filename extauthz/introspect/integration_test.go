@@ -25,7 +25,10 @@ func TestDiscoveredSignedIntrospection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := jwks.New(jwks.Options{Issuer: is.URL(), URL: md.JWKSURI, Client: is.Client(), MinRefetchInterval: time.Nanosecond})
+	keys, err := jwks.New(jwks.Options{Issuer: is.URL(), URL: md.JWKSURI, Client: is.Client(), MinRefetchInterval: time.Nanosecond, RefreshInterval: time.Minute, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := keys.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -33,10 +36,10 @@ func TestDiscoveredSignedIntrospection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	intro, err := introspect.New(introspect.Options{
+	intro, err := introspect.New(withSettings(introspect.Options{
 		Issuer: is.URL(), Endpoint: md.IntrospectionEndpoint, Auth: auth, Client: is.Client(),
 		JWTResponse: true, Keys: keys, Audiences: []string{"api"},
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

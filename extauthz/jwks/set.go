@@ -31,16 +31,11 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 )
 
-// Defaults for Options fields left zero.
-const (
-	DefaultRefreshInterval    = 5 * time.Minute
-	DefaultMinRefetchInterval = 30 * time.Second
-	DefaultTimeout            = 10 * time.Second
-	// MaxBytes bounds the size of a JWKS document.
-	MaxBytes = 1 << 20
-)
+// MaxBytes bounds the size of a JWKS document.
+const MaxBytes = 1 << 20
 
-// Options configures a Set.
+// Options configures a Set. RefreshInterval, MinRefetchInterval, Timeout and
+// Client are required: the values come already defaulted from config.
 type Options struct {
 	// Issuer is the issuer identifier; used for discovery, logs and metrics.
 	Issuer string
@@ -49,13 +44,15 @@ type Options struct {
 	// DiscoveryURL is the metadata URL; when empty as well as URL, the
 	// issuer's OIDC and then RFC 8414 well-known URLs are tried.
 	DiscoveryURL string
-	// RefreshInterval is how often Run refetches the set (default 5m).
+	// RefreshInterval is how often Run refetches the set.
 	RefreshInterval time.Duration
 	// MinRefetchInterval is the least time between two fetches caused by
-	// unknown kids (default 30s). It is what keeps a flood of tokens with
-	// random kids from turning into a flood of calls to the issuer.
+	// unknown kids. It is what keeps a flood of tokens with random kids from
+	// turning into a flood of calls to the issuer.
 	MinRefetchInterval time.Duration
-	// Client makes the HTTP calls (default: a client with a 10s timeout).
+	// Timeout bounds one fetch, discovery included.
+	Timeout time.Duration
+	// Client makes the HTTP calls.
 	Client *http.Client
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -83,15 +80,17 @@ type Set struct {
 var errRateLimited = errors.New("refetch rate limited")
 
 // New returns a Set; it holds no keys until Run or Refresh fetched them.
-func New(opts Options) *Set {
-	if opts.RefreshInterval <= 0 {
-		opts.RefreshInterval = DefaultRefreshInterval
-	}
-	if opts.MinRefetchInterval <= 0 {
-		opts.MinRefetchInterval = DefaultMinRefetchInterval
-	}
-	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: DefaultTimeout}
+// It refuses options without their required settings.
+func New(opts Options) (*Set, error) {
+	switch {
+	case opts.RefreshInterval <= 0:
+		return nil, errors.New("jwks: RefreshInterval must be positive")
+	case opts.MinRefetchInterval <= 0:
+		return nil, errors.New("jwks: MinRefetchInterval must be positive")
+	case opts.Timeout <= 0:
+		return nil, errors.New("jwks: Timeout must be positive")
+	case opts.Client == nil:
+		return nil, errors.New("jwks: Client is required")
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -100,8 +99,11 @@ func New(opts Options) *Set {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	opts.Logger = opts.Logger.With("issuer", opts.Issuer)
-	return &Set{opts: opts}
+	return &Set{opts: opts}, nil
 }
+
+// Options returns the options the Set was built with.
+func (s *Set) Options() Options { return s.opts }
 
 // Ready reports whether one fetch has succeeded.
 func (s *Set) Ready() bool { return s.ready.Load() }
@@ -208,7 +210,7 @@ func (s *Set) shared(ctx context.Context, kind string, limited bool) error {
 		}
 		s.lastAttempt = now
 		s.mu.Unlock()
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
 		defer cancel()
 		return nil, s.fetch(fctx)
 	})

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
 	"sync"
@@ -29,12 +30,58 @@ func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newSet(t *testing.T, is *authztest.Issuer, clk *clock) *Set {
 	t.Helper()
-	return New(Options{
+	return mustNew(t, Options{
 		Issuer:             is.URL(),
 		Client:             is.Client(),
 		Now:                clk.Now,
 		MinRefetchInterval: time.Minute,
 	})
+}
+
+// mustNew builds a Set, filling the settings config would give where o
+// leaves them zero (New has no defaults of its own).
+func mustNew(t *testing.T, o Options) *Set {
+	t.Helper()
+	if o.RefreshInterval == 0 {
+		o.RefreshInterval = 5 * time.Minute
+	}
+	if o.MinRefetchInterval == 0 {
+		o.MinRefetchInterval = 30 * time.Second
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestNewRefusesMissingSettings(t *testing.T) {
+	client := &http.Client{}
+	full := Options{Issuer: "https://as", RefreshInterval: time.Minute, MinRefetchInterval: time.Second, Timeout: time.Second, Client: client}
+	tests := []struct {
+		name  string
+		spoil func(*Options)
+	}{
+		{name: "no refresh", spoil: func(o *Options) { o.RefreshInterval = 0 }},
+		{name: "no min refetch", spoil: func(o *Options) { o.MinRefetchInterval = 0 }},
+		{name: "no timeout", spoil: func(o *Options) { o.Timeout = 0 }},
+		{name: "no client", spoil: func(o *Options) { o.Client = nil }},
+	}
+	if _, err := New(full); err != nil {
+		t.Fatalf("New(complete options) = %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := full
+			tt.spoil(&o)
+			if _, err := New(o); err == nil {
+				t.Fatal("New accepted options without a required setting")
+			}
+		})
+	}
 }
 
 func TestKeyForEveryAlgViaDiscovery(t *testing.T) {
@@ -180,7 +227,7 @@ func TestIssuerDown(t *testing.T) {
 	t.Run("never fetched", func(t *testing.T) {
 		is := authztest.New(t)
 		is.SetDown(true)
-		s := New(Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: newClock().Now})
+		s := mustNew(t, Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: newClock().Now})
 		if err := s.Refresh(context.Background()); !errors.Is(err, extauthz.ErrKeysUnavailable) {
 			t.Fatalf("Refresh err = %v", err)
 		}
@@ -246,7 +293,7 @@ func TestDiscoveryIssuerMismatchRefused(t *testing.T) {
 
 func TestRunUntilCancelled(t *testing.T) {
 	is := authztest.New(t)
-	s := New(Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), RefreshInterval: time.Millisecond})
+	s := mustNew(t, Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), RefreshInterval: time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()

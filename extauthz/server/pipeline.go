@@ -105,15 +105,17 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 		env.KeySets = NewKeySets(context.Background())
 	}
 	p := &Pipeline{
-		Config: cfg,
-		Credential: credential.Options{
-			Header: cfg.Credential.Header, Scheme: *cfg.Credential.Scheme, MaxBytes: cfg.Credential.MaxBytes,
-		},
+		Config:   cfg,
 		Sources:  map[extauthz.Mode]extauthz.TokenSource{extauthz.ModeForward: forwardSource{}},
 		Response: &response.Builder{Realm: cfg.Mint.Realm},
 		Now:      env.Now,
 	}
 	var err error
+	if p.Credential, err = credential.New(credential.Options{
+		Header: cfg.Credential.Header, Scheme: *cfg.Credential.Scheme, MaxBytes: cfg.Credential.MaxBytes,
+	}); err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
 	if p.Policy, err = policy.New(cfg); err != nil {
 		return nil, err
 	}
@@ -173,11 +175,14 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 		}
 		var keys *jwks.Set
 		if is.JWKSURL != "" || is.Discovery {
-			keys = env.KeySets.Get(jwks.Options{
+			keys, err = env.KeySets.Get(jwks.Options{
 				Issuer: is.Issuer, URL: is.JWKSURL, DiscoveryURL: is.DiscoveryURL,
 				RefreshInterval: is.JWKSRefresh.Duration, MinRefetchInterval: is.JWKSMinRefetch.Duration,
-				Client: client, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
+				Timeout: is.HTTPTimeout.Duration, Client: client, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
 			})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", field, err)
+			}
 			p.keySets = append(p.keySets, keys)
 		}
 		// An issuer verifies JWTs when it has keys; an issuer of opaque
@@ -202,7 +207,11 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 		if cl := is.Client; cl != nil {
 			o := clientauth.Options{Method: cl.AuthMethod, ClientID: cl.ID, KeyFile: cfg.Path(cl.PrivateKeyFile), Now: env.Now}
 			if cl.Secret != nil {
-				o.SecretFile, o.SecretEnv = cfg.Path(cl.Secret.File), cl.Secret.Env
+				secret, err := cfg.ReadSecret(cl.Secret)
+				if err != nil {
+					return nil, fmt.Errorf("%s.client.secret: %w", field, err)
+				}
+				o.Secret = string(secret)
 			}
 			if auth, err = clientauth.New(o); err != nil {
 				return nil, fmt.Errorf("%s.client: %w", field, err)
@@ -220,6 +229,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 				Issuer: is.Issuer, Endpoint: endpoint, Auth: auth, Audiences: is.Audiences, ScopeClaims: is.ScopeClaims,
 				JWTResponse: in.JWTResponse, Client: client, MaxCacheTTL: in.MaxCacheTTL.Duration, NegativeTTL: in.NegativeTTL.Duration,
 				CacheEntries: cfg.Cache.MaxEntries, MaxInFlight: in.MaxInFlight, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
+				Timeout: is.HTTPTimeout.Duration, Leeway: is.ClockSkew.Duration, MaxTokenBytes: cfg.Credential.MaxBytes,
 			}
 			if keys != nil {
 				o.Keys = keys
@@ -237,7 +247,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 		if tokenEndpoint != "" && auth != nil {
 			ex, err := exchange.New(exchange.Options{
 				Issuer: is.Issuer, TokenEndpoint: tokenEndpoint, Auth: auth, Client: client,
-				CacheEntries: cfg.Cache.MaxEntries, Now: env.Now, Metrics: env.Metrics, Logger: env.Logger,
+				Timeout: is.HTTPTimeout.Duration, CacheEntries: cfg.Cache.MaxEntries, Now: env.Now, Metrics: env.Metrics, Logger: env.Logger,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: token exchange: %w", field, err)
@@ -384,24 +394,27 @@ func NewKeySets(ctx context.Context) *KeySets {
 }
 
 func keySetID(o jwks.Options) string {
-	b, _ := json.Marshal([]any{o.Issuer, o.URL, o.DiscoveryURL, o.RefreshInterval, o.MinRefetchInterval, o.Client.Timeout})
+	b, _ := json.Marshal([]any{o.Issuer, o.URL, o.DiscoveryURL, o.RefreshInterval, o.MinRefetchInterval, o.Timeout})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
 
 // Get returns the running set for o, starting one when none runs yet.
-func (k *KeySets) Get(o jwks.Options) *jwks.Set {
+func (k *KeySets) Get(o jwks.Options) (*jwks.Set, error) {
 	id := keySetID(o)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if e := k.sets[id]; e != nil {
-		return e.set
+		return e.set, nil
+	}
+	s, err := jwks.New(o)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(k.ctx)
-	s := jwks.New(o)
 	go s.Run(ctx)
 	k.sets[id] = &keySetEntry{set: s, cancel: cancel}
-	return s
+	return s, nil
 }
 
 // Keep stops every set not used by p.

@@ -97,6 +97,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.log = NewLogger(opts.LogOutput, cfg.Log.Format, s.level)
 	}
 	s.level.Set(parseLevel(cfg.Log.Level))
+	logConfigWarnings(s.log, cfg)
 	if opts.TuneRuntime {
 		tuneRuntime(cfg, s.log)
 	}
@@ -319,6 +320,7 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 			s.level.Set(parseLevel(cfg.Log.Level))
 			s.metrics.Reload(nil)
 			s.log.Info("config reloaded", "routes", len(cfg.Routes), "signing_key", signingKey(p), "previous_signing_key", signingKey(old))
+			logConfigWarnings(s.log, cfg)
 			if restartSettings(cfg) != s.restartSum {
 				s.log.Warn("listen addresses, pprof, log format or runtime settings changed: they take effect on restart only")
 			}
@@ -334,6 +336,14 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 	s.metrics.Reload(err)
 	s.log.Error("config reload refused; the previous config keeps serving", "error", err)
 	return err
+}
+
+// logConfigWarnings logs what the config allows but should not (files of
+// keys and secrets that other users may read).
+func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning", "warning", w)
+	}
 }
 
 // restartSettings renders the settings that a reload cannot change.

@@ -1,0 +1,185 @@
+package config
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults used when the file leaves a field empty. They are the only
+// defaults of tokentailor's settings: components take the values config
+// gives them and have none of their own. The reference config
+// (docs/examples/tokentailor-sidecar.yaml) shows each one, and a test keeps
+// the two equal.
+const (
+	DefaultRouteKey       = "route"
+	DefaultLogLevel       = "info"
+	DefaultLogFormat      = "json"
+	DefaultRealm          = "tokentailor"
+	DefaultHeader         = "authorization"
+	DefaultScheme         = "Bearer"
+	DefaultClockSkew      = 30 * time.Second
+	DefaultJWKSRefresh    = 5 * time.Minute
+	DefaultJWKSMinRefetch = 30 * time.Second
+	// DefaultHTTPTimeout bounds every call to an issuer: discovery, JWKS,
+	// introspection and token exchange.
+	DefaultHTTPTimeout = 5 * time.Second
+	DefaultTTL         = 5 * time.Minute
+	DefaultMaxEntries  = 10000
+	DefaultGCPercent   = 400
+	DefaultMemoryLimit = "auto"
+	// DefaultMaxTokenBytes bounds the credential header: a JWT with a few
+	// dozen claims is 1–2 KiB; 8 KiB leaves room without inviting abuse.
+	DefaultMaxTokenBytes = 8192
+	DefaultShutdownGrace = 10 * time.Second
+	DefaultMaxCacheTTL   = 60 * time.Second
+	// DefaultNegativeTTL: an inactive token rarely turns active; 5 s keeps
+	// a client retrying a revoked token from costing a call per request
+	// while a freshly issued token that raced its own replication is not
+	// refused for long.
+	DefaultNegativeTTL = 5 * time.Second
+	// DefaultMaxInFlight bounds concurrent introspection calls per issuer.
+	DefaultMaxInFlight   = 32
+	DefaultEmbeddedClaim = "tokens"
+	// DefaultRequestedType is the requested_token_type of an exchange: an
+	// access token for the upstream's audience, whatever its format (RFC
+	// 8693 §3; several servers refuse "...:jwt").
+	DefaultRequestedType = "urn:ietf:params:oauth:token-type:access_token"
+	DefaultAuthMethod    = "client_secret_basic"
+	DefaultMode          = "mint"
+)
+
+// DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
+var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// DefaultScopeClaims are read in order when an issuer names none: "scope"
+// (RFC 9068, RFC 8693) then "scp" (Okta, Azure, Hydra). The same list serves
+// JWTs and introspection answers.
+var DefaultScopeClaims = []string{"scope", "scp"}
+
+// applyDefaults fills every field the file left empty, block by block.
+func (c *Config) applyDefaults() {
+	c.Listen.defaults()
+	c.Log.defaults()
+	c.Mint.defaults()
+	c.Credential.defaults()
+	c.Cache.defaults()
+	c.Runtime.defaults()
+	setDefault(&c.RouteKey, DefaultRouteKey)
+	for i := range c.Issuers {
+		c.Issuers[i].defaults()
+	}
+	for i := range c.Routes {
+		c.Routes[i].defaults()
+	}
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func setDuration(d *Duration, def time.Duration) {
+	if !d.IsSet() {
+		d.Duration = def
+	}
+}
+
+func (l *Listen) defaults() { setDuration(&l.ShutdownGrace, DefaultShutdownGrace) }
+
+func (l *Log) defaults() {
+	setDefault(&l.Level, DefaultLogLevel)
+	setDefault(&l.Format, DefaultLogFormat)
+}
+
+func (m *Mint) defaults() { setDefault(&m.Realm, DefaultRealm) }
+
+// defaults: the Bearer scheme only for the authorization header; another
+// header carries the bare token unless a scheme is named.
+func (cr *Credential) defaults() {
+	setDefault(&cr.Header, DefaultHeader)
+	cr.Header = strings.ToLower(cr.Header)
+	if cr.Scheme == nil {
+		s := ""
+		if IsAuthorizationHeader(cr.Header) {
+			s = DefaultScheme
+		}
+		cr.Scheme = &s
+	}
+	setDefault(&cr.MaxBytes, DefaultMaxTokenBytes)
+}
+
+func (ca *Cache) defaults() { setDefault(&ca.MaxEntries, DefaultMaxEntries) }
+
+func (r *Runtime) defaults() {
+	setDefault(&r.GCPercent, DefaultGCPercent)
+	setDefault(&r.MemoryLimit, DefaultMemoryLimit)
+}
+
+func (is *Issuer) defaults() {
+	if len(is.Algorithms) == 0 {
+		is.Algorithms = slices.Clone(DefaultAlgorithms)
+	}
+	if len(is.ScopeClaims) == 0 {
+		is.ScopeClaims = slices.Clone(DefaultScopeClaims)
+	}
+	setDuration(&is.ClockSkew, DefaultClockSkew)
+	setDuration(&is.JWKSRefresh, DefaultJWKSRefresh)
+	setDuration(&is.JWKSMinRefetch, DefaultJWKSMinRefetch)
+	setDuration(&is.HTTPTimeout, DefaultHTTPTimeout)
+	if is.DiscoveryURL != "" {
+		is.Discovery = true
+	}
+	if in := is.Introspection; in != nil {
+		setDuration(&in.MaxCacheTTL, DefaultMaxCacheTTL)
+		setDuration(&in.NegativeTTL, DefaultNegativeTTL)
+		setDefault(&in.MaxInFlight, DefaultMaxInFlight)
+	}
+	if cl := is.Client; cl != nil && cl.AuthMethod == "" {
+		cl.AuthMethod = DefaultAuthMethod
+		if cl.PrivateKeyFile != "" {
+			cl.AuthMethod = "private_key_jwt"
+		}
+	}
+}
+
+func (r *Route) defaults() {
+	if m := r.Match; m != nil {
+		for j, meth := range m.Methods {
+			m.Methods[j] = strings.ToUpper(meth)
+		}
+		for j, h := range m.Hosts {
+			m.Hosts[j] = strings.ToLower(h)
+		}
+	}
+	r.Upstream.defaults()
+}
+
+func (u *Upstream) defaults() {
+	setDefault(&u.Mode, DefaultMode)
+	setDuration(&u.TTL, DefaultTTL)
+	setDefault(&u.Header, DefaultHeader)
+	u.Header = strings.ToLower(u.Header)
+	if u.Prefix == nil {
+		p := ""
+		if IsAuthorizationHeader(u.Header) {
+			p = DefaultScheme + " "
+		}
+		u.Prefix = &p
+	}
+	if u.StripCredential == nil {
+		t := true
+		u.StripCredential = &t
+	}
+	if u.Mode == "embedded" {
+		setDefault(&u.EmbeddedClaim, DefaultEmbeddedClaim)
+	}
+	if u.Mode == "exchange" {
+		if u.Exchange == nil {
+			u.Exchange = &Exchange{}
+		}
+		setDefault(&u.Exchange.RequestedTokenType, DefaultRequestedType)
+	}
+}
