@@ -118,7 +118,19 @@ func (r *Runtime) defaults() {
 	setDefault(&r.MemoryLimit, DefaultMemoryLimit)
 }
 
+// emptySecret drops a secret block that names neither file nor env, as the
+// reference config writes one: it means no secret.
+func emptySecret(s **Secret) {
+	if *s != nil && **s == (Secret{}) {
+		*s = nil
+	}
+}
+
 func (is *Issuer) defaults() {
+	emptySecret(&is.HMACSecret)
+	if is.Client != nil {
+		emptySecret(&is.Client.Secret)
+	}
 	if len(is.Algorithms) == 0 {
 		is.Algorithms = slices.Clone(DefaultAlgorithms)
 	}
