@@ -162,7 +162,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"duration in words", func(s string) string {
 			return strings.Replace(s, "{audience: api}", `{audience: api, ttl: "5 minutes"}`, 1)
 		}, `line 12: routes[0].upstream.ttl: invalid duration "5 minutes" (e.g. 5m)`},
-		{"removed opaque", func(s string) string { return strings.Replace(s, "audiences: [api]", "audiences: [api]\n    opaque: true", 1) },
+		{"removed opaque", func(s string) string {
+			return strings.Replace(s, "audiences: [api]", "audiences: [api]\n    opaque: true", 1)
+		},
 			"issuers[0].opaque: was removed: an issuer introspects opaque tokens when it has an introspection block"},
 		{"number for a string", func(s string) string { return strings.Replace(s, "  - name: r\n", "  - name: 42\n", 1) },
 			`routes[0].name: want a string; quote it: "42"`},
@@ -272,4 +274,49 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("config returned with error")
 		}
 	})
+}
+
+// TestWarnsAboutReadableKeyFiles: key and secret files that other users may
+// read load, with a warning naming the field and the fix.
+func TestWarnsAboutReadableKeyFiles(t *testing.T) {
+	tests := []struct {
+		name string
+		mode os.FileMode
+		want string
+	}{
+		{name: "private", mode: 0o600, want: ""},
+		{name: "readable by others", mode: 0o644, want: "mint.keys[0].file: key.pem is accessible to other users (mode 0644); restrict it with chmod 600"},
+		{name: "group writable", mode: 0o620, want: "mode 0620"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "key.pem"), []byte("x"), tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(filepath.Join(dir, "key.pem"), tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Parse([]byte(minimal), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(c.Warnings(), "\n")
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("Warnings() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestEmptySecretBlockIsNoSecret: {file: "", env: ""}, as the reference
+// config shows it, means no secret at all.
+func TestEmptySecretBlockIsNoSecret(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(minimal, "audiences: [api]", "audiences: [api]\n    hmac_secret: {file: \"\", env: \"\"}", 1)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuers[0].HMACSecret != nil {
+		t.Errorf("hmac_secret = %+v, want none", c.Issuers[0].HMACSecret)
+	}
 }
