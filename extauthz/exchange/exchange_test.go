@@ -63,7 +63,7 @@ func setup(t *testing.T, mod func(*exchange.Options)) *fixture {
 	}
 	opts := exchange.Options{
 		Issuer: is.URL(), TokenEndpoint: is.Endpoint(authztest.PathToken), Auth: auth,
-		Client: is.Client(), Now: clk.Now, Timeout: 2 * time.Second, CacheEntries: 1000,
+		Client: is.Client(), Now: clk.Now, Timeout: 10 * time.Second, CacheEntries: 1000,
 	}
 	if mod != nil {
 		mod(&opts)
@@ -353,6 +353,21 @@ func TestConcurrentExchangesMakeOneCall(t *testing.T) {
 	}
 	if got := f.x.Calls(); got != 1 {
 		t.Fatalf("%d exchange calls for %d identical requests, want 1", got, n)
+	}
+}
+
+// TestNoRequestedTokenType: the type comes from config, which always fills
+// it; a grant without one is a wiring fault, refused without a call.
+func TestNoRequestedTokenType(t *testing.T) {
+	f := setup(t, nil)
+	g := grant("r", nil)
+	g.Exchange.RequestedTokenType = ""
+	_, err := f.ex.Token(context.Background(), principal(f, extauthz.KindOpaque, "in-token", time.Hour), g)
+	if !errors.Is(err, extauthz.ErrInternal) {
+		t.Fatalf("error = %v, want ErrInternal", err)
+	}
+	if f.x.Calls() != 0 {
+		t.Errorf("%d calls, want none", f.x.Calls())
 	}
 }
 

@@ -8,7 +8,7 @@
 // never the token itself. An active answer is kept until the token's exp,
 // but never longer than Options.MaxCacheTTL. That cap is the longest time a
 // token revoked at the authorization server is still accepted here: keep it
-// short (the default is one minute). Inactive, expired and otherwise refused
+// short (config's max_cache_ttl, 60s by default). Inactive, expired and otherwise refused
 // answers are kept for Options.NegativeTTL, so a client repeating a bad token
 // does not turn into repeated calls. Route policy is evaluated by the caller
 // on every request, cached answer or not; exp and nbf are checked against the
