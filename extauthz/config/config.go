@@ -130,7 +130,9 @@ type Issuer struct {
 	ScopeClaims []string `json:"scope_claims"`
 	// JWKSRefresh is how often keys are refetched (default 5m).
 	JWKSRefresh Duration `json:"jwks_refresh"`
-	// JWKSMinRefetch is the least time between refetches on an unknown kid (default 30s).
+	// JWKSMinRefetch is the least time between a successful key fetch and the
+	// next one an unknown kid may cause, and the cap of the retry backoff
+	// after failed fetches (default 5s).
 	JWKSMinRefetch Duration `json:"jwks_min_refetch"`
 	// HTTPTimeout bounds each call to the issuer: discovery, JWKS,
 	// introspection (the wait for a free slot included) and token exchange

@@ -320,3 +320,12 @@ func TestEmptySecretBlockIsNoSecret(t *testing.T) {
 		t.Errorf("hmac_secret = %+v, want none", c.Issuers[0].HMACSecret)
 	}
 }
+
+// TestJWKSMinRefetchIsSeconds: "a newly published key is accepted within a
+// few seconds of its first use" holds only while the on-demand refetch
+// interval is a few seconds.
+func TestJWKSMinRefetchIsSeconds(t *testing.T) {
+	if DefaultJWKSMinRefetch > 5*time.Second {
+		t.Fatalf("DefaultJWKSMinRefetch = %v, want at most 5s", DefaultJWKSMinRefetch)
+	}
+}

@@ -20,7 +20,7 @@ const (
 	DefaultScheme         = "Bearer"
 	DefaultClockSkew      = 30 * time.Second
 	DefaultJWKSRefresh    = 5 * time.Minute
-	DefaultJWKSMinRefetch = 30 * time.Second
+	DefaultJWKSMinRefetch = 5 * time.Second
 	// DefaultHTTPTimeout bounds every call to an issuer: discovery, JWKS,
 	// introspection and token exchange.
 	DefaultHTTPTimeout = 5 * time.Second

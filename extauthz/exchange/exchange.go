@@ -79,15 +79,21 @@ const (
 	renewFraction = 0.9
 )
 
-// Options configures an Exchanger. Issuer, TokenEndpoint, Auth, Client,
-// Timeout and CacheEntries are required: the values come already defaulted
-// from config, and New refuses zero values rather than invent its own.
+// Options configures an Exchanger. Issuer, Auth, one of TokenEndpoint and
+// TokenEndpointFunc, Client, Timeout and CacheEntries are required: the
+// values come already defaulted from config, and New refuses zero values
+// rather than invent its own.
 type Options struct {
 	// Issuer names the issuer whose token endpoint this is; routes whose
 	// ExchangeSpec.Issuer names another are refused. Also the metric label.
 	Issuer string
 	// TokenEndpoint is the token endpoint URL.
 	TokenEndpoint string
+	// TokenEndpointFunc, instead of TokenEndpoint, gives the endpoint at each
+	// call, e.g. a discovery.Resolver's TokenEndpoint, so that an issuer whose
+	// metadata cannot be fetched at start delays its own exchanges (503) and
+	// nothing else. Its errors should wrap extauthz.ErrIssuerUnavailable.
+	TokenEndpointFunc func(ctx context.Context) (string, error)
 	// Auth authenticates tokentailor to the endpoint.
 	Auth clientauth.Method
 	// ActorToken returns tokentailor's own token, sent as actor_token for
@@ -216,7 +222,9 @@ func (o *Options) validate() error {
 		return errors.New("Issuer is required")
 	case o.Auth == nil:
 		return errors.New("Auth is required")
-	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+	case o.TokenEndpointFunc != nil && o.TokenEndpoint != "":
+		return errors.New("TokenEndpoint and TokenEndpointFunc are exclusive")
+	case o.TokenEndpointFunc == nil && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == ""):
 		return fmt.Errorf("TokenEndpoint %q is not an http(s) URL", o.TokenEndpoint)
 	case o.Client == nil:
 		return errors.New("Client is required")
@@ -369,7 +377,14 @@ func unverifiedExp(tok string) (time.Time, bool) {
 
 // call posts form and parses the answer.
 func (e *Exchanger) call(ctx context.Context, form url.Values) (*Response, error) {
-	ans, err := clientauth.Post(ctx, e.opts.Client, e.opts.Auth, e.opts.TokenEndpoint, form, "application/json", MaxBodyBytes)
+	endpoint := e.opts.TokenEndpoint
+	if e.opts.TokenEndpointFunc != nil {
+		var err error
+		if endpoint, err = e.opts.TokenEndpointFunc(ctx); err != nil {
+			return nil, fmt.Errorf("%w: token endpoint unknown: %w", extauthz.ErrIssuerUnavailable, err)
+		}
+	}
+	ans, err := clientauth.Post(ctx, e.opts.Client, e.opts.Auth, endpoint, form, "application/json", MaxBodyBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: token endpoint: %w", extauthz.ErrIssuerUnavailable, err)
 	}

@@ -2,6 +2,7 @@ package introspect_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ func TestDiscoveredSignedIntrospection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := jwks.New(jwks.Options{Issuer: is.URL(), URL: md.JWKSURI, Client: is.Client(), MinRefetchInterval: time.Nanosecond, RefreshInterval: time.Minute, Timeout: 5 * time.Second})
+	keys, err := jwks.New(jwks.Options{Issuer: is.URL(), URL: md.JWKSURI, Client: &http.Client{Transport: is.Client().Transport, Timeout: 5 * time.Second}, MinRefetchInterval: time.Nanosecond, RefreshInterval: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,16 +81,21 @@ type KeySource interface {
 	Key(ctx context.Context, kid, alg string) (crypto.PublicKey, error)
 }
 
-// Options configures an Introspector. Every field but Keys, Audiences,
-// JWTResponse, Leeway, Logger and Metrics is required: the values come
-// already defaulted from config, and New refuses zero values rather than
-// invent defaults of its own.
+// Options configures an Introspector. Issuer, Auth and one of Endpoint and
+// EndpointFunc are required, and so is every setting (Client, Timeout, TTLs,
+// bounds, ScopeClaims): the values come already defaulted from config, and
+// New refuses zero values rather than invent defaults of its own.
 type Options struct {
 	// Issuer is the issuer identifier: the expected iss of answers (an answer
 	// without iss is taken as this issuer's) and the metric label.
 	Issuer string
 	// Endpoint is the introspection endpoint URL.
 	Endpoint string
+	// EndpointFunc, instead of Endpoint, gives the endpoint at each call,
+	// e.g. a discovery.Resolver's IntrospectionEndpoint, so that an issuer
+	// whose metadata cannot be fetched at start delays its own tokens (503)
+	// and nothing else. Its errors should wrap extauthz.ErrIssuerUnavailable.
+	EndpointFunc func(ctx context.Context) (string, error)
 	// Auth authenticates tokentailor to the endpoint.
 	Auth clientauth.Method
 	// Audiences, when not empty, must share a value with the answer's aud.
@@ -188,9 +193,14 @@ func (o *Options) validate() error {
 	if o.Auth == nil {
 		return errors.New("Auth is required")
 	}
-	u, err := url.Parse(o.Endpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("Endpoint %q is not an http(s) URL", o.Endpoint)
+	switch {
+	case o.EndpointFunc != nil && o.Endpoint != "":
+		return errors.New("Endpoint and EndpointFunc are exclusive")
+	case o.EndpointFunc == nil:
+		u, err := url.Parse(o.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("Endpoint %q is not an http(s) URL", o.Endpoint)
+		}
 	}
 	if o.JWTResponse && o.Keys == nil {
 		return errors.New("JWTResponse needs Keys")
@@ -333,8 +343,15 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 
 // call posts the token and parses the answer.
 func (i *Introspector) call(ctx context.Context, raw string) (*Answer, error) {
+	endpoint := i.opts.Endpoint
+	if i.opts.EndpointFunc != nil {
+		var err error
+		if endpoint, err = i.opts.EndpointFunc(ctx); err != nil {
+			return nil, fmt.Errorf("introspection endpoint unknown: %w", err)
+		}
+	}
 	form := url.Values{"token": {raw}, "token_type_hint": {"access_token"}}
-	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, i.opts.Endpoint, form, i.accept, MaxBodyBytes)
+	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, endpoint, form, i.accept, MaxBodyBytes)
 	if errors.Is(err, clientauth.ErrTooLarge) {
 		return nil, fmt.Errorf("%w: %w", ErrMalformedAnswer, err)
 	}

@@ -38,20 +38,33 @@ func newSet(t *testing.T, is *authztest.Issuer, clk *clock) *Set {
 	})
 }
 
-// mustNew builds a Set, filling the settings config would give where o
-// leaves them zero (New has no defaults of its own).
-func mustNew(t *testing.T, o Options) *Set {
-	t.Helper()
+// configMinRefetch is config's default jwks_min_refetch.
+const configMinRefetch = 5 * time.Second
+
+// settled fills the settings config would give where o leaves them zero
+// (New has no defaults of its own): a client with a 5s timeout.
+func settled(o Options) Options {
 	if o.RefreshInterval == 0 {
 		o.RefreshInterval = 5 * time.Minute
 	}
 	if o.MinRefetchInterval == 0 {
-		o.MinRefetchInterval = 30 * time.Second
+		o.MinRefetchInterval = configMinRefetch
 	}
-	if o.Timeout == 0 {
-		o.Timeout = 5 * time.Second
+	if o.Client == nil {
+		o.Client = &http.Client{}
 	}
-	s, err := New(o)
+	if o.Client.Timeout == 0 {
+		c := *o.Client
+		c.Timeout = 5 * time.Second
+		o.Client = &c
+	}
+	return o
+}
+
+// mustNew builds a Set from settled options.
+func mustNew(t *testing.T, o Options) *Set {
+	t.Helper()
+	s, err := New(settled(o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,15 +72,15 @@ func mustNew(t *testing.T, o Options) *Set {
 }
 
 func TestNewRefusesMissingSettings(t *testing.T) {
-	client := &http.Client{}
-	full := Options{Issuer: "https://as", RefreshInterval: time.Minute, MinRefetchInterval: time.Second, Timeout: time.Second, Client: client}
+	client := &http.Client{Timeout: time.Second}
+	full := Options{Issuer: "https://as", RefreshInterval: time.Minute, MinRefetchInterval: time.Second, Client: client}
 	tests := []struct {
 		name  string
 		spoil func(*Options)
 	}{
 		{name: "no refresh", spoil: func(o *Options) { o.RefreshInterval = 0 }},
 		{name: "no min refetch", spoil: func(o *Options) { o.MinRefetchInterval = 0 }},
-		{name: "no timeout", spoil: func(o *Options) { o.Timeout = 0 }},
+		{name: "client without timeout", spoil: func(o *Options) { o.Client = &http.Client{} }},
 		{name: "no client", spoil: func(o *Options) { o.Client = nil }},
 	}
 	if _, err := New(full); err != nil {

@@ -469,6 +469,48 @@ func TestKeysUnavailable(t *testing.T) {
 	}
 }
 
+// TestRotationAndOutage: a token signed with a key the verifier has not
+// fetched yet is judged by whether the issuer could be asked: accepted once
+// the key is fetched, 503 (ErrKeysUnavailable) while the issuer is down, and
+// 401 (ErrUnknownKey) only when a fresh key set lacks its kid.
+func TestRotationAndOutage(t *testing.T) {
+	tests := []struct {
+		name    string
+		since   time.Duration // time since the last fetch
+		down    bool
+		forged  bool // the kid is one the issuer never published
+		wantErr error
+		notErr  error
+	}{
+		{name: "new key, issuer up: accepted at first use", since: configMinRefetch},
+		{name: "new key, issuer down: 503", since: configMinRefetch, down: true,
+			wantErr: extauthz.ErrKeysUnavailable, notErr: extauthz.ErrUnknownKey},
+		{name: "unpublished kid, set just fetched: 401", since: time.Second, forged: true, wantErr: extauthz.ErrUnknownKey},
+		{name: "unpublished kid, set refetched: 401", since: time.Hour, forged: true, wantErr: extauthz.ErrUnknownKey},
+		{name: "unpublished kid, issuer down: 503", since: time.Hour, forged: true, down: true,
+			wantErr: extauthz.ErrKeysUnavailable, notErr: extauthz.ErrUnknownKey},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t, nil)
+			f.is.Rotate(true)
+			f.is.SetDown(tc.down)
+			f.clk.Advance(tc.since)
+			var opts []authztest.SignOption
+			if tc.forged {
+				opts = append(opts, authztest.WithKid("never-published"))
+			}
+			_, err := f.auth(f.is.Sign(t, jwt.MapClaims{"aud": "api"}, opts...))
+			if tc.wantErr == nil && err != nil {
+				t.Fatalf("err = %v, want accepted", err)
+			}
+			if !errors.Is(err, tc.wantErr) || (tc.notErr != nil && errors.Is(err, tc.notErr)) {
+				t.Fatalf("err = %v, want %v and not %v", err, tc.wantErr, tc.notErr)
+			}
+		})
+	}
+}
+
 // TestStrictJSON: header and claims are read by encoding/json/v2 rules, so a
 // token whose JSON could read one way here and another way upstream is
 // refused: duplicate names (RFC 7519 §4, RFC 8725 §3.7), names that only
@@ -584,10 +626,24 @@ func settled(o Options) Options {
 	return o
 }
 
-// newKeySet builds a key set with config's default settings.
+// configMinRefetch is config's default jwks_min_refetch.
+const configMinRefetch = 5 * time.Second
+
+// newKeySet builds a key set with config's default settings where o
+// leaves them zero.
 func newKeySet(t testing.TB, o jwks.Options) *jwks.Set {
 	t.Helper()
-	o.RefreshInterval, o.MinRefetchInterval, o.Timeout = 5*time.Minute, 30*time.Second, 5*time.Second
+	if o.RefreshInterval == 0 {
+		o.RefreshInterval = 5 * time.Minute
+	}
+	if o.MinRefetchInterval == 0 {
+		o.MinRefetchInterval = configMinRefetch
+	}
+	if o.Client != nil && o.Client.Timeout == 0 {
+		c := *o.Client
+		c.Timeout = 5 * time.Second
+		o.Client = &c
+	}
 	s, err := jwks.New(o)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokentailor/tokentailor/extauthz/config"
 )
 
 // The tests in this file run tokentailor against a real Ory Hydra v2, an
@@ -53,12 +55,27 @@ func hydraBinary(t *testing.T) string {
 	return p
 }
 
-// hydra is one running Hydra process.
+// hydra is one Hydra server: its config, ports and SQLite database stay
+// the same across stop and restart, so a restart keeps its clients, tokens
+// and signing keys, as a real deployment's database does.
 type hydra struct {
 	public string // public URL, no trailing slash
 	admin  string // admin URL, no trailing slash
 	issuer string // the issuer exactly as Hydra advertises it
 	http   *http.Client
+
+	t       *testing.T
+	bin     string
+	dir     string
+	cfgPath string
+	proc    *hydraProcess // nil while stopped
+}
+
+// hydraProcess is one run of `hydra serve all`.
+type hydraProcess struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan error
 }
 
 // freePort asks the kernel for a free loopback port. Another process may take
@@ -83,7 +100,8 @@ func randomString(t *testing.T, n int) string {
 }
 
 // startHydra runs `hydra serve all --dev` with testdata/hydra/hydra.yaml on
-// free loopback ports and waits until its admin API reports ready.
+// free loopback ports and a SQLite database in a temp dir (migrated first),
+// and waits until its admin API reports ready.
 func startHydra(t *testing.T, bin string) *hydra {
 	t.Helper()
 	tmpl, err := os.ReadFile(filepath.Join("testdata", "hydra", "hydra.yaml"))
@@ -110,74 +128,149 @@ func tryStartHydra(t *testing.T, bin, tmpl string) (*hydra, error) {
 		"{{PUBLIC_PORT}}", strconv.Itoa(pub),
 		"{{ADMIN_PORT}}", strconv.Itoa(adm),
 		"{{SYSTEM_SECRET}}", randomString(t, 32),
+		"{{DB}}", filepath.Join(dir, "hydra.sqlite"),
 	).Replace(tmpl)
-	cfgPath := filepath.Join(dir, "hydra.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+	hy := &hydra{
+		public:  fmt.Sprintf("http://127.0.0.1:%d", pub),
+		admin:   fmt.Sprintf("http://127.0.0.1:%d", adm),
+		http:    &http.Client{Timeout: 10 * time.Second},
+		t:       t,
+		bin:     bin,
+		dir:     dir,
+		cfgPath: filepath.Join(dir, "hydra.yaml"),
+	}
+	if err := os.WriteFile(hy.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// A clean environment: Hydra reads its settings from environment
-	// variables too, and none of the caller's may leak in.
-	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out", "-c", cfgPath)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir}
-	cmd.Dir = dir
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	migrate := hy.command("migrate", "sql", "up", "--read-from-env", "--yes", "-c", hy.cfgPath)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("hydra migrate: %w:\n%s", err, tail(string(out), 4000))
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		select {
-		case <-exited:
-			return
-		default:
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-	hy := &hydra{
-		public: fmt.Sprintf("http://127.0.0.1:%d", pub),
-		admin:  fmt.Sprintf("http://127.0.0.1:%d", adm),
-		http:   &http.Client{Timeout: 10 * time.Second},
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err // for stop
-			return nil, fmt.Errorf("hydra exited (%v):\n%s", err, tail(out.String(), 4000))
-		default:
-		}
-		if hy.ready() {
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("hydra not ready after 90s:\n%s", tail(out.String(), 4000))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := hy.launch(); err != nil {
+		return nil, err
 	}
 	t.Cleanup(func() {
-		stop()
+		out := hy.output()
+		hy.stop()
 		if t.Failed() {
-			t.Logf("hydra output:\n%s", tail(out.String(), 8000))
+			t.Logf("hydra output:\n%s", tail(out, 8000))
 		}
 	})
 	var meta struct {
 		Issuer string `json:"issuer"`
 	}
 	if code := hy.do(t, http.MethodGet, hy.public+"/.well-known/openid-configuration", nil, "", &meta); code != http.StatusOK {
-		stop()
+		hy.stop()
 		return nil, fmt.Errorf("discovery: HTTP %d", code)
 	}
 	hy.issuer = meta.Issuer
+	// Hydra generates its RSA signing keys at the first JWKS request, which
+	// can take many seconds on a busy machine: have it done before
+	// tokentailor's readiness wait starts.
+	warm := &http.Client{Timeout: 90 * time.Second}
+	res, err := warm.Get(hy.public + "/.well-known/jwks.json")
+	if err != nil {
+		hy.stop()
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		hy.stop()
+		return nil, fmt.Errorf("jwks: HTTP %d", res.StatusCode)
+	}
 	return hy, nil
+}
+
+// command is a hydra command with a clean environment: Hydra reads its
+// settings from environment variables too, and none of the caller's may leak
+// in.
+func (hy *hydra) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(hy.bin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + hy.dir, "TMPDIR=" + hy.dir}
+	cmd.Dir = hy.dir
+	return cmd
+}
+
+// launch starts `hydra serve all` and waits until it is ready.
+func (hy *hydra) launch() error {
+	cmd := hy.command("serve", "all", "--dev", "--sqa-opt-out", "-c", hy.cfgPath)
+	p := &hydraProcess{cmd: cmd, out: &syncBuffer{}, exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", hy.bin, err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	hy.proc = p
+	deadline := time.Now().Add(90 * time.Second)
+	for !hy.ready() {
+		select {
+		case err := <-p.exited:
+			p.exited <- err // for stop
+			out := p.out.String()
+			hy.stop()
+			return fmt.Errorf("hydra exited (%v):\n%s", err, tail(out, 4000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			out := p.out.String()
+			hy.stop()
+			return fmt.Errorf("hydra not ready after 90s:\n%s", tail(out, 4000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// stop ends the running Hydra process (SIGTERM, then SIGKILL after 10s) and
+// waits until it has exited, so its ports are free. Its database stays.
+func (hy *hydra) stop() {
+	p := hy.proc
+	if p == nil {
+		return
+	}
+	hy.proc = nil
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// kill ends the running Hydra process at once (SIGKILL), as a crash does,
+// and waits until it has exited.
+func (hy *hydra) kill() {
+	p := hy.proc
+	if p == nil {
+		return
+	}
+	hy.proc = nil
+	_ = p.cmd.Process.Kill()
+	err := <-p.exited
+	p.exited <- err
+}
+
+// restart starts Hydra again on the same ports with the same database.
+func (hy *hydra) restart(t *testing.T) {
+	t.Helper()
+	if err := hy.launch(); err != nil {
+		t.Fatalf("hydra restart: %v", err)
+	}
+}
+
+// output is what the running process wrote so far.
+func (hy *hydra) output() string {
+	if hy.proc == nil {
+		return ""
+	}
+	return hy.proc.out.String()
 }
 
 func tail(s string, n int) string {
@@ -324,6 +417,51 @@ func (hy *hydra) introspectActive(t *testing.T, token string) bool {
 		t.Fatalf("introspect: HTTP %d", code)
 	}
 	return ans.Active
+}
+
+// rotateAccessTokenKey adds a new signing key to the key set Hydra signs JWT
+// access tokens with (hydra.jwt.access-token), through its admin API, and
+// returns its kid. Hydra signs new tokens with the newest key and publishes
+// it in its JWKS beside the older ones. The key is ES256: quick to generate,
+// and a key type Hydra's first keys (RSA) do not have.
+func (hy *hydra) rotateAccessTokenKey(t *testing.T) string {
+	t.Helper()
+	kid := "rotated-" + randomString(t, 6)
+	body := map[string]any{"alg": "ES256", "use": "sig", "kid": kid}
+	if code := hy.do(t, http.MethodPost, hy.admin+"/admin/keys/hydra.jwt.access-token", body, "", nil); code != http.StatusCreated {
+		t.Fatalf("create key: HTTP %d", code)
+	}
+	return kid
+}
+
+// kidOf returns the kid header of a JWT.
+func kidOf(t *testing.T, token string) string {
+	t.Helper()
+	tok, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := tok.Header["kid"].(string)
+	return kid
+}
+
+// statusWithin checks token on /orders until it gets want or limit passes,
+// and returns how long that took and every other status seen.
+func statusWithin(h *harness, token string, want int, limit time.Duration) (took time.Duration, others []int, ok bool) {
+	start := time.Now()
+	for {
+		st := httpStatus(h.check("GET", "/orders", bearer(token)))
+		if st == want {
+			return time.Since(start), others, true
+		}
+		if len(others) == 0 || others[len(others)-1] != st {
+			others = append(others, st)
+		}
+		if time.Since(start) > limit {
+			return time.Since(start), others, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // newHydraHarness runs tokentailor (through the shared harness, so through
@@ -485,6 +623,93 @@ func TestHydra(t *testing.T) {
 		}
 		if logs := h.logs.String(); !strings.Contains(logs, `"reason":"exchange_refused"`) {
 			t.Fatalf("the denial is not Hydra's refusal of the exchange:\n%s", tail(logs, 2000))
+		}
+	})
+
+	// Issue 12 item 5. jwks_min_refetch is left at its default here, so
+	// these are the figures a user gets.
+	minRefetch := config.DefaultJWKSMinRefetch
+	var lastFetch time.Time // when tokentailor last fetched Hydra's keys, at the latest
+
+	t.Run("key rotated at Hydra is accepted at its first use", func(t *testing.T) {
+		kid := hy.rotateAccessTokenKey(t)
+		in := hy.token(t, jwtClient, "orders:read", "api.example.com")
+		if got := kidOf(t, in); got != kid {
+			t.Fatalf("Hydra signed with kid %q, not the new key %q", got, kid)
+		}
+		// The first use fetches the new key unless a fetch happened within
+		// jwks_min_refetch; meanwhile the answer may only be 401 from a set
+		// fetched moments ago, never 503.
+		took, others, ok := statusWithin(h, in, 200, minRefetch+2*time.Second)
+		lastFetch = time.Now()
+		t.Logf("figure: token signed with a newly created Hydra key accepted %v after its first use (other answers before: %v)", took.Round(time.Millisecond), others)
+		if !ok {
+			t.Fatalf("not accepted within %v (answers %v)", minRefetch+2*time.Second, others)
+		}
+		for _, st := range others {
+			if st != 401 {
+				t.Fatalf("answer %d before acceptance", st)
+			}
+		}
+	})
+
+	t.Run("outage: held keys and cached answers serve, the rest is 503, recovery at once", func(t *testing.T) {
+		knownKey := hy.token(t, jwtClient, "orders:read", "api.example.com")
+		uncachedOpaque := hy.token(t, opaqueClient, "orders:read", "api.example.com")
+		kid := hy.rotateAccessTokenKey(t)
+		newKey := hy.token(t, jwtClient, "orders:read", "api.example.com")
+		if kidOf(t, newKey) != kid || kidOf(t, knownKey) == kid {
+			t.Fatal("tokens not signed with the keys expected")
+		}
+		cachedOpaque := hy.token(t, opaqueClient, "orders:read", "api.example.com")
+		if st := httpStatus(h.check("GET", "/orders", bearer(cachedOpaque))); st != 200 {
+			t.Fatalf("opaque token before the outage: %d", st)
+		}
+		warmed := time.Now()
+		hy.kill()
+		down := time.Now()
+
+		// The answer cached before the outage serves until max_cache_ttl (2s).
+		if st := httpStatus(h.check("GET", "/orders", bearer(cachedOpaque))); st != 200 && time.Since(warmed) < 1500*time.Millisecond {
+			t.Fatalf("cached opaque token during the outage: %d, want 200", st)
+		}
+		// A JWT signed with a key held is verified locally.
+		if st := httpStatus(h.check("GET", "/orders", bearer(knownKey))); st != 200 {
+			t.Fatalf("JWT with a key held during the outage: %d, want 200", st)
+		}
+		// What needs Hydra is not the token's fault: 503.
+		if st := httpStatus(h.check("GET", "/orders", bearer(uncachedOpaque))); st != 503 {
+			t.Fatalf("uncached opaque token during the outage: %d, want 503", st)
+		}
+		if took, others, ok := statusWithin(h, cachedOpaque, 503, 10*time.Second); !ok {
+			t.Fatalf("cached opaque token still passes %v into the outage (answers %v)", took, others)
+		}
+		t.Logf("figure: cached opaque token served %v into the outage (max_cache_ttl 2s after first use)", time.Since(warmed).Round(100*time.Millisecond))
+		// The key set last fetched more than jwks_min_refetch ago is not
+		// fresh: a kid it lacks cannot be looked up, so 503, not 401.
+		time.Sleep(time.Until(lastFetch.Add(minRefetch)))
+		resp := h.check("GET", "/orders", bearer(newKey))
+		if st := httpStatus(resp); st != 503 {
+			t.Fatalf("JWT signed with a key not fetched yet during the outage: %d, want 503 (%v)", st, resp)
+		}
+		if ch := header(resp, "www-authenticate"); ch != "" {
+			t.Fatalf("503 blames the token: %q", ch)
+		}
+
+		hy.restart(t)
+		back := time.Now()
+		tookJWT, othersJWT, okJWT := statusWithin(h, newKey, 200, minRefetch+5*time.Second)
+		_, othersOpaque, okOpaque := statusWithin(h, uncachedOpaque, 200, 5*time.Second)
+		tookOpaque := time.Since(back)
+		t.Logf("figure: Hydra down %v (kill to ready again); then the JWT with the key not fetched before was accepted after %v (answers before: %v), the uncached opaque token after %v (answers before: %v)",
+			back.Sub(down).Round(100*time.Millisecond), tookJWT.Round(time.Millisecond), othersJWT, tookOpaque.Round(time.Millisecond), othersOpaque)
+		if !okJWT || !okOpaque {
+			t.Fatalf("no recovery: JWT %v %v, opaque %v %v", okJWT, othersJWT, okOpaque, othersOpaque)
+		}
+		for _, st := range append(othersJWT, othersOpaque...) {
+			if st != 503 {
+				t.Fatalf("answer %d while recovering, want only 503 before 200", st)
+			}
 		}
 	})
 

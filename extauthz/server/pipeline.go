@@ -178,7 +178,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 			keys, err = env.KeySets.Get(jwks.Options{
 				Issuer: is.Issuer, URL: is.JWKSURL, DiscoveryURL: is.DiscoveryURL,
 				RefreshInterval: is.JWKSRefresh.Duration, MinRefetchInterval: is.JWKSMinRefetch.Duration,
-				Timeout: is.HTTPTimeout.Duration, Client: client, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
+				Client: client, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", field, err)
@@ -394,7 +394,7 @@ func NewKeySets(ctx context.Context) *KeySets {
 }
 
 func keySetID(o jwks.Options) string {
-	b, _ := json.Marshal([]any{o.Issuer, o.URL, o.DiscoveryURL, o.RefreshInterval, o.MinRefetchInterval, o.Timeout})
+	b, _ := json.Marshal([]any{o.Issuer, o.URL, o.DiscoveryURL, o.RefreshInterval, o.MinRefetchInterval, o.Client.Timeout})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
