@@ -3,9 +3,14 @@
 // routes once from the Config, and every stage gets its settings from it.
 //
 // Loading is strict: an unknown field, a wrong type or an invalid value fails
-// with an error that names the field, e.g.
+// with an error that names the field and its line and suggests the fix, e.g.
 //
-//	routes[2].upstream.ttl: must be positive
+//	line 7: issuers[0]: unknown field "audience" (did you mean "audiences"?)
+//	line 31: routes[2].upstream.ttl: invalid duration "5 minutes" (e.g. 5m)
+//	line 31: routes[2].upstream.ttl: must be positive
+//
+// Every default lives here (defaults.go); the components take the values
+// config gives them and have none of their own.
 //
 // Secrets (HMAC secrets, client secrets, private keys) are never written in the
 // YAML itself: the file names a file or an environment variable to read them
