@@ -1,4 +1,4 @@
-// Package envoyconfig holds tokentailor's Envoy bootstraps, embedded so that
+// Package envoy holds tokentailor's Envoy bootstraps, embedded so that
 // tests, the end-to-end harness and the Kubernetes injection webhook use the
 // very files a user copies from envoy/.
 //
@@ -6,7 +6,7 @@
 // tests with package envoy/validate. The names below (clusters, listeners,
 // ports) are the handles a program uses to adapt a file, e.g. the webhook
 // rewriting the app port or the socket path of the sidecar bootstrap.
-package envoyconfig
+package envoy
 
 import (
 	"embed"

@@ -35,6 +35,11 @@ var (
 	ErrClaimMismatch = errors.New("required claim missing")
 	// ErrNoRoute: no route matches and there is no default route (403).
 	ErrNoRoute = errors.New("no route")
+	// ErrAmbiguousRequest: when tokentailor matches routes itself, the request's
+	// method, host or path has a form that servers read in different ways
+	// (dot segments, encoded separators, doubled slashes, ...), so no route can
+	// be chosen safely (400).
+	ErrAmbiguousRequest = errors.New("ambiguous request")
 	// ErrExchangeRefused: the token endpoint refused the exchange (403).
 	ErrExchangeRefused = errors.New("token exchange refused")
 	// ErrNoEmbeddedToken: the token holds no embedded token for the route (403).

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/envoy/validate"
 	"github.com/tokentailor/tokentailor/k8s/inject"
 )
@@ -173,7 +173,7 @@ func TestWebhookAgainstAPIServer(t *testing.T) {
 			if len(names) != 3 || names[0] != "app" || names[1] != inject.ProxyContainer || names[2] != inject.AuthzContainer {
 				t.Errorf("containers = %v", names)
 			}
-			if _, err := validate.File([]byte(got.Annotations[inject.AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoyconfig.AuthzSocket}); err != nil {
+			if _, err := validate.File([]byte(got.Annotations[inject.AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoy.AuthzSocket}); err != nil {
 				t.Errorf("stored Envoy config: %v", err)
 			}
 		})

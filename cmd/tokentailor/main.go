@@ -27,21 +27,8 @@ var commands = map[string]func(ctx context.Context, args []string) int{
 	"request":        requestCmd,
 	"inject-webhook": injectWebhookCmd,
 	"version":        versionCmd,
+	"-version":       versionCmd, "--version": versionCmd,
 }
-
-const usage = `tokentailor: Envoy ext_authz server that mints narrowed internal tokens
-
-Usage:
-  tokentailor serve -config FILE          run the ext_authz gRPC server and admin listener
-  tokentailor check-config FILE           validate a config (and load its keys); non-zero exit on error
-  tokentailor dev                         run on an embedded config with a built-in development issuer
-  tokentailor explain -config FILE ...    show the decision for a token and a request, without Envoy
-  tokentailor request -addr ADDR ...      send one Check to a running tokentailor, as Envoy would
-  tokentailor inject-webhook ...          run the Kubernetes sidecar injection webhook
-  tokentailor version                     print the version
-
-Run "tokentailor COMMAND -h" for a command's flags.
-`
 
 func run(ctx context.Context, args []string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -57,20 +44,4 @@ func run(ctx context.Context, args []string) int {
 		return 2
 	}
 	return cmd(ctx, args[1:])
-}
-
-// Build information, set at build time (see the Dockerfile):
-// -ldflags "-X main.version=v1.2.3 -X main.commit=abc123 -X main.date=2026-11-28".
-var (
-	version = "dev"
-	commit  = ""
-	date    = ""
-)
-
-func versionCmd(context.Context, []string) int {
-	fmt.Println("tokentailor", version)
-	if commit != "" || date != "" {
-		fmt.Printf("commit %s, built %s\n", commit, date)
-	}
-	return 0
 }

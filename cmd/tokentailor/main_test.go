@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +16,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
-	"github.com/tokentailor/tokentailor/extauthz/config"
 )
 
 // capture runs the CLI in-process and returns its exit code and output.
@@ -66,16 +61,6 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
-func TestDevConfigIsValid(t *testing.T) {
-	dir := t.TempDir()
-	if err := writeDevFiles(dir, "127.0.0.1:9191", "127.0.0.1:9090", "http://127.0.0.1:9090/dev"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.Load(filepath.Join(dir, "config.yaml")); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestExplain(t *testing.T) {
 	is := authztest.New(t)
 	dir := t.TempDir()
@@ -108,97 +93,6 @@ routes:
 	code, out = capture(t, "explain", "-config", filepath.Join(dir, "c.yaml"), "-path", "/orders/1")
 	if code != 3 || !strings.Contains(out, "DENY 401") {
 		t.Fatalf("no token: exit %d:\n%s", code, out)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// TestDevQuickStart runs the README's first command as a newcomer would and
-// sends the sample Checks it prints.
-func TestDevQuickStart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "tokentailor")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	grpcAddr, admin := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "dev", "-grpc", grpcAddr, "-admin", admin)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("dev did not exit cleanly on SIGINT: %v", err)
-		}
-	}()
-	tokens := map[string]string{}
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	for sc.Scan() && len(tokens) < 2 {
-		line := strings.TrimSpace(sc.Text())
-		for _, name := range []string{"READER", "WRITER"} {
-			if v, ok := strings.CutPrefix(line, name+"="); ok {
-				tokens[name] = v
-			}
-		}
-	}
-	go io.Copy(io.Discard, stdout)
-	if len(tokens) != 2 {
-		t.Fatalf("dev printed no sample tokens: %v", tokens)
-	}
-	runReq := func(args ...string) int {
-		c := exec.Command(bin, append([]string{"request", "-addr", grpcAddr}, args...)...)
-		var buf strings.Builder
-		c.Stdout, c.Stderr = &buf, &buf
-		defer func() { t.Logf("request %v: %s", args[len(args)-2:], buf.String()) }()
-		if err := c.Run(); err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				return ee.ExitCode()
-			}
-			t.Fatal(err)
-		}
-		return 0
-	}
-	// Ready means the dev issuer's keys were fetched: from then on the first
-	// Check must pass, with no retry.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := http.Get("http://" + admin + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("dev never became ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if code := runReq("-H", "authorization: Bearer "+tokens["READER"], "GET", "/orders/42"); code != 0 {
-		t.Fatalf("the reader's GET /orders/42: exit %d, want 0", code)
-	}
-	if code := runReq("-H", "authorization: Bearer "+tokens["READER"], "POST", "/orders"); code != 3 {
-		t.Errorf("reader POST: exit %d, want 3 (denied)", code)
-	}
-	if code := runReq("-H", "authorization: Bearer "+tokens["WRITER"], "POST", "/orders"); code != 0 {
-		t.Errorf("writer POST: exit %d, want 0", code)
-	}
-	if code := runReq("GET", "/docs/intro"); code != 0 {
-		t.Errorf("public docs: exit %d, want 0", code)
 	}
 }
 

@@ -130,7 +130,15 @@ type Issuer struct {
 	// answers and of RFC 9701 signed answers (default 30s).
 	ClockSkew Duration `json:"clock_skew"`
 	// RequiredType is the JWT typ header that must be present, e.g. "at+jwt".
+	// Empty accepts no typ, "JWT" and "at+jwt" only: any other typ
+	// (dpop+jwt, logout+jwt, token-introspection+jwt, secevent+jwt, …) is
+	// refused, so set this when the issuer's access tokens carry another.
 	RequiredType string `json:"required_typ"`
+	// AllowMissingSub accepts JWT access tokens without sub (default false:
+	// RFC 9068 §2.2 requires it). Set it only for an issuer known to omit
+	// sub, e.g. in client-credentials tokens. Introspected tokens are not
+	// affected.
+	AllowMissingSub bool `json:"allow_missing_sub"`
 	// ScopeClaims are the claims scopes are read from, in order (default scope, scp).
 	ScopeClaims []string `json:"scope_claims"`
 	// JWKSRefresh is how often keys are refetched (default 5m).
@@ -166,6 +174,18 @@ type Introspection struct {
 	NegativeTTL Duration `json:"negative_ttl"`
 	// MaxInFlight bounds concurrent calls to the endpoint (default 32).
 	MaxInFlight int `json:"max_in_flight"`
+	// Audience says how an introspected token is known to be meant for us:
+	// "claim" (default) requires the answer's aud to hold one of the issuer's
+	// audiences; "server" trusts the authorization server to answer active
+	// only to a caller the token is meant for (zitadel does; RFC 7662 §4
+	// allows it), so an answer without aud is accepted, while an aud that is
+	// present must still hold one of the audiences.
+	Audience string `json:"audience"`
+	// SubjectClaims are the members of the answer the subject is read from,
+	// the first non-empty one wins (default [sub]). An answer with none of
+	// them is refused (401), never turned into a principal without a subject.
+	// e.g. [sub, username, client_id] for servers that omit sub.
+	SubjectClaims []string `json:"subject_claims"`
 }
 
 // Client is an OAuth client registration.
@@ -291,6 +311,10 @@ type Exchange struct {
 	Issuer string `json:"issuer"`
 	// Resource is the resource indicator (RFC 8707).
 	Resource string `json:"resource"`
+	// SubjectTokenType is the subject_token_type sent with the incoming token
+	// (default urn:ietf:params:oauth:token-type:access_token, for JWT and
+	// opaque tokens alike: both are access tokens).
+	SubjectTokenType string `json:"subject_token_type"`
 	// RequestedTokenType is the requested_token_type
 	// (default urn:ietf:params:oauth:token-type:access_token).
 	RequestedTokenType string `json:"requested_token_type"`

@@ -148,6 +148,18 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"zero max_cache_ttl", func(s string) string {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i, max_cache_ttl: 0s}\n    client: {id: c, secret: {env: X}}", 1)
 		}, "issuers[0].introspection.max_cache_ttl: must be positive"},
+		{"unknown introspection audience", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i, audience: trust}\n    client: {id: c, secret: {env: X}}", 1)
+		}, `issuers[0].introspection.audience: "trust" is not claim or server`},
+		{"empty subject claim", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i, subject_claims: [sub, \"\"]}\n    client: {id: c, secret: {env: X}}", 1)
+		}, "issuers[0].introspection.subject_claims[1]: must not be empty"},
+		{"subject token type not a URI", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, mode: exchange, exchange: {subject_token_type: access_token}}", 1)
+		}, `routes[0].upstream.exchange.subject_token_type: "access_token" is not a token type URI`},
+		{"requested token type not a URI", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, mode: exchange, exchange: {requested_token_type: jwt}}", 1)
+		}, `routes[0].upstream.exchange.requested_token_type: "jwt" is not a token type URI`},
 		{"zero jwks_min_refetch", func(s string) string {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    jwks_min_refetch: 0s", 1)
 		}, "issuers[0].jwks_min_refetch: must be positive"},
@@ -258,6 +270,28 @@ func TestDurationAndStringList(t *testing.T) {
 	}
 }
 
+func TestAllowMissingSub(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want bool
+	}{
+		{name: "default: sub required", yaml: minimal, want: false},
+		{name: "opt-out", yaml: strings.Replace(minimal, "    audiences: [api]\n", "    audiences: [api]\n    allow_missing_sub: true\n", 1), want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "/etc/tt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Issuers[0].AllowMissingSub; got != tt.want {
+				t.Fatalf("allow_missing_sub = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	if b, err := os.ReadFile("../../docs/examples/tokentailor-sidecar.yaml"); err == nil {
@@ -304,6 +338,55 @@ func TestWarnsAboutReadableKeyFiles(t *testing.T) {
 			got := strings.Join(c.Warnings(), "\n")
 			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
 				t.Errorf("Warnings() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestIssue12Defaults checks the defaults that let tokentailor work with
+// servers such as zitadel: access_token on both sides of an exchange, the
+// answer's aud and sub by default for introspection, and the values a file
+// sets arriving unchanged.
+func TestIssue12Defaults(t *testing.T) {
+	tests := []struct {
+		name         string
+		issuerExtra  string
+		upstream     string
+		wantAudience string
+		wantSubject  []string
+		wantSubType  string
+		wantReqType  string
+	}{
+		{
+			name:         "defaults",
+			issuerExtra:  "introspection: {endpoint: https://idp.test/i}",
+			upstream:     "{audience: api, mode: exchange}",
+			wantAudience: AudienceClaim, wantSubject: []string{"sub"},
+			wantSubType: "urn:ietf:params:oauth:token-type:access_token", wantReqType: "urn:ietf:params:oauth:token-type:access_token",
+		},
+		{
+			name:         "set in the file",
+			issuerExtra:  "introspection: {endpoint: https://idp.test/i, audience: server, subject_claims: [sub, username, client_id]}",
+			upstream:     "{audience: api, mode: exchange, exchange: {subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', requested_token_type: 'urn:ietf:params:oauth:token-type:id_token'}}",
+			wantAudience: AudienceServer, wantSubject: []string{"sub", "username", "client_id"},
+			wantSubType: "urn:ietf:params:oauth:token-type:jwt", wantReqType: "urn:ietf:params:oauth:token-type:id_token",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := strings.Replace(minimal, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    "+tt.issuerExtra+"\n    client: {id: c, secret: {env: X}}", 1)
+			src = strings.Replace(src, "upstream: {audience: api}", "upstream: "+tt.upstream, 1)
+			c, err := Parse([]byte(src), "/etc/tt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := c.Issuers[0].Introspection
+			if in.Audience != tt.wantAudience || strings.Join(in.SubjectClaims, ",") != strings.Join(tt.wantSubject, ",") {
+				t.Errorf("introspection = audience %q, subject_claims %v; want %q, %v", in.Audience, in.SubjectClaims, tt.wantAudience, tt.wantSubject)
+			}
+			x := c.Routes[0].Upstream.Exchange
+			if x.SubjectTokenType != tt.wantSubType || x.RequestedTokenType != tt.wantReqType {
+				t.Errorf("exchange types = %q, %q; want %q, %q", x.SubjectTokenType, x.RequestedTokenType, tt.wantSubType, tt.wantReqType)
 			}
 		})
 	}

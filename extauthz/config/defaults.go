@@ -45,9 +45,27 @@ const (
 	// access token for the upstream's audience, whatever its format (RFC
 	// 8693 §3; several servers refuse "...:jwt").
 	DefaultRequestedType = "urn:ietf:params:oauth:token-type:access_token"
-	DefaultAuthMethod    = "client_secret_basic"
-	DefaultMode          = "mint"
+	// DefaultSubjectType is the subject_token_type of an exchange, for JWT
+	// and opaque credentials alike: both are access tokens, and servers
+	// check the subject token by its declared type (zitadel refuses a JWT
+	// access token sent as "...:jwt").
+	DefaultSubjectType = "urn:ietf:params:oauth:token-type:access_token"
+	// DefaultAudience is introspection.audience: the answer's aud must hold
+	// one of the issuer's audiences.
+	DefaultAudience   = AudienceClaim
+	DefaultAuthMethod = "client_secret_basic"
+	DefaultMode       = "mint"
 )
+
+// AudienceClaim and AudienceServer are the values of introspection.audience.
+const (
+	AudienceClaim  = "claim"
+	AudienceServer = "server"
+)
+
+// DefaultSubjectClaims are the members of an introspection answer the
+// subject is read from when the issuer names none.
+var DefaultSubjectClaims = []string{"sub"}
 
 // DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
 var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -148,6 +166,10 @@ func (is *Issuer) defaults() {
 		setDuration(&in.MaxCacheTTL, DefaultMaxCacheTTL)
 		setDuration(&in.NegativeTTL, DefaultNegativeTTL)
 		setDefault(&in.MaxInFlight, DefaultMaxInFlight)
+		setDefault(&in.Audience, DefaultAudience)
+		if len(in.SubjectClaims) == 0 {
+			in.SubjectClaims = slices.Clone(DefaultSubjectClaims)
+		}
 	}
 	if cl := is.Client; cl != nil && cl.AuthMethod == "" {
 		cl.AuthMethod = DefaultAuthMethod
@@ -192,6 +214,7 @@ func (u *Upstream) defaults() {
 		if u.Exchange == nil {
 			u.Exchange = &Exchange{}
 		}
+		setDefault(&u.Exchange.SubjectTokenType, DefaultSubjectType)
 		setDefault(&u.Exchange.RequestedTokenType, DefaultRequestedType)
 	}
 }

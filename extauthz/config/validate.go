@@ -251,6 +251,14 @@ func (is *Issuer) validateIntrospection(p *problems, f string) {
 	if in.MaxInFlight < 0 {
 		p.add(f+".max_in_flight", "must be positive")
 	}
+	if in.Audience != AudienceClaim && in.Audience != AudienceServer {
+		p.add(f+".audience", "%q is not claim or server", in.Audience)
+	}
+	for j, name := range in.SubjectClaims {
+		if name == "" {
+			p.add(fmt.Sprintf("%s.subject_claims[%d]", f, j), "must not be empty")
+		}
+	}
 	if in.JWTResponse && is.JWKSURL == "" && !is.Discovery {
 		p.add(f+".jwt_response", "needs jwks_url or discovery to verify signed answers")
 	}
@@ -369,6 +377,13 @@ func (c *Config) validateMode(p *problems, uf string, u *Upstream) {
 		if u.Exchange.Issuer != "" && !c.hasIssuer(u.Exchange.Issuer) {
 			p.add(uf+".exchange.issuer", "%q names no configured issuer", u.Exchange.Issuer)
 		}
+		for _, t := range []struct{ name, v string }{
+			{"subject_token_type", u.Exchange.SubjectTokenType}, {"requested_token_type", u.Exchange.RequestedTokenType},
+		} {
+			if !isTokenTypeURI(t.v) {
+				p.add(uf+".exchange."+t.name, "%q is not a token type URI (e.g. urn:ietf:params:oauth:token-type:access_token)", t.v)
+			}
+		}
 	case "embedded":
 		if u.Audience == "" {
 			p.add(uf+".audience", "required for mode embedded: it picks the embedded token")
@@ -416,4 +431,11 @@ func (c *Config) hasIssuer(iss string) bool {
 		}
 	}
 	return false
+}
+
+// isTokenTypeURI reports whether v is an absolute URI, as RFC 8693 §3 token
+// type identifiers are (urn:ietf:params:oauth:token-type:… or a URL).
+func isTokenTypeURI(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && u.Scheme != "" && (u.Opaque != "" || u.Host != "") && !strings.ContainsAny(v, " \t\r\n")
 }

@@ -1,7 +1,11 @@
 package credential
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,9 +57,9 @@ func TestExtract(t *testing.T) {
 			want: extauthz.Credential{Raw: "tok", Kind: extauthz.KindOpaque, Header: "authorization"},
 		},
 		{
-			name: "jwe counts as jwt",
+			name: "jwe is opaque: introspected",
 			req:  req(map[string]string{"authorization": "Bearer " + jwe}, nil),
-			want: extauthz.Credential{Raw: jwe, Kind: extauthz.KindJWT, Header: "authorization"},
+			want: extauthz.Credential{Raw: jwe, Kind: extauthz.KindOpaque, Header: "authorization"},
 		},
 		{
 			name: "opaque with b64token punctuation and padding",
@@ -180,7 +184,7 @@ func TestExtract(t *testing.T) {
 				t.Fatalf("Extract() error = %v, want %v", err, tt.wantErr)
 			}
 			if tt.want.Raw != "" {
-				tt.want.Sum = extauthz.TokenHash(tt.want.Raw) // hashed once, at extraction
+				tt.want.CachedTokenHash = extauthz.TokenHash(tt.want.Raw) // hashed once, at extraction
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Extract() mismatch (-want +got):\n%s", diff)
@@ -228,14 +232,30 @@ func TestNewRefusesMissingSettings(t *testing.T) {
 	}
 }
 
+// seg base64url-encodes s without padding, as a JOSE segment.
+func seg(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
 func TestKind(t *testing.T) {
+	zitadel, err := os.ReadFile(filepath.Join("testdata", "zitadel-access-token.jwe"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		token string
 		want  extauthz.CredentialKind
 	}{
 		{name: "jws", token: jws, want: extauthz.KindJWT},
-		{name: "jwe with empty key segment", token: jwe, want: extauthz.KindJWT},
+		{name: "jwe with enc and empty key segment is opaque", token: jwe, want: extauthz.KindOpaque},
+		{name: "zitadel's encrypted access token is opaque", token: strings.TrimSpace(string(zitadel)), want: extauthz.KindOpaque},
+		{name: "five parts without enc stay a (malformed) jwt", token: seg(`{"alg":"RS256"}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with empty enc stay a jwt", token: seg(`{"alg":"dir","enc":""}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with enc not a string stay a jwt", token: seg(`{"alg":"dir","enc":1}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with undecodable header stay a jwt", token: "eyJhbGciOi.a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with a header that is not json stay a jwt", token: "eyJ" + seg("nope") + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with an oversized header stay a jwt", token: seg(`{"enc":"A256GCM","x":"`+strings.Repeat("a", 4096)+`"}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "member names are case-sensitive", token: seg(`{"alg":"dir","ENC":"A256GCM"}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "jws whose header says enc stays a jwt", token: seg(`{"alg":"ES256","enc":"A256GCM"}`) + ".eyJzdWIiOiJhIn0.c2ln", want: extauthz.KindJWT},
 		{name: "unsigned jws goes to the verifier", token: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.", want: extauthz.KindJWT},
 		{name: "two segments", token: "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0", want: extauthz.KindOpaque},
 		{name: "four segments", token: "eyJh.b.c.d", want: extauthz.KindOpaque},
@@ -250,6 +270,48 @@ func TestKind(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzKind checks the routing rule on arbitrary tokens: a JWS-shaped token
+// (eyJ, two dots) always goes to the JWT verifier, and a token with eyJ and
+// four dots goes to introspection only when its header decodes to a JSON
+// object with a non-empty string "enc".
+func FuzzKind(f *testing.F) {
+	for _, seed := range []string{
+		jws, jwe, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.", "eyJhbGciOi.a.b.c.d", "ory_at_abc",
+		seg(`{"alg":"RS256"}`) + ".a.b.c.d", seg(`{"enc":1}`) + ".a.b.c.d", seg(`{"enc":"x"}`) + "....",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		got := Kind(token)
+		if got != extauthz.KindJWT && got != extauthz.KindOpaque {
+			t.Fatalf("Kind(%q) = %v", token, got)
+		}
+		if !strings.HasPrefix(token, "eyJ") {
+			if got != extauthz.KindOpaque {
+				t.Fatalf("Kind(%q) = %v without a JSON header", token, got)
+			}
+			return
+		}
+		switch strings.Count(token, ".") {
+		case 2:
+			if got != extauthz.KindJWT {
+				t.Fatalf("JWS-shaped %q went to introspection", token)
+			}
+		case 4:
+			head, _, _ := strings.Cut(token, ".")
+			raw, err := base64.RawURLEncoding.DecodeString(head)
+			var h map[string]any
+			enc := ""
+			if err == nil && len(head) <= maxJWEHeader && json.Unmarshal(raw, &h) == nil {
+				enc, _ = h["enc"].(string)
+			}
+			if (got == extauthz.KindOpaque) != (enc != "") {
+				t.Fatalf("Kind(%q) = %v, header enc %q", token, got, enc)
+			}
+		}
+	})
 }
 
 func TestExtractDoesNotAllocate(t *testing.T) {

@@ -29,7 +29,10 @@
 // answers still valid in the cache keep being served. Such answers are not
 // ErrInvalidToken (401) on purpose: a 401 tells the client to get a new token,
 // which would not help, and would hide an authorization-server fault behind
-// a client error in logs and metrics.
+// a client error in logs and metrics. An answer that is a JSON object whose
+// "active" is anything but the JSON true ("true", 1, null, no member) is not
+// malformed: RFC 7662 §2.2 makes it an inactive token, denied with
+// extauthz.ErrTokenInactive (401) and cached as a refusal.
 //
 // # Signed answers (RFC 9701)
 //
@@ -100,6 +103,15 @@ type Options struct {
 	Auth clientauth.Method
 	// Audiences, when not empty, must share a value with the answer's aud.
 	Audiences []string
+	// AudienceByServer says the authorization server answers active only
+	// to a caller the token is meant for (RFC 7662 §4; zitadel does), so an
+	// answer without aud passes; an aud that is present must still share a
+	// value with Audiences. False requires the answer's aud.
+	AudienceByServer bool
+	// SubjectClaims are the members the subject is read from, the first
+	// non-empty string wins. An active answer with none of them is refused
+	// with extauthz.ErrInvalidToken.
+	SubjectClaims []string
 	// ScopeClaims name the members holding scopes, first present wins.
 	ScopeClaims []string
 	// JWTResponse asks for and requires RFC 9701 signed answers.
@@ -167,11 +179,7 @@ func New(opts Options) (*Introspector, error) {
 		log:    opts.Logger,
 		accept: MediaTypeJSON,
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	i.cache = cache.New[entry]("introspection", opts.CacheEntries, obs)
+	i.cache = cache.New[entry]("introspection", opts.CacheEntries, opts.Metrics)
 	if i.now == nil {
 		i.now = time.Now
 	}
@@ -211,6 +219,9 @@ func (o *Options) validate() error {
 	if len(o.ScopeClaims) == 0 {
 		return errors.New("ScopeClaims must name at least one member")
 	}
+	if len(o.SubjectClaims) == 0 {
+		return errors.New("SubjectClaims must name at least one member")
+	}
 	for _, c := range []struct {
 		name string
 		v    int64
@@ -243,7 +254,7 @@ func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credentia
 	if len(cred.Raw) > i.opts.MaxTokenBytes {
 		return nil, fmt.Errorf("%w: token longer than %d bytes", extauthz.ErrMalformedCredential, i.opts.MaxTokenBytes)
 	}
-	key := cred.Hash()
+	key := cred.TokenHash()
 	e, err := i.lookup(ctx, key, cred.Raw)
 	if err != nil {
 		return nil, err
@@ -309,7 +320,7 @@ func (i *Introspector) cached(key string) (entry, bool) {
 // it, as other callers may share it, so it runs on a detached context
 // bounded by Timeout while each caller waits on its own context.
 func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, error) {
-	short := key[:12] // extauthz.ShortHash(raw), without hashing again
+	short := key[:12] // extauthz.ShortTokenHash(raw), without hashing again
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.opts.Timeout)
 	defer cancel()
 	waitCtx, stopWait := context.WithCancel(callCtx)
@@ -395,8 +406,8 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	} else if iss != i.opts.Issuer {
 		return nil, fmt.Errorf("%w: introspection answer names another issuer", extauthz.ErrUnknownIssuer)
 	}
-	if len(i.opts.Audiences) > 0 && !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
-		return nil, fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	if err := i.checkAudience(a); err != nil {
+		return nil, err
 	}
 	exp, unknown := a.ExpiresAt, a.ExpiresAt.IsZero()
 	if unknown {
@@ -407,9 +418,13 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	if !now.Add(-i.opts.Leeway).Before(exp) {
 		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
 	}
+	sub, err := i.subject(a)
+	if err != nil {
+		return nil, err
+	}
 	return &extauthz.Principal{
 		Issuer:        iss,
-		Subject:       a.Subject,
+		Subject:       sub,
 		ClientID:      a.ClientID,
 		Audience:      a.Audience,
 		Scopes:        a.Scopes,
@@ -418,4 +433,30 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 		ExpiryUnknown: unknown,
 		IssuedAt:      a.IssuedAt,
 	}, nil
+}
+
+// checkAudience applies Options.Audiences to the answer's aud: required by
+// default; with AudienceByServer, checked only when the answer has one.
+func (i *Introspector) checkAudience(a *Answer) error {
+	if len(i.opts.Audiences) == 0 || (i.opts.AudienceByServer && len(a.Audience) == 0) {
+		return nil
+	}
+	if !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
+		if len(a.Audience) == 0 {
+			return fmt.Errorf("%w: introspection answer has no aud (set introspection.audience: server if the server checks it)", extauthz.ErrWrongAudience)
+		}
+		return fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	}
+	return nil
+}
+
+// subject reads the subject from the first of Options.SubjectClaims that
+// holds a non-empty string.
+func (i *Introspector) subject(a *Answer) (string, error) {
+	for _, name := range i.opts.SubjectClaims {
+		if v, ok := a.Claims[name].(string); ok && v != "" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%w: introspection answer names no subject (looked at %s)", extauthz.ErrInvalidToken, strings.Join(i.opts.SubjectClaims, ", "))
 }

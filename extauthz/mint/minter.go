@@ -106,11 +106,7 @@ func New(opts Options) (*Minter, error) {
 		m.now = time.Now
 	}
 	n := opts.CacheEntries
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	m.cache = cache.New[cachedToken](CacheName, n, obs)
+	m.cache = cache.New[cachedToken](CacheName, n, opts.Metrics)
 	return m, nil
 }
 
@@ -393,8 +389,8 @@ func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
 // introspection answer changed), and the grant. Fields are length-prefixed
 // so that no two inputs share an encoding.
 func appendCacheKey(b []byte, p *extauthz.Principal, g *extauthz.Grant) []byte {
-	b = append(b, 1)                        // key format version
-	b = appendField(b, p.Credential.Hash()) // the token's SHA-256, computed once per Check
+	b = append(b, 1)                             // key format version
+	b = appendField(b, p.Credential.TokenHash()) // the token's SHA-256, computed once per Check
 	b = appendField(b, p.Issuer)
 	b = appendField(b, p.Subject)
 	b = appendField(b, p.ClientID)

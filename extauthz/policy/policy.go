@@ -8,11 +8,24 @@
 // fits wins; when none fits, the default route, if any, applies; else the
 // request is denied. A request naming a route that does not exist is denied:
 // a typo in Envoy's config must never fall through to a laxer route.
+//
+// When tokentailor matches routes itself, it matches what the upstream will
+// serve, not the bytes Envoy forwarded: a request must never land on a laxer
+// route than the resource it reaches. Method, host and path are first
+// brought to one spelling (canonicalTarget): the method upper-cased, the host
+// lower-cased without port or trailing dot, the path with ";params" cut from
+// each segment (as Tomcat, Jetty and Spring serve it) and percent-escapes in
+// one form. Forms that servers read in different ways — dot segments, empty
+// segments, encoded slashes, dots, semicolons and percent signs, backslashes,
+// segments ending in a dot or a space, control characters — are refused with
+// ErrAmbiguousRequest (400) before any route, the default one included, is
+// tried. canonicalPath lists each rule and the servers behind it. Match rules
+// in the config are brought to the same form when compiled; a route for GET
+// also matches HEAD, which servers answer with the GET handler.
 package policy
 
 import (
 	"fmt"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -84,13 +97,9 @@ func New(cfg *config.Config) (*Engine, error) {
 func compile(c *config.Route) (*Route, error) {
 	r := &Route{Name: c.Name, Public: c.Public, minLifetime: c.MinLifetime.Duration}
 	if m := c.Match; m != nil {
-		mt := &matcher{path: m.Path, prefix: m.PathPrefix, methods: m.Methods}
-		for _, h := range m.Hosts {
-			if suffix, ok := strings.CutPrefix(h, "*"); ok {
-				mt.hostSuffix = append(mt.hostSuffix, suffix)
-			} else {
-				mt.hosts = append(mt.hosts, h)
-			}
+		mt, err := compileMatch(m)
+		if err != nil {
+			return nil, err
 		}
 		r.match = mt
 	}
@@ -129,7 +138,7 @@ func compile(c *config.Route) (*Route, error) {
 		}
 	}
 	if x := u.Exchange; x != nil {
-		r.grant.Exchange = &extauthz.ExchangeSpec{Issuer: x.Issuer, Resource: x.Resource, RequestedTokenType: x.RequestedTokenType, Actor: x.Actor}
+		r.grant.Exchange = &extauthz.ExchangeSpec{Issuer: x.Issuer, Resource: x.Resource, SubjectTokenType: x.SubjectTokenType, RequestedTokenType: x.RequestedTokenType, Actor: x.Actor}
 	}
 	from := make([]string, 0, len(u.CopyClaims))
 	for f := range u.CopyClaims {
@@ -146,13 +155,63 @@ func compile(c *config.Route) (*Route, error) {
 	return r, nil
 }
 
+// compileMatch brings the match rules into the canonical form requests are
+// matched in (see canonicalTarget), so that a rule never fails to match the
+// requests it names. Paths that have no canonical form, or that hold
+// ";params" (which are cut from requests), could never match and are refused.
+func compileMatch(m *config.Match) (*matcher, error) {
+	mt := &matcher{}
+	for _, f := range []struct {
+		name, path string
+		dst        *string
+	}{{"path", m.Path, &mt.path}, {"path_prefix", m.PathPrefix, &mt.prefix}} {
+		if f.path == "" {
+			continue
+		}
+		p, err := canonicalPath(f.path)
+		if err == nil && (strings.Contains(f.path, ";") || p == "*") {
+			err = refuse("the path holds ;params, which requests are matched without")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("match.%s %q: %w", f.name, f.path, err)
+		}
+		*f.dst = p
+	}
+	for _, meth := range m.Methods {
+		cm, err := canonicalMethod(meth)
+		if err != nil {
+			return nil, fmt.Errorf("match.methods %q: %w", meth, err)
+		}
+		if !slices.Contains(mt.methods, cm) {
+			mt.methods = append(mt.methods, cm)
+		}
+	}
+	// Go's ServeMux, Spring MVC and Servlet's doHead serve HEAD with the GET
+	// handler, so a route for GET covers HEAD: it must not fall through to a
+	// laxer route.
+	if slices.Contains(mt.methods, "GET") && !slices.Contains(mt.methods, "HEAD") {
+		mt.methods = append(mt.methods, "HEAD")
+	}
+	for _, h := range m.Hosts {
+		h = asciiLower(strings.TrimSuffix(h, "."))
+		if suffix, ok := strings.CutPrefix(h, "*"); ok {
+			mt.hostSuffix = append(mt.hostSuffix, suffix)
+		} else {
+			mt.hosts = append(mt.hosts, h)
+		}
+	}
+	return mt, nil
+}
+
 // Route returns the route named name, or nil.
 func (e *Engine) Route(name string) *Route { return e.byName[name] }
 
 // Routes returns the routes in match order.
 func (e *Engine) Routes() []*Route { return e.routes }
 
-// Select returns the route for r, or an error wrapping extauthz.ErrNoRoute.
+// Select returns the route for r, or an error wrapping extauthz.ErrNoRoute,
+// or, when no route is named by Envoy and r's method, host or path is not in
+// a form that can be matched safely, extauthz.ErrAmbiguousRequest.
 func (e *Engine) Select(r *extauthz.Request) (*Route, error) {
 	if name, ok := r.ContextExtensions[e.routeKey]; ok {
 		if rt := e.byName[name]; rt != nil {
@@ -160,14 +219,15 @@ func (e *Engine) Select(r *extauthz.Request) (*Route, error) {
 		}
 		return nil, fmt.Errorf("%w: Envoy named route %q, which is not configured", extauthz.ErrNoRoute, name)
 	}
-	if !cleanPath(r.Path) {
-		// A path with dot segments, doubled or encoded slashes could match
-		// one route here and reach another upstream path: refuse it. Envoy's
-		// normalize_path and merge_slashes prevent this for honest clients.
-		return nil, fmt.Errorf("%w: path is not normalised", extauthz.ErrNoRoute)
+	// A request whose path, host or method servers read in different ways
+	// could match one route here and reach the upstream as another: it is
+	// refused before any route, the default one included, is tried.
+	t, err := canonicalTarget(r)
+	if err != nil {
+		return nil, err
 	}
 	for _, rt := range e.routes {
-		if rt.match != nil && rt.match.fits(r) {
+		if rt.match != nil && rt.match.fits(&t) {
 			return rt, nil
 		}
 	}
@@ -177,83 +237,28 @@ func (e *Engine) Select(r *extauthz.Request) (*Route, error) {
 	return nil, fmt.Errorf("%w: no route matches", extauthz.ErrNoRoute)
 }
 
-// cleanPath reports whether p is an absolute path without dot segments,
-// empty segments, backslashes or percent-escapes that a server could decode
-// into something else: encoded slashes, dots and backslashes, and encoded
-// unreserved characters (RFC 3986 §2.3 says to decode those, so "%6frders"
-// and "orders" name the same resource). A segment's ";params" are ignored
-// when looking for dot segments, since Tomcat, Jetty and Spring strip them:
-// "/docs/..;/admin" is "/admin" to them.
-func cleanPath(p string) bool {
-	if p == "" || p[0] != '/' {
-		return p == "" || p == "*"
-	}
-	if strings.Contains(p, "//") || strings.Contains(p, "\\") {
+func (m *matcher) fits(t *target) bool {
+	if len(m.methods) > 0 && !slices.Contains(m.methods, t.method) {
 		return false
 	}
-	for i := 0; i < len(p); i++ {
-		if p[i] != '%' {
-			continue
-		}
-		if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
-			return false
-		}
-		c := unhex(p[i+1])<<4 | unhex(p[i+2])
-		if c == '/' || c == '\\' || c == '.' || isUnreserved(c) {
-			return false
-		}
-	}
-	for seg := range strings.SplitSeq(p, "/") {
-		seg, _, _ = strings.Cut(seg, ";")
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	default:
-		return c - 'a' + 10
-	}
-}
-
-func isUnreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '~'
-}
-
-func (m *matcher) fits(r *extauthz.Request) bool {
-	if len(m.methods) > 0 && !slices.Contains(m.methods, r.Method) {
-		return false
-	}
-	if len(m.hosts)+len(m.hostSuffix) > 0 && !m.hostFits(r.Host) {
+	if len(m.hosts)+len(m.hostSuffix) > 0 && !m.hostFits(t.host) {
 		return false
 	}
 	switch {
 	case m.path != "":
-		return r.Path == m.path
+		return t.path == m.path
 	case m.prefix != "":
-		if !strings.HasPrefix(r.Path, m.prefix) {
+		if !strings.HasPrefix(t.path, m.prefix) {
 			return false
 		}
 		// Segment boundary: /orders matches /orders and /orders/1, not /ordersx.
-		return len(r.Path) == len(m.prefix) || strings.HasSuffix(m.prefix, "/") || r.Path[len(m.prefix)] == '/'
+		return len(t.path) == len(m.prefix) || strings.HasSuffix(m.prefix, "/") || t.path[len(m.prefix)] == '/'
 	}
 	return true
 }
 
+// hostFits reports whether the canonical host fits the route's hosts.
 func (m *matcher) hostFits(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	if slices.Contains(m.hosts, host) {
 		return true
 	}

@@ -69,20 +69,20 @@ func TestSelect(t *testing.T) {
 		{name: "prefix child, host with port", e: e, req: extauthz.Request{Method: "GET", Host: "shop.example.com:8443", Path: "/orders/7"}, want: "orders"},
 		{name: "prefix is segment bound", e: e, req: extauthz.Request{Method: "GET", Host: "shop.example.com", Path: "/ordersx"}, wantErr: extauthz.ErrNoRoute},
 		{name: "wildcard host", e: e, req: extauthz.Request{Method: "GET", Host: "eu.shop.test", Path: "/orders"}, want: "orders"},
-		{name: "wildcard needs a label", e: e, req: extauthz.Request{Method: "GET", Host: ".shop.test", Path: "/orders"}, wantErr: extauthz.ErrNoRoute},
+		{name: "wildcard needs a label", e: e, req: extauthz.Request{Method: "GET", Host: ".shop.test", Path: "/orders"}, wantErr: extauthz.ErrAmbiguousRequest},
 		{name: "other host", e: e, req: extauthz.Request{Method: "GET", Host: "evil.example.com", Path: "/orders"}, wantErr: extauthz.ErrNoRoute},
 		{name: "prefix with slash", e: e, req: extauthz.Request{Method: "GET", Path: "/docs/x"}, want: "docs"},
 		{name: "no match uses default", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/else"}, want: "catchall"},
-		{name: "dot segments refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/../admin"}, wantErr: extauthz.ErrNoRoute},
-		{name: "encoded slash refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs%2F..%2Fadmin"}, wantErr: extauthz.ErrNoRoute},
-		{name: "dot segment with params refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/..;/admin"}, wantErr: extauthz.ErrNoRoute},
-		{name: "dot segment with named params refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/..;x=1/admin"}, wantErr: extauthz.ErrNoRoute},
-		{name: "encoded unreserved refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/%6frders"}, wantErr: extauthz.ErrNoRoute},
-		{name: "encoded dot refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/%2e%2E/admin"}, wantErr: extauthz.ErrNoRoute},
-		{name: "broken escape refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/%zz"}, wantErr: extauthz.ErrNoRoute},
+		{name: "dot segments refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/../admin"}, wantErr: extauthz.ErrAmbiguousRequest},
+		{name: "encoded slash refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs%2F..%2Fadmin"}, wantErr: extauthz.ErrAmbiguousRequest},
+		{name: "dot segment with params refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/..;/admin"}, wantErr: extauthz.ErrAmbiguousRequest},
+		{name: "dot segment with named params refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/..;x=1/admin"}, wantErr: extauthz.ErrAmbiguousRequest},
+		{name: "encoded unreserved refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/%6frders"}, wantErr: extauthz.ErrAmbiguousRequest},
+		{name: "encoded dot refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/%2e%2E/admin"}, wantErr: extauthz.ErrAmbiguousRequest},
+		{name: "broken escape refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "/docs/%zz"}, wantErr: extauthz.ErrAmbiguousRequest},
 		{name: "encoded space allowed", e: e, req: extauthz.Request{Method: "GET", Path: "/docs/a%20b"}, want: "docs"},
 		{name: "params on a normal segment allowed", e: e, req: extauthz.Request{Method: "GET", Path: "/docs/x;v=1"}, want: "docs"},
-		{name: "double slash refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "//docs/x"}, wantErr: extauthz.ErrNoRoute},
+		{name: "double slash refused", e: withDefault, req: extauthz.Request{Method: "GET", Path: "//docs/x"}, wantErr: extauthz.ErrAmbiguousRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,5 +202,37 @@ func TestInvariantScopesAreSubsetOfIncomingAndRoute(t *testing.T) {
 	}
 	if !slices.Equal(rt.grant.Scopes, []string{"orders:read", "orders:write", "admin"}) {
 		t.Fatalf("the route's scopes were modified: %v", rt.grant.Scopes)
+	}
+}
+
+// TestExchangeTypesReachTheGrant checks that both RFC 8693 token types of a
+// route, defaulted or set, arrive in its grant.
+func TestExchangeTypesReachTheGrant(t *testing.T) {
+	const accessToken = "urn:ietf:params:oauth:token-type:access_token"
+	tests := []struct {
+		name          string
+		exchange      string
+		wantSubject   string
+		wantRequested string
+	}{
+		{name: "defaults", exchange: "", wantSubject: accessToken, wantRequested: accessToken},
+		{
+			name:          "set",
+			exchange:      ", exchange: {subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', requested_token_type: 'urn:x:custom'}",
+			wantSubject:   "urn:ietf:params:oauth:token-type:jwt",
+			wantRequested: "urn:x:custom",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := engine(t, "  - name: x\n    match: {path_prefix: /x}\n    upstream: {mode: exchange, audience: b"+tt.exchange+"}\n").Route("x")
+			g, err := r.Authorize(&extauthz.Principal{Subject: "u1", ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Exchange == nil || g.Exchange.SubjectTokenType != tt.wantSubject || g.Exchange.RequestedTokenType != tt.wantRequested {
+				t.Fatalf("grant exchange = %+v, want subject %q, requested %q", g.Exchange, tt.wantSubject, tt.wantRequested)
+			}
+		})
 	}
 }

@@ -51,9 +51,13 @@ func FromCheck(req *authv3.CheckRequest) (extauthz.Request, error) {
 		r.Headers = lowerKeys(h.GetHeaders())
 	}
 
-	r.Method = firstNonEmpty(h.GetMethod(), r.Headers[":method"])
-	r.Scheme = strings.ToLower(firstNonEmpty(h.GetScheme(), r.Headers[":scheme"]))
-	r.Host = strings.ToLower(firstNonEmpty(h.GetHost(), r.Headers[":authority"], r.Headers["host"]))
+	// Methods are upper-cased as frameworks do ("delete" is served as
+	// DELETE); host and scheme lower-cased. Only ASCII letters change:
+	// strings.ToLower would turn the Kelvin sign into 'k', making a host
+	// that no DNS name matches look like one that does.
+	r.Method = asciiUpper(firstNonEmpty(h.GetMethod(), r.Headers[":method"]))
+	r.Scheme = asciiLower(firstNonEmpty(h.GetScheme(), r.Headers[":scheme"]))
+	r.Host = asciiLower(firstNonEmpty(h.GetHost(), r.Headers[":authority"], r.Headers["host"]))
 	r.RawPath = firstNonEmpty(h.GetPath(), r.Headers[":path"])
 	r.Path = pathOnly(r.RawPath)
 	return r, nil
@@ -128,6 +132,27 @@ func hasUpper(s string) bool {
 		}
 	}
 	return false
+}
+
+// asciiUpper upper-cases ASCII letters, copying only when there is one.
+func asciiUpper(s string) string { return mapASCII(s, 'a', 'z', 'A'-'a') }
+
+// asciiLower lower-cases ASCII letters, copying only when there is one.
+func asciiLower(s string) string { return mapASCII(s, 'A', 'Z', 'a'-'A') }
+
+func mapASCII(s string, lo, hi byte, delta int) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; lo <= c && c <= hi {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; lo <= c && c <= hi {
+					b[j] = byte(int(c) + delta)
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // pathOnly cuts the query string and fragment off a request target.

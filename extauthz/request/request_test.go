@@ -2,6 +2,7 @@ package request
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -159,6 +160,32 @@ func TestFromCheck(t *testing.T) {
 			},
 		},
 		{
+			// Frameworks serve "delete" as DELETE, so routes must see it as
+			// DELETE too (issue 11).
+			name: "method upper-cased",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Method: "delete", Path: "/orders/1",
+			}),
+			want: extauthz.Request{Method: "DELETE", Path: "/orders/1", RawPath: "/orders/1"},
+		},
+		{
+			name: "pseudo-header method upper-cased",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Path:    "/",
+				Headers: map[string]string{":method": "Patch"},
+			}),
+			want: extauthz.Request{Method: "PATCH", Path: "/", RawPath: "/", Headers: map[string]string{":method": "Patch"}},
+		},
+		{
+			// strings.ToLower maps the Kelvin sign (U+212A) to 'k': the host
+			// would then look like "key.test", a name it is not.
+			name: "only ASCII letters change case",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Method: "getı", Host: "KEY.Test", Path: "/",
+			}),
+			want: extauthz.Request{Method: "GETı", Host: "Key.test", Path: "/", RawPath: "/"},
+		},
+		{
 			name: "host header when authority is absent",
 			req: checkWith(&authv3.AttributeContext_HttpRequest{
 				Path:    "/",
@@ -208,6 +235,8 @@ func FuzzFromCheck(f *testing.F) {
 	f.Add("GET", "Example.COM", "/a?b#c", "authorization", []byte("Bearer x"), "Authorization", "Bearer y")
 	f.Add("", "", "", ":authority", []byte{}, "", "")
 	f.Add("POST", "h", "?", "x", []byte{0xff, 0x00}, "X", "v")
+	f.Add("delete", "\u212Aey.test", "/admin;x/users", ":method", []byte("get"), "x", "v")
+	f.Add("", "", "", ":method", []byte("Patch"), ":path", "/a;b/../c")
 	f.Fuzz(func(t *testing.T, method, host, path, k1 string, v1 []byte, k2, v2 string) {
 		req := checkWith(&authv3.AttributeContext_HttpRequest{
 			Method: method, Host: host, Path: path,
@@ -240,6 +269,23 @@ func FuzzFromCheck(f *testing.F) {
 		}
 		if hasUpper(got.Host) {
 			t.Errorf("Host %q not lower case", got.Host)
+		}
+		// Case changes touch ASCII letters only, so lengths and every other
+		// byte are kept.
+		wantMethod := method
+		if method == "" {
+			wantMethod = got.Headers[":method"]
+		}
+		if !strings.EqualFold(got.Method, wantMethod) || len(got.Method) != len(wantMethod) || strings.ContainsAny(got.Method, "abcdefghijklmnopqrstuvwxyz") {
+			t.Errorf("Method %q from %q", got.Method, wantMethod)
+		}
+		for i := 0; i < len(got.Method); i++ {
+			if c := got.Method[i]; c >= 0x80 && c != wantMethod[i] {
+				t.Errorf("Method %q from %q: a non-ASCII byte changed", got.Method, wantMethod)
+			}
+		}
+		if host != "" && (len(got.Host) != len(host) || !strings.EqualFold(got.Host, host)) {
+			t.Errorf("Host %q from %q", got.Host, host)
 		}
 	})
 }

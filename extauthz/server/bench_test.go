@@ -35,6 +35,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/cache"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
+	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/request"
 )
 
@@ -72,7 +73,7 @@ type benchEnv struct {
 	is    *authztest.Issuer
 	intro *authztest.Introspection
 	authz *Authz
-	pipe  *Pipeline
+	pipe  *pipeline.Pipeline
 	// signer is the mint key, for the crypto-only benchmarks.
 	signer crypto.Signer
 }
@@ -117,7 +118,7 @@ func newBenchEnv(b *testing.B, mintAlg string, cacheEntries int) *benchEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	m := metrics.New(prometheus.NewRegistry())
-	e.pipe, err = Build(ctx, cfg, Env{Metrics: m, KeySets: NewKeySets(ctx)})
+	e.pipe, err = pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -453,7 +454,7 @@ func BenchmarkStage(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	principal, err := e.pipe.JWT.Authenticate(ctx, cred)
+	principal, err := e.pipe.Authenticate(ctx, route, cred)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -473,10 +474,10 @@ func BenchmarkStage(b *testing.B) {
 		{name: "policy-select", run: func() error { _, err := e.pipe.Policy.Select(r); return err }},
 		{name: "credential-extract", run: func() error { _, err := e.pipe.Credential.Extract(r); return err }},
 		{name: "token-hash", run: func() error { _ = extauthz.TokenHash(cred.Raw); return nil }},
-		{name: "authenticate-cached", run: func() error { _, err := e.pipe.JWT.Authenticate(ctx, cred); return err }},
+		{name: "authenticate-cached", run: func() error { _, err := e.pipe.Authenticate(ctx, route, cred); return err }},
 		{name: "policy-authorize", run: func() error { _, err := route.Authorize(principal, time.Now()); return err }},
 		{name: "mint-cached", run: func() error { _, err := e.pipe.Minter.Token(ctx, principal, grant); return err }},
-		{name: "response-allow", run: func() error { _ = e.pipe.Response.Allow(grant, tok, cred); return nil }},
+		{name: "response-allow", run: func() error { _ = e.pipe.Response.Allow(grant, tok, cred, r.Headers); return nil }},
 		{name: "decide", run: func() error { return e.pipe.Decide(ctx, r).Err }},
 	}
 	for _, s := range stages {

@@ -2,32 +2,27 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
-	"strconv"
 	"sync"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
+	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
 
 // Options configures a Server.
@@ -43,7 +38,7 @@ type Options struct {
 	// LogOutput is where a built logger writes (default os.Stderr).
 	LogOutput io.Writer
 	// Env carries overrides for building pipelines (clock, transport, minter).
-	Env Env
+	Env pipeline.Env
 	// ReadyTimeout bounds how long a reload waits for new issuers' keys
 	// before swapping anyway (default 10s).
 	ReadyTimeout time.Duration
@@ -63,7 +58,7 @@ type Server struct {
 	level    *slog.LevelVar
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
-	keySets  *KeySets
+	keySets  *pipeline.KeySets
 	authz    *Authz
 	health   *health.Server
 	grpc     *grpc.Server
@@ -103,7 +98,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = metrics.New(s.registry)
-	s.keySets = NewKeySets(context.WithoutCancel(ctx))
+	s.keySets = pipeline.NewKeySets(context.WithoutCancel(ctx))
 
 	// Bind first: an issuer served by this very process (the dev issuer on
 	// the admin listener) must be reachable when the first key fetch starts.
@@ -112,10 +107,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	env := s.env()
-	p, err := Build(ctx, cfg, env)
+	p, err := pipeline.Build(ctx, cfg, env)
 	if err != nil {
 		s.closeListeners()
-		s.keySets.Keep(&Pipeline{})
+		s.keySets.Close()
 		return nil, err
 	}
 	s.lastSum = s.sum(cfg)
@@ -134,7 +129,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) env() Env {
+func (s *Server) env() pipeline.Env {
 	env := s.opts.Env
 	env.Logger = s.log
 	env.Metrics = s.metrics
@@ -263,7 +258,7 @@ func (s *Server) stop() {
 	if s.socketLn != nil {
 		_ = os.Remove(s.socketLn.Addr().String())
 	}
-	s.keySets.Keep(&Pipeline{})
+	s.keySets.Close()
 	s.log.Info("stopped")
 }
 
@@ -286,202 +281,6 @@ func (s *Server) watchReady(ctx context.Context) {
 			return
 		case <-t.C:
 			s.setHealth()
-		}
-	}
-}
-
-// Reload loads the config again and swaps it in if it is valid and its keys
-// load. A bad config is refused and the old one keeps serving. Unchanged
-// files are not reloaded unless force is set.
-func (s *Server) Reload(ctx context.Context, force bool) error {
-	if s.opts.Config != nil {
-		return nil
-	}
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	if s.closed {
-		return nil
-	}
-	cfg, err := config.Load(s.opts.ConfigPath)
-	sum := s.sum(cfg)
-	if !force && (sum == s.lastSum || sum == s.failedSum) {
-		// Unchanged, or the same files that were refused last time.
-		return nil
-	}
-	if err != nil {
-		s.failedSum = sum
-	} else {
-		var p *Pipeline
-		if p, err = Build(ctx, cfg, s.env()); err == nil {
-			s.waitReady(ctx, p)
-			old := s.authz.Swap(p)
-			s.keySets.Keep(p)
-			s.lastSum, s.failedSum = sum, [32]byte{}
-			s.level.Set(parseLevel(cfg.Log.Level))
-			s.metrics.Reload(nil)
-			s.log.Info("config reloaded", "routes", len(cfg.Routes), "signing_key", signingKey(p), "previous_signing_key", signingKey(old))
-			logConfigWarnings(s.log, cfg)
-			if restartSettings(cfg) != s.restartSum {
-				s.log.Warn("listen addresses, pprof, log format or runtime settings changed: they take effect on restart only")
-			}
-			return nil
-		}
-		s.keySets.Keep(s.authz.Pipeline())
-		// An unreachable issuer may come back: only other failures wait
-		// for the files to change before the next attempt.
-		if !errors.Is(err, extauthz.ErrIssuerUnavailable) {
-			s.failedSum = sum
-		}
-	}
-	s.metrics.Reload(err)
-	s.log.Error("config reload refused; the previous config keeps serving", "error", err)
-	return err
-}
-
-// logConfigWarnings logs what the config allows but should not (files of
-// keys and secrets that other users may read).
-func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
-	for _, w := range cfg.Warnings() {
-		log.Warn("config warning", "warning", w)
-	}
-}
-
-// restartSettings renders the settings that a reload cannot change.
-func restartSettings(cfg *config.Config) string {
-	l := cfg.Listen
-	// The memory limit is compared as applied: cache.max_entries itself
-	// takes effect on reload, but the "auto" limit derived from it does not.
-	limit, _ := cfg.Runtime.Limit(cfg.Cache.MaxEntries)
-	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", cfg.Log.Format, "|", cfg.Runtime.GCPercent, "|", limit)
-}
-
-// tuneRuntime sets the GC target and the soft memory limit of cfg.Runtime,
-// except where the GOGC or GOMEMLIMIT environment variable already did, and
-// logs what the process runs with.
-func tuneRuntime(cfg *config.Config, log *slog.Logger) {
-	from := func(env string) string {
-		if os.Getenv(env) != "" {
-			return "environment " + env
-		}
-		return "config runtime"
-	}
-	gc := os.Getenv("GOGC")
-	if gc == "" {
-		debug.SetGCPercent(cfg.Runtime.GCPercent)
-		gc = strconv.Itoa(cfg.Runtime.GCPercent)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		if n, err := cfg.Runtime.Limit(cfg.Cache.MaxEntries); err == nil { // validated by config.Load
-			debug.SetMemoryLimit(n)
-		}
-	}
-	limit := "off"
-	if n := debug.SetMemoryLimit(-1); n != math.MaxInt64 {
-		limit = fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
-	}
-	log.Info("go runtime", "gc_percent", gc, "gc_percent_from", from("GOGC"), "memory_limit", limit, "memory_limit_from", from("GOMEMLIMIT"))
-}
-
-func signingKey(p *Pipeline) string {
-	if p == nil || p.Minter == nil {
-		return ""
-	}
-	return p.Minter.SigningKeyID()
-}
-
-// waitReady gives a new pipeline's new key sets a moment to fetch, so the
-// swap does not turn valid tokens into 503s.
-func (s *Server) waitReady(ctx context.Context, p *Pipeline) {
-	deadline := time.Now().Add(s.opts.ReadyTimeout)
-	for p.Ready() != nil && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// sum hashes the config file and every file it names (none when cfg is nil:
-// a file that does not load), to tell a real change from a touch.
-func (s *Server) sum(cfg *config.Config) [32]byte {
-	h := sha256.New()
-	files := []string{s.opts.ConfigPath}
-	if cfg != nil {
-		files = append(files, cfg.Files()...)
-	}
-	for _, f := range files {
-		if f == "" {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			fmt.Fprintf(h, "missing:%s\n", f)
-			continue
-		}
-		fmt.Fprintf(h, "%s:%d\n", f, len(b))
-		h.Write(b)
-	}
-	var out [32]byte
-	copy(out[:], h.Sum(nil))
-	return out
-}
-
-// watch reloads on a reload signal and when a watched file changes.
-// Kubernetes updates mounted ConfigMaps and Secrets by swapping a symlink in
-// the directory, so the directories are watched, not the files; a poll every
-// few seconds backs fsnotify up where events are lost.
-func (s *Server) watch(ctx context.Context, reload <-chan struct{}) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		s.log.Warn("file watching unavailable; reload on SIGHUP and by polling", "error", err)
-	}
-	var events <-chan fsnotify.Event
-	var watchErrs <-chan error
-	if w != nil {
-		defer w.Close()
-		events, watchErrs = w.Events, w.Errors
-		s.watchDirs(w)
-	}
-	poll := time.NewTicker(5 * time.Second)
-	defer poll.Stop()
-	var debounce <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-reload:
-			s.log.Info("reload requested")
-			_ = s.Reload(ctx, true)
-			if w != nil {
-				s.watchDirs(w)
-			}
-		case <-events:
-			debounce = time.After(300 * time.Millisecond)
-		case err := <-watchErrs:
-			// fsnotify stops delivering until its error is read; an error
-			// (e.g. an inotify queue overflow) may also mean lost events.
-			s.log.Warn("file watch error; checking the files now", "error", err)
-			debounce = time.After(300 * time.Millisecond)
-		case <-debounce:
-			_ = s.Reload(ctx, false)
-			if w != nil {
-				s.watchDirs(w)
-			}
-		case <-poll.C:
-			_ = s.Reload(ctx, false)
-		}
-	}
-}
-
-func (s *Server) watchDirs(w *fsnotify.Watcher) {
-	files := append([]string{s.opts.ConfigPath}, s.authz.Pipeline().Config.Files()...)
-	for _, f := range files {
-		if f == "" {
-			continue
-		}
-		if abs, err := filepath.Abs(f); err == nil {
-			_ = w.Add(filepath.Dir(abs))
 		}
 	}
 }

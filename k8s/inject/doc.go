@@ -5,7 +5,7 @@
 // The app keeps its container, image and port. The webhook adds:
 //   - container "tokentailor-proxy": Envoy, listening on :8080 (the only port a
 //     Service should target) and :9902 (readiness), with the bootstrap rendered
-//     from envoy/sidecar.yaml (package envoyconfig) with the app cluster pointed
+//     from envoy/sidecar.yaml (package envoy) with the app cluster pointed
 //     at 127.0.0.1:<tokentailor.io/port>. The bootstrap travels in the pod
 //     annotation tokentailor.io/envoy-config and reaches Envoy as a file through
 //     a downward API volume, so there is no second copy of the template and no

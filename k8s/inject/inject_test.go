@@ -15,7 +15,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/envoy/validate"
 )
 
@@ -159,10 +159,10 @@ func TestReviewInjects(t *testing.T) {
 			if proxy.Image != "envoy:test" || authz.Image != "tokentailor:test" {
 				t.Errorf("images = %q, %q", proxy.Image, authz.Image)
 			}
-			if !slices.Contains(proxy.Ports, corev1.ContainerPort{Name: "tt-envoy", ContainerPort: envoyconfig.InboundPort, Protocol: corev1.ProtocolTCP}) {
+			if !slices.Contains(proxy.Ports, corev1.ContainerPort{Name: "tt-envoy", ContainerPort: envoy.InboundPort, Protocol: corev1.ProtocolTCP}) {
 				t.Errorf("envoy ports = %+v", proxy.Ports)
 			}
-			if got := proxy.ReadinessProbe.HTTPGet; got == nil || got.Path != envoyconfig.ReadyPath || got.Port.IntValue() != envoyconfig.ReadyPort {
+			if got := proxy.ReadinessProbe.HTTPGet; got == nil || got.Path != envoy.ReadyPath || got.Port.IntValue() != envoy.ReadyPort {
 				t.Errorf("envoy readiness probe = %+v", proxy.ReadinessProbe)
 			}
 			if got := authz.ReadinessProbe.HTTPGet; got == nil || got.Path != "/readyz" || got.Port.IntValue() != AdminPort {
@@ -215,13 +215,13 @@ func TestReviewInjects(t *testing.T) {
 			}
 
 			// The injected bootstrap is valid and points at the app's port.
-			b, err := validate.File([]byte(pod.Annotations[AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoyconfig.AuthzSocket})
+			b, err := validate.File([]byte(pod.Annotations[AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoy.AuthzSocket})
 			if err != nil {
 				t.Fatalf("injected Envoy config invalid: %v", err)
 			}
 			var port uint32
 			for _, c := range b.GetStaticResources().GetClusters() {
-				if c.GetName() == envoyconfig.AppCluster {
+				if c.GetName() == envoy.AppCluster {
 					port = c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
 				}
 			}

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 )
 
 // Names of the volumes the webhook adds.
@@ -161,18 +161,18 @@ func (in *Injector) containers() []corev1.Container {
 			"--log-level", "info",
 		},
 		Ports: []corev1.ContainerPort{
-			{Name: "tt-envoy", ContainerPort: envoyconfig.InboundPort, Protocol: corev1.ProtocolTCP},
-			{Name: "tt-envoy-ready", ContainerPort: envoyconfig.ReadyPort, Protocol: corev1.ProtocolTCP},
+			{Name: "tt-envoy", ContainerPort: envoy.InboundPort, Protocol: corev1.ProtocolTCP},
+			{Name: "tt-envoy-ready", ContainerPort: envoy.ReadyPort, Protocol: corev1.ProtocolTCP},
 		},
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: envoyconfig.ReadyPath, Port: intstr.FromInt32(envoyconfig.ReadyPort),
+				Path: envoy.ReadyPath, Port: intstr.FromInt32(envoy.ReadyPort),
 			}},
 			PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2,
 		},
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
-				Port: intstr.FromInt32(envoyconfig.InboundPort),
+				Port: intstr.FromInt32(envoy.InboundPort),
 			}},
 			InitialDelaySeconds: 10, PeriodSeconds: 10, FailureThreshold: 3, TimeoutSeconds: 2,
 		},

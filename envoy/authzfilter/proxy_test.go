@@ -1,4 +1,4 @@
-package envoyclient
+package authzfilter
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 )
 
 // fakeAuthz is an AuthorizationClient answering from a function and
@@ -55,7 +55,7 @@ type echoed struct {
 }
 
 func TestProxy(t *testing.T) {
-	s, err := Load(envoyconfig.Sidecar(), envoyconfig.InboundListener)
+	s, err := Load(envoy.Sidecar(), envoy.InboundListener)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package envoyclient
+package authzfilter
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"context"
@@ -15,9 +15,11 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/credential"
+	"github.com/tokentailor/tokentailor/extauthz/exchange"
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
+	"github.com/tokentailor/tokentailor/extauthz/upstream"
 )
 
 // buildFrom builds a pipeline from cfg text whose file paths resolve
@@ -40,8 +42,8 @@ func buildFrom(t *testing.T, text, dir string, env Env) *Pipeline {
 
 func keySetOf(t *testing.T, p *Pipeline, issuer string) jwks.Options {
 	t.Helper()
-	for _, s := range p.keySets {
-		if o := s.Options(); o.Issuer == issuer {
+	for _, u := range p.keySets {
+		if o := u.set.Options(); o.Issuer == issuer {
 			return o
 		}
 	}
@@ -68,10 +70,11 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 	cfgText := strings.NewReplacer("https://issuer-a.test", a.URL(), "https://issuer-b.test", b.URL()).Replace(string(text))
 	p := buildFrom(t, cfgText, dir, Env{})
 
-	v := p.JWT.(*jwtverify.Verifier).Options()
-	in := p.Opaque.(*introspect.Introspector).Options()
-	exA := p.Sources[extauthz.ModeExchange].(exchangeRouter)[a.URL()].Options()
-	exB := p.Sources[extauthz.ModeExchange].(exchangeRouter)[b.URL()].Options()
+	rt := p.routes[p.Policy.Route("r-exchange")]
+	v := rt.jwt.(*jwtverify.Verifier).Options()
+	in := rt.opaque.(*introspect.Introspector).Options()
+	exA := rt.source.(upstream.Exchange)[a.URL()].(*exchange.Exchanger).Options()
+	exB := rt.source.(upstream.Exchange)[b.URL()].(*exchange.Exchanger).Options()
 	ksA, ksB := keySetOf(t, p, a.URL()), keySetOf(t, p, b.URL())
 	m := p.Minter.Options()
 	mint, exch, emb := p.Policy.Route("r-mint").Grant(), p.Policy.Route("r-exchange").Grant(), p.Policy.Route("r-embedded").Grant()
@@ -92,6 +95,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"issuers[0].hmac_secret":            string(v.Issuers[0].HMACSecret),
 		"issuers[0].clock_skew":             v.Issuers[0].ClockSkew,
 		"issuers[0].required_typ":           v.Issuers[0].RequiredType,
+		"issuers[0].allow_missing_sub":      []bool{v.Issuers[0].AllowMissingSub, v.Issuers[1].AllowMissingSub},
 		"issuers[0].scope_claims":           v.Issuers[0].ScopeClaims,
 		"issuers[1].algorithms":             v.Issuers[1].Algorithms,
 		"issuers[1].hmac_secret bytes":      len(v.Issuers[1].HMACSecret),
@@ -100,7 +104,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"issuers[0].jwks_min_refetch":       ksA.MinRefetchInterval,
 		"issuers[0].http_timeout (jwks)":    ksA.Client.Timeout,
 		"issuers[1].discovery_url":          ksB.DiscoveryURL,
-		"issuers[0].introspection":          []any{in.Endpoint, in.JWTResponse, in.MaxCacheTTL, in.NegativeTTL, in.MaxInFlight},
+		"issuers[0].introspection":          []any{in.Endpoint, in.JWTResponse, in.MaxCacheTTL, in.NegativeTTL, in.MaxInFlight, in.AudienceByServer, in.SubjectClaims},
 		"issuers[0].http_timeout (intro)":   []time.Duration{in.Timeout, in.Client.Timeout},
 		"issuers[0].clock_skew (intro)":     in.Leeway,
 		"issuers[0].scope_claims (intro)":   in.ScopeClaims,
@@ -109,6 +113,8 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"issuers[0].token_endpoint":         exA.TokenEndpoint,
 		"issuers[0].http_timeout (exch)":    exA.Timeout,
 		"issuers[1].client":                 []string{exB.Auth.Name(), exB.Auth.ClientID()},
+		"issuers[1].token_endpoint":         []any{exB.TokenEndpoint, exB.TokenEndpointFunc != nil, len(p.resolvers)},
+		"issuers[1].http_timeout (exch)":    exB.Timeout,
 		"routes[0].upstream":                []any{mint.Audience, mint.Scopes, mint.Claims, mint.TTL, mint.Header, mint.Prefix, mint.StripCredential},
 		"routes[1].upstream.exchange":       *exch.Exchange,
 		"routes[2].upstream.embedded_claim": emb.EmbeddedClaim,
@@ -131,6 +137,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"issuers[0].hmac_secret":            strings.Repeat("h", 32),
 		"issuers[0].clock_skew":             7 * time.Second,
 		"issuers[0].required_typ":           "at+jwt",
+		"issuers[0].allow_missing_sub":      []bool{true, false},
 		"issuers[0].scope_claims":           []string{"scp"},
 		"issuers[1].algorithms":             []string{"EdDSA", "HS512"},
 		"issuers[1].hmac_secret bytes":      64,
@@ -139,7 +146,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"issuers[0].jwks_min_refetch":       11 * time.Second,
 		"issuers[0].http_timeout (jwks)":    13 * time.Second,
 		"issuers[1].discovery_url":          b.URL() + "/.well-known/openid-configuration",
-		"issuers[0].introspection":          []any{a.URL() + "/introspect", true, 17 * time.Second, 3 * time.Second, 5},
+		"issuers[0].introspection":          []any{a.URL() + "/introspect", true, 17 * time.Second, 3 * time.Second, 5, true, []string{"username", "client_id"}},
 		"issuers[0].http_timeout (intro)":   []time.Duration{13 * time.Second, 13 * time.Second},
 		"issuers[0].clock_skew (intro)":     7 * time.Second,
 		"issuers[0].scope_claims (intro)":   []string{"scp"},
@@ -148,9 +155,12 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"issuers[0].token_endpoint":         a.URL() + "/token",
 		"issuers[0].http_timeout (exch)":    13 * time.Second,
 		"issuers[1].client":                 []string{"private_key_jwt", "tt-b"},
+		"issuers[1].token_endpoint":         []any{"", true, 1}, // from discovery, per call
+		"issuers[1].http_timeout (exch)":    config.DefaultHTTPTimeout,
 		"routes[0].upstream":                []any{"mint-api", []string{"s1"}, map[string]any{"env": "test"}, 4 * time.Minute, "x-internal", "Tok ", false},
 		"routes[1].upstream.exchange": extauthz.ExchangeSpec{
-			Issuer: a.URL(), Resource: "https://res.nondefault.test", RequestedTokenType: "urn:ietf:params:oauth:token-type:jwt", Actor: true,
+			Issuer: a.URL(), Resource: "https://res.nondefault.test", Actor: true,
+			SubjectTokenType: "urn:ietf:params:oauth:token-type:jwt", RequestedTokenType: "urn:ietf:params:oauth:token-type:jwt",
 		},
 		"routes[2].upstream.embedded_claim": "nested",
 		"routes[3].public":                  true,
@@ -200,16 +210,17 @@ func TestHTTPTimeoutIsTheOutboundDeadline(t *testing.T) {
 	p := buildFrom(t, strings.ReplaceAll(slowIssuerConfig, "{{ISSUER}}", is.URL()), "", Env{Transport: slowTransport{delay: 3 * time.Second}})
 	ctx := context.Background()
 
-	if err := p.keySets[0].Refresh(ctx); err != nil {
+	if err := p.keySets[0].set.Refresh(ctx); err != nil {
 		t.Errorf("jwks: %v", err)
 	}
-	cred := extauthz.Credential{Raw: "opaque-1", Kind: extauthz.KindOpaque, Sum: extauthz.TokenHash("opaque-1")}
-	pr, err := p.Opaque.Authenticate(ctx, cred)
+	cred := extauthz.Credential{Raw: "opaque-1", Kind: extauthz.KindOpaque, CachedTokenHash: extauthz.TokenHash("opaque-1")}
+	rt := p.routes[p.Policy.Route("ex")]
+	pr, err := rt.opaque.Authenticate(ctx, cred)
 	if err != nil {
 		t.Fatalf("introspection: %v", err)
 	}
 	g := p.Policy.Route("ex").Grant()
-	if _, err := p.Sources[extauthz.ModeExchange].Token(ctx, pr, g); err != nil {
+	if _, err := rt.source.Token(ctx, pr, g); err != nil {
 		t.Errorf("exchange: %v", err)
 	}
 }
@@ -249,8 +260,8 @@ routes:
     upstream: {mode: forward}
 `, "{{ISSUER}}", is.URL())
 			p := buildFrom(t, cfg, "", Env{})
-			cred := extauthz.Credential{Raw: "opaque-1", Kind: extauthz.KindOpaque, Sum: extauthz.TokenHash("opaque-1")}
-			if _, err := p.Opaque.Authenticate(context.Background(), cred); err != nil {
+			cred := extauthz.Credential{Raw: "opaque-1", Kind: extauthz.KindOpaque, CachedTokenHash: extauthz.TokenHash("opaque-1")}
+			if _, err := p.routes[p.Policy.Route("r")].opaque.Authenticate(context.Background(), cred); err != nil {
 				t.Fatalf("Authenticate() = %v, want the token accepted within clock_skew", err)
 			}
 		})

@@ -1,4 +1,4 @@
-// Package envoyclient is a Go model of Envoy's HTTP ext_authz filter acting as
+// Package authzfilter is a Go model of Envoy's HTTP ext_authz filter acting as
 // a gRPC client of an authorization service, for tests, the `tokentailor
 // request` command and load generators, on machines where no Envoy runs.
 //
@@ -81,4 +81,4 @@
 // path_with_escaped_slashes_action, x-envoy-* header
 // sanitising beyond the few headers Proxy sets (x-forwarded-proto,
 // x-forwarded-for, x-request-id), and HTTP/2 specifics.
-package envoyclient
+package authzfilter

@@ -1,4 +1,4 @@
-package envoyclient
+package authzfilter
 
 import (
 	"errors"
@@ -9,24 +9,24 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/envoy/validate"
 )
 
 func TestLoadSidecar(t *testing.T) {
-	s, err := Load(envoyconfig.Sidecar(), envoyconfig.InboundListener)
+	s, err := Load(envoy.Sidecar(), envoy.InboundListener)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := s.Filter
-	if f.Name != "envoy.filters.http.ext_authz" || f.Cluster != envoyconfig.AuthzCluster || f.Timeout != time.Second ||
+	if f.Name != "envoy.filters.http.ext_authz" || f.Cluster != envoy.AuthzCluster || f.Timeout != time.Second ||
 		f.StatusOnError != 503 || f.FailureModeAllow || !f.ValidateMutations || f.MaxRequestHeadersKB != 60 {
 		t.Errorf("filter = %+v", f)
 	}
-	if got, want := s.Clusters[envoyconfig.AuthzCluster], (Endpoint{Network: "unix", Address: envoyconfig.AuthzSocket}); got != want {
+	if got, want := s.Clusters[envoy.AuthzCluster], (Endpoint{Network: "unix", Address: envoy.AuthzSocket}); got != want {
 		t.Errorf("authz endpoint = %+v, want %+v", got, want)
 	}
-	if got := s.Clusters[envoyconfig.AppCluster].Address; got != "127.0.0.1:3000" {
+	if got := s.Clusters[envoy.AppCluster].Address; got != "127.0.0.1:3000" {
 		t.Errorf("app endpoint = %q", got)
 	}
 	if !s.NormalizePath || !s.MergeSlashes || !s.UseRemoteAddress {
@@ -67,7 +67,7 @@ func TestLoadSidecar(t *testing.T) {
 }
 
 func TestLoadGateway(t *testing.T) {
-	s, err := Load(envoyconfig.Gateway(), envoyconfig.InboundListener)
+	s, err := Load(envoy.Gateway(), envoy.InboundListener)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestLoadGateway(t *testing.T) {
 			t.Errorf("%s: route = %+v, %v", name, r, ok)
 		}
 	}
-	if got := s.Clusters[envoyconfig.AuthzCluster]; got.GRPCTarget() != envoyconfig.AuthzTCPAddr {
+	if got := s.Clusters[envoy.AuthzCluster]; got.GRPCTarget() != envoy.AuthzTCPAddr {
 		t.Errorf("authz target = %q", got.GRPCTarget())
 	}
 }
@@ -93,8 +93,8 @@ func TestLoadErrors(t *testing.T) {
 		listener string
 		wantErr  error
 	}{
-		{name: "unknown listener", yaml: envoyconfig.Sidecar(), listener: "nope", wantErr: ErrConfig},
-		{name: "listener without ext_authz", yaml: envoyconfig.Sidecar(), listener: envoyconfig.ReadyListener, wantErr: ErrConfig},
+		{name: "unknown listener", yaml: envoy.Sidecar(), listener: "nope", wantErr: ErrConfig},
+		{name: "listener without ext_authz", yaml: envoy.Sidecar(), listener: envoy.ReadyListener, wantErr: ErrConfig},
 		{name: "not a bootstrap", yaml: []byte("admin: [1"), listener: "inbound", wantErr: validate.ErrSyntax},
 		{name: "virtual host and route configs merge", yaml: perRoute, listener: "inbound"},
 	}
