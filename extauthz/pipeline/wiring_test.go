@@ -1,11 +1,16 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +20,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/credential"
+	"github.com/tokentailor/tokentailor/extauthz/discovery"
 	"github.com/tokentailor/tokentailor/extauthz/exchange"
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
@@ -265,5 +271,89 @@ routes:
 				t.Fatalf("Authenticate() = %v, want the token accepted within clock_skew", err)
 			}
 		})
+	}
+}
+
+// syncBuffer is a log sink safe for the pipeline's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestMetadataWithoutEndpoint: endpoints come from a metadata document that
+// names neither introspection_endpoint nor token_endpoint. Build does not
+// fail on it (it makes no call to the issuer); each request that needs one
+// is a 503 with a log line naming the endpoint, and CheckEndpoints (what
+// check-config runs) names the config fields to set.
+func TestMetadataWithoutEndpoint(t *testing.T) {
+	is := authztest.New(t)
+	is.Handle("GET /meta-without-endpoints", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		md := is.Metadata()
+		delete(md, "introspection_endpoint")
+		delete(md, "token_endpoint")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(md)
+	}))
+	t.Setenv("TT_META_SECRET", "pw")
+	logs := &syncBuffer{}
+	cfg := strings.ReplaceAll(`
+listen: {grpc: "127.0.0.1:0"}
+issuers:
+  - issuer: {{ISSUER}}
+    discovery_url: {{ISSUER}}/meta-without-endpoints
+    audiences: [api]
+    introspection: {}
+    client: {id: tt, secret: {env: TT_META_SECRET}}
+routes:
+  - name: ex
+    match: {path_prefix: /}
+    upstream: {mode: exchange, audience: api}
+`, "{{ISSUER}}", is.URL())
+	p := buildFrom(t, cfg, "", Env{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready: %v", p.Ready())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx := context.Background()
+	rt := p.routes[p.Policy.Route("ex")]
+
+	cred := extauthz.Credential{Raw: "opaque-1", Kind: extauthz.KindOpaque}
+	_, err := rt.opaque.Authenticate(ctx, cred)
+	if _, d := p.Response.Deny(err); !errors.Is(err, discovery.ErrNoEndpoint) || d.Status != http.StatusServiceUnavailable {
+		t.Errorf("introspection: %v (status %d), want a 503 for the missing endpoint", err, d.Status)
+	}
+	if !strings.Contains(logs.String(), "introspection_endpoint") {
+		t.Errorf("no log line names introspection_endpoint:\n%s", logs)
+	}
+
+	pr := &extauthz.Principal{Issuer: is.URL(), Subject: "alice", ExpiresAt: time.Now().Add(time.Hour), Credential: extauthz.Credential{Raw: "in", Kind: extauthz.KindOpaque}}
+	_, err = rt.source.Token(ctx, pr, p.Policy.Route("ex").Grant())
+	if _, d := p.Response.Deny(err); !errors.Is(err, discovery.ErrNoEndpoint) || d.Status != http.StatusServiceUnavailable {
+		t.Errorf("exchange: %v (status %d), want a 503 for the missing endpoint", err, d.Status)
+	}
+	if !strings.Contains(logs.String(), "token_endpoint") {
+		t.Errorf("no log line names token_endpoint:\n%s", logs)
+	}
+
+	err = p.CheckEndpoints(ctx)
+	for _, field := range []string{"issuers[0].introspection.endpoint", "issuers[0].token_endpoint"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("CheckEndpoints() = %v, want it to name %s", err, field)
+		}
 	}
 }
