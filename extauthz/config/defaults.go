@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -52,7 +53,14 @@ const (
 	DefaultSubjectType = "urn:ietf:params:oauth:token-type:access_token"
 	// DefaultAudience is introspection.audience: the answer's aud must hold
 	// one of the issuer's audiences.
-	DefaultAudience   = AudienceClaim
+	DefaultAudience = AudienceClaim
+	// DefaultIntrospectionRate is introspection.rate_limit.per_second: new
+	// tokens (and answers past max_cache_ttl) a second one sidecar may ask
+	// about; a gateway with more distinct tokens a minute raises it.
+	DefaultIntrospectionRate = 100.0
+	DefaultTokenAlphabet     = "base64url"
+	// MaxTokenSegments bounds introspection.token_shape.segments.
+	MaxTokenSegments  = 16
 	DefaultAuthMethod = "client_secret_basic"
 	DefaultMode       = "mint"
 )
@@ -83,6 +91,7 @@ func (c *Config) applyDefaults() {
 	c.Credential.defaults()
 	c.Cache.defaults()
 	c.Runtime.defaults()
+	c.applyDPoPDefaults()
 	setDefault(&c.RouteKey, DefaultRouteKey)
 	for i := range c.Issuers {
 		c.Issuers[i].defaults()
@@ -170,6 +179,17 @@ func (is *Issuer) defaults() {
 		if len(in.SubjectClaims) == 0 {
 			in.SubjectClaims = slices.Clone(DefaultSubjectClaims)
 		}
+		setDefault(&in.RateLimit.PerSecond, DefaultIntrospectionRate)
+		if in.RateLimit.Burst == 0 && in.RateLimit.PerSecond > 0 && in.RateLimit.PerSecond <= math.MaxInt32 {
+			in.RateLimit.Burst = int(math.Ceil(in.RateLimit.PerSecond))
+		}
+		if in.TokenShape != nil && *in.TokenShape == (TokenShape{}) {
+			in.TokenShape = nil // all empty, as the reference config shows it: no shape
+		}
+		if sh := in.TokenShape; sh != nil {
+			setDefault(&sh.Alphabet, DefaultTokenAlphabet)
+			setDefault(&sh.Segments, 1)
+		}
 	}
 	if cl := is.Client; cl != nil && cl.AuthMethod == "" {
 		cl.AuthMethod = DefaultAuthMethod
@@ -194,6 +214,9 @@ func (r *Route) defaults() {
 func (u *Upstream) defaults() {
 	setDefault(&u.Mode, DefaultMode)
 	setDuration(&u.TTL, DefaultTTL)
+	if u.Mode == "txn_token" {
+		setDefault(&u.Header, "txn-token") // draft §10.1; never Authorization
+	}
 	setDefault(&u.Header, DefaultHeader)
 	u.Header = strings.ToLower(u.Header)
 	if u.Prefix == nil {

@@ -117,6 +117,9 @@ func (c *Config) Files() []string {
 	for _, k := range c.Mint.Keys {
 		add(k.File)
 	}
+	if s := c.DPoP.NonceSecret; s != nil {
+		add(s.File)
+	}
 	for _, is := range c.Issuers {
 		if is.HMACSecret != nil {
 			add(is.HMACSecret.File)

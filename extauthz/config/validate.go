@@ -39,6 +39,7 @@ func (c *Config) problems() []FieldError {
 	c.Credential.validate(&p)
 	c.validateCacheRuntime(&p)
 	c.validateIssuers(&p)
+	c.validateDPoP(&p)
 	c.validateRoutes(&p)
 	return p
 }
@@ -251,6 +252,10 @@ func (is *Issuer) validateIntrospection(p *problems, f string) {
 	if in.MaxInFlight < 0 {
 		p.add(f+".max_in_flight", "must be positive")
 	}
+	checkRateLimit(p, f+".rate_limit", in.RateLimit)
+	if in.TokenShape != nil {
+		checkTokenShape(p, f+".token_shape", in.TokenShape)
+	}
 	if in.Audience != AudienceClaim && in.Audience != AudienceServer {
 		p.add(f+".audience", "%q is not claim or server", in.Audience)
 	}
@@ -316,6 +321,20 @@ func (c *Config) validateRoute(p *problems, f string, r *Route, names map[string
 		p.add(f+".name", "duplicate route name %q", r.Name)
 	case strings.ContainsAny(r.Name, " \t\n\"'"):
 		p.add(f+".name", "%q must not contain spaces or quotes", r.Name)
+	}
+	switch r.SenderConstraint {
+	case "", "off", "optional", "required":
+	default:
+		hint := ""
+		if r.SenderConstraint == "false" || r.SenderConstraint == "true" {
+			hint = ` (YAML reads a bare off or on as a boolean: write "off")`
+		}
+		p.add(f+".sender_constraint", "%q: want off, optional or required%s", r.SenderConstraint, hint)
+	}
+	if o := r.DPoPOrigin; o != "" {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			p.add(f+".dpop_origin", "%q: want scheme://host[:port] only", o)
+		}
 	}
 	names[r.Name] = true
 	r.Match.validate(p, f+".match")
@@ -388,8 +407,15 @@ func (c *Config) validateMode(p *problems, uf string, u *Upstream) {
 		if u.Audience == "" {
 			p.add(uf+".audience", "required for mode embedded: it picks the embedded token")
 		}
+	case "txn_token":
+		if c.TxnToken.TrustDomain == "" || c.TxnToken.Workload == "" {
+			p.add(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload")
+		}
+		if len(u.Scopes) == 0 {
+			p.add(uf+".scopes", "required for mode txn_token: a Txn-Token's scope is its purpose")
+		}
 	default:
-		p.add(uf+".mode", "%q is not mint, forward, exchange or embedded", u.Mode)
+		p.add(uf+".mode", "%q is not mint, forward, exchange, embedded or txn_token", u.Mode)
 	}
 	if u.Exchange != nil && u.Mode != "exchange" {
 		p.add(uf+".exchange", "only for mode exchange")
@@ -438,4 +464,41 @@ func (c *Config) hasIssuer(iss string) bool {
 func isTokenTypeURI(v string) bool {
 	u, err := url.Parse(v)
 	return err == nil && u.Scheme != "" && (u.Opaque != "" || u.Host != "") && !strings.ContainsAny(v, " \t\r\n")
+}
+
+// checkRateLimit checks an introspection rate limit (defaults applied).
+func checkRateLimit(p *problems, f string, rl RateLimit) {
+	if rl.PerSecond <= 0 || rl.PerSecond > 1e6 {
+		p.add(f+".per_second", "must be above 0 and at most 1000000")
+	}
+	if rl.Burst < 1 || rl.Burst > 1e6 {
+		p.add(f+".burst", "must be 1 to 1000000")
+	}
+}
+
+// checkTokenShape checks a token shape (defaults applied).
+func checkTokenShape(p *problems, f string, sh *TokenShape) {
+	switch sh.Alphabet {
+	case "base64url", "base64", "hex", "alnum":
+	default:
+		p.add(f+".alphabet", "must be base64url, base64, hex or alnum")
+	}
+	if sh.Segments < 1 || sh.Segments > MaxTokenSegments {
+		p.add(f+".segments", "must be 1 to %d", MaxTokenSegments)
+	}
+	for i := range len(sh.Prefix) {
+		if c := sh.Prefix[i]; c <= 0x20 || c >= 0x7f {
+			p.add(f+".prefix", "must be printable ASCII without spaces")
+			break
+		}
+	}
+	least := len(sh.Prefix) + 2*max(sh.Segments, 1) - 1
+	switch {
+	case sh.MinLength < 0:
+		p.add(f+".min_length", "must not be negative")
+	case sh.MaxLength < 0:
+		p.add(f+".max_length", "must not be negative")
+	case sh.MaxLength > 0 && sh.MaxLength < max(sh.MinLength, least):
+		p.add(f+".max_length", "must be at least min_length and the %d bytes the prefix and segments need", least)
+	}
 }

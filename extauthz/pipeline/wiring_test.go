@@ -73,6 +73,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 	}
 	t.Setenv("TT_NONDEFAULT_HMAC", strings.Repeat("h", 32))
 	t.Setenv("TT_NONDEFAULT_SECRET", "secret-of-a")
+	t.Setenv("TT_NONDEFAULT_NONCE", strings.Repeat("n", 40))
 	cfgText := strings.NewReplacer("https://issuer-a.test", a.URL(), "https://issuer-b.test", b.URL()).Replace(string(text))
 	p := buildFrom(t, cfgText, dir, Env{})
 
@@ -113,6 +114,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"issuers[0].introspection":          []any{in.Endpoint, in.JWTResponse, in.MaxCacheTTL, in.NegativeTTL, in.MaxInFlight, in.AudienceByServer, in.SubjectClaims},
 		"issuers[0].http_timeout (intro)":   []time.Duration{in.Timeout, in.Client.Timeout},
 		"issuers[0].clock_skew (intro)":     in.Leeway,
+		"issuers[0].introspection limits":   []any{in.RateLimit, in.RateBurst, *in.TokenShape},
 		"issuers[0].scope_claims (intro)":   in.ScopeClaims,
 		"issuers[0].audiences (intro)":      in.Audiences,
 		"issuers[0].client (intro)":         []string{in.Auth.Name(), in.Auth.ClientID()},
@@ -127,7 +129,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"routes[3].public":                  p.Policy.Route("r-public").Public,
 	}
 	want := map[string]any{
-		"credential":                        credential.Options{Header: "x-token", Scheme: "Token", MaxBytes: 4321},
+		"credential":                        credential.Options{Header: "x-token", Scheme: "Token", MaxBytes: 4321, DPoP: true},
 		"mint.realm":                        "nondefault-realm",
 		"mint.issuer":                       "https://tt.nondefault.test",
 		"mint.keys":                         []string{"k-ed", "k-p256"},
@@ -155,15 +157,18 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"issuers[0].introspection":          []any{a.URL() + "/introspect", true, 17 * time.Second, 3 * time.Second, 5, true, []string{"username", "client_id"}},
 		"issuers[0].http_timeout (intro)":   []time.Duration{13 * time.Second, 13 * time.Second},
 		"issuers[0].clock_skew (intro)":     7 * time.Second,
-		"issuers[0].scope_claims (intro)":   []string{"scp"},
-		"issuers[0].audiences (intro)":      []string{"api-a", "api-a2"},
-		"issuers[0].client (intro)":         []string{"client_secret_post", "tt-a"},
-		"issuers[0].token_endpoint":         a.URL() + "/token",
-		"issuers[0].http_timeout (exch)":    13 * time.Second,
-		"issuers[1].client":                 []string{"private_key_jwt", "tt-b"},
-		"issuers[1].token_endpoint":         []any{"", true, 1}, // from discovery, per call
-		"issuers[1].http_timeout (exch)":    config.DefaultHTTPTimeout,
-		"routes[0].upstream":                []any{"mint-api", []string{"s1"}, map[string]any{"env": "test"}, 4 * time.Minute, "x-internal", "Tok ", false},
+		"issuers[0].introspection limits": []any{7.5, 3, introspect.Shape{
+			Prefix: "tt_at_", Alphabet: "hex", Segments: 2, MinLength: 20, MaxLength: 80,
+		}},
+		"issuers[0].scope_claims (intro)": []string{"scp"},
+		"issuers[0].audiences (intro)":    []string{"api-a", "api-a2"},
+		"issuers[0].client (intro)":       []string{"client_secret_post", "tt-a"},
+		"issuers[0].token_endpoint":       a.URL() + "/token",
+		"issuers[0].http_timeout (exch)":  13 * time.Second,
+		"issuers[1].client":               []string{"private_key_jwt", "tt-b"},
+		"issuers[1].token_endpoint":       []any{"", true, 1}, // from discovery, per call
+		"issuers[1].http_timeout (exch)":  config.DefaultHTTPTimeout,
+		"routes[0].upstream":              []any{"mint-api", []string{"s1"}, map[string]any{"env": "test"}, 4 * time.Minute, "x-internal", "Tok ", false},
 		"routes[1].upstream.exchange": extauthz.ExchangeSpec{
 			Issuer: a.URL(), Resource: "https://res.nondefault.test", Actor: true,
 			SubjectTokenType: "urn:ietf:params:oauth:token-type:jwt", RequestedTokenType: "urn:ietf:params:oauth:token-type:jwt",
