@@ -292,6 +292,11 @@ type Upstream struct {
 	// EmbeddedClaim names the claim holding embedded tokens, a map from
 	// audience to JWT (mode embedded; default "tokens").
 	EmbeddedClaim string `json:"embedded_claim"`
+	// EmbeddedIssuers lists issuers, other than the incoming token's, whose
+	// embedded tokens are accepted (mode embedded; default none: the embedded
+	// token's iss must equal the incoming token's). Its sub must always equal
+	// the incoming token's.
+	EmbeddedIssuers []string `json:"embedded_issuers"`
 }
 
 // Exchange configures RFC 8693 token exchange for a route.

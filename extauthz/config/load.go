@@ -564,8 +564,16 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 		if u.Audience == "" {
 			bad(uf+".audience", "required for mode embedded: it picks the embedded token")
 		}
+		for j, iss := range u.EmbeddedIssuers {
+			if !c.hasIssuer(iss) {
+				bad(fmt.Sprintf("%s.embedded_issuers[%d]", uf, j), "%q names no configured issuer", iss)
+			}
+		}
 	default:
 		bad(uf+".mode", "%q is not mint, forward, exchange or embedded", u.Mode)
+	}
+	if len(u.EmbeddedIssuers) > 0 && u.Mode != "embedded" {
+		bad(uf+".embedded_issuers", "only for mode embedded")
 	}
 	if u.Exchange != nil && u.Mode != "exchange" {
 		bad(uf+".exchange", "only for mode exchange")

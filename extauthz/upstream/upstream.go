@@ -64,8 +64,11 @@ type Embedded struct {
 var _ extauthz.TokenSource = (*Embedded)(nil)
 
 // Token returns the embedded token for g.Audience. A missing, invalid,
-// wider-scoped or longer-lived embedded token is refused (403): the client's
-// token is valid, what it carries for this route is not.
+// wider-scoped or longer-lived embedded token is refused (403), and so is one
+// issued to another subject, or by another issuer than the carrier's unless
+// the route lists it in g.EmbeddedIssuers: the client's token is valid, what
+// it carries for this route is not. Without the subject tie, a token for
+// mallory could carry one for victim and hand the upstream victim's rights.
 func (s *Embedded) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.Grant) (extauthz.Token, error) {
 	raw, ok := embeddedFor(p.Claims[g.EmbeddedClaim], g.Audience)
 	if !ok {
@@ -78,6 +81,12 @@ func (s *Embedded) Token(ctx context.Context, p *extauthz.Principal, g *extauthz
 		}
 		// The client's token is valid; what it carries for this route is not: 403.
 		return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q: %v", extauthz.ErrNoEmbeddedToken, g.Audience, err)
+	}
+	if inner.Subject != p.Subject {
+		return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q is for another subject than the incoming token", extauthz.ErrNoEmbeddedToken, g.Audience)
+	}
+	if inner.Issuer != p.Issuer && !slices.Contains(g.EmbeddedIssuers, inner.Issuer) {
+		return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q is from another issuer than the incoming token", extauthz.ErrNoEmbeddedToken, g.Audience)
 	}
 	for _, sc := range inner.Scopes {
 		// Invariant 2: the upstream's scopes are within incoming ∩ route.
