@@ -128,7 +128,9 @@ func embeddedFor(v any, aud string) (string, bool) {
 // refused with extauthz.ErrInternal (503): a source that produced one is
 // broken, and the client is not to blame (invariant 2). Every mode but
 // exchange is wrapped: an exchanged token's lifetime is the authorization
-// server's decision.
+// server's decision, and tokentailor cannot shorten a token it did not sign;
+// the exchanger caches and reports it no longer than the incoming token. The
+// README's invariant 2 states this exception and why.
 func NotOutliving(src extauthz.TokenSource) extauthz.TokenSource {
 	return notOutliving{src}
 }
