@@ -54,8 +54,18 @@ type Listen struct {
 	Socket string `json:"socket"`
 	// Admin is the HTTP address for JWKS, health, readiness and metrics.
 	Admin string `json:"admin"`
-	// ShutdownGrace bounds how long in-flight checks may finish on SIGTERM (default 10s).
+	// Drain is how long new checks are still served after SIGTERM while
+	// /readyz and gRPC health already say not serving (default 5s), so that
+	// Envoy and Kubernetes stop sending before the listener closes.
+	Drain Duration `json:"drain"`
+	// ShutdownGrace bounds how long in-flight checks may finish once the
+	// drain is over and the listener closed (default 10s).
 	ShutdownGrace Duration `json:"shutdown_grace"`
+	// MaxRequestBytes bounds the size of a CheckRequest that is judged;
+	// a larger one is denied with 431 (default 1048576). gRPC itself
+	// accepts up to MaxGRPCMessageBytes so that the denial is an answer,
+	// never a gRPC error.
+	MaxRequestBytes int `json:"max_request_bytes"`
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	// Off by default; keep the admin listener on loopback when it is on.
 	Pprof bool `json:"pprof"`

@@ -77,22 +77,28 @@ func cleanYAMLError(err error) string {
 
 // Defaults used when the file leaves a field empty.
 const (
-	DefaultRouteKey       = "route"
-	DefaultClockSkew      = 30 * time.Second
-	DefaultJWKSRefresh    = 5 * time.Minute
-	DefaultJWKSMinRefetch = 5 * time.Second
-	DefaultHTTPTimeout    = 5 * time.Second
-	DefaultTTL            = 5 * time.Minute
-	DefaultMaxEntries     = 10000
-	DefaultGCPercent      = 400
-	DefaultMaxTokenBytes  = 8192
-	DefaultShutdownGrace  = 10 * time.Second
-	DefaultMaxCacheTTL    = 60 * time.Second
-	DefaultNegativeTTL    = 5 * time.Second
-	DefaultMaxInFlight    = 32
-	DefaultEmbeddedClaim  = "tokens"
-	DefaultRequestedType  = "urn:ietf:params:oauth:token-type:access_token"
-	DefaultSubjectType    = "urn:ietf:params:oauth:token-type:access_token"
+	DefaultRouteKey        = "route"
+	DefaultClockSkew       = 30 * time.Second
+	DefaultJWKSRefresh     = 5 * time.Minute
+	DefaultJWKSMinRefetch  = 5 * time.Second
+	DefaultHTTPTimeout     = 5 * time.Second
+	DefaultTTL             = 5 * time.Minute
+	DefaultMaxEntries      = 10000
+	DefaultGCPercent       = 400
+	DefaultMaxTokenBytes   = 8192
+	DefaultShutdownGrace   = 10 * time.Second
+	DefaultDrain           = 5 * time.Second
+	DefaultMaxRequestBytes = 1 << 20
+	// MaxGRPCMessageBytes is what the gRPC server receives; listen.max_request_bytes
+	// may not exceed it. Envoy's header limit (max_request_headers_kb) tops out
+	// at 8 MiB, far below it.
+	MaxGRPCMessageBytes  = 64 << 20
+	DefaultMaxCacheTTL   = 60 * time.Second
+	DefaultNegativeTTL   = 5 * time.Second
+	DefaultMaxInFlight   = 32
+	DefaultEmbeddedClaim = "tokens"
+	DefaultRequestedType = "urn:ietf:params:oauth:token-type:access_token"
+	DefaultSubjectType   = "urn:ietf:params:oauth:token-type:access_token"
 	// AudienceClaim and AudienceServer are the values of introspection.audience.
 	AudienceClaim  = "claim"
 	AudienceServer = "server"
@@ -107,6 +113,12 @@ var DefaultScopeClaims = []string{"scope", "scp"}
 func (c *Config) applyDefaults() {
 	if !c.Listen.ShutdownGrace.IsSet() {
 		c.Listen.ShutdownGrace.Duration = DefaultShutdownGrace
+	}
+	if !c.Listen.Drain.IsSet() {
+		c.Listen.Drain.Duration = DefaultDrain
+	}
+	if c.Listen.MaxRequestBytes == 0 {
+		c.Listen.MaxRequestBytes = DefaultMaxRequestBytes
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -284,6 +296,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen.ShutdownGrace.Duration < 0 {
 		bad("listen.shutdown_grace", "must not be negative")
+	}
+	if c.Listen.Drain.Duration < 0 {
+		bad("listen.drain", "must not be negative")
+	}
+	if n := c.Listen.MaxRequestBytes; n < 4096 || n > MaxGRPCMessageBytes {
+		bad("listen.max_request_bytes", "%d is not between 4096 and %d", n, MaxGRPCMessageBytes)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

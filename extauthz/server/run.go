@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -66,6 +67,8 @@ type Server struct {
 
 	grpcLn, socketLn, adminLn net.Listener
 
+	draining atomic.Bool // set on shutdown: /readyz and gRPC health say not serving
+
 	reloadMu   sync.Mutex
 	closed     bool     // set once Serve stops; Reload then does nothing
 	lastSum    [32]byte // files of the config in use
@@ -119,7 +122,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	}
 
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(1 << 20))
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(config.MaxGRPCMessageBytes))
 	authv3.RegisterAuthorizationServer(s.grpc, s.authz)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -190,8 +193,9 @@ func addr(ln net.Listener) net.Addr {
 }
 
 // Serve serves until ctx ends, reloading on reload signals and on changes of
-// the config file or the files it names. Then it stops accepting, lets
-// in-flight checks finish (at most listen.shutdown_grace) and returns nil.
+// the config file or the files it names. Then it drains (listen.drain: not
+// ready, still answering), stops accepting, lets in-flight checks finish (at
+// most listen.shutdown_grace) and returns nil.
 func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
 	errc := make(chan error, 3)
 	for _, ln := range []net.Listener{s.grpcLn, s.socketLn} {
@@ -227,8 +231,25 @@ func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
 	s.reloadMu.Lock()
 	s.closed = true
 	s.reloadMu.Unlock()
+	if err == nil {
+		s.drain()
+	}
 	s.stop()
 	return err
+}
+
+// drain tells everyone who asks that this process is going away — /readyz
+// answers 503, gRPC health NOT_SERVING — and keeps answering Checks for
+// listen.drain, so that Envoy's health checks and Kubernetes' endpoint
+// removal move traffic away before the listener closes. Closing at once
+// would turn the Checks still on their way into Unavailable errors, which
+// Envoy answers by status_on_error (or lets through, with failure_mode_allow).
+func (s *Server) drain() {
+	d := s.authz.Pipeline().Config.Listen.Drain.Duration
+	s.draining.Store(true)
+	s.health.Shutdown()
+	s.log.Info("draining: not ready, still answering checks", "drain", d)
+	time.Sleep(d)
 }
 
 func addrString(ln net.Listener) string {
@@ -239,6 +260,7 @@ func addrString(ln net.Listener) string {
 }
 
 func (s *Server) stop() {
+	s.draining.Store(true)
 	s.health.Shutdown()
 	grace := s.authz.Pipeline().Config.Listen.ShutdownGrace.Duration
 	done := make(chan struct{})

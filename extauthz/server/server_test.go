@@ -122,7 +122,12 @@ func newHarnessClock(t *testing.T, cfg string, setup func(*authztest.Issuer), no
 	h.mintPub = pub
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
 	h.write("signing.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	h.write("config.yaml", strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL()))
+	cfg = strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL())
+	if !strings.Contains(cfg, "  drain:") {
+		// Tests stop many servers: no drain unless the test is about it.
+		cfg = strings.Replace("\n"+cfg, "\nlisten:\n", "\nlisten:\n  drain: 0s\n", 1)
+	}
+	h.write("config.yaml", cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: pipeline.Env{Now: h.now}})

@@ -1,0 +1,141 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Issue 11: a CheckRequest over grpc-go's default 4 MiB (1 MiB as
+// configured before) was a gRPC ResourceExhausted error, which Envoy hands to
+// failure_mode_allow. Every size Envoy can send gets a CheckResponse.
+func TestOversizedCheckRequestIsDeniedWithACheckResponse(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	tok := h.token(nil)
+	tests := []struct {
+		name       string
+		extra      int // bytes of one extra header
+		wantStatus int
+	}{
+		{name: "Envoy's default header limit (60 KiB)", extra: 60 << 10, wantStatus: 200},
+		{name: "just over max_request_bytes", extra: 1<<20 + 1, wantStatus: 431},
+		{name: "beyond the old gRPC limit", extra: 8 << 20, wantStatus: 431},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := h.check("GET", "/orders/1", map[string]string{"authorization": "Bearer " + tok, "x-big": strings.Repeat("a", tt.extra)})
+			if got := httpStatus(resp); got != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %v", got, tt.wantStatus, resp.GetStatus())
+			}
+		})
+	}
+}
+
+func TestMaxRequestBytesIsConfigurable(t *testing.T) {
+	h := newHarness(t, strings.Replace(baseConfig, "  shutdown_grace: 5s", "  shutdown_grace: 5s\n  max_request_bytes: 8192", 1))
+	tok := h.token(nil)
+	if got := httpStatus(h.check("GET", "/orders/1", map[string]string{"authorization": "Bearer " + tok})); got != 200 {
+		t.Fatalf("small request: %d, want 200", got)
+	}
+	if got := httpStatus(h.check("GET", "/orders/1", map[string]string{"authorization": "Bearer " + tok, "x-big": strings.Repeat("a", 8192)})); got != 431 {
+		t.Fatalf("request over 8192 bytes: %d, want 431", got)
+	}
+}
+
+// Issue 11: SIGTERM closed the listener at once, so new Checks got
+// Unavailable. Now: not ready and NOT_SERVING at once, new Checks answered
+// for listen.drain, then the listener closes.
+func TestDrainAnswersNewChecksWhileReportingNotServing(t *testing.T) {
+	const drain = 1500 * time.Millisecond
+	h := newHarness(t, strings.Replace(baseConfig, "  shutdown_grace: 5s", "  shutdown_grace: 5s\n  drain: 1500ms", 1))
+	tok := h.token(jwt.MapClaims{})
+	addr := h.srv.GRPCAddr().String()
+	readyz := "http://" + h.srv.AdminAddr().String() + "/readyz"
+	health := func(conn *grpc.ClientConn) healthpb.HealthCheckResponse_ServingStatus {
+		hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName})
+		if err != nil {
+			return -1
+		}
+		return hc.GetStatus()
+	}
+	// A fresh connection per Check: Envoy opens new ones during a drain too.
+	freshCheck := func() (int, error) {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, checkRequest("GET", "/orders/1", bearer(tok)))
+		if err != nil {
+			return 0, err
+		}
+		return httpStatus(resp), nil
+	}
+	for deadline := time.Now().Add(3 * time.Second); health(h.conn) != healthpb.HealthCheckResponse_SERVING; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("gRPC health never SERVING before SIGTERM")
+		}
+	}
+
+	start := time.Now()
+	h.cancel() // SIGTERM
+	var notServingAfter time.Duration
+	for {
+		if health(h.conn) == healthpb.HealthCheckResponse_NOT_SERVING {
+			notServingAfter = time.Since(start)
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("gRPC health still SERVING 1s after SIGTERM")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	res, err := http.Get(readyz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz during drain = %d, want 503", res.StatusCode)
+	}
+
+	var answered, failed atomic.Int64
+	var lastAnswer time.Duration
+	for time.Since(start) < drain-200*time.Millisecond {
+		st, err := freshCheck()
+		if err != nil || st != 200 {
+			failed.Add(1)
+			t.Errorf("Check %v into the drain: %d, %v", time.Since(start).Round(time.Millisecond), st, err)
+			continue
+		}
+		if st := httpStatus(h.check("GET", "/orders/1", bearer(tok))); st != 200 {
+			t.Errorf("Check on the open connection during drain: %d", st)
+		}
+		answered.Add(1)
+		lastAnswer = time.Since(start)
+	}
+	<-h.done
+	stopped := time.Since(start)
+	if stopped < drain {
+		t.Errorf("stopped %v after SIGTERM, before the drain of %v ended", stopped, drain)
+	}
+	if _, err := freshCheck(); err == nil {
+		t.Error("a Check was answered after the server stopped")
+	}
+	t.Logf("drain %v: NOT_SERVING %v after SIGTERM; %d new Checks answered (0 failed), the last %v after SIGTERM; stopped after %v",
+		drain, notServingAfter.Round(time.Millisecond), answered.Load(), lastAnswer.Round(time.Millisecond), stopped.Round(time.Millisecond))
+	if answered.Load() == 0 || failed.Load() != 0 {
+		t.Fatalf("answered %d, failed %d", answered.Load(), failed.Load())
+	}
+}
