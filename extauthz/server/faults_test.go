@@ -2,7 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -138,4 +143,102 @@ func TestDrainAnswersNewChecksWhileReportingNotServing(t *testing.T) {
 	if answered.Load() == 0 || failed.Load() != 0 {
 		t.Fatalf("answered %d, failed %d", answered.Load(), failed.Load())
 	}
+}
+
+// Issue 11: a reload whose new issuer's keys could not be fetched was
+// swapped in after ReadyTimeout anyway, so a ready server turned into one
+// answering 503. The serving pipeline stays until the new one is ready.
+func TestReloadNeverReplacesAReadyPipelineWithAnUnreadyOne(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	tok := h.token(nil)
+	var up atomic.Bool
+	second := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		res, err := http.Get(h.is.URL() + "/jwks.json")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.Copy(w, res.Body)
+	}))
+	t.Cleanup(second.Close)
+	old := h.srv.Authz().Pipeline()
+	cfg := strings.Replace(strings.ReplaceAll(baseConfig, "{{ISSUER}}", h.is.URL()), "routes:", `  - issuer: https://second.test
+    jwks_url: `+second.URL+`/jwks.json
+    audiences: [api.example.com]
+    jwks_min_refetch: 200ms
+routes:`, 1)
+	h.write("config.yaml", cfg)
+	start := time.Now()
+	if err := h.srv.Reload(context.Background(), true); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if h.srv.Authz().Pipeline() != old {
+		t.Fatal("a pipeline whose issuer keys were never fetched replaced the ready one")
+	}
+	if st := httpStatus(h.check("GET", "/orders/1", bearer(tok))); st != 200 {
+		t.Fatalf("a valid token answered %d while the new config waits for keys", st)
+	}
+	res, err := http.Get("http://" + h.srv.AdminAddr().String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("/readyz = %d while the previous config serves", res.StatusCode)
+	}
+	up.Store(true)
+	for h.srv.Authz().Pipeline() == old {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the new pipeline was never swapped in once its keys came")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := len(h.srv.Authz().Pipeline().Config.Issuers); got != 2 {
+		t.Fatalf("serving a config with %d issuers, want the new one's 2", got)
+	}
+	if st := httpStatus(h.check("GET", "/orders/1", bearer(tok))); st != 200 {
+		t.Fatalf("after the swap a valid token answered %d", st)
+	}
+}
+
+// Issue 11: a config written in place was applied half-written. A reload
+// reads the files twice a settle interval apart and applies them only when
+// both reads agree.
+func TestReloadWaitsForTheFileToStopChanging(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	full := strings.NewReplacer("{{ISSUER}}", h.is.URL(), "ttl: 2m", "ttl: 1m", "\nlisten:\n", "\nlisten:\n  drain: 0s\n").Replace(baseConfig)
+	path := filepath.Join(h.dir, "config.yaml")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A writer that is slower than the settle interval: one line every 20ms.
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for _, line := range strings.SplitAfter(full, "\n") {
+			_, _ = f.WriteString(line)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := h.srv.Reload(context.Background(), true); !errors.Is(err, ErrConfigChanging) {
+		t.Fatalf("Reload while the file is being written: %v, want ErrConfigChanging", err)
+	}
+	<-writerDone
+	deadline := time.Now().Add(10 * time.Second)
+	for h.srv.Authz().Pipeline().Config.Routes[0].Upstream.TTL.Duration != time.Minute {
+		if time.Now().After(deadline) {
+			t.Fatal("the finished file was never applied")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("applied %v after the writer finished", time.Until(deadline.Add(-10*time.Second)).Abs().Round(time.Millisecond))
 }

@@ -41,8 +41,12 @@ type Options struct {
 	// Env carries overrides for building pipelines (clock, transport, minter).
 	Env pipeline.Env
 	// ReadyTimeout bounds how long a reload waits for new issuers' keys
-	// before swapping anyway (default 10s).
+	// before it returns; the previous config keeps serving until they come
+	// (default 10s).
 	ReadyTimeout time.Duration
+	// Settle is how long a reload waits before reading the config files a
+	// second time; it applies them only if both reads agree (default 200ms).
+	Settle time.Duration
 	// AdminMux, when set, gets extra handlers (dev mode's issuer).
 	AdminMux func(*http.ServeMux)
 	// TuneRuntime applies the config's runtime section (GC target and soft
@@ -74,6 +78,8 @@ type Server struct {
 	lastSum    [32]byte // files of the config in use
 	failedSum  [32]byte // files of the last config refused, not retried until they change
 	restartSum string   // the settings that need a restart, as in use
+	// pendingCancel gives up a reloaded pipeline waiting for its keys.
+	pendingCancel context.CancelFunc
 }
 
 // New loads the config, builds the first pipeline and binds every listener.
@@ -81,6 +87,9 @@ type Server struct {
 func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 10 * time.Second
+	}
+	if opts.Settle == 0 {
+		opts.Settle = 200 * time.Millisecond
 	}
 	cfg := opts.Config
 	if cfg == nil {
@@ -230,6 +239,7 @@ func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
 	watchers.Wait()
 	s.reloadMu.Lock()
 	s.closed = true
+	s.cancelPending()
 	s.reloadMu.Unlock()
 	if err == nil {
 		s.drain()

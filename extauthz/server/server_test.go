@@ -122,12 +122,7 @@ func newHarnessClock(t *testing.T, cfg string, setup func(*authztest.Issuer), no
 	h.mintPub = pub
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
 	h.write("signing.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	cfg = strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL())
-	if !strings.Contains(cfg, "  drain:") {
-		// Tests stop many servers: no drain unless the test is about it.
-		cfg = strings.Replace("\n"+cfg, "\nlisten:\n", "\nlisten:\n  drain: 0s\n", 1)
-	}
-	h.write("config.yaml", cfg)
+	h.write("config.yaml", strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL()))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: pipeline.Env{Now: h.now}})
@@ -153,8 +148,14 @@ func (h *harness) stop() {
 	h.conn.Close()
 }
 
+// write writes a file into the server's directory. A config.yaml gets
+// listen.drain 0s unless it says otherwise: tests stop many servers, and only
+// the drain test wants to wait.
 func (h *harness) write(name, content string) {
 	h.t.Helper()
+	if name == "config.yaml" && !strings.Contains(content, "  drain:") {
+		content = strings.Replace("\n"+content, "\nlisten:\n", "\nlisten:\n  drain: 0s\n", 1)
+	}
 	if err := os.WriteFile(filepath.Join(h.dir, name), []byte(content), 0o600); err != nil {
 		h.t.Fatal(err)
 	}
