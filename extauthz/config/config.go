@@ -13,6 +13,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -148,7 +149,9 @@ type Issuer struct {
 	// next one an unknown kid may cause, and the cap of the retry backoff
 	// after failed fetches (default 5s).
 	JWKSMinRefetch Duration `json:"jwks_min_refetch"`
-	// HTTPTimeout bounds each call to the issuer (default 5s).
+	// HTTPTimeout bounds each call to the issuer (default 2s). Envoy's
+	// ext_authz timeout must exceed it (the shipped configs use 3s): an
+	// answer that comes after Envoy gave up is wasted.
 	HTTPTimeout Duration `json:"http_timeout"`
 	// Opaque marks the issuer that introspects opaque (non-JWT) tokens. At most one.
 	Opaque bool `json:"opaque"`
@@ -267,14 +270,41 @@ type Match struct {
 	Methods []string `json:"methods"`
 }
 
-// Require lists what a credential must carry.
+// Require lists what a credential must carry. A route that is not public
+// must state it, if only as "require: {}" (any valid token): a missing or
+// null require is refused, so that a file cut after "require:" cannot mean
+// "nothing required".
 type Require struct {
 	// Scopes must all be granted.
 	Scopes []string `json:"scopes"`
 	// Claims maps a claim name to accepted values: the claim (a string or an
 	// array) must hold one of them.
 	Claims map[string]StringList `json:"claims"`
+
+	// stated is set when the file gave require a value other than null.
+	stated bool
 }
+
+// UnmarshalJSON decodes require strictly and remembers that it was stated;
+// null leaves it unstated.
+func (r *Require) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
+	type plain Require
+	var p plain
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*r = Require(p)
+	r.stated = true
+	return nil
+}
+
+// Stated reports whether the file gave require a value (not null, not missing).
+func (r Require) Stated() bool { return r.stated }
 
 // Upstream says what the upstream of a route receives.
 type Upstream struct {

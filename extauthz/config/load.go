@@ -81,7 +81,7 @@ const (
 	DefaultClockSkew       = 30 * time.Second
 	DefaultJWKSRefresh     = 5 * time.Minute
 	DefaultJWKSMinRefetch  = 5 * time.Second
-	DefaultHTTPTimeout     = 5 * time.Second
+	DefaultHTTPTimeout     = 2 * time.Second
 	DefaultTTL             = 5 * time.Minute
 	DefaultMaxEntries      = 10000
 	DefaultGCPercent       = 400
@@ -555,6 +555,9 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 			bad(f+".require", "a public route cannot require scopes or claims")
 		}
 		return
+	}
+	if !r.Require.Stated() {
+		bad(f+".require", `missing or null: a route that is not public states what the token must carry, e.g. "require: {scopes: [orders:read]}", or "require: {}" for any valid token, so that a file cut after "require:" cannot mean "nothing required" (a route open to all needs "public: true")`)
 	}
 	u := &r.Upstream
 	uf := f + ".upstream"

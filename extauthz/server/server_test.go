@@ -91,6 +91,7 @@ routes:
       copy_claims: {tenant: ""}
       ttl: 2m
   - name: internal-header
+    require: {}
     match: {path_prefix: /internal}
     upstream:
       audience: internal-api
