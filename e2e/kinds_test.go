@@ -9,7 +9,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
 )
 
@@ -30,7 +30,7 @@ func TestTokenKinds(t *testing.T) {
 	cfg = bytes.Replace(cfg, []byte("required_typ: at+jwt"), []byte(`required_typ: ""`), 1)
 	startTokentailor(t, tt, dir, cfg)
 	app := newApp(t, "app", "http://"+tt.admin+"/.well-known/jwks.json", mintIssuer, "orders-api")
-	base := harnessFront(t, envoyconfig.Sidecar(), tt, map[string]string{envoyconfig.AppCluster: app.URL})
+	base := harnessFront(t, envoy.Sidecar(), tt, map[string]string{envoy.AppCluster: app.URL})
 
 	exp := time.Now().Add(10 * time.Minute).Unix()
 	claims := func(extra jwt.MapClaims) jwt.MapClaims {

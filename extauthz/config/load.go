@@ -102,6 +102,13 @@ const (
 	// AudienceClaim and AudienceServer are the values of introspection.audience.
 	AudienceClaim  = "claim"
 	AudienceServer = "server"
+	// DefaultIntrospectionRate is introspection.rate_limit.per_second: new
+	// tokens (and answers past max_cache_ttl) a second one sidecar may ask
+	// about; a gateway with more distinct tokens a minute raises it.
+	DefaultIntrospectionRate = 100.0
+	DefaultTokenAlphabet     = "base64url"
+	// MaxTokenSegments bounds introspection.token_shape.segments.
+	MaxTokenSegments = 16
 )
 
 // DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
@@ -140,6 +147,7 @@ func (c *Config) applyDefaults() {
 		}
 		c.Credential.Scheme = &s
 	}
+	c.applyDPoPDefaults()
 	if c.Credential.MaxBytes == 0 {
 		c.Credential.MaxBytes = DefaultMaxTokenBytes
 	}
@@ -197,6 +205,20 @@ func (c *Config) applyDefaults() {
 			if len(in.SubjectClaims) == 0 {
 				in.SubjectClaims = []string{"sub"}
 			}
+			if in.RateLimit.PerSecond == 0 {
+				in.RateLimit.PerSecond = DefaultIntrospectionRate
+			}
+			if in.RateLimit.Burst == 0 && in.RateLimit.PerSecond > 0 && in.RateLimit.PerSecond <= math.MaxInt32 {
+				in.RateLimit.Burst = int(math.Ceil(in.RateLimit.PerSecond))
+			}
+			if sh := in.TokenShape; sh != nil {
+				if sh.Alphabet == "" {
+					sh.Alphabet = DefaultTokenAlphabet
+				}
+				if sh.Segments == 0 {
+					sh.Segments = 1
+				}
+			}
 		}
 		if is.Introspection != nil {
 			is.Opaque = true
@@ -225,6 +247,9 @@ func (c *Config) applyDefaults() {
 		}
 		if !u.TTL.IsSet() {
 			u.TTL.Duration = DefaultTTL
+		}
+		if u.Header == "" && u.Mode == "txn_token" {
+			u.Header = "txn-token" // draft §10.1; never Authorization
 		}
 		if u.Header == "" {
 			u.Header = "authorization"
@@ -373,6 +398,7 @@ func (c *Config) Validate() error {
 		bad("issuers", "at most one issuer may handle opaque tokens (opaque: true or introspection)")
 	}
 
+	c.validateDPoP(bad)
 	names := map[string]bool{}
 	for i := range c.Routes {
 		c.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, opaque > 0, bad)
@@ -467,6 +493,10 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 		if in.MaxInFlight < 0 {
 			bad(f+".introspection.max_in_flight", "must be positive")
 		}
+		checkRateLimit(bad, f+".introspection.rate_limit", in.RateLimit)
+		if in.TokenShape != nil {
+			checkTokenShape(bad, f+".introspection.token_shape", in.TokenShape)
+		}
 		if in.Audience != AudienceClaim && in.Audience != AudienceServer {
 			bad(f+".introspection.audience", "%q is not claim or server", in.Audience)
 		}
@@ -505,6 +535,43 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 	}
 }
 
+// checkRateLimit checks an introspection rate limit (defaults applied).
+func checkRateLimit(bad func(string, string, ...any), f string, rl RateLimit) {
+	if rl.PerSecond <= 0 || rl.PerSecond > 1e6 {
+		bad(f+".per_second", "must be above 0 and at most 1000000")
+	}
+	if rl.Burst < 1 || rl.Burst > 1e6 {
+		bad(f+".burst", "must be 1 to 1000000")
+	}
+}
+
+// checkTokenShape checks a token shape (defaults applied).
+func checkTokenShape(bad func(string, string, ...any), f string, sh *TokenShape) {
+	switch sh.Alphabet {
+	case "base64url", "base64", "hex", "alnum":
+	default:
+		bad(f+".alphabet", "must be base64url, base64, hex or alnum")
+	}
+	if sh.Segments < 1 || sh.Segments > MaxTokenSegments {
+		bad(f+".segments", "must be 1 to %d", MaxTokenSegments)
+	}
+	for i := range len(sh.Prefix) {
+		if c := sh.Prefix[i]; c <= 0x20 || c >= 0x7f {
+			bad(f+".prefix", "must be printable ASCII without spaces")
+			break
+		}
+	}
+	least := len(sh.Prefix) + 2*max(sh.Segments, 1) - 1
+	switch {
+	case sh.MinLength < 0:
+		bad(f+".min_length", "must not be negative")
+	case sh.MaxLength < 0:
+		bad(f+".max_length", "must not be negative")
+	case sh.MaxLength > 0 && sh.MaxLength < max(sh.MinLength, least):
+		bad(f+".max_length", "must be at least min_length and the %d bytes the prefix and segments need", least)
+	}
+}
+
 func (c *Config) validateSecret(f string, s *Secret, bad func(string, string, ...any)) {
 	if (s.File == "") == (s.Env == "") {
 		bad(f, "set exactly one of file or env")
@@ -512,6 +579,20 @@ func (c *Config) validateSecret(f string, s *Secret, bad func(string, string, ..
 }
 
 func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOpaque bool, bad func(string, string, ...any)) {
+	switch r.SenderConstraint {
+	case "", "off", "optional", "required":
+	default:
+		hint := ""
+		if r.SenderConstraint == "false" || r.SenderConstraint == "true" {
+			hint = ` (YAML reads a bare off or on as a boolean: write "off")`
+		}
+		bad(f+".sender_constraint", "%q: want off, optional or required%s", r.SenderConstraint, hint)
+	}
+	if o := r.DPoPOrigin; o != "" {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad(f+".dpop_origin", "%q: want scheme://host[:port] only", o)
+		}
+	}
 	switch {
 	case r.Name == "":
 		bad(f+".name", "required")
@@ -590,8 +671,15 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 				bad(fmt.Sprintf("%s.embedded_issuers[%d]", uf, j), "%q names no configured issuer", iss)
 			}
 		}
+	case "txn_token":
+		if c.TxnToken.TrustDomain == "" || c.TxnToken.Workload == "" {
+			bad(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload")
+		}
+		if len(u.Scopes) == 0 {
+			bad(uf+".scopes", "required for mode txn_token: a Txn-Token's scope is its purpose")
+		}
 	default:
-		bad(uf+".mode", "%q is not mint, forward, exchange or embedded", u.Mode)
+		bad(uf+".mode", "%q is not mint, forward, exchange, embedded or txn_token", u.Mode)
 	}
 	if len(u.EmbeddedIssuers) > 0 && u.Mode != "embedded" {
 		bad(uf+".embedded_issuers", "only for mode embedded")
@@ -677,6 +765,9 @@ func (c *Config) Files() []string {
 	}
 	for _, k := range c.Mint.Keys {
 		add(k.File)
+	}
+	if s := c.DPoP.NonceSecret; s != nil {
+		add(s.File)
 	}
 	for _, is := range c.Issuers {
 		if is.HMACSecret != nil {

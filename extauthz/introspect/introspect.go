@@ -10,7 +10,9 @@
 // token revoked at the authorization server is still accepted here: keep it
 // short (the default is one minute). Inactive, expired and otherwise refused
 // answers are kept for Options.NegativeTTL, so a client repeating a bad token
-// does not turn into repeated calls. Route policy is evaluated by the caller
+// does not turn into repeated calls. Refusals live in a cache of their own
+// (Options.NegativeCacheEntries), so a flood of bad tokens fills that one and
+// never evicts an active answer. Route policy is evaluated by the caller
 // on every request, cached answer or not; exp and nbf are checked against the
 // clock on every request too.
 //
@@ -22,6 +24,22 @@
 // a slot before its context ends is denied with extauthz.ErrIssuerUnavailable,
 // so a flood of random opaque strings cannot become an unbounded stream of
 // calls to the issuer.
+//
+// # Floods
+//
+// Three things together keep a flood of made-up tokens from reaching the
+// issuer or starving real ones:
+//   - Options.TokenShape refuses a token that cannot be the issuer's (wrong
+//     prefix, length, alphabet or segments) with extauthz.ErrInvalidToken,
+//     before any cache or call: random strings cost nothing but the check;
+//   - refusals are cached apart from active answers (see above);
+//   - Options.RateLimit caps the calls per second with a token bucket
+//     (golang.org/x/time/rate). A check that finds the bucket empty is
+//     denied at once with extauthz.ErrIssuerUnavailable wrapping
+//     ErrRateLimited (503), and counted in the metric
+//     tokentailor_issuer_requests_limited_total. The limiter cannot tell a
+//     real new token from a made-up one of the right shape: against such a
+//     flood it protects the issuer, and new tokens share the bucket with it.
 //
 // An unreachable server, a timeout, a non-200 status, and an answer that is
 // malformed, too large, of the wrong media type or (RFC 9701) not validly
@@ -50,6 +68,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -58,6 +77,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/cache"
@@ -149,12 +169,31 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics counts calls and cache lookups; may be nil.
 	Metrics *metrics.Metrics
+	// NegativeCacheEntries bounds the cache of refusals, which is kept apart
+	// from the cache of active answers; 0 means CacheEntries.
+	NegativeCacheEntries int
+	// RateLimit is the most introspection calls per second, as a token
+	// bucket of RateBurst calls; a check that finds the bucket empty is
+	// denied without a call. 0 means no limit.
+	RateLimit float64
+	// RateBurst is the size of the bucket; 0 means RateLimit rounded up.
+	RateBurst int
+	// TokenShape, when set, refuses tokens that cannot be the issuer's
+	// (extauthz.ErrInvalidToken) without a call.
+	TokenShape *Shape
 }
+
+// ErrRateLimited is wrapped (with extauthz.ErrIssuerUnavailable) by the
+// denial of a check that would exceed Options.RateLimit.
+var ErrRateLimited = errors.New("introspection rate limit reached")
 
 // Introspector is an extauthz.Authenticator for opaque tokens.
 type Introspector struct {
 	opts   Options
-	cache  *cache.Cache[entry]
+	cache  *cache.Cache[entry] // active answers
+	neg    *cache.Cache[entry] // refusals
+	limit  *rate.Limiter       // nil: no limit
+	shape  *ShapeMatcher       // nil: any shape
 	group  singleflight.Group
 	sem    *semaphore.Weighted
 	now    func() time.Time
@@ -228,6 +267,28 @@ func New(opts Options) (*Introspector, error) {
 		accept: MediaTypeJSON,
 	}
 	i.cache = cache.New[entry]("introspection", opts.CacheEntries, opts.Metrics)
+	negEntries := opts.NegativeCacheEntries
+	if negEntries <= 0 {
+		negEntries = opts.CacheEntries
+	}
+	i.neg = cache.New[entry]("introspection_negative", negEntries, opts.Metrics)
+	if opts.RateLimit < 0 || opts.RateBurst < 0 {
+		return nil, errors.New("introspect: RateLimit and RateBurst must not be negative")
+	}
+	if opts.RateLimit > 0 {
+		burst := opts.RateBurst
+		if burst == 0 {
+			burst = int(math.Ceil(opts.RateLimit))
+		}
+		i.limit = rate.NewLimiter(rate.Limit(opts.RateLimit), burst)
+	}
+	if opts.TokenShape != nil {
+		m, err := NewShapeMatcher(*opts.TokenShape)
+		if err != nil {
+			return nil, fmt.Errorf("introspect: TokenShape: %w", err)
+		}
+		i.shape = m
+	}
 	if i.now == nil {
 		i.now = time.Now
 	}
@@ -251,6 +312,11 @@ func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credentia
 	}
 	if len(cred.Raw) > MaxTokenBytes {
 		return nil, fmt.Errorf("%w: token longer than %d bytes", extauthz.ErrMalformedCredential, MaxTokenBytes)
+	}
+	if i.shape != nil {
+		if err := i.shape.Match(cred.Raw); err != nil {
+			return nil, err
+		}
 	}
 	key := cred.TokenHash()
 	e, err := i.lookup(ctx, key, cred.Raw)
@@ -298,16 +364,20 @@ func (i *Introspector) lookup(ctx context.Context, key, raw string) (entry, erro
 	}
 }
 
+// cached returns the answer held for key: an active one, else a refusal.
 func (i *Introspector) cached(key string) (entry, bool) {
-	e, ok := i.cache.Get(key)
-	if !ok {
-		return entry{}, false
+	for _, c := range [...]*cache.Cache[entry]{i.cache, i.neg} {
+		e, ok := c.Get(key)
+		if !ok {
+			continue
+		}
+		if !i.now().Before(e.until) {
+			c.Delete(key)
+			continue
+		}
+		return e, true
 	}
-	if !i.now().Before(e.until) {
-		i.cache.Delete(key)
-		return entry{}, false
-	}
-	return e, true
+	return entry{}, false
 }
 
 // introspect makes one call and caches its outcome. Refusals come back as an
@@ -324,6 +394,12 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 	waitCtx, stopWait := context.WithCancel(callCtx)
 	defer stopWait()
 	defer context.AfterFunc(ctx, stopWait)()
+	if i.limit != nil && !i.limit.AllowN(i.now(), 1) {
+		// No log line: under a flood it would be one per refused token; the
+		// metric and the denial's own log line tell.
+		i.opts.Metrics.IssuerCallLimited(i.opts.Issuer, "introspection")
+		return entry{}, fmt.Errorf("%w: %w", extauthz.ErrIssuerUnavailable, ErrRateLimited)
+	}
 	if err := i.sem.Acquire(waitCtx, 1); err != nil {
 		i.log.WarnContext(ctx, "introspection slots exhausted", "issuer", i.opts.Issuer, "token", short)
 		i.opts.Metrics.IssuerCall(i.opts.Issuer, "introspection", err)
@@ -340,7 +416,7 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 	p, err := i.principal(a, now)
 	if err != nil {
 		e := entry{err: err, until: now.Add(i.opts.NegativeTTL)}
-		i.cache.Set(key, e, i.opts.NegativeTTL)
+		i.neg.Set(key, e, i.opts.NegativeTTL)
 		i.log.DebugContext(ctx, "introspection refused token", "issuer", i.opts.Issuer, "token", short, "error", err)
 		return e, nil
 	}

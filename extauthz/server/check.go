@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/logsample"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/request"
@@ -33,16 +34,21 @@ type Authz struct {
 	pipe    atomic.Pointer[pipeline.Pipeline]
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	denyLog *logsample.Sampler // thins deny lines per reason; metrics count them all
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
+
+// DenyLinesPerSecond is how many deny lines per reason are logged each
+// second; the rest are summed up in one "denials suppressed" line.
+const DenyLinesPerSecond = 10
 
 // NewAuthz returns an Authz serving p. log and m may be nil.
 func NewAuthz(p *pipeline.Pipeline, log *slog.Logger, m *metrics.Metrics) *Authz {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Authz{log: log, metrics: m}
+	a := &Authz{log: log, metrics: m, denyLog: logsample.New(DenyLinesPerSecond, time.Second, time.Now)}
 	a.pipe.Store(p)
 	return a
 }
@@ -94,6 +100,13 @@ func (a *Authz) record(out *pipeline.Outcome, took time.Duration) {
 	level := slog.LevelInfo
 	if o.Status >= 500 {
 		level = slog.LevelWarn
+	}
+	ok, suppressed := a.denyLog.Admit(o.Reason)
+	if suppressed > 0 {
+		a.log.Log(context.Background(), level, "denials suppressed", "reason", o.Reason, "suppressed", suppressed)
+	}
+	if !ok {
+		return
 	}
 	a.log.Log(context.Background(), level, "deny", "route", out.Route, "status", o.Status, "reason", o.Reason,
 		"token", out.TokenHash, "error", out.Err.Error(), "took", took)
