@@ -145,6 +145,7 @@ func exampleConfig(t *testing.T, name string, is *authztest.Issuer, dir string, 
 	}
 	listen["admin"] = tt.admin
 	listen["shutdown_grace"] = "1s"
+	listen["drain"] = "0s"
 	doc["log"] = map[string]any{"level": "debug", "format": "text"}
 
 	_, priv, err := ed25519.GenerateKey(rand.Reader)

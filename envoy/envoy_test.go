@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -331,5 +332,61 @@ func TestAccessorsReturnCopies(t *testing.T) {
 				t.Error("a caller's change reached the embedded file")
 			}
 		})
+	}
+}
+
+// Issue 11: tokentailor's slowest outbound call (one issuer call, bounded by
+// its http_timeout) must end before Envoy gives up on the Check: an answer
+// after Envoy's ext_authz timeout is wasted, and the client sees
+// status_on_error instead of the answer. Every bootstrap's timeout must
+// exceed the paired config's largest http_timeout by a margin for the work
+// around the call.
+func TestExtAuthzTimeoutExceedsTokentailorsOutboundDeadline(t *testing.T) {
+	const margin = 500 * time.Millisecond
+	for _, bs := range bootstraps {
+		t.Run(bs.file, func(t *testing.T) {
+			cfg, err := config.Load(filepath.Join("..", "docs", "examples", bs.example))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var slowest time.Duration
+			for _, is := range cfg.Issuers {
+				slowest = max(slowest, is.HTTPTimeout.Duration)
+			}
+			found := 0
+			walkExtAuthz(t, parse(t, bs.get()), func(f *extauthzv3.ExtAuthz) {
+				found++
+				// gRPC: grpc_service.timeout; HTTP: http_service.server_uri.timeout.
+				d := f.GetGrpcService().GetTimeout()
+				if hs := f.GetHttpService(); hs != nil {
+					d = hs.GetServerUri().GetTimeout()
+				}
+				timeout := d.AsDuration()
+				if d == nil {
+					timeout = 200 * time.Millisecond // Envoy's default
+				}
+				if timeout < slowest+margin {
+					t.Errorf("ext_authz timeout %v; %s's slowest outbound call takes up to %v: want at least %v", timeout, bs.example, slowest, slowest+margin)
+				}
+			})
+			if found == 0 {
+				t.Fatal("no ext_authz filter found")
+			}
+		})
+	}
+}
+
+// walkExtAuthz calls fn with every ext_authz filter of the inbound listener.
+func walkExtAuthz(t *testing.T, b *bootstrapv3.Bootstrap, fn func(*extauthzv3.ExtAuthz)) {
+	t.Helper()
+	for _, f := range hcm(t, listener(t, b, envoy.InboundListener)).GetHttpFilters() {
+		if !f.GetTypedConfig().MessageIs(&extauthzv3.ExtAuthz{}) {
+			continue
+		}
+		a := &extauthzv3.ExtAuthz{}
+		if err := f.GetTypedConfig().UnmarshalTo(a); err != nil {
+			t.Fatal(err)
+		}
+		fn(a)
 	}
 }

@@ -40,6 +40,9 @@ var (
 	// (dot segments, encoded separators, doubled slashes, ...), so no route can
 	// be chosen safely (400).
 	ErrAmbiguousRequest = errors.New("ambiguous request")
+	// ErrRequestTooLarge: the CheckRequest is larger than
+	// listen.max_request_bytes; its headers are too large to judge (431).
+	ErrRequestTooLarge = errors.New("request too large")
 	// ErrExchangeRefused: the token endpoint refused the exchange (403).
 	ErrExchangeRefused = errors.New("token exchange refused")
 	// ErrNoEmbeddedToken: the token holds no embedded token for the route (403).

@@ -204,6 +204,10 @@ type Grant struct {
 	Exchange *ExchangeSpec
 	// EmbeddedClaim names the claim that holds embedded tokens (ModeEmbedded).
 	EmbeddedClaim string
+	// EmbeddedIssuers are issuers other than the incoming token's whose
+	// embedded tokens are accepted (ModeEmbedded); the subject must match
+	// whatever the issuer.
+	EmbeddedIssuers []string
 }
 
 // ExchangeSpec holds the RFC 8693 parameters of a route.

@@ -62,9 +62,19 @@ func preStopSleep(c *corev1.Container) time.Duration {
 func TestDrainFitsInjectedPod(t *testing.T) {
 	authzTimeout := extAuthzTimeout(t, envoy.Sidecar())
 	proxyStop := time.Duration(inject.ProxyPreStopSeconds) * time.Second
-	if proxyStop+authzTimeout > inject.TokentailorDrain {
-		t.Errorf("Envoy's preStop %v + ext_authz timeout %v outlast tokentailor's drain %v: Checks would be refused while Envoy still serves",
-			proxyStop, authzTimeout, inject.TokentailorDrain)
+	// Envoy starts its last Check before its preStop ends: tokentailor must
+	// still accept it (drain), and that Check must be able to run its full
+	// ext_authz timeout before tokentailor closes in-flight streams.
+	if proxyStop >= inject.TokentailorDrain {
+		t.Errorf("Envoy's preStop %v outlasts tokentailor's drain %v: Checks would be refused while Envoy still serves",
+			proxyStop, inject.TokentailorDrain)
+	}
+	if proxyStop+authzTimeout > inject.TokentailorDrain+inject.TokentailorShutdownGrace {
+		t.Errorf("Envoy's preStop %v + ext_authz timeout %v outlast tokentailor's drain and shutdown grace %v",
+			proxyStop, authzTimeout, inject.TokentailorDrain+inject.TokentailorShutdownGrace)
+	}
+	if inject.TokentailorDrain != config.DefaultDrain {
+		t.Errorf("inject assumes listen.drain %v, the config default is %v", inject.TokentailorDrain, config.DefaultDrain)
 	}
 	if proxyStop == 0 {
 		t.Error("Envoy has no preStop: it stops before Services stop sending to the pod")
@@ -118,8 +128,11 @@ func TestDrainFitsManifests(t *testing.T) {
 	if envoyStop == 0 {
 		t.Error("sample app: Envoy has no preStop sleep")
 	}
-	if got := envoyStop + extAuthzTimeout(t, envoyYAML); got > inject.TokentailorDrain {
-		t.Errorf("sample app: Envoy's preStop + ext_authz timeout = %v > tokentailor's drain %v", got, inject.TokentailorDrain)
+	if envoyStop >= inject.TokentailorDrain {
+		t.Errorf("sample app: Envoy's preStop %v outlasts tokentailor's drain %v", envoyStop, inject.TokentailorDrain)
+	}
+	if got := envoyStop + extAuthzTimeout(t, envoyYAML); got > inject.TokentailorDrain+config.DefaultShutdownGrace {
+		t.Errorf("sample app: Envoy's preStop + ext_authz timeout = %v > tokentailor's drain and shutdown grace %v", got, inject.TokentailorDrain+config.DefaultShutdownGrace)
 	}
 	if s := preStopSleep(containerNamed(app, "tokentailor")); s != 0 {
 		t.Errorf("sample app: tokentailor's preStop %v delays its own drain past Envoy's", s)

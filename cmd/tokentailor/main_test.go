@@ -41,14 +41,14 @@ func TestCheckConfig(t *testing.T) {
 		}
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	os.WriteFile(bad, []byte("listen: {grpc: 127.0.0.1:1}\nroutes: [{name: a, upstream: {mode: forward, ttl: -1s}}]\n"), 0o600)
+	os.WriteFile(bad, []byte("listen: {grpc: 127.0.0.1:1}\nroutes: [{name: a, require: {}, upstream: {mode: forward, ttl: -1s}}]\n"), 0o600)
 	code, out := capture(t, "check-config", bad)
 	if code == 0 || !strings.Contains(out, "routes[0].upstream.ttl: must be positive") {
 		t.Fatalf("exit %d, output %q: want a message naming the field", code, out)
 	}
 	// Without -offline the keys are loaded: a missing key file fails.
 	missing := filepath.Join(t.TempDir(), "missing-key.yaml")
-	os.WriteFile(missing, []byte("listen: {grpc: 127.0.0.1:1}\nmint: {issuer: https://x, keys: [{file: nope.pem}]}\nroutes: [{name: a, upstream: {audience: b}}]\n"), 0o600)
+	os.WriteFile(missing, []byte("listen: {grpc: 127.0.0.1:1}\nmint: {issuer: https://x, keys: [{file: nope.pem}]}\nroutes: [{name: a, require: {}, upstream: {audience: b}}]\n"), 0o600)
 	if code, out := capture(t, "check-config", missing); code == 0 || !strings.Contains(out, "mint.keys[0]") {
 		t.Fatalf("exit %d, output %q: want the key file named", code, out)
 	}
@@ -80,7 +80,7 @@ func TestCheckConfigReachesDiscovery(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "c.yaml")
 			cfg := "listen: {grpc: 127.0.0.1:1}\nissuers:\n  - issuer: " + is.URL() + "\n    discovery_url: " + is.URL() + tt.metadata +
 				"\n    audiences: [api]\n    introspection: {}\n    client: {id: tt, secret: {env: TT_CHECK_SECRET}}\n" +
-				"routes: [{name: a, upstream: {mode: forward}}]\n"
+				"routes: [{name: a, require: {}, upstream: {mode: forward}}]\n"
 			if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
 				t.Fatal(err)
 			}

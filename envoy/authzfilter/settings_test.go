@@ -19,7 +19,7 @@ func TestLoadSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := s.Filter
-	if f.Name != "envoy.filters.http.ext_authz" || f.Cluster != envoy.AuthzCluster || f.Timeout != time.Second ||
+	if f.Name != "envoy.filters.http.ext_authz" || f.Cluster != envoy.AuthzCluster || f.Timeout != 3*time.Second ||
 		f.StatusOnError != 503 || f.FailureModeAllow || !f.ValidateMutations || f.MaxRequestHeadersKB != 60 {
 		t.Errorf("filter = %+v", f)
 	}

@@ -18,6 +18,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -70,8 +71,18 @@ type Listen struct {
 	Socket string `json:"socket"`
 	// Admin is the HTTP address for JWKS, health, readiness and metrics.
 	Admin string `json:"admin"`
-	// ShutdownGrace bounds how long in-flight checks may finish on SIGTERM (default 10s).
+	// Drain is how long new checks are still served after SIGTERM while
+	// /readyz and gRPC health already say not serving (default 5s), so that
+	// Envoy and Kubernetes stop sending before the listener closes.
+	Drain Duration `json:"drain"`
+	// ShutdownGrace bounds how long in-flight checks may finish once the
+	// drain is over and the listener closed (default 10s).
 	ShutdownGrace Duration `json:"shutdown_grace"`
+	// MaxRequestBytes bounds the size of a CheckRequest that is judged;
+	// a larger one is denied with 431 (default 1048576). gRPC itself
+	// accepts up to MaxGRPCMessageBytes so that the denial is an answer,
+	// never a gRPC error.
+	MaxRequestBytes int `json:"max_request_bytes"`
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	// Off by default; keep the admin listener on loopback when it is on.
 	Pprof bool `json:"pprof"`
@@ -169,7 +180,8 @@ type Issuer struct {
 	JWKSMinRefetch Duration `json:"jwks_min_refetch"`
 	// HTTPTimeout bounds each call to the issuer: discovery, JWKS,
 	// introspection (the wait for a free slot included) and token exchange
-	// (default 5s).
+	// (default 2s). Envoy's ext_authz timeout must exceed it (the shipped
+	// configs use 3s): an answer that comes after Envoy gave up is wasted.
 	HTTPTimeout Duration `json:"http_timeout"`
 	// Introspection configures RFC 7662 introspection for opaque tokens; the
 	// issuer that has it introspects every non-JWT token. At most one.
@@ -371,14 +383,41 @@ type Match struct {
 	Methods []string `json:"methods"`
 }
 
-// Require lists what a credential must carry.
+// Require lists what a credential must carry. A route that is not public
+// must state it, if only as "require: {}" (any valid token): a missing or
+// null require is refused, so that a file cut after "require:" cannot mean
+// "nothing required".
 type Require struct {
 	// Scopes must all be granted.
 	Scopes []string `json:"scopes"`
 	// Claims maps a claim name to accepted values: the claim (a string or an
 	// array) must hold one of them.
 	Claims map[string]StringList `json:"claims"`
+
+	// stated is set when the file gave require a value other than null.
+	stated bool
 }
+
+// UnmarshalJSON decodes require strictly and remembers that it was stated;
+// null leaves it unstated.
+func (r *Require) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
+	type plain Require
+	var p plain
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*r = Require(p)
+	r.stated = true
+	return nil
+}
+
+// Stated reports whether the file gave require a value (not null, not missing).
+func (r Require) Stated() bool { return r.stated }
 
 // Upstream says what the upstream of a route receives.
 type Upstream struct {
@@ -406,6 +445,11 @@ type Upstream struct {
 	// EmbeddedClaim names the claim holding embedded tokens, a map from
 	// audience to JWT (mode embedded; default "tokens").
 	EmbeddedClaim string `json:"embedded_claim"`
+	// EmbeddedIssuers lists issuers, other than the incoming token's, whose
+	// embedded tokens are accepted (mode embedded; default none: the embedded
+	// token's iss must equal the incoming token's). Its sub must always equal
+	// the incoming token's.
+	EmbeddedIssuers []string `json:"embedded_issuers"`
 }
 
 // Exchange configures RFC 8693 token exchange for a route.

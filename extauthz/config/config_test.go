@@ -39,6 +39,7 @@ issuers:
     audiences: [api]
 routes:
   - name: r
+    require: {}
     upstream: {audience: api}
 `
 
@@ -140,7 +141,27 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"copy onto registered claim", func(s string) string {
 			return strings.Replace(s, "{audience: api}", "{audience: api, copy_claims: {email: sub}}", 1)
 		}, "routes[0].upstream.copy_claims.email: cannot overwrite"},
-		{"duplicate route", func(s string) string { return s + "  - name: r\n    upstream: {audience: b}\n" }, `routes[1].name: duplicate route name "r"`},
+		{"duplicate route", func(s string) string { return s + "  - name: r\n    require: {}\n    upstream: {audience: b}\n" }, `routes[1].name: duplicate route name "r"`},
+		// Issue 11: a file cut after "require:" parsed as "nothing required".
+		{"require cut off", func(s string) string { return strings.Replace(s, "    require: {}\n", "    require:\n", 1) }, "routes[0].require: missing or null"},
+		{"require null", func(s string) string { return strings.Replace(s, "    require: {}\n", "    require: null\n", 1) }, "routes[0].require: missing or null"},
+		{"require missing", func(s string) string { return strings.Replace(s, "    require: {}\n", "", 1) }, "routes[0].require: missing or null"},
+		{"file cut after require", func(s string) string { return s + "  - name: admin\n    upstream: {audience: admin}\n    require:" }, "routes[1].require: missing or null"},
+		{"require typo", func(s string) string {
+			return strings.Replace(s, "    require: {}\n", "    require: {scope: [a]}\n", 1)
+		}, `unknown field "scope"`},
+		{"embedded issuers unknown", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, mode: embedded, embedded_issuers: [https://nope.test]}", 1)
+		}, `routes[0].upstream.embedded_issuers[0]: "https://nope.test" names no configured issuer`},
+		{"embedded issuers in mint", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, embedded_issuers: [https://idp.test]}", 1)
+		}, "routes[0].upstream.embedded_issuers: only for mode embedded"},
+		{"drain negative", func(s string) string {
+			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", drain: -1s}`, 1)
+		}, "listen.drain: must not be negative"},
+		{"max request bytes too small", func(s string) string {
+			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", max_request_bytes: 100}`, 1)
+		}, "listen.max_request_bytes: 100 is not between"},
 		{"dangling default", func(s string) string { return s + "default_route: nope\n" }, `default_route: "nope" names no route`},
 		{"issuer without keys", func(s string) string { return strings.Replace(s, "    jwks_url: https://idp.test/jwks\n", "", 1) }, "issuers[0]: needs jwks_url"},
 		{"jwks url not http", func(s string) string { return strings.Replace(s, "https://idp.test/jwks", "file:///etc/passwd", 1) }, "issuers[0].jwks_url"},
@@ -186,7 +207,7 @@ func TestValidateNamesTheField(t *testing.T) {
 			"line 9: issuers[0].audiences: want a list of strings"},
 		{"duration in words", func(s string) string {
 			return strings.Replace(s, "{audience: api}", `{audience: api, ttl: "5 minutes"}`, 1)
-		}, `line 12: routes[0].upstream.ttl: invalid duration "5 minutes" (e.g. 5m)`},
+		}, `line 13: routes[0].upstream.ttl: invalid duration "5 minutes" (e.g. 5m)`},
 		{"removed opaque", func(s string) string {
 			return strings.Replace(s, "audiences: [api]", "audiences: [api]\n    opaque: true", 1)
 		},
@@ -195,7 +216,7 @@ func TestValidateNamesTheField(t *testing.T) {
 			`routes[0].name: want a string; quote it: "42"`},
 		{"validation error has its line", func(s string) string {
 			return strings.Replace(s, "{audience: api}", "{audience: api, ttl: -1s}", 1)
-		}, "line 12: routes[0].upstream.ttl: must be positive"},
+		}, "line 13: routes[0].upstream.ttl: must be positive"},
 		{"url with credentials", func(s string) string {
 			return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1)
 		}, "must not carry credentials"},
@@ -267,7 +288,7 @@ func TestExplicitZeroDuration(t *testing.T) {
 }
 
 func TestDurationAndStringList(t *testing.T) {
-	c, err := Parse([]byte(minimal+"    require: {claims: {tenant: acme, groups: [a, b]}}\n    min_lifetime: 90s\n"), "")
+	c, err := Parse([]byte(strings.Replace(minimal, "    require: {}\n", "", 1)+"    require: {claims: {tenant: acme, groups: [a, b]}}\n    min_lifetime: 90s\n"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

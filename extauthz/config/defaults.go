@@ -24,7 +24,7 @@ const (
 	DefaultJWKSMinRefetch = 5 * time.Second
 	// DefaultHTTPTimeout bounds every call to an issuer: discovery, JWKS,
 	// introspection and token exchange.
-	DefaultHTTPTimeout = 5 * time.Second
+	DefaultHTTPTimeout = 2 * time.Second
 	DefaultTTL         = 5 * time.Minute
 	DefaultMaxEntries  = 10000
 	DefaultGCPercent   = 400
@@ -33,7 +33,17 @@ const (
 	// dozen claims is 1–2 KiB; 8 KiB leaves room without inviting abuse.
 	DefaultMaxTokenBytes = 8192
 	DefaultShutdownGrace = 10 * time.Second
-	DefaultMaxCacheTTL   = 60 * time.Second
+	// DefaultDrain is listen.drain: how long, after SIGTERM, tokentailor
+	// reports not-ready yet keeps answering new Checks.
+	DefaultDrain = 5 * time.Second
+	// DefaultMaxRequestBytes is listen.max_request_bytes: larger
+	// CheckRequests get a 431 CheckResponse.
+	DefaultMaxRequestBytes = 1 << 20
+	// MaxGRPCMessageBytes is what the gRPC server receives; listen.max_request_bytes
+	// may not exceed it. Envoy's header limit (max_request_headers_kb) tops out
+	// at 8 MiB, far below it.
+	MaxGRPCMessageBytes = 64 << 20
+	DefaultMaxCacheTTL  = 60 * time.Second
 	// DefaultNegativeTTL: an inactive token rarely turns active; 5 s keeps
 	// a client retrying a revoked token from costing a call per request
 	// while a freshly issued token that raced its own replication is not
@@ -123,6 +133,8 @@ func setDuration(d *Duration, def time.Duration) {
 
 func (l *Listen) defaults() {
 	setDuration(&l.ShutdownGrace, DefaultShutdownGrace)
+	setDuration(&l.Drain, DefaultDrain)
+	setDefault(&l.MaxRequestBytes, DefaultMaxRequestBytes)
 	if l.HTTPTrustedProxies == nil {
 		l.HTTPTrustedProxies = slices.Clone(DefaultHTTPTrustedProxies)
 	}

@@ -80,6 +80,7 @@ func TestDPoPRefusesBadValues(t *testing.T) {
 // field and a txn_token route.
 func TestTxnTokenValuesArrive(t *testing.T) {
 	cfg := minimal + `  - name: t
+    require: {}
     upstream: {mode: txn_token, scopes: [a]}
 txn_token:
   trust_domain: shop.example

@@ -69,6 +69,12 @@ func (l *Listen) validate(p *problems) {
 	if l.ShutdownGrace.Duration < 0 {
 		p.add("listen.shutdown_grace", "must not be negative")
 	}
+	if l.Drain.Duration < 0 {
+		p.add("listen.drain", "must not be negative")
+	}
+	if n := l.MaxRequestBytes; n < 4096 || n > MaxGRPCMessageBytes {
+		p.add("listen.max_request_bytes", "%d is not between 4096 and %d", n, MaxGRPCMessageBytes)
+	}
 }
 
 func checkHostPort(p *problems, field, addr string) {
@@ -365,6 +371,9 @@ func (c *Config) validateRoute(p *problems, f string, r *Route, names map[string
 		}
 		return
 	}
+	if !r.Require.Stated() {
+		p.add(f+".require", `missing or null: a route that is not public states what the token must carry, e.g. "require: {scopes: [orders:read]}", or "require: {}" for any valid token, so that a file cut after "require:" cannot mean "nothing required" (a route open to all needs "public: true")`)
+	}
 	c.validateMode(p, f+".upstream", &r.Upstream)
 	r.Upstream.validate(p, f+".upstream")
 }
@@ -420,6 +429,11 @@ func (c *Config) validateMode(p *problems, uf string, u *Upstream) {
 		if u.Audience == "" {
 			p.add(uf+".audience", "required for mode embedded: it picks the embedded token")
 		}
+		for j, iss := range u.EmbeddedIssuers {
+			if !c.hasIssuer(iss) {
+				p.add(fmt.Sprintf("%s.embedded_issuers[%d]", uf, j), "%q names no configured issuer", iss)
+			}
+		}
 	case "txn_token":
 		if c.TxnToken.TrustDomain == "" || c.TxnToken.Workload == "" {
 			p.add(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload")
@@ -429,6 +443,9 @@ func (c *Config) validateMode(p *problems, uf string, u *Upstream) {
 		}
 	default:
 		p.add(uf+".mode", "%q is not mint, forward, exchange, embedded or txn_token", u.Mode)
+	}
+	if len(u.EmbeddedIssuers) > 0 && u.Mode != "embedded" {
+		p.add(uf+".embedded_issuers", "only for mode embedded")
 	}
 	if u.Exchange != nil && u.Mode != "exchange" {
 		p.add(uf+".exchange", "only for mode exchange")

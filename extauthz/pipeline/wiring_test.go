@@ -205,6 +205,7 @@ issuers:
     client: {id: tt, secret: {env: TT_SLOW_SECRET}}
 routes:
   - name: ex
+    require: {}
     upstream: {mode: exchange, audience: api}
 `
 
@@ -268,6 +269,7 @@ issuers:
     client: {id: tt, secret: {env: TT_SKEW_SECRET}}
 routes:
   - name: r
+    require: {}
     upstream: {mode: forward}
 `, "{{ISSUER}}", is.URL())
 			p := buildFrom(t, cfg, "", Env{})
@@ -323,6 +325,7 @@ issuers:
     client: {id: tt, secret: {env: TT_META_SECRET}}
 routes:
   - name: ex
+    require: {}
     match: {path_prefix: /}
     upstream: {mode: exchange, audience: api}
 `, "{{ISSUER}}", is.URL())

@@ -130,6 +130,7 @@ func compile(c *config.Route) (*Route, error) {
 		Prefix:          *u.Prefix,
 		StripCredential: *u.StripCredential,
 		EmbeddedClaim:   u.EmbeddedClaim,
+		EmbeddedIssuers: slices.Clone(u.EmbeddedIssuers),
 	}
 	if len(u.Claims) > 0 {
 		r.grant.Claims = make(map[string]any, len(u.Claims))

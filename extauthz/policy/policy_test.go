@@ -16,6 +16,7 @@ mint: {issuer: https://tt.internal, keys: [{file: k.pem}]}
 issuers: [{issuer: https://idp.test, jwks_url: https://idp.test/jwks, audiences: [api]}]
 routes:
   - name: exact
+    require: {}
     match: {path: /exact, methods: [GET]}
     upstream: {audience: a}
   - name: orders
@@ -34,6 +35,7 @@ routes:
     public: true
     match: {path_prefix: /docs/}
   - name: catchall
+    require: {}
     upstream: {audience: c}
 `
 
@@ -225,7 +227,7 @@ func TestExchangeTypesReachTheGrant(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := engine(t, "  - name: x\n    match: {path_prefix: /x}\n    upstream: {mode: exchange, audience: b"+tt.exchange+"}\n").Route("x")
+			r := engine(t, "  - name: x\n    require: {}\n    match: {path_prefix: /x}\n    upstream: {mode: exchange, audience: b"+tt.exchange+"}\n").Route("x")
 			g, err := r.Authorize(&extauthz.Principal{Subject: "u1", ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
 			if err != nil {
 				t.Fatal(err)

@@ -161,7 +161,7 @@ func body(r row) string {
 			code = "unauthorized"
 		case http.StatusForbidden:
 			code = "access_denied"
-		case http.StatusBadRequest:
+		case http.StatusBadRequest, http.StatusRequestHeaderFieldsTooLarge:
 			code = "invalid_request"
 		default:
 			code = "temporarily_unavailable"
@@ -186,6 +186,8 @@ func grpcCode(status int) rpccode.Code {
 		return rpccode.Code_PERMISSION_DENIED
 	case http.StatusBadRequest:
 		return rpccode.Code_INVALID_ARGUMENT
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return rpccode.Code_RESOURCE_EXHAUSTED
 	default:
 		return rpccode.Code_UNAVAILABLE
 	}

@@ -46,6 +46,7 @@ var sentinels = map[string]error{
 	"ErrClaimMismatch":       extauthz.ErrClaimMismatch,
 	"ErrNoRoute":             extauthz.ErrNoRoute,
 	"ErrAmbiguousRequest":    extauthz.ErrAmbiguousRequest,
+	"ErrRequestTooLarge":     extauthz.ErrRequestTooLarge,
 	"ErrExchangeRefused":     extauthz.ErrExchangeRefused,
 	"ErrNoEmbeddedToken":     extauthz.ErrNoEmbeddedToken,
 	"ErrKeysUnavailable":     extauthz.ErrKeysUnavailable,
@@ -137,6 +138,7 @@ func TestClassify(t *testing.T) {
 			wantChal: `Bearer error="insufficient_scope", error_description="the access token does not grant access to this resource"`},
 		{name: "no route", err: extauthz.ErrNoRoute, wantStatus: 403, wantReason: "route_unknown"},
 		{name: "ambiguous request", err: extauthz.ErrAmbiguousRequest, wantStatus: 400, wantReason: "request_ambiguous"},
+		{name: "request too large", err: extauthz.ErrRequestTooLarge, wantStatus: 431, wantReason: "request_too_large"},
 		{name: "exchange refused", err: extauthz.ErrExchangeRefused, wantStatus: 403, wantReason: "exchange_refused", wantCode: "insufficient_scope",
 			wantChal: `Bearer error="insufficient_scope", error_description="the access token does not grant access to this resource"`},
 		{name: "no embedded token", err: extauthz.ErrNoEmbeddedToken, wantStatus: 403, wantReason: "embedded_token_missing", wantCode: "insufficient_scope",
@@ -312,7 +314,7 @@ func TestGolden(t *testing.T) {
 // every header overwriting in every Envoy release.
 func TestDenyShape(t *testing.T) {
 	b := NewBuilder("r")
-	wantCode := map[int]rpccode.Code{400: rpccode.Code_INVALID_ARGUMENT, 401: rpccode.Code_UNAUTHENTICATED, 403: rpccode.Code_PERMISSION_DENIED, 503: rpccode.Code_UNAVAILABLE}
+	wantCode := map[int]rpccode.Code{400: rpccode.Code_INVALID_ARGUMENT, 401: rpccode.Code_UNAUTHENTICATED, 403: rpccode.Code_PERMISSION_DENIED, 431: rpccode.Code_RESOURCE_EXHAUSTED, 503: rpccode.Code_UNAVAILABLE}
 	for name, sentinel := range sentinels {
 		t.Run(name, func(t *testing.T) {
 			o := Classify(sentinel)

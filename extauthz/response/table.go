@@ -12,7 +12,7 @@ import (
 // classification by the table, computed once per denial (Builder.Deny) and
 // carried to logs and metrics with the request's outcome.
 type Denial struct {
-	// Status is the HTTP status sent to the client: 400, 401, 403 or 503.
+	// Status is the HTTP status sent to the client: 400, 401, 403, 431 or 503.
 	Status int
 	// Reason is a stable snake_case label for logs and the metric "reason"
 	// label, e.g. "token_expired". It never holds request data.
@@ -92,6 +92,9 @@ var rows = [...]row{
 		"no policy allows this request"},
 	{extauthz.ErrAmbiguousRequest, http.StatusBadRequest, "request_ambiguous", "", false,
 		"the request path, host or method is not in canonical form"},
+
+	{extauthz.ErrRequestTooLarge, http.StatusRequestHeaderFieldsTooLarge, "request_too_large", "", false,
+		"the request headers are too large"},
 
 	// ErrInternal doubles as the fallback and must stay last.
 	{extauthz.ErrInternal, http.StatusServiceUnavailable, "internal", "", false,

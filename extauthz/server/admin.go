@@ -15,7 +15,8 @@ import (
 //
 //	/.well-known/jwks.json  public keys of minted tokens
 //	/healthz                the process is alive
-//	/readyz                 keys are loaded and every issuer's JWKS was fetched once
+//	/readyz                 keys are loaded and every issuer's JWKS was fetched once;
+//	                        503 from the start of a shutdown's drain
 //	/metrics                Prometheus metrics
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -28,6 +29,10 @@ func (s *Server) adminHandler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.draining.Load() {
+			http.Error(w, "draining: shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		if err := s.authz.Pipeline().Ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return

@@ -42,15 +42,18 @@ routes:
       scopes: [orders:read]
       ttl: 2m
   - name: forward
+    require: {}
     match: {path_prefix: /forward}
     upstream: {mode: forward}
   - name: exchange
+    require: {}
     match: {path_prefix: /exchange}
     upstream:
       mode: exchange
       audience: billing-api
       scopes: [billing]
   - name: embedded
+    require: {}
     match: {path_prefix: /embedded}
     upstream:
       mode: embedded

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -41,8 +42,12 @@ type Options struct {
 	// Env carries overrides for building pipelines (clock, transport, minter).
 	Env pipeline.Env
 	// ReadyTimeout bounds how long a reload waits for new issuers' keys
-	// before swapping anyway (default 10s).
+	// before it returns; the previous config keeps serving until they come
+	// (default 10s).
 	ReadyTimeout time.Duration
+	// Settle is how long a reload waits before reading the config files a
+	// second time; it applies them only if both reads agree (default 200ms).
+	Settle time.Duration
 	// AdminMux, when set, gets extra handlers (dev mode's issuer).
 	AdminMux func(*http.ServeMux)
 	// TuneRuntime applies the config's runtime section (GC target and soft
@@ -71,11 +76,15 @@ type Server struct {
 
 	grpcLn, socketLn, adminLn, httpLn, httpSocketLn net.Listener
 
+	draining atomic.Bool // set on shutdown: /readyz and gRPC health say not serving
+
 	reloadMu   sync.Mutex
 	closed     bool     // set once Serve stops; Reload then does nothing
 	lastSum    [32]byte // files of the config in use
 	failedSum  [32]byte // files of the last config refused, not retried until they change
 	restartSum string   // the settings that need a restart, as in use
+	// pendingCancel gives up a reloaded pipeline waiting for its keys.
+	pendingCancel context.CancelFunc
 }
 
 // New loads the config, builds the first pipeline and binds every listener.
@@ -83,6 +92,9 @@ type Server struct {
 func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 10 * time.Second
+	}
+	if opts.Settle == 0 {
+		opts.Settle = 200 * time.Millisecond
 	}
 	cfg := opts.Config
 	if cfg == nil {
@@ -142,7 +154,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		}
 	}
 
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(1 << 20))
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(config.MaxGRPCMessageBytes))
 	authv3.RegisterAuthorizationServer(s.grpc, s.authz)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -246,8 +258,9 @@ func addr(ln net.Listener) net.Addr {
 }
 
 // Serve serves until ctx ends, reloading on reload signals and on changes of
-// the config file or the files it names. Then it stops accepting, lets
-// in-flight checks finish (at most listen.shutdown_grace) and returns nil.
+// the config file or the files it names. Then it drains (listen.drain: not
+// ready, still answering), stops accepting, lets in-flight checks finish (at
+// most listen.shutdown_grace) and returns nil.
 func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
 	errc := make(chan error, 5)
 	for _, ln := range []net.Listener{s.grpcLn, s.socketLn} {
@@ -288,9 +301,27 @@ func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
 	watchers.Wait()
 	s.reloadMu.Lock()
 	s.closed = true
+	s.cancelPending()
 	s.reloadMu.Unlock()
+	if err == nil {
+		s.drain()
+	}
 	s.stop()
 	return err
+}
+
+// drain tells everyone who asks that this process is going away — /readyz
+// answers 503, gRPC health NOT_SERVING — and keeps answering Checks for
+// listen.drain, so that Envoy's health checks and Kubernetes' endpoint
+// removal move traffic away before the listener closes. Closing at once
+// would turn the Checks still on their way into Unavailable errors, which
+// Envoy answers by status_on_error (or lets through, with failure_mode_allow).
+func (s *Server) drain() {
+	d := s.authz.Pipeline().Config.Listen.Drain.Duration
+	s.draining.Store(true)
+	s.health.Shutdown()
+	s.log.Info("draining: not ready, still answering checks", "drain", d)
+	time.Sleep(d)
 }
 
 func addrString(ln net.Listener) string {
@@ -301,6 +332,7 @@ func addrString(ln net.Listener) string {
 }
 
 func (s *Server) stop() {
+	s.draining.Store(true)
 	s.health.Shutdown()
 	grace := s.authz.Pipeline().Config.Listen.ShutdownGrace.Duration
 	done := make(chan struct{})

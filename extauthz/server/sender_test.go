@@ -25,14 +25,17 @@ import (
 
 const senderConfig = baseConfig + `
   - name: dpop-optional
+    require: {}
     match: {path_prefix: /opt}
     sender_constraint: optional
     upstream: {audience: opt-api}
   - name: dpop-required
+    require: {}
     match: {path_prefix: /req}
     sender_constraint: required
     upstream: {audience: req-api}
   - name: dpop-behind-gateway
+    require: {}
     match: {path_prefix: /gw}
     sender_constraint: required
     dpop_origin: https://api.example.com

@@ -91,6 +91,7 @@ routes:
       copy_claims: {tenant: ""}
       ttl: 2m
   - name: internal-header
+    require: {}
     match: {path_prefix: /internal}
     upstream:
       audience: internal-api
@@ -155,8 +156,14 @@ func (h *harness) stop() {
 	h.conn.Close()
 }
 
+// write writes a file into the server's directory. A config.yaml gets
+// listen.drain 0s unless it says otherwise: tests stop many servers, and only
+// the drain test wants to wait.
 func (h *harness) write(name, content string) {
 	h.t.Helper()
+	if name == "config.yaml" && !strings.Contains(content, "  drain:") {
+		content = strings.Replace("\n"+content, "\nlisten:\n", "\nlisten:\n  drain: 0s\n", 1)
+	}
 	if err := os.WriteFile(filepath.Join(h.dir, name), []byte(content), 0o600); err != nil {
 		h.t.Fatal(err)
 	}

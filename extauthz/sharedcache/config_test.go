@@ -22,6 +22,7 @@ issuers:
     audiences: [api]
 routes:
   - name: r
+    require: {}
     upstream: {mode: forward}
 `
 

@@ -64,8 +64,11 @@ type Embedded struct {
 var _ extauthz.TokenSource = (*Embedded)(nil)
 
 // Token returns the embedded token for g.Audience. A missing, invalid,
-// wider-scoped or longer-lived embedded token is refused (403): the client's
-// token is valid, what it carries for this route is not.
+// wider-scoped or longer-lived embedded token is refused (403), and so is one
+// issued to another subject, or by another issuer than the carrier's unless
+// the route lists it in g.EmbeddedIssuers: the client's token is valid, what
+// it carries for this route is not. Without the subject tie, a token for
+// mallory could carry one for victim and hand the upstream victim's rights.
 func (s *Embedded) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.Grant) (extauthz.Token, error) {
 	raw, ok := embeddedFor(p.Claims[g.EmbeddedClaim], g.Audience)
 	if !ok {
@@ -78,6 +81,12 @@ func (s *Embedded) Token(ctx context.Context, p *extauthz.Principal, g *extauthz
 		}
 		// The client's token is valid; what it carries for this route is not: 403.
 		return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q: %v", extauthz.ErrNoEmbeddedToken, g.Audience, err)
+	}
+	if inner.Subject != p.Subject {
+		return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q is for another subject than the incoming token", extauthz.ErrNoEmbeddedToken, g.Audience)
+	}
+	if inner.Issuer != p.Issuer && !slices.Contains(g.EmbeddedIssuers, inner.Issuer) {
+		return extauthz.Token{}, fmt.Errorf("%w: embedded token for %q is from another issuer than the incoming token", extauthz.ErrNoEmbeddedToken, g.Audience)
 	}
 	for _, sc := range inner.Scopes {
 		// Invariant 2: the upstream's scopes are within incoming ∩ route.
@@ -119,7 +128,9 @@ func embeddedFor(v any, aud string) (string, bool) {
 // refused with extauthz.ErrInternal (503): a source that produced one is
 // broken, and the client is not to blame (invariant 2). Every mode but
 // exchange is wrapped: an exchanged token's lifetime is the authorization
-// server's decision.
+// server's decision, and tokentailor cannot shorten a token it did not sign;
+// the exchanger caches and reports it no longer than the incoming token. The
+// README's invariant 2 states this exception and why.
 func NotOutliving(src extauthz.TokenSource) extauthz.TokenSource {
 	return notOutliving{src}
 }

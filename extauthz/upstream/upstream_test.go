@@ -104,3 +104,46 @@ func TestEmbeddedForFindsTheAudiencesToken(t *testing.T) {
 		})
 	}
 }
+
+// innerVerifier returns its principal for any token.
+type innerVerifier struct{ p extauthz.Principal }
+
+func (v innerVerifier) VerifyForAudience(context.Context, string, []string) (*extauthz.Principal, error) {
+	p := v.p
+	return &p, nil
+}
+
+func TestEmbeddedTokenMustBelongToTheCarriersSubjectAndIssuer(t *testing.T) {
+	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	outer := &extauthz.Principal{
+		Issuer: "https://as", Subject: "mallory", ExpiresAt: exp, Scopes: []string{"orders:read"},
+		Claims: map[string]any{"tokens": map[string]any{"orders": "inner-jwt"}},
+	}
+	tests := []struct {
+		name    string
+		inner   extauthz.Principal
+		issuers []string
+		wantErr error
+	}{
+		{name: "same subject and issuer", inner: extauthz.Principal{Issuer: "https://as", Subject: "mallory", ExpiresAt: exp}},
+		{name: "another subject", inner: extauthz.Principal{Issuer: "https://as", Subject: "victim", ExpiresAt: exp}, wantErr: extauthz.ErrNoEmbeddedToken},
+		{name: "no subject", inner: extauthz.Principal{Issuer: "https://as", ExpiresAt: exp}, wantErr: extauthz.ErrNoEmbeddedToken},
+		{name: "another issuer", inner: extauthz.Principal{Issuer: "https://other", Subject: "mallory", ExpiresAt: exp}, wantErr: extauthz.ErrNoEmbeddedToken},
+		{name: "another issuer the route accepts", inner: extauthz.Principal{Issuer: "https://other", Subject: "mallory", ExpiresAt: exp}, issuers: []string{"https://other"}},
+		{name: "accepted issuer, another subject", inner: extauthz.Principal{Issuer: "https://other", Subject: "victim", ExpiresAt: exp}, issuers: []string{"https://other"}, wantErr: extauthz.ErrNoEmbeddedToken},
+		{name: "outlives the carrier", inner: extauthz.Principal{Issuer: "https://as", Subject: "mallory", ExpiresAt: exp.Add(time.Second)}, wantErr: extauthz.ErrNoEmbeddedToken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &Embedded{Verifier: innerVerifier{tt.inner}}
+			g := &extauthz.Grant{Audience: "orders", EmbeddedClaim: "tokens", EmbeddedIssuers: tt.issuers, Scopes: []string{"orders:read"}}
+			tok, err := src.Token(context.Background(), outer, g)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && tok.Value != "inner-jwt" {
+				t.Errorf("token %q, want the embedded one", tok.Value)
+			}
+		})
+	}
+}

@@ -12,8 +12,11 @@ import "time"
 //   - tokentailor gets SIGTERM at once (no preStop): it reports not-ready and
 //     NOT_SERVING but keeps answering new Checks for listen.drain, then waits
 //     up to listen.shutdown_grace for Checks in flight. Its drain must outlast
-//     the last Check Envoy can start: ProxyPreStopSeconds plus Envoy's
-//     ext_authz timeout (1s in envoy/sidecar.yaml) ≤ TokentailorDrain;
+//     Envoy's preStop (ProxyPreStopSeconds < TokentailorDrain), so the last
+//     Check Envoy starts is accepted, and that Check must be able to run
+//     Envoy's full ext_authz timeout (3s in envoy/sidecar.yaml) before the
+//     shutdown grace ends: ProxyPreStopSeconds + timeout ≤ TokentailorDrain +
+//     TokentailorShutdownGrace;
 //   - the pod's terminationGracePeriodSeconds must cover tokentailor's drain
 //     and shutdown grace: the webhook raises a shorter one to
 //     MinTerminationGracePeriodSeconds.
