@@ -281,6 +281,14 @@ func TestVariantsDifferOnlyAsDocumented(t *testing.T) {
 				if !tls.GetRequireClientCertificate().GetValue() {
 					t.Error("mTLS variant does not require a client certificate")
 				}
+				// RFC 8705 certificate-bound tokens (extauthz/mtls) need the
+				// client certificate in the CheckRequest's source.certificate.
+				for _, f := range hcm(t, listener(t, v, envoy.InboundListener)).GetHttpFilters() {
+					az := &extauthzv3.ExtAuthz{}
+					if f.GetTypedConfig().UnmarshalTo(az) == nil && !az.GetIncludePeerCertificate() {
+						t.Error("mTLS variant's ext_authz does not send the client certificate (include_peer_certificate)")
+					}
+				}
 			},
 		},
 	}

@@ -135,6 +135,7 @@ func (c *Config) applyDefaults() {
 		}
 		c.Credential.Scheme = &s
 	}
+	c.applyDPoPDefaults()
 	if c.Credential.MaxBytes == 0 {
 		c.Credential.MaxBytes = DefaultMaxTokenBytes
 	}
@@ -234,6 +235,9 @@ func (c *Config) applyDefaults() {
 		}
 		if !u.TTL.IsSet() {
 			u.TTL.Duration = DefaultTTL
+		}
+		if u.Header == "" && u.Mode == "txn_token" {
+			u.Header = "txn-token" // draft §10.1; never Authorization
 		}
 		if u.Header == "" {
 			u.Header = "authorization"
@@ -376,6 +380,7 @@ func (c *Config) Validate() error {
 		bad("issuers", "at most one issuer may handle opaque tokens (opaque: true or introspection)")
 	}
 
+	c.validateDPoP(bad)
 	names := map[string]bool{}
 	for i := range c.Routes {
 		c.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, opaque > 0, bad)
@@ -556,6 +561,20 @@ func (c *Config) validateSecret(f string, s *Secret, bad func(string, string, ..
 }
 
 func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOpaque bool, bad func(string, string, ...any)) {
+	switch r.SenderConstraint {
+	case "", "off", "optional", "required":
+	default:
+		hint := ""
+		if r.SenderConstraint == "false" || r.SenderConstraint == "true" {
+			hint = ` (YAML reads a bare off or on as a boolean: write "off")`
+		}
+		bad(f+".sender_constraint", "%q: want off, optional or required%s", r.SenderConstraint, hint)
+	}
+	if o := r.DPoPOrigin; o != "" {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad(f+".dpop_origin", "%q: want scheme://host[:port] only", o)
+		}
+	}
 	switch {
 	case r.Name == "":
 		bad(f+".name", "required")
@@ -626,8 +645,15 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 		if u.Audience == "" {
 			bad(uf+".audience", "required for mode embedded: it picks the embedded token")
 		}
+	case "txn_token":
+		if c.TxnToken.TrustDomain == "" || c.TxnToken.Workload == "" {
+			bad(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload")
+		}
+		if len(u.Scopes) == 0 {
+			bad(uf+".scopes", "required for mode txn_token: a Txn-Token's scope is its purpose")
+		}
 	default:
-		bad(uf+".mode", "%q is not mint, forward, exchange or embedded", u.Mode)
+		bad(uf+".mode", "%q is not mint, forward, exchange, embedded or txn_token", u.Mode)
 	}
 	if u.Exchange != nil && u.Mode != "exchange" {
 		bad(uf+".exchange", "only for mode exchange")
@@ -710,6 +736,9 @@ func (c *Config) Files() []string {
 	}
 	for _, k := range c.Mint.Keys {
 		add(k.File)
+	}
+	if s := c.DPoP.NonceSecret; s != nil {
+		add(s.File)
 	}
 	for _, is := range c.Issuers {
 		if is.HMACSecret != nil {

@@ -9,10 +9,12 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/credential"
 	"github.com/tokentailor/tokentailor/extauthz/discovery"
+	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/exchange"
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
@@ -20,6 +22,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 	"github.com/tokentailor/tokentailor/extauthz/upstream"
 )
 
@@ -61,7 +64,26 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 	if p.Minter != nil {
 		st.mint = p.Minter
 	}
-	if p.routes, err = compileRoutes(cfg, p.Policy, &st); err != nil {
+	if p.Minter != nil && cfg.TxnToken.TrustDomain != "" {
+		tm, err := txntoken.NewMinter(txntoken.MinterOptions{
+			TrustDomain: cfg.TxnToken.TrustDomain, Issuer: cfg.Mint.Issuer, Key: p.Minter.SigningKey(),
+			TTL: cfg.TxnToken.TTL.Duration, Workload: cfg.TxnToken.Workload, Context: cfg.TxnToken.Context, Now: env.Now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("txn_token: %w", err)
+		}
+		st.txn = &txntoken.Source{Minter: tm, RequestIDHeader: cfg.TxnToken.RequestIDHeader}
+	}
+	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Now)
+	if err != nil {
+		return nil, err
+	}
+	if dv != nil {
+		p.Credential.DPoP = true
+		p.Response.DPoP = dv
+		p.Response.ConsumedHeaders = []string{dpopHeader}
+	}
+	if p.routes, err = compileRoutes(cfg, p.Policy, &st, dv); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -104,11 +126,21 @@ func buildMinter(cfg *config.Config, env Env) (*mint.Minter, error) {
 
 // compileRoutes gives every route of cfg its stages. A route whose mode the
 // stages cannot serve fails the build, all such routes named at once.
-func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages) (map[*policy.Route]*route, error) {
+func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.Verifier) (map[*policy.Route]*route, error) {
 	routes := make(map[*policy.Route]*route, len(cfg.Routes))
 	var errs []error
 	for i, pr := range pol.Routes() {
 		rt := &route{jwt: st.jwt, opaque: st.opaque}
+		if c := cfg.Route(pr.Name); c != nil {
+			mode, err := dpop.ParseMode(c.SenderConstraint)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("routes[%d]: %w", i, err))
+			}
+			rt.binding = binding{mode: mode, origin: c.DPoPOrigin}
+			if mode != dpop.ModeOff {
+				rt.binding.dpop = dv
+			}
+		}
 		routes[pr] = rt
 		if pr.Public {
 			continue
@@ -120,6 +152,7 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages) (map[*pol
 			continue
 		}
 		rt.source = src
+		rt.withRequest = m == extauthz.ModeTxnToken
 	}
 	return routes, errors.Join(errs...)
 }

@@ -17,6 +17,11 @@ type route struct {
 	jwt, opaque extauthz.Authenticator
 	// source produces the upstream token; nil for a public route.
 	source extauthz.TokenSource
+	// binding checks sender-constrained tokens (RFC 8705, RFC 9449).
+	binding binding
+	// withRequest is set when source reads the request (txn_token): Decide
+	// then puts the request in source's context.
+	withRequest bool
 }
 
 // authenticate validates cred with the authenticator for its kind.
@@ -43,6 +48,7 @@ type stages struct {
 	mint        extauthz.TokenSource
 	embedded    extauthz.TokenSource
 	exchange    upstream.Exchange
+	txn         extauthz.TokenSource
 }
 
 // source returns the token source of mode m, or why these stages cannot
@@ -63,6 +69,11 @@ func (s *stages) source(m extauthz.Mode) (extauthz.TokenSource, string) {
 			return nil, "needs an issuer that verifies JWTs"
 		}
 		return upstream.NotOutliving(s.embedded), ""
+	case extauthz.ModeTxnToken:
+		if s.txn == nil {
+			return nil, "needs mint.keys and txn_token"
+		}
+		return upstream.NotOutliving(s.txn), ""
 	case extauthz.ModeExchange:
 		if len(s.exchange) == 0 {
 			return nil, "needs an issuer with a client and a token endpoint"

@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
@@ -59,10 +60,12 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
 	keySets  *pipeline.KeySets
-	authz    *Authz
-	health   *health.Server
-	grpc     *grpc.Server
-	admin    *http.Server
+	// dpopReplay outlives reloads: a new config must not forget seen proofs.
+	dpopReplay dpop.ReplayCache
+	authz      *Authz
+	health     *health.Server
+	grpc       *grpc.Server
+	admin      *http.Server
 
 	grpcLn, socketLn, adminLn net.Listener
 
@@ -98,6 +101,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = metrics.New(s.registry)
 	s.keySets = pipeline.NewKeySets(context.WithoutCancel(ctx))
+	s.dpopReplay = dpop.NewMemoryReplay(cfg.DPoP.ReplayEntries, s.opts.Env.Now)
 
 	// Bind first: an issuer served by this very process (the dev issuer on
 	// the admin listener) must be reachable when the first key fetch starts.
@@ -133,6 +137,9 @@ func (s *Server) env() pipeline.Env {
 	env.Logger = s.log
 	env.Metrics = s.metrics
 	env.KeySets = s.keySets
+	if env.DPoPReplay == nil {
+		env.DPoPReplay = s.dpopReplay
+	}
 	return env
 }
 
