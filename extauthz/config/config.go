@@ -146,7 +146,7 @@ type Issuer struct {
 	JWKSMinRefetch Duration `json:"jwks_min_refetch"`
 	// HTTPTimeout bounds each call to the issuer (default 5s).
 	HTTPTimeout Duration `json:"http_timeout"`
-	// Opaque marks the issuer that introspects opaque (non-JWT) tokens. At most one.
+	// Opaque marks an issuer that introspects opaque (non-JWT) tokens (set from introspection).
 	Opaque bool `json:"opaque"`
 	// Introspection configures RFC 7662 introspection for opaque tokens.
 	Introspection *Introspection `json:"introspection"`
@@ -280,6 +280,12 @@ type Route struct {
 	// MinLifetime refuses tokens that expire sooner than this. Opaque tokens
 	// whose introspection answer has no exp are not judged by it.
 	MinLifetime Duration `json:"min_lifetime"`
+	// Issuers lists the issuers (their issuer identifiers) whose tokens the
+	// route accepts, JWTs and opaque ones; empty accepts every configured
+	// issuer. An opaque token goes to the one introspecting issuer among
+	// them whose introspection.token_shape.prefix it starts with (or the
+	// only one): several without distinct prefixes are refused.
+	Issuers []string `json:"issuers"`
 	// SenderConstraint is how the route treats DPoP-bound tokens (RFC 9449):
 	// off (default: tokens are bearer tokens whatever their cnf), optional
 	// (DPoP-bound tokens need the DPoP scheme and a valid proof, others pass

@@ -369,21 +369,15 @@ func (c *Config) Validate() error {
 	}
 
 	seenIss := map[string]bool{}
-	opaque := 0
 	for i := range c.Issuers {
 		c.validateIssuer(fmt.Sprintf("issuers[%d]", i), &c.Issuers[i], seenIss, bad)
-		if c.Issuers[i].Opaque {
-			opaque++
-		}
-	}
-	if opaque > 1 {
-		bad("issuers", "at most one issuer may handle opaque tokens (opaque: true or introspection)")
 	}
 
 	c.validateDPoP(bad)
 	names := map[string]bool{}
 	for i := range c.Routes {
-		c.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, opaque > 0, bad)
+		c.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, bad)
+		c.validateRouteIssuers(fmt.Sprintf("routes[%d]", i), &c.Routes[i], bad)
 	}
 	if c.DefaultRoute != "" && !names[c.DefaultRoute] {
 		bad("default_route", "%q names no route", c.DefaultRoute)
@@ -560,7 +554,7 @@ func (c *Config) validateSecret(f string, s *Secret, bad func(string, string, ..
 	}
 }
 
-func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOpaque bool, bad func(string, string, ...any)) {
+func (c *Config) validateRoute(f string, r *Route, names map[string]bool, bad func(string, string, ...any)) {
 	switch r.SenderConstraint {
 	case "", "off", "optional", "required":
 	default:

@@ -130,8 +130,19 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 	routes := make(map[*policy.Route]*route, len(cfg.Routes))
 	var errs []error
 	for i, pr := range pol.Routes() {
-		rt := &route{jwt: st.jwt, opaque: st.opaque}
-		if c := cfg.Route(pr.Name); c != nil {
+		rt := &route{}
+		c := cfg.Route(pr.Name)
+		if !pr.Public {
+			var accepts []string
+			if c != nil {
+				accepts = c.Issuers
+			}
+			var err error
+			if rt.jwt, rt.opaque, err = st.authenticators(accepts); err != nil {
+				errs = append(errs, fmt.Errorf("routes[%d].issuers: %w", i, err))
+			}
+		}
+		if c != nil {
 			mode, err := dpop.ParseMode(c.SenderConstraint)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("routes[%d]: %w", i, err))
@@ -179,9 +190,14 @@ func buildIssuers(ctx context.Context, cfg *config.Config, env Env) (issuers, er
 		}
 		if b.verifier != nil {
 			verifierIssuers = append(verifierIssuers, *b.verifier)
+			out.jwtIssuers = append(out.jwtIssuers, b.verifier.Issuer)
 		}
 		if b.introspector != nil {
-			out.opaque = b.introspector
+			x := introspecting{issuer: cfg.Issuers[i].Issuer, authn: b.introspector}
+			if sh := cfg.Issuers[i].Introspection.TokenShape; sh != nil {
+				x.prefix = sh.Prefix
+			}
+			out.introspectors = append(out.introspectors, x)
 		}
 		if b.exchanger != nil {
 			exchangers[cfg.Issuers[i].Issuer] = b.exchanger
