@@ -54,10 +54,10 @@ type stages struct {
 	// introspectors are the issuers that introspect opaque tokens, in
 	// config order.
 	introspectors []introspecting
-	mint        extauthz.TokenSource
-	embedded    extauthz.TokenSource
-	exchange    upstream.Exchange
-	txn         extauthz.TokenSource
+	mint          extauthz.TokenSource
+	embedded      extauthz.TokenSource
+	exchange      upstream.Exchange
+	txn           extauthz.TokenSource
 }
 
 // source returns the token source of mode m, or why these stages cannot
