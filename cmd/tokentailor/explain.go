@@ -72,7 +72,11 @@ func explainCmd(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	p, err := pipeline.Build(ctx, cfg, pipeline.Env{})
+	// Secrets of clients at issuers are needed only to introspect or
+	// exchange: explain a JWT without them, and say which are missing.
+	p, err := pipeline.Build(ctx, cfg, pipeline.Env{ClientCredentialsMissing: func(field string, err error) {
+		fmt.Fprintf(os.Stderr, "explain: %s: not loaded (%v): introspection and exchange at this issuer will answer 503\n", field, err)
+	}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

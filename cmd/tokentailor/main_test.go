@@ -178,3 +178,58 @@ routes:
 		})
 	}
 }
+
+// TestExplainWithoutClientSecrets: explain decides a JWT without the client
+// secrets it does not use, names the ones it could not load, and answers
+// 503 for a token that would need them, as serve would without them.
+func TestExplainWithoutClientSecrets(t *testing.T) {
+	is := authztest.New(t)
+	is.Introspection(t, authztest.WithClientSecret("tokentailor", "s3cret"))
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	os.WriteFile(filepath.Join(dir, "k.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	cfg := strings.ReplaceAll(`
+listen: {grpc: 127.0.0.1:0}
+mint: {issuer: https://tt.test, keys: [{file: k.pem}]}
+issuers:
+  - issuer: ISS
+    jwks_url: ISS/jwks.json
+    audiences: [api]
+    introspection: {endpoint: ISS/introspect}
+    client: {id: tokentailor, secret: {file: /nonexistent/tokentailor-client-secret}}
+routes:
+  - name: orders
+    match: {path_prefix: /orders}
+    upstream: {audience: orders-api}
+`, "ISS", is.URL())
+	conf := filepath.Join(dir, "c.yaml")
+	os.WriteFile(conf, []byte(cfg), 0o600)
+	tok := is.Sign(t, jwt.MapClaims{"iss": is.URL(), "sub": "alice", "aud": "api", "exp": time.Now().Add(time.Hour).Unix()})
+	tests := []struct {
+		name     string
+		token    string
+		wantCode int
+		want     []string
+	}{
+		{name: "JWT decided", token: tok, wantCode: 0, want: []string{"issuers[0].client: not loaded", "ALLOW (mode mint)", `"aud": "orders-api"`}},
+		{name: "opaque token needs the secret", token: "opaque-1", wantCode: 3, want: []string{"issuers[0].client: not loaded", "DENY 503"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := capture(t, "explain", "-config", conf, "-token", tt.token, "-path", "/orders/1")
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d:\n%s", code, tt.wantCode, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	// serve and check-config still refuse the config.
+	if code, out := capture(t, "check-config", conf); code != 1 || !strings.Contains(out, "issuers[0].client") {
+		t.Fatalf("check-config: exit %d:\n%s", code, out)
+	}
+}

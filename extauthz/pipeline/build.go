@@ -250,7 +250,11 @@ func buildIssuer(ctx context.Context, cfg *config.Config, env Env, i int) (built
 	}
 	auth, err := clientAuth(cfg, is, env)
 	if err != nil {
-		return out, fmt.Errorf("%s.client: %w", field, err)
+		if env.ClientCredentialsMissing == nil {
+			return out, fmt.Errorf("%s.client: %w", field, err)
+		}
+		env.ClientCredentialsMissing(field+".client", err)
+		auth = unloadedClient{id: is.Client.ID, field: field + ".client"}
 	}
 	if out.introspector, err = introspector(cfg, is, env, client, auth, meta, out.keys, field+".introspection"); err != nil {
 		return out, err
