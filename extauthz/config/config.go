@@ -35,6 +35,9 @@ type Config struct {
 	Cache Cache `json:"cache"`
 	// Runtime tunes the Go garbage collector (read at start only).
 	Runtime Runtime `json:"runtime"`
+	// SharedCache, when set, shares caches and revocations between replicas
+	// through Redis or Valkey; nil means each replica caches alone.
+	SharedCache *SharedCache `json:"shared_cache"`
 	// RouteKey is the context_extensions key that names a route (default "route").
 	RouteKey string `json:"route_key"`
 	// TxnToken configures the Transaction Tokens of routes with upstream
@@ -65,6 +68,17 @@ type Listen struct {
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	// Off by default; keep the admin listener on loopback when it is on.
 	Pprof bool `json:"pprof"`
+	// HTTP is a TCP address for the HTTP authorization listener (Envoy's
+	// http_service, nginx auth_request, Caddy/Traefik forward_auth), e.g.
+	// "127.0.0.1:9192". Empty (the default) disables it.
+	HTTP string `json:"http"`
+	// HTTPSocket is a unix socket path for the HTTP authorization listener;
+	// every peer on it is trusted (the file's permissions are the boundary).
+	HTTPSocket string `json:"http_socket"`
+	// HTTPTrustedProxies are the CIDRs (or single addresses) of the proxies
+	// whose requests the HTTP listener on HTTP answers; any other peer gets
+	// 403. Default: loopback only (127.0.0.0/8, ::1/128).
+	HTTPTrustedProxies []string `json:"http_trusted_proxies"`
 }
 
 // Log holds logging settings.

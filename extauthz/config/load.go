@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -108,12 +109,22 @@ const (
 // DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
 var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
+// DefaultHTTPTrustedProxies are the peers the HTTP authorization listener
+// answers when listen.http_trusted_proxies names none: loopback only.
+var DefaultHTTPTrustedProxies = []string{"127.0.0.0/8", "::1/128"}
+
 // DefaultScopeClaims are read in order when an issuer names none.
 var DefaultScopeClaims = []string{"scope", "scp"}
 
 func (c *Config) applyDefaults() {
+	if c.SharedCache != nil {
+		c.SharedCache.applyDefaults()
+	}
 	if !c.Listen.ShutdownGrace.IsSet() {
 		c.Listen.ShutdownGrace.Duration = DefaultShutdownGrace
+	}
+	if c.Listen.HTTPTrustedProxies == nil {
+		c.Listen.HTTPTrustedProxies = slices.Clone(DefaultHTTPTrustedProxies)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -291,8 +302,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
 
-	if c.Listen.GRPC == "" && c.Listen.Socket == "" {
-		bad("listen", "set grpc (a TCP address), socket (a unix socket path) or both")
+	if c.Listen.GRPC == "" && c.Listen.Socket == "" && c.Listen.HTTP == "" && c.Listen.HTTPSocket == "" {
+		bad("listen", "set grpc (a TCP address) or socket (a unix socket path) for Envoy's gRPC ext_authz, http or http_socket for the HTTP authorization listener")
 	}
 	if c.Listen.GRPC != "" {
 		if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
@@ -306,6 +317,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen.Socket != "" && !filepath.IsAbs(c.Listen.Socket) {
 		bad("listen.socket", "must be an absolute path")
+	}
+	if c.Listen.HTTP != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.HTTP); err != nil {
+			bad("listen.http", "%q is not host:port", c.Listen.HTTP)
+		}
+	}
+	if c.Listen.HTTPSocket != "" && !filepath.IsAbs(c.Listen.HTTPSocket) {
+		bad("listen.http_socket", "must be an absolute path")
+	}
+	for i, p := range c.Listen.HTTPTrustedProxies {
+		if _, err := ParseTrustedProxy(p); err != nil {
+			bad(fmt.Sprintf("listen.http_trusted_proxies[%d]", i), "%q is not a CIDR (10.0.0.0/8) or an IP address", p)
+		}
 	}
 	if c.Listen.ShutdownGrace.Duration < 0 {
 		bad("listen.shutdown_grace", "must not be negative")
@@ -357,6 +381,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Credential.MaxBytes < 0 {
 		bad("credential.max_bytes", "must be positive")
+	}
+	if c.SharedCache != nil {
+		c.validateSharedCache("shared_cache", c.SharedCache, bad)
 	}
 	if c.Cache.MaxEntries < 0 {
 		bad("cache.max_entries", "must be positive")
@@ -745,6 +772,11 @@ func (c *Config) Files() []string {
 			add(is.Client.PrivateKeyFile)
 		}
 	}
+	if c.SharedCache != nil {
+		for _, f := range c.SharedCache.files() {
+			add(f)
+		}
+	}
 	return out
 }
 
@@ -773,6 +805,19 @@ func (r Runtime) Limit(maxEntries int) (int64, error) {
 		return 0, fmt.Errorf("%q: a limit under 16Mi would keep the collector running without pause", r.MemoryLimit)
 	}
 	return n, nil
+}
+
+// ParseTrustedProxy reads one entry of listen.http_trusted_proxies: a CIDR
+// ("10.0.0.0/8") or a single address ("10.0.0.7", read as /32 or /128).
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // isTokenTypeURI reports whether v is an absolute URI, as RFC 8693 §3 token
