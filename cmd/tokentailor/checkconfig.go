@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
@@ -16,6 +17,9 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
+
+// checkTimeout bounds check-config's calls to issuers, all of them.
+const checkTimeout = 30 * time.Second
 
 func checkConfigCmd(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
@@ -37,6 +41,8 @@ func checkConfigCmd(ctx context.Context, args []string) int {
 		// Reach everything serve will need from each issuer, reporting
 		// each check, then load keys and secrets exactly as serve would,
 		// without listening.
+		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
 		failed := reachIssuers(ctx, os.Stdout, cfg, nil)
 		ks := pipeline.NewKeySets(ctx)
 		_, err := pipeline.Build(ctx, cfg, pipeline.Env{KeySets: ks})
