@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
@@ -47,8 +49,18 @@ func explainCmd(ctx context.Context, args []string) int {
 		return 2
 	}
 	tok := *token
-	if *tokenFile != "" {
-		b, err := readTokenFile(*tokenFile)
+	from := *tokenFile
+	if tok == "-" {
+		// "-token -" reads stdin like "-token-file -", so the token stays
+		// out of the shell history and the process list.
+		tok, from = "", "-"
+	}
+	if from != "" {
+		if *token != "" && *token != "-" {
+			fmt.Fprintln(os.Stderr, "explain: -token and -token-file both given; use one")
+			return 2
+		}
+		b, err := readTokenFile(from)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "explain:", err)
 			return 2
@@ -60,7 +72,11 @@ func explainCmd(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	p, err := pipeline.Build(ctx, cfg, pipeline.Env{})
+	// Secrets of clients at issuers are needed only to introspect or
+	// exchange: explain a JWT without them, and say which are missing.
+	p, err := pipeline.Build(ctx, cfg, pipeline.Env{ClientCredentialsMissing: func(field string, err error) {
+		fmt.Fprintf(os.Stderr, "explain: %s: not loaded (%v): introspection and exchange at this issuer will answer 503\n", field, err)
+	}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -113,8 +129,10 @@ func printExplanation(out pipeline.Outcome) int {
 	if out.Err != nil {
 		o := out.Denial
 		fmt.Printf("decision: DENY %d (%s)\nreason:   %v\n", o.Status, o.Reason, out.Err)
-		if o.Challenge != "" {
-			fmt.Printf("www-authenticate: %s\n", o.Challenge)
+		// The challenge exactly as the server sends it (realm included):
+		// read from the built response, not re-rendered here.
+		if c := deniedHeader(out.Response, "www-authenticate"); c != "" {
+			fmt.Printf("www-authenticate: %s\n", c)
 		}
 		return 3
 	}
@@ -145,4 +163,15 @@ func jwtClaims(tok string) (string, bool) {
 	}
 	pretty, _ := json.MarshalIndent(v, "  ", "  ")
 	return "  " + string(pretty), true
+}
+
+// deniedHeader returns the value of header name in a denial, "" when there
+// is none.
+func deniedHeader(resp *authv3.CheckResponse, name string) string {
+	for _, h := range resp.GetDeniedResponse().GetHeaders() {
+		if strings.EqualFold(h.GetHeader().GetKey(), name) {
+			return h.GetHeader().GetValue()
+		}
+	}
+	return ""
 }

@@ -146,3 +146,130 @@ func TestInjectWebhookNeedsCertificate(t *testing.T) {
 		t.Fatalf("missing certificate files: exit %d: %s", code, out)
 	}
 }
+
+// withStdin runs f with os.Stdin reading s.
+func withStdin(t *testing.T, s string, f func()) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { io.WriteString(w, s); w.Close() }()
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old; r.Close() }()
+	f()
+}
+
+// TestExplainTokenFromStdinAndRealm: "-token -" reads the token from stdin
+// as the help says, and a denial shows the challenge the server sends, with
+// the configured realm.
+func TestExplainTokenFromStdinAndRealm(t *testing.T) {
+	is := authztest.New(t)
+	dir := t.TempDir()
+	cfg := strings.ReplaceAll(`
+listen: {grpc: 127.0.0.1:0}
+mint: {realm: shop}
+issuers: [{issuer: ISS, jwks_url: ISS/jwks.json, audiences: [api]}]
+routes:
+  - name: orders
+    match: {path_prefix: /orders}
+    require: {scopes: [orders:read]}
+    upstream: {mode: forward}
+`, "ISS", is.URL())
+	conf := filepath.Join(dir, "c.yaml")
+	os.WriteFile(conf, []byte(cfg), 0o600)
+	good := is.Sign(t, jwt.MapClaims{"iss": is.URL(), "sub": "alice", "aud": "api", "scope": "orders:read", "exp": time.Now().Add(time.Hour).Unix()})
+	noScope := is.Sign(t, jwt.MapClaims{"iss": is.URL(), "sub": "alice", "aud": "api", "scope": "x", "exp": time.Now().Add(time.Hour).Unix()})
+	tests := []struct {
+		name     string
+		stdin    string
+		args     []string
+		wantCode int
+		want     []string
+	}{
+		{name: "token from stdin", stdin: good + "\n", args: []string{"-token", "-"}, wantCode: 0, want: []string{"ALLOW (mode forward)", "sub=alice"}},
+		{name: "no token: realm only", args: nil, wantCode: 3, want: []string{"DENY 401", `www-authenticate: Bearer realm="shop"` + "\n"}},
+		{name: "bad token from stdin", stdin: "not-a-jwt.x.y\n", args: []string{"-token", "-"}, wantCode: 3,
+			want: []string{"DENY 401", `www-authenticate: Bearer realm="shop", error="invalid_token"`}},
+		{name: "scope: realm and scope", stdin: noScope, args: []string{"-token", "-"}, wantCode: 3,
+			want: []string{"DENY 403", `www-authenticate: Bearer realm="shop", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders:read"`}},
+		{name: "both -token and -token-file", args: []string{"-token", good, "-token-file", "-"}, wantCode: 2, want: []string{"use one"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var code int
+			var out string
+			withStdin(t, tt.stdin, func() {
+				code, out = capture(t, append([]string{"explain", "-config", conf, "-path", "/orders/1"}, tt.args...)...)
+			})
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d:\n%s", code, tt.wantCode, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, good) || strings.Contains(out, noScope) {
+				t.Error("explain printed the client's token")
+			}
+		})
+	}
+}
+
+// TestExplainWithoutClientSecrets: explain decides a JWT without the client
+// secrets it does not use, names the ones it could not load, and answers
+// 503 for a token that would need them, as serve would without them.
+func TestExplainWithoutClientSecrets(t *testing.T) {
+	is := authztest.New(t)
+	is.Introspection(t, authztest.WithClientSecret("tokentailor", "s3cret"))
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	os.WriteFile(filepath.Join(dir, "k.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	cfg := strings.ReplaceAll(`
+listen: {grpc: 127.0.0.1:0}
+mint: {issuer: https://tt.test, keys: [{file: k.pem}]}
+issuers:
+  - issuer: ISS
+    jwks_url: ISS/jwks.json
+    audiences: [api]
+    introspection: {endpoint: ISS/introspect}
+    client: {id: tokentailor, secret: {file: /nonexistent/tokentailor-client-secret}}
+routes:
+  - name: orders
+    require: {}
+    match: {path_prefix: /orders}
+    upstream: {audience: orders-api}
+`, "ISS", is.URL())
+	conf := filepath.Join(dir, "c.yaml")
+	os.WriteFile(conf, []byte(cfg), 0o600)
+	tok := is.Sign(t, jwt.MapClaims{"iss": is.URL(), "sub": "alice", "aud": "api", "exp": time.Now().Add(time.Hour).Unix()})
+	tests := []struct {
+		name     string
+		token    string
+		wantCode int
+		want     []string
+	}{
+		{name: "JWT decided", token: tok, wantCode: 0, want: []string{"issuers[0].client: not loaded", "ALLOW (mode mint)", `"aud": "orders-api"`}},
+		{name: "opaque token needs the secret", token: "opaque-1", wantCode: 3, want: []string{"issuers[0].client: not loaded", "DENY 503"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := capture(t, "explain", "-config", conf, "-token", tt.token, "-path", "/orders/1")
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d:\n%s", code, tt.wantCode, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	// serve and check-config still refuse the config.
+	if code, out := capture(t, "check-config", conf); code != 1 || !strings.Contains(out, "issuers[0].client") {
+		t.Fatalf("check-config: exit %d:\n%s", code, out)
+	}
+}

@@ -7,10 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/tokentailor/tokentailor/extauthz/config"
-	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/server"
 )
 
@@ -49,47 +46,5 @@ func serve(ctx context.Context, opts server.Options, ready func(*server.Server))
 		fmt.Fprintf(os.Stderr, "tokentailor: %v\n", err)
 		return 1
 	}
-	return 0
-}
-
-// checkTimeout bounds check-config's calls to issuers.
-const checkTimeout = 30 * time.Second
-
-func checkConfigCmd(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	offline := fs.Bool("offline", false, "validate the file only: do not load keys or contact issuers")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: tokentailor check-config [-offline] FILE")
-		return 2
-	}
-	cfg, err := config.Load(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: invalid:\n%v\n", fs.Arg(0), err)
-		return 1
-	}
-	for _, w := range cfg.Warnings() {
-		fmt.Fprintf(os.Stderr, "%s: warning: %s\n", fs.Arg(0), w)
-	}
-	if !*offline {
-		// Load keys and secrets as serve would, without listening, then
-		// fetch the metadata that endpoints come from: serve would start
-		// with it missing (not ready, 503s), which is worth saying here.
-		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-		defer cancel()
-		keySets := pipeline.NewKeySets(ctx)
-		defer keySets.Close()
-		p, err := pipeline.Build(ctx, cfg, pipeline.Env{KeySets: keySets})
-		if err == nil {
-			err = p.CheckEndpoints(ctx)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s: invalid:\n%v\n", fs.Arg(0), err)
-			return 1
-		}
-	}
-	fmt.Printf("%s: ok (%d issuers, %d routes)\n", fs.Arg(0), len(cfg.Issuers), len(cfg.Routes))
 	return 0
 }

@@ -5,7 +5,7 @@ const usage = `tokentailor: Envoy ext_authz server that mints narrowed internal 
 
 Usage:
   tokentailor serve -config FILE          run the ext_authz gRPC server and admin listener
-  tokentailor check-config FILE           validate a config (and load its keys); non-zero exit on error
+  tokentailor check-config [-offline] FILE validate a config, load its keys, reach its issuers; non-zero on error
   tokentailor dev                         run on an embedded config with a built-in development issuer
   tokentailor explain -config FILE ...    show the decision for a token and a request, without Envoy
   tokentailor request -addr ADDR ...      send one Check to a running tokentailor, as Envoy would

@@ -183,8 +183,9 @@ type Issuer struct {
 	// (default 2s). Envoy's ext_authz timeout must exceed it (the shipped
 	// configs use 3s): an answer that comes after Envoy gave up is wasted.
 	HTTPTimeout Duration `json:"http_timeout"`
-	// Introspection configures RFC 7662 introspection for opaque tokens; the
-	// issuer that has it introspects every non-JWT token. At most one.
+	// Introspection configures RFC 7662 introspection for opaque tokens. Several
+	// issuers may introspect; routes[].issuers and introspection.token_shape.prefix
+	// pick one per token.
 	Introspection *Introspection `json:"introspection"`
 	// TokenEndpoint is the RFC 8693 token endpoint (default: from discovery).
 	TokenEndpoint string `json:"token_endpoint"`
@@ -316,6 +317,12 @@ type Route struct {
 	// MinLifetime refuses tokens that expire sooner than this. Opaque tokens
 	// whose introspection answer has no exp are not judged by it.
 	MinLifetime Duration `json:"min_lifetime"`
+	// Issuers lists the issuers (their issuer identifiers) whose tokens the
+	// route accepts, JWTs and opaque ones; empty accepts every configured
+	// issuer. An opaque token goes to the one introspecting issuer among
+	// them whose introspection.token_shape.prefix it starts with (or the
+	// only one): several without distinct prefixes are refused.
+	Issuers []string `json:"issuers"`
 	// SenderConstraint is how the route treats DPoP-bound tokens (RFC 9449):
 	// off (default: tokens are bearer tokens whatever their cnf), optional
 	// (DPoP-bound tokens need the DPoP scheme and a valid proof, others pass

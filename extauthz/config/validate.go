@@ -150,10 +150,10 @@ func (c *Config) validateCacheRuntime(p *problems) {
 	}
 }
 
-// validateIssuers checks each issuer and that at most one introspects.
+// validateIssuers checks each issuer; which one introspects a token is
+// each route's (validateRouteIssuers).
 func (c *Config) validateIssuers(p *problems) {
 	seen := map[string]bool{}
-	introspecting := 0
 	for i := range c.Issuers {
 		is := &c.Issuers[i]
 		f := fmt.Sprintf("issuers[%d]", i)
@@ -165,12 +165,6 @@ func (c *Config) validateIssuers(p *problems) {
 		}
 		seen[is.Issuer] = true
 		is.validate(p, f)
-		if is.Introspection != nil {
-			introspecting++
-		}
-	}
-	if introspecting > 1 {
-		p.add("issuers", "at most one issuer may introspect opaque tokens (have an introspection block)")
 	}
 }
 
@@ -325,7 +319,9 @@ func (s *Secret) validate(p *problems, f string) {
 func (c *Config) validateRoutes(p *problems) {
 	names := map[string]bool{}
 	for i := range c.Routes {
-		c.validateRoute(p, fmt.Sprintf("routes[%d]", i), &c.Routes[i], names)
+		f := fmt.Sprintf("routes[%d]", i)
+		c.validateRoute(p, f, &c.Routes[i], names)
+		c.validateRouteIssuers(f, &c.Routes[i], p.add)
 	}
 	if c.DefaultRoute != "" && !names[c.DefaultRoute] {
 		p.add("default_route", "%q names no route", c.DefaultRoute)

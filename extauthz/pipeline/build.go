@@ -134,8 +134,19 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 	routes := make(map[*policy.Route]*route, len(cfg.Routes))
 	var errs []error
 	for i, pr := range pol.Routes() {
-		rt := &route{jwt: st.jwt, opaque: st.opaque}
-		if c := cfg.Route(pr.Name); c != nil {
+		rt := &route{}
+		c := cfg.Route(pr.Name)
+		if !pr.Public {
+			var accepts []string
+			if c != nil {
+				accepts = c.Issuers
+			}
+			var err error
+			if rt.jwt, rt.opaque, err = st.authenticators(accepts); err != nil {
+				errs = append(errs, fmt.Errorf("routes[%d].issuers: %w", i, err))
+			}
+		}
+		if c != nil {
 			mode, err := dpop.ParseMode(c.SenderConstraint)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("routes[%d]: %w", i, err))
@@ -189,9 +200,14 @@ func buildIssuers(cfg *config.Config, env Env) (issuers, error) {
 		out.endpoints = append(out.endpoints, b.endpoints...)
 		if b.verifier != nil {
 			verifierIssuers = append(verifierIssuers, *b.verifier)
+			out.jwtIssuers = append(out.jwtIssuers, b.verifier.Issuer)
 		}
 		if b.introspector != nil {
-			out.opaque = b.introspector
+			x := introspecting{issuer: cfg.Issuers[i].Issuer, authn: b.introspector}
+			if sh := cfg.Issuers[i].Introspection.TokenShape; sh != nil {
+				x.prefix = sh.Prefix
+			}
+			out.introspectors = append(out.introspectors, x)
 		}
 		if b.exchanger != nil {
 			exchangers[cfg.Issuers[i].Issuer] = b.exchanger
@@ -271,7 +287,11 @@ func buildIssuer(cfg *config.Config, env Env, i int) (builtIssuer, error) {
 	}
 	auth, err := clientAuth(cfg, is, env)
 	if err != nil {
-		return out, fmt.Errorf("%s.client: %w", field, err)
+		if env.ClientCredentialsMissing == nil {
+			return out, fmt.Errorf("%s.client: %w", field, err)
+		}
+		env.ClientCredentialsMissing(field+".client", err)
+		auth = unloadedClient{id: is.Client.ID, field: field + ".client"}
 	}
 	var introspectionEndpoint, tokenEndpoint func(context.Context) (string, error)
 	if needIntrospection {

@@ -134,6 +134,13 @@ type Env struct {
 	KeySets *KeySets
 	// Transport is the HTTP transport toward issuers; nil means a default one.
 	Transport http.RoundTripper
+	// ClientCredentialsMissing, when set, lets the build go on when an
+	// issuer client's secret or private key cannot be loaded: it is told
+	// which (field, e.g. "issuers[0].client", and why; never the secret) and
+	// calls that need the client (introspection, exchange) fail with 503.
+	// For explain, which decides JWT routes without them; serve leaves it
+	// nil and refuses such a config.
+	ClientCredentialsMissing func(field string, err error)
 	// Minter, when set, is used instead of keys from the config (dev mode).
 	Minter *mint.Minter
 	// DPoPReplay remembers accepted DPoP proofs across pipelines, so a reload

@@ -2,7 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
@@ -42,13 +46,18 @@ func (r *route) authenticate(ctx context.Context, cred extauthz.Credential) (*ex
 }
 
 // stages are the authenticators and token sources an issuer set and a minter
-// provide; a route takes what its mode needs.
+// provide; a route takes what its mode needs and the issuers it accepts.
 type stages struct {
-	jwt, opaque extauthz.Authenticator
-	mint        extauthz.TokenSource
-	embedded    extauthz.TokenSource
-	exchange    upstream.Exchange
-	txn         extauthz.TokenSource
+	// jwt verifies the JWTs of every issuer in jwtIssuers.
+	jwt        extauthz.Authenticator
+	jwtIssuers []string
+	// introspectors are the issuers that introspect opaque tokens, in
+	// config order.
+	introspectors []introspecting
+	mint          extauthz.TokenSource
+	embedded      extauthz.TokenSource
+	exchange      upstream.Exchange
+	txn           extauthz.TokenSource
 }
 
 // source returns the token source of mode m, or why these stages cannot
@@ -92,3 +101,107 @@ func (p *Pipeline) Authenticate(ctx context.Context, pr *policy.Route, cred exta
 	}
 	return rt.authenticate(ctx, cred)
 }
+
+// introspecting is one issuer's introspector and the token prefix that
+// selects it among several.
+type introspecting struct {
+	issuer string
+	// prefix is the issuer's introspection.token_shape.prefix, "" for none.
+	prefix string
+	authn  extauthz.Authenticator
+}
+
+// authenticators compiles the authenticators of a route that accepts the
+// issuers named in accepts (all configured issuers when empty). JWTs of any
+// other issuer are refused as ErrUnknownIssuer after verification. An
+// opaque token goes to exactly one introspecting issuer: the only one the
+// route accepts, or among several the one whose token_shape.prefix it
+// starts with; a route that accepts several introspecting issuers without
+// distinct prefixes is refused here, so no token is ever sent to more than
+// one server to find out whose it is.
+func (s *stages) authenticators(accepts []string) (jwt, opaque extauthz.Authenticator, err error) {
+	accepted := func(iss string) bool { return len(accepts) == 0 || slices.Contains(accepts, iss) }
+	if s.jwt != nil {
+		switch {
+		case len(accepts) == 0:
+			jwt = s.jwt
+		case slices.ContainsFunc(s.jwtIssuers, accepted):
+			jwt = &issuerGate{next: s.jwt, accepts: accepts}
+		}
+	}
+	var in []introspecting
+	for _, x := range s.introspectors {
+		if accepted(x.issuer) {
+			in = append(in, x)
+		}
+	}
+	switch len(in) {
+	case 0:
+		return jwt, nil, nil
+	case 1:
+		return jwt, in[0].authn, nil
+	}
+	for i, a := range in {
+		if a.prefix == "" {
+			return nil, nil, fmt.Errorf("%w: issuers %s: several introspect opaque tokens and %q has no introspection.token_shape.prefix to tell its tokens apart: give each one a prefix, or list one of them in the route's issuers",
+				ErrAmbiguousIntrospection, issuerList(in), a.issuer)
+		}
+		for _, b := range in[i+1:] {
+			if strings.HasPrefix(a.prefix, b.prefix) || strings.HasPrefix(b.prefix, a.prefix) {
+				return nil, nil, fmt.Errorf("%w: issuers %q and %q: token prefixes %q and %q overlap: a token could be either's",
+					ErrAmbiguousIntrospection, a.issuer, b.issuer, a.prefix, b.prefix)
+			}
+		}
+	}
+	return jwt, byPrefix(in), nil
+}
+
+// ErrAmbiguousIntrospection fails a build whose route accepts several
+// introspecting issuers it cannot tell apart by token prefix.
+var ErrAmbiguousIntrospection = errors.New("cannot tell which issuer introspects a token")
+
+func issuerList(in []introspecting) string {
+	names := make([]string, len(in))
+	for i, x := range in {
+		names[i] = strconv.Quote(x.issuer)
+	}
+	return strings.Join(names, ", ")
+}
+
+// byPrefix sends an opaque token to the introspector whose prefix it starts
+// with (prefixes do not overlap: authenticators checked).
+type byPrefix []introspecting
+
+// Authenticate introspects cred at the one issuer its prefix names. A token
+// with no known prefix is no accepted issuer's: 401 without any call.
+func (b byPrefix) Authenticate(ctx context.Context, cred extauthz.Credential) (*extauthz.Principal, error) {
+	for _, x := range b {
+		if strings.HasPrefix(cred.Raw, x.prefix) {
+			return x.authn.Authenticate(ctx, cred)
+		}
+	}
+	return nil, fmt.Errorf("%w: the token's prefix names no introspecting issuer of this route", extauthz.ErrUnknownIssuer)
+}
+
+// issuerGate refuses principals of issuers a route does not accept.
+type issuerGate struct {
+	next    extauthz.Authenticator
+	accepts []string
+}
+
+// Authenticate verifies cred, then refuses it unless its issuer is accepted.
+func (g *issuerGate) Authenticate(ctx context.Context, cred extauthz.Credential) (*extauthz.Principal, error) {
+	p, err := g.next.Authenticate(ctx, cred)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(g.accepts, p.Issuer) {
+		return nil, fmt.Errorf("%w: the route does not accept this issuer", extauthz.ErrUnknownIssuer)
+	}
+	return p, nil
+}
+
+var (
+	_ extauthz.Authenticator = byPrefix(nil)
+	_ extauthz.Authenticator = (*issuerGate)(nil)
+)
