@@ -17,6 +17,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
@@ -61,7 +62,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 	if p.Minter != nil {
 		st.mint = p.Minter
 	}
-	if p.routes, err = compileRoutes(cfg, p.Policy, &st); err != nil {
+	if p.routes, err = compileRoutes(cfg, p.Policy, &st, env.Metrics); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -104,11 +105,12 @@ func buildMinter(cfg *config.Config, env Env) (*mint.Minter, error) {
 
 // compileRoutes gives every route of cfg its stages. A route whose mode the
 // stages cannot serve fails the build, all such routes named at once.
-func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages) (map[*policy.Route]*route, error) {
+// Each route's decision counters are resolved here, once (nil metrics: none).
+func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, m *metrics.Metrics) (map[*policy.Route]*route, error) {
 	routes := make(map[*policy.Route]*route, len(cfg.Routes))
 	var errs []error
 	for i, pr := range pol.Routes() {
-		rt := &route{jwt: st.jwt, opaque: st.opaque}
+		rt := &route{jwt: st.jwt, opaque: st.opaque, decisions: m.Route(pr.Name)}
 		routes[pr] = rt
 		if pr.Public {
 			continue

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/upstream"
 )
@@ -17,6 +18,8 @@ type route struct {
 	jwt, opaque extauthz.Authenticator
 	// source produces the upstream token; nil for a public route.
 	source extauthz.TokenSource
+	// decisions counts the route's allowed Checks, resolved at build.
+	decisions *metrics.RouteDecisions
 }
 
 // authenticate validates cred with the authenticator for its kind.
