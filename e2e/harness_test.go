@@ -85,6 +85,7 @@ type tokentailor struct {
 	admin  string // host:port
 	socket string // unix socket path, or ""
 	grpc   string // host:port, or ""
+	http   string // the HTTP authorization listener, host:port, or ""
 }
 
 // target is the gRPC target Envoy's cluster would dial.

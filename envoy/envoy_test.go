@@ -34,10 +34,13 @@ var bootstraps = []struct {
 	file    string
 	get     func() []byte
 	example string // in docs/examples/
+	// http: ext_authz uses http_service; tokentailor matches routes itself.
+	http bool
 }{
 	{file: "sidecar.yaml", get: envoy.Sidecar, example: "tokentailor-sidecar.yaml"},
 	{file: "sidecar-tcp.yaml", get: envoy.SidecarTCP, example: "tokentailor-sidecar.yaml"},
 	{file: "sidecar-mtls.yaml", get: envoy.SidecarMTLS, example: "tokentailor-sidecar.yaml"},
+	{file: "sidecar-http.yaml", get: envoy.SidecarHTTP, example: "tokentailor-sidecar.yaml", http: true},
 	{file: "gateway.yaml", get: envoy.Gateway, example: "tokentailor-gateway.yaml"},
 }
 
@@ -89,9 +92,17 @@ func TestBootstrapsValid(t *testing.T) {
 				t.Fatalf("accessor does not return %s", bs.file)
 			}
 			tt := tokentailor(t, bs.example)
+			if bs.http {
+				// The example serves gRPC only; this bootstrap asks the HTTP
+				// listener the README tells it to turn on.
+				tt.HTTP, tt.Socket, tt.GRPC = envoy.AuthzHTTPAddr, "", ""
+			}
 			b, err := validate.File(raw, tt)
 			if err != nil {
 				t.Fatalf("validate.File(%s):\n%v", bs.file, err)
+			}
+			if bs.http {
+				return // no context_extensions: routes are matched by tokentailor
 			}
 			// The other direction: each tokentailor route is reachable.
 			named := contextRoutes(t, b)
@@ -164,6 +175,9 @@ func TestEveryForwardedRouteIsChecked(t *testing.T) {
 					if r.GetMatch().GetPath() != "/healthz" {
 						t.Errorf("route %q forwards without a check", r.GetName())
 					}
+				case bs.http:
+					// http_service sends no context_extensions: checked, and
+					// tokentailor matches the route itself.
 				case pr.GetCheckSettings().GetContextExtensions()[envoy.ContextKey] == "":
 					t.Errorf("route %q does not name its tokentailor route", r.GetName())
 				}
@@ -229,6 +243,7 @@ func TestHandles(t *testing.T) {
 		{name: "app", got: hostPort(endpoint(t, sidecar, envoy.AppCluster)), want: "127.0.0.1:" + port(envoy.AppPort)},
 		{name: "socket", got: endpoint(t, sidecar, envoy.AuthzCluster).GetPipe().GetPath(), want: envoy.AuthzSocket},
 		{name: "tcp", got: hostPort(endpoint(t, parse(t, envoy.SidecarTCP()), envoy.AuthzCluster)), want: envoy.AuthzTCPAddr},
+		{name: "http", got: hostPort(endpoint(t, parse(t, envoy.SidecarHTTP()), envoy.AuthzCluster)), want: envoy.AuthzHTTPAddr},
 		{name: "gateway tcp", got: hostPort(endpoint(t, parse(t, envoy.Gateway()), envoy.AuthzCluster)), want: envoy.AuthzTCPAddr},
 		{name: "ready path", got: readyPath(t, listener(t, sidecar, envoy.ReadyListener)), want: envoy.ReadyPath},
 	}
@@ -280,6 +295,14 @@ func TestVariantsDifferOnlyAsDocumented(t *testing.T) {
 				}
 				if !tls.GetRequireClientCertificate().GetValue() {
 					t.Error("mTLS variant does not require a client certificate")
+				}
+				// RFC 8705 certificate-bound tokens (extauthz/mtls) need the
+				// client certificate in the CheckRequest's source.certificate.
+				for _, f := range hcm(t, listener(t, v, envoy.InboundListener)).GetHttpFilters() {
+					az := &extauthzv3.ExtAuthz{}
+					if f.GetTypedConfig().UnmarshalTo(az) == nil && !az.GetIncludePeerCertificate() {
+						t.Error("mTLS variant's ext_authz does not send the client certificate (include_peer_certificate)")
+					}
 				}
 			},
 		},

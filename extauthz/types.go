@@ -32,6 +32,12 @@ type Request struct {
 	ContextExtensions map[string]string
 	// SourcePrincipal is the peer certificate identity when mTLS is on.
 	SourcePrincipal string
+	// SourceCertificate is the client certificate Envoy sends with
+	// include_peer_certificate: URL-encoded PEM; "" without mTLS. Certificate-
+	// bound tokens (RFC 8705) are checked against it.
+	SourceCertificate string
+	// SourceAddress is the downstream peer's IP address as Envoy saw it.
+	SourceAddress string
 }
 
 // CredentialKind tells how a credential is to be checked.
@@ -66,6 +72,9 @@ type Credential struct {
 	Kind CredentialKind
 	// Header is the lower-case header the token came from.
 	Header string
+	// Scheme is the auth-scheme the token came with, as configured ("Bearer")
+	// or "DPoP" (RFC 9449 §7.1); "" for a header without a scheme.
+	Scheme string
 	// CachedTokenHash is TokenHash(Raw), computed once when the credential is
 	// extracted so that no later stage hashes the token again; empty when not
 	// computed. Read it through the TokenHash method.
@@ -163,6 +172,10 @@ const (
 	ModeExchange Mode = "exchange"
 	// ModeEmbedded forwards a narrower JWT found inside a claim of the incoming token.
 	ModeEmbedded Mode = "embedded"
+	// ModeTxnToken hands the upstream a Transaction Token (txntoken+jwt,
+	// draft-ietf-oauth-transaction-tokens) signed by tokentailor, in the
+	// Txn-Token header.
+	ModeTxnToken Mode = "txn_token"
 	// ModeNone sends no token upstream (public routes).
 	ModeNone Mode = "none"
 )

@@ -35,8 +35,17 @@ type Config struct {
 	Cache Cache `json:"cache"`
 	// Runtime tunes the Go garbage collector (read at start only).
 	Runtime Runtime `json:"runtime"`
+	// SharedCache, when set, shares caches and revocations between replicas
+	// through Redis or Valkey; nil means each replica caches alone.
+	SharedCache *SharedCache `json:"shared_cache"`
 	// RouteKey is the context_extensions key that names a route (default "route").
 	RouteKey string `json:"route_key"`
+	// TxnToken configures the Transaction Tokens of routes with upstream
+	// mode txn_token.
+	TxnToken TxnToken `json:"txn_token"`
+	// DPoP configures the checking of DPoP proofs (RFC 9449) for routes whose
+	// sender_constraint is optional or required.
+	DPoP DPoP `json:"dpop"`
 	// Routes are tried in order when the request names no route; first match wins.
 	Routes []Route `json:"routes"`
 	// DefaultRoute names the route used when none matches; empty means deny.
@@ -59,6 +68,17 @@ type Listen struct {
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	// Off by default; keep the admin listener on loopback when it is on.
 	Pprof bool `json:"pprof"`
+	// HTTP is a TCP address for the HTTP authorization listener (Envoy's
+	// http_service, nginx auth_request, Caddy/Traefik forward_auth), e.g.
+	// "127.0.0.1:9192". Empty (the default) disables it.
+	HTTP string `json:"http"`
+	// HTTPSocket is a unix socket path for the HTTP authorization listener;
+	// every peer on it is trusted (the file's permissions are the boundary).
+	HTTPSocket string `json:"http_socket"`
+	// HTTPTrustedProxies are the CIDRs (or single addresses) of the proxies
+	// whose requests the HTTP listener on HTTP answers; any other peer gets
+	// 403. Default: loopback only (127.0.0.0/8, ::1/128).
+	HTTPTrustedProxies []string `json:"http_trusted_proxies"`
 }
 
 // Log holds logging settings.
@@ -274,8 +294,59 @@ type Route struct {
 	// MinLifetime refuses tokens that expire sooner than this. Opaque tokens
 	// whose introspection answer has no exp are not judged by it.
 	MinLifetime Duration `json:"min_lifetime"`
+	// SenderConstraint is how the route treats DPoP-bound tokens (RFC 9449):
+	// off (default: tokens are bearer tokens whatever their cnf), optional
+	// (DPoP-bound tokens need the DPoP scheme and a valid proof, others pass
+	// as Bearer) or required (only DPoP-bound tokens with a valid proof).
+	// Certificate-bound tokens (RFC 8705 cnf x5t#S256) are checked on every
+	// route whatever this says.
+	SenderConstraint string `json:"sender_constraint"`
+	// DPoPOrigin is the scheme and authority clients address, e.g.
+	// "https://api.example.com", when a proxy in front of Envoy changes them;
+	// empty means Envoy's scheme and :authority. A proof's htu must equal
+	// this origin plus the request path.
+	DPoPOrigin string `json:"dpop_origin"`
 	// Upstream says what the upstream gets.
 	Upstream Upstream `json:"upstream"`
+}
+
+// TxnToken configures Transaction Tokens (draft-ietf-oauth-transaction-tokens).
+type TxnToken struct {
+	// TrustDomain is the aud of every Txn-Token (required with mode txn_token).
+	TrustDomain string `json:"trust_domain"`
+	// Workload is req_wl, the requesting workload, unless the caller's
+	// certificate names a SPIFFE ID (required with mode txn_token).
+	Workload string `json:"workload"`
+	// TTL is a Txn-Token's lifetime, never beyond the incoming token (default 1m, at most 10m).
+	TTL Duration `json:"ttl"`
+	// Context is tctx: immutable context claims every Txn-Token carries.
+	Context map[string]any `json:"context"`
+	// RequestIDHeader names a request header whose value (1–128 visible
+	// ASCII characters) becomes txn, e.g. x-request-id (Envoy sets it); ""
+	// means a random UUID per token.
+	RequestIDHeader string `json:"request_id_header"`
+}
+
+// DPoP configures DPoP proof checking (RFC 9449).
+type DPoP struct {
+	// Algorithms is the proof alg allowlist, asymmetric only (default: ES256,
+	// ES384, ES512, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512). It is
+	// also the algs parameter of DPoP challenges.
+	Algorithms []string `json:"algorithms"`
+	// MaxAge bounds how old a proof's iat may be (default 60s).
+	MaxAge Duration `json:"max_age"`
+	// Leeway bounds how far in the future iat may be (default 5s).
+	Leeway Duration `json:"leeway"`
+	// ReplayEntries bounds the cache of seen proofs (default 100000); when it
+	// is full of live proofs, new proofs are refused (503) rather than a
+	// seen one forgotten.
+	ReplayEntries int `json:"replay_entries"`
+	// NonceSecret, when set, makes server nonces mandatory: proofs must carry
+	// a nonce tokentailor issued (DPoP-Nonce header of a use_dpop_nonce
+	// denial). At least 32 bytes; replicas sharing it accept each other's nonces.
+	NonceSecret *Secret `json:"nonce_secret"`
+	// NonceLifetime is how long an issued nonce is accepted (default 5m).
+	NonceLifetime Duration `json:"nonce_lifetime"`
 }
 
 // Match selects requests by host, path and method; empty parts match anything.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if *c.Credential.Scheme != "Bearer" || c.Credential.Header != "authorization" || c.RouteKey != "route" {
 		t.Errorf("credential defaults wrong: %+v", c.Credential)
+	}
+	if c.Listen.HTTP != "" || c.Listen.HTTPSocket != "" || !slices.Equal(c.Listen.HTTPTrustedProxies, DefaultHTTPTrustedProxies) {
+		t.Errorf("HTTP listener defaults wrong: %+v", c.Listen)
 	}
 	if got := c.Path("key.pem"); got != "/etc/tt/key.pem" {
 		t.Errorf("Path = %q", got)
@@ -119,6 +123,15 @@ func TestValidateNamesTheField(t *testing.T) {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    algorithms: [HS256]", 1)
 		}, "issuers[0].algorithms: HS* algorithms need hmac_secret"},
 		{"no listener", func(s string) string { return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, "", 1) }, "listen: set grpc"},
+		{"bad http address", func(s string) string {
+			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", http: "9192"}`, 1)
+		}, `listen.http: "9192" is not host:port`},
+		{"relative http socket", func(s string) string {
+			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", http_socket: run/http.sock}`, 1)
+		}, "listen.http_socket: must be an absolute path"},
+		{"bad trusted proxy", func(s string) string {
+			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", http_trusted_proxies: [10.0.0.0/8, proxy.local]}`, 1)
+		}, `listen.http_trusted_proxies[1]: "proxy.local" is not a CIDR`},
 		{"bad mode", func(s string) string { return strings.Replace(s, "{audience: api}", "{audience: api, mode: magic}", 1) }, `routes[0].upstream.mode: "magic" is not`},
 		{"mint without audience", func(s string) string { return strings.Replace(s, "{audience: api}", "{}", 1) }, "routes[0].upstream.audience: required for mode mint"},
 		{"registered claim", func(s string) string {
@@ -294,6 +307,32 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+func TestParseTrustedProxy(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{name: "CIDR", in: "10.1.2.3/8", want: "10.0.0.0/8"},
+		{name: "IPv4 address", in: "10.0.0.7", want: "10.0.0.7/32"},
+		{name: "IPv6 address", in: "::1", want: "::1/128"},
+		{name: "host name", in: "proxy.local", wantErr: true},
+		{name: "empty", in: "", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseTrustedProxy(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && got.String() != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestIssue12Defaults checks the defaults that let tokentailor work with
 // servers such as zitadel: access_token on both sides of an exchange, the
 // answer's aud and sub by default for introspection, and the values a file
@@ -340,5 +379,18 @@ func TestIssue12Defaults(t *testing.T) {
 				t.Errorf("exchange types = %q, %q; want %q, %q", x.SubjectTokenType, x.RequestedTokenType, tt.wantSubType, tt.wantReqType)
 			}
 		})
+	}
+}
+
+// The HTTP authorization listener alone is enough: nginx or Caddy need no gRPC.
+func TestHTTPListenerAlone(t *testing.T) {
+	for _, listen := range []string{`{http: "127.0.0.1:9192"}`, `{http_socket: /run/tt/http.sock}`} {
+		in := strings.Replace(minimal, `listen: {grpc: "127.0.0.1:9191"}`, "listen: "+listen, 1)
+		if in == minimal {
+			t.Fatal("minimal config changed shape")
+		}
+		if _, err := Parse([]byte(in), "/etc/tt"); err != nil {
+			t.Errorf("listen %s: %v", listen, err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -108,12 +109,22 @@ const (
 // DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
 var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
+// DefaultHTTPTrustedProxies are the peers the HTTP authorization listener
+// answers when listen.http_trusted_proxies names none: loopback only.
+var DefaultHTTPTrustedProxies = []string{"127.0.0.0/8", "::1/128"}
+
 // DefaultScopeClaims are read in order when an issuer names none.
 var DefaultScopeClaims = []string{"scope", "scp"}
 
 func (c *Config) applyDefaults() {
+	if c.SharedCache != nil {
+		c.SharedCache.applyDefaults()
+	}
 	if !c.Listen.ShutdownGrace.IsSet() {
 		c.Listen.ShutdownGrace.Duration = DefaultShutdownGrace
+	}
+	if c.Listen.HTTPTrustedProxies == nil {
+		c.Listen.HTTPTrustedProxies = slices.Clone(DefaultHTTPTrustedProxies)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -135,6 +146,7 @@ func (c *Config) applyDefaults() {
 		}
 		c.Credential.Scheme = &s
 	}
+	c.applyDPoPDefaults()
 	if c.Credential.MaxBytes == 0 {
 		c.Credential.MaxBytes = DefaultMaxTokenBytes
 	}
@@ -235,6 +247,9 @@ func (c *Config) applyDefaults() {
 		if !u.TTL.IsSet() {
 			u.TTL.Duration = DefaultTTL
 		}
+		if u.Header == "" && u.Mode == "txn_token" {
+			u.Header = "txn-token" // draft §10.1; never Authorization
+		}
 		if u.Header == "" {
 			u.Header = "authorization"
 		}
@@ -287,8 +302,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
 
-	if c.Listen.GRPC == "" && c.Listen.Socket == "" {
-		bad("listen", "set grpc (a TCP address), socket (a unix socket path) or both")
+	if c.Listen.GRPC == "" && c.Listen.Socket == "" && c.Listen.HTTP == "" && c.Listen.HTTPSocket == "" {
+		bad("listen", "set grpc (a TCP address) or socket (a unix socket path) for Envoy's gRPC ext_authz, http or http_socket for the HTTP authorization listener")
 	}
 	if c.Listen.GRPC != "" {
 		if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
@@ -302,6 +317,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen.Socket != "" && !filepath.IsAbs(c.Listen.Socket) {
 		bad("listen.socket", "must be an absolute path")
+	}
+	if c.Listen.HTTP != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.HTTP); err != nil {
+			bad("listen.http", "%q is not host:port", c.Listen.HTTP)
+		}
+	}
+	if c.Listen.HTTPSocket != "" && !filepath.IsAbs(c.Listen.HTTPSocket) {
+		bad("listen.http_socket", "must be an absolute path")
+	}
+	for i, p := range c.Listen.HTTPTrustedProxies {
+		if _, err := ParseTrustedProxy(p); err != nil {
+			bad(fmt.Sprintf("listen.http_trusted_proxies[%d]", i), "%q is not a CIDR (10.0.0.0/8) or an IP address", p)
+		}
 	}
 	if c.Listen.ShutdownGrace.Duration < 0 {
 		bad("listen.shutdown_grace", "must not be negative")
@@ -354,6 +382,9 @@ func (c *Config) Validate() error {
 	if c.Credential.MaxBytes < 0 {
 		bad("credential.max_bytes", "must be positive")
 	}
+	if c.SharedCache != nil {
+		c.validateSharedCache("shared_cache", c.SharedCache, bad)
+	}
 	if c.Cache.MaxEntries < 0 {
 		bad("cache.max_entries", "must be positive")
 	}
@@ -376,6 +407,7 @@ func (c *Config) Validate() error {
 		bad("issuers", "at most one issuer may handle opaque tokens (opaque: true or introspection)")
 	}
 
+	c.validateDPoP(bad)
 	names := map[string]bool{}
 	for i := range c.Routes {
 		c.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, opaque > 0, bad)
@@ -556,6 +588,20 @@ func (c *Config) validateSecret(f string, s *Secret, bad func(string, string, ..
 }
 
 func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOpaque bool, bad func(string, string, ...any)) {
+	switch r.SenderConstraint {
+	case "", "off", "optional", "required":
+	default:
+		hint := ""
+		if r.SenderConstraint == "false" || r.SenderConstraint == "true" {
+			hint = ` (YAML reads a bare off or on as a boolean: write "off")`
+		}
+		bad(f+".sender_constraint", "%q: want off, optional or required%s", r.SenderConstraint, hint)
+	}
+	if o := r.DPoPOrigin; o != "" {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad(f+".dpop_origin", "%q: want scheme://host[:port] only", o)
+		}
+	}
 	switch {
 	case r.Name == "":
 		bad(f+".name", "required")
@@ -626,8 +672,15 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 		if u.Audience == "" {
 			bad(uf+".audience", "required for mode embedded: it picks the embedded token")
 		}
+	case "txn_token":
+		if c.TxnToken.TrustDomain == "" || c.TxnToken.Workload == "" {
+			bad(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload")
+		}
+		if len(u.Scopes) == 0 {
+			bad(uf+".scopes", "required for mode txn_token: a Txn-Token's scope is its purpose")
+		}
 	default:
-		bad(uf+".mode", "%q is not mint, forward, exchange or embedded", u.Mode)
+		bad(uf+".mode", "%q is not mint, forward, exchange, embedded or txn_token", u.Mode)
 	}
 	if u.Exchange != nil && u.Mode != "exchange" {
 		bad(uf+".exchange", "only for mode exchange")
@@ -711,6 +764,9 @@ func (c *Config) Files() []string {
 	for _, k := range c.Mint.Keys {
 		add(k.File)
 	}
+	if s := c.DPoP.NonceSecret; s != nil {
+		add(s.File)
+	}
 	for _, is := range c.Issuers {
 		if is.HMACSecret != nil {
 			add(is.HMACSecret.File)
@@ -720,6 +776,11 @@ func (c *Config) Files() []string {
 				add(is.Client.Secret.File)
 			}
 			add(is.Client.PrivateKeyFile)
+		}
+	}
+	if c.SharedCache != nil {
+		for _, f := range c.SharedCache.files() {
+			add(f)
 		}
 	}
 	return out
@@ -750,6 +811,19 @@ func (r Runtime) Limit(maxEntries int) (int64, error) {
 		return 0, fmt.Errorf("%q: a limit under 16Mi would keep the collector running without pause", r.MemoryLimit)
 	}
 	return n, nil
+}
+
+// ParseTrustedProxy reads one entry of listen.http_trusted_proxies: a CIDR
+// ("10.0.0.0/8") or a single address ("10.0.0.7", read as /32 or /128).
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // isTokenTypeURI reports whether v is an absolute URI, as RFC 8693 §3 token

@@ -39,6 +39,10 @@ type Options struct {
 	Scheme string
 	// MaxBytes bounds the header value; default 8192.
 	MaxBytes int
+	// DPoP also accepts the "DPoP" scheme (RFC 9449 §7.1) beside Scheme;
+	// Credential.Scheme tells which one came. Whether the token may come
+	// with it is decided later, with the token's cnf (extauthz/dpop.Decide).
+	DPoP bool
 }
 
 // Extract returns the credential of r.
@@ -79,8 +83,13 @@ func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
 	}
 
 	token := value
+	used := scheme
 	if scheme != "" {
 		rest, ok := cutScheme(value, scheme)
+		if !ok && o.DPoP {
+			rest, ok = cutScheme(value, "DPoP")
+			used = "DPoP"
+		}
 		if !ok {
 			return extauthz.Credential{}, fmt.Errorf("%w: %s header does not use the %s scheme",
 				extauthz.ErrMalformedCredential, header, scheme)
@@ -97,7 +106,7 @@ func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
 	}
 	// The token is hashed here, once per Check: every cache and every log
 	// line downstream uses this sum.
-	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, CachedTokenHash: extauthz.TokenHash(token)}, nil
+	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, Scheme: used, CachedTokenHash: extauthz.TokenHash(token)}, nil
 }
 
 // cutScheme strips "scheme 1*SP" from the front of v, matching the scheme

@@ -44,27 +44,27 @@ func TestExtract(t *testing.T) {
 		{
 			name: "bearer jws",
 			req:  req(map[string]string{"authorization": "Bearer " + jws}, nil),
-			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization"},
+			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "lower-case scheme (RFC 7235 §2.1)",
 			req:  req(map[string]string{"authorization": "bearer " + jws}, nil),
-			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization"},
+			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "upper-case scheme and several spaces",
 			req:  req(map[string]string{"authorization": "BEARER   tok"}, nil),
-			want: extauthz.Credential{Raw: "tok", Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: "tok", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "jwe is opaque: introspected",
 			req:  req(map[string]string{"authorization": "Bearer " + jwe}, nil),
-			want: extauthz.Credential{Raw: jwe, Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: jwe, Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "opaque with b64token punctuation and padding",
 			req:  req(map[string]string{"authorization": "Bearer ory_at_a-b.c~d+e/f=="}, nil),
-			want: extauthz.Credential{Raw: "ory_at_a-b.c~d+e/f==", Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: "ory_at_a-b.c~d+e/f==", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "custom header without scheme takes the whole value",
@@ -76,13 +76,30 @@ func TestExtract(t *testing.T) {
 			name: "custom header with scheme",
 			opts: Options{Header: "x-auth", Scheme: "Token"},
 			req:  req(map[string]string{"x-auth": "token abc"}, nil),
-			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "x-auth"},
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "x-auth", Scheme: "Token"},
 		},
 		{
 			name: "explicit authorization header keeps the Bearer default",
 			opts: Options{Header: "Authorization"},
 			req:  req(map[string]string{"authorization": "Bearer abc"}, nil),
-			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
+		},
+		{
+			name: "DPoP scheme where DPoP is accepted (RFC 9449 §7.1)",
+			opts: Options{DPoP: true},
+			req:  req(map[string]string{"authorization": "dpop abc"}, nil),
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "DPoP"},
+		},
+		{
+			name: "Bearer still accepted where DPoP is",
+			opts: Options{DPoP: true},
+			req:  req(map[string]string{"authorization": "Bearer abc"}, nil),
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
+		},
+		{
+			name:    "DPoP scheme where DPoP is not accepted",
+			req:     req(map[string]string{"authorization": "DPoP abc"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
 		},
 		{
 			name:    "two values joined by envoy",
@@ -164,7 +181,7 @@ func TestExtract(t *testing.T) {
 			name: "exactly at a custom limit",
 			opts: Options{MaxBytes: 10},
 			req:  req(map[string]string{"authorization": "Bearer abc"}, nil),
-			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name:    "one byte over a custom limit",

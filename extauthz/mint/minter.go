@@ -133,6 +133,10 @@ func New(opts Options) (*Minter, error) {
 // /.well-known/jwks.json as application/jwk-set+json.
 func (m *Minter) JWKS() []byte { return slices.Clone(m.jwks) }
 
+// SigningKey returns the key new tokens are signed with, for other token
+// kinds tokentailor signs under the same published JWKS (Txn-Tokens).
+func (m *Minter) SigningKey() *Key { return m.signing }
+
 // SigningKeyID returns the kid of the key that signs new tokens.
 func (m *Minter) SigningKeyID() string { return m.signing.ID }
 

@@ -9,10 +9,12 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/credential"
 	"github.com/tokentailor/tokentailor/extauthz/discovery"
+	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/exchange"
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
@@ -21,6 +23,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 	"github.com/tokentailor/tokentailor/extauthz/upstream"
 )
 
@@ -62,7 +65,26 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 	if p.Minter != nil {
 		st.mint = p.Minter
 	}
-	if p.routes, err = compileRoutes(cfg, p.Policy, &st, env.Metrics); err != nil {
+	if p.Minter != nil && cfg.TxnToken.TrustDomain != "" {
+		tm, err := txntoken.NewMinter(txntoken.MinterOptions{
+			TrustDomain: cfg.TxnToken.TrustDomain, Issuer: cfg.Mint.Issuer, Key: p.Minter.SigningKey(),
+			TTL: cfg.TxnToken.TTL.Duration, Workload: cfg.TxnToken.Workload, Context: cfg.TxnToken.Context, Now: env.Now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("txn_token: %w", err)
+		}
+		st.txn = &txntoken.Source{Minter: tm, RequestIDHeader: cfg.TxnToken.RequestIDHeader}
+	}
+	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Now)
+	if err != nil {
+		return nil, err
+	}
+	if dv != nil {
+		p.Credential.DPoP = true
+		p.Response.DPoP = dv
+		p.Response.ConsumedHeaders = []string{dpopHeader}
+	}
+	if p.routes, err = compileRoutes(cfg, p.Policy, &st, dv, env.Metrics); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -106,11 +128,21 @@ func buildMinter(cfg *config.Config, env Env) (*mint.Minter, error) {
 // compileRoutes gives every route of cfg its stages. A route whose mode the
 // stages cannot serve fails the build, all such routes named at once.
 // Each route's decision counters are resolved here, once (nil metrics: none).
-func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, m *metrics.Metrics) (map[*policy.Route]*route, error) {
+func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.Verifier, m *metrics.Metrics) (map[*policy.Route]*route, error) {
 	routes := make(map[*policy.Route]*route, len(cfg.Routes))
 	var errs []error
 	for i, pr := range pol.Routes() {
 		rt := &route{jwt: st.jwt, opaque: st.opaque, decisions: m.Route(pr.Name)}
+		if c := cfg.Route(pr.Name); c != nil {
+			mode, err := dpop.ParseMode(c.SenderConstraint)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("routes[%d]: %w", i, err))
+			}
+			rt.binding = binding{mode: mode, origin: c.DPoPOrigin}
+			if mode != dpop.ModeOff {
+				rt.binding.dpop = dv
+			}
+		}
 		routes[pr] = rt
 		if pr.Public {
 			continue
@@ -122,6 +154,7 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, m *metric
 			continue
 		}
 		rt.source = src
+		rt.withRequest = m == extauthz.ModeTxnToken
 	}
 	return routes, errors.Join(errs...)
 }

@@ -24,11 +24,13 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/credential"
+	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 )
 
 // Pipeline is one immutable generation of the request path, built from one
@@ -88,6 +90,11 @@ type Env struct {
 	Transport http.RoundTripper
 	// Minter, when set, is used instead of keys from the config (dev mode).
 	Minter *mint.Minter
+	// DPoPReplay remembers accepted DPoP proofs across pipelines, so a reload
+	// does not reopen their replay window; nil makes a private one per
+	// pipeline (sized by dpop.replay_entries). A Redis-backed one shares it
+	// between replicas.
+	DPoPReplay dpop.ReplayCache
 }
 
 // Outcome is the result of Decide: the complete answer for Envoy plus what
@@ -153,12 +160,18 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	}
 	out.Principal = principal
 	out.Subject = principal.Subject
+	if err := rt.binding.check(ctx, r, cred, principal); err != nil {
+		return deny(err)
+	}
 	grant, err := pr.Authorize(principal, p.Now())
 	if err != nil {
 		return deny(err)
 	}
 	out.Grant = grant
 	out.Mode = grant.Mode
+	if rt.withRequest {
+		ctx = txntoken.WithRequest(ctx, r)
+	}
 	tok, err := rt.source.Token(ctx, principal, grant)
 	if err != nil {
 		return deny(err)

@@ -20,6 +20,11 @@ type route struct {
 	source extauthz.TokenSource
 	// decisions counts the route's allowed Checks, resolved at build.
 	decisions *metrics.RouteDecisions
+	// binding checks sender-constrained tokens (RFC 8705, RFC 9449).
+	binding binding
+	// withRequest is set when source reads the request (txn_token): Decide
+	// then puts the request in source's context.
+	withRequest bool
 }
 
 // authenticate validates cred with the authenticator for its kind.
@@ -46,6 +51,7 @@ type stages struct {
 	mint        extauthz.TokenSource
 	embedded    extauthz.TokenSource
 	exchange    upstream.Exchange
+	txn         extauthz.TokenSource
 }
 
 // source returns the token source of mode m, or why these stages cannot
@@ -66,6 +72,11 @@ func (s *stages) source(m extauthz.Mode) (extauthz.TokenSource, string) {
 			return nil, "needs an issuer that verifies JWTs"
 		}
 		return upstream.NotOutliving(s.embedded), ""
+	case extauthz.ModeTxnToken:
+		if s.txn == nil {
+			return nil, "needs mint.keys and txn_token"
+		}
+		return upstream.NotOutliving(s.txn), ""
 	case extauthz.ModeExchange:
 		if len(s.exchange) == 0 {
 			return nil, "needs an issuer with a client and a token endpoint"

@@ -83,6 +83,13 @@ type Builder struct {
 	// CredentialHeader is where clients send their token, lower case; public
 	// routes that strip the credential remove it.
 	CredentialHeader string
+	// DPoP renders DPoP denials (WWW-Authenticate: DPoP …, DPoP-Nonce);
+	// nil when no route checks DPoP proofs.
+	DPoP DPoPChallenger
+	// ConsumedHeaders are request headers tokentailor consumed (the DPoP
+	// proof): removed before the upstream on every allowed request that
+	// carries them. Not copied: it must not change after first use.
+	ConsumedHeaders []string
 
 	once     sync.Once
 	denials  [len(rows)]*authv3.DeniedHttpResponse
@@ -207,6 +214,9 @@ type allowedResponse struct {
 func (b *Builder) Deny(err error) (*authv3.CheckResponse, Denial) {
 	b.once.Do(b.init)
 	i, scopes := classify(err)
+	if resp, class, ok := b.dpopDenial(i, err); ok {
+		return resp, class
+	}
 	d, class := b.denials[i], denials[i]
 	if len(scopes) > 0 {
 		if scope := scopeParam(scopes); scope != "" {
@@ -277,6 +287,11 @@ func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Cre
 			if _, spoofed := sent[h]; spoofed && h != g.Header {
 				remove = append(remove, h) // allocates only for a spoofing client
 			}
+		}
+	}
+	for _, h := range b.ConsumedHeaders {
+		if _, sentIt := sent[h]; sentIt && h != g.Header {
+			remove = append(remove, h)
 		}
 	}
 	if len(remove) > 0 {

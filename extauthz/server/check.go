@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/logsample"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
@@ -68,9 +69,16 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 		a.metrics.Decision("error", "bad_request", "", time.Since(start))
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	out := a.pipe.Load().Decide(ctx, &r)
-	a.record(&out, time.Since(start))
+	out := a.decide(ctx, &r, start)
 	return out.Response, nil
+}
+
+// decide runs r down the current pipeline and records the outcome: the one
+// path shared by the gRPC and the HTTP front ends.
+func (a *Authz) decide(ctx context.Context, r *extauthz.Request, start time.Time) pipeline.Outcome {
+	out := a.pipe.Load().Decide(ctx, r)
+	a.record(&out, time.Since(start))
+	return out
 }
 
 // record logs and counts out with the classification its denial was built

@@ -47,7 +47,7 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 			s.metrics.Reload(nil)
 			s.log.Info("config reloaded", "routes", len(cfg.Routes), "signing_key", signingKey(p), "previous_signing_key", signingKey(old))
 			if restartSettings(cfg) != s.restartSum {
-				s.log.Warn("listen addresses, pprof, log format or runtime settings changed: they take effect on restart only")
+				s.log.Warn("listen addresses, trusted proxies, pprof, log format or runtime settings changed: they take effect on restart only")
 			}
 			return nil
 		}

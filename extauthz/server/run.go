@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
@@ -59,12 +60,16 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
 	keySets  *pipeline.KeySets
-	authz    *Authz
-	health   *health.Server
-	grpc     *grpc.Server
-	admin    *http.Server
+	// dpopReplay outlives reloads: a new config must not forget seen proofs.
+	dpopReplay dpop.ReplayCache
+	authz      *Authz
+	health     *health.Server
+	grpc       *grpc.Server
+	admin      *http.Server
+	// httpTCP and httpSock serve the HTTP authorization listener (nil when off).
+	httpTCP, httpSock *http.Server
 
-	grpcLn, socketLn, adminLn net.Listener
+	grpcLn, socketLn, adminLn, httpLn, httpSocketLn net.Listener
 
 	reloadMu   sync.Mutex
 	closed     bool     // set once Serve stops; Reload then does nothing
@@ -98,6 +103,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = metrics.New(s.registry)
 	s.keySets = pipeline.NewKeySets(context.WithoutCancel(ctx))
+	s.dpopReplay = dpop.NewMemoryReplay(cfg.DPoP.ReplayEntries, s.opts.Env.Now)
 
 	// Bind first: an issuer served by this very process (the dev issuer on
 	// the admin listener) must be reachable when the first key fetch starts.
@@ -119,6 +125,22 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	}
 
+	if s.httpLn != nil || s.httpSocketLn != nil {
+		trusted, err := trustedPrefixes(cfg)
+		if err != nil {
+			s.closeListeners()
+			s.keySets.Close()
+			return nil, err
+		}
+		h := NewHTTPAuthz(s.authz, trusted)
+		if s.httpLn != nil {
+			s.httpTCP = newHTTPServer(h)
+		}
+		if s.httpSocketLn != nil {
+			s.httpSock = newHTTPServer(h.trustingAll())
+		}
+	}
+
 	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(1 << 20))
 	authv3.RegisterAuthorizationServer(s.grpc, s.authz)
 	s.health = health.NewServer()
@@ -128,11 +150,22 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// newHTTPServer serves the HTTP authorization listener. Proxies keep
+// connections open, so the idle timeout is generous; a subrequest has no
+// body worth reading.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 20}
+}
+
 func (s *Server) env() pipeline.Env {
 	env := s.opts.Env
 	env.Logger = s.log
 	env.Metrics = s.metrics
 	env.KeySets = s.keySets
+	if env.DPoPReplay == nil {
+		env.DPoPReplay = s.dpopReplay
+	}
 	return env
 }
 
@@ -143,30 +176,49 @@ func (s *Server) listen(cfg *config.Config) error {
 			return fmt.Errorf("listen.grpc: %w", err)
 		}
 	}
-	if path := cfg.Listen.Socket; path != "" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return fmt.Errorf("listen.socket: %w", err)
-		}
-		// A socket left by a crashed process would make Listen fail.
-		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			_ = os.Remove(path)
-		}
-		if s.socketLn, err = net.Listen("unix", path); err != nil {
-			return fmt.Errorf("listen.socket: %w", err)
-		}
-		// Envoy runs as another user in the same pod: let the group in.
-		_ = os.Chmod(path, 0o660)
+	if s.socketLn, err = listenUnix("listen.socket", cfg.Listen.Socket); err != nil {
+		return err
 	}
 	if cfg.Listen.Admin != "" {
 		if s.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
 			return fmt.Errorf("listen.admin: %w", err)
 		}
 	}
+	if cfg.Listen.HTTP != "" {
+		if s.httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
+			return fmt.Errorf("listen.http: %w", err)
+		}
+	}
+	if s.httpSocketLn, err = listenUnix("listen.http_socket", cfg.Listen.HTTPSocket); err != nil {
+		return err
+	}
 	return nil
 }
 
+// listenUnix binds the unix socket path (field names it in errors); an empty
+// path binds nothing.
+func listenUnix(field, path string) (net.Listener, error) {
+	if path == "" {
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	// A socket left by a crashed process would make Listen fail.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		_ = os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	// The proxy runs as another user in the same pod: let the group in.
+	_ = os.Chmod(path, 0o660)
+	return ln, nil
+}
+
 func (s *Server) closeListeners() {
-	for _, ln := range []net.Listener{s.grpcLn, s.socketLn, s.adminLn} {
+	for _, ln := range []net.Listener{s.grpcLn, s.socketLn, s.adminLn, s.httpLn, s.httpSocketLn} {
 		if ln != nil {
 			_ = ln.Close()
 		}
@@ -175,6 +227,9 @@ func (s *Server) closeListeners() {
 
 // GRPCAddr is the bound TCP address of the gRPC listener, or nil.
 func (s *Server) GRPCAddr() net.Addr { return addr(s.grpcLn) }
+
+// HTTPAddr is the bound TCP address of the HTTP authorization listener, or nil.
+func (s *Server) HTTPAddr() net.Addr { return addr(s.httpLn) }
 
 // AdminAddr is the bound address of the admin listener, or nil.
 func (s *Server) AdminAddr() net.Addr { return addr(s.adminLn) }
@@ -193,24 +248,30 @@ func addr(ln net.Listener) net.Addr {
 // the config file or the files it names. Then it stops accepting, lets
 // in-flight checks finish (at most listen.shutdown_grace) and returns nil.
 func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
-	errc := make(chan error, 3)
+	errc := make(chan error, 5)
 	for _, ln := range []net.Listener{s.grpcLn, s.socketLn} {
 		if ln != nil {
 			go func(ln net.Listener) { errc <- s.grpc.Serve(ln) }(ln)
 		}
 	}
-	if s.admin != nil {
-		go func() {
-			if err := s.admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
-			}
-		}()
+	for _, hs := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{s.admin, s.adminLn}, {s.httpTCP, s.httpLn}, {s.httpSock, s.httpSocketLn}} {
+		if hs.srv != nil {
+			go func() {
+				if err := hs.srv.Serve(hs.ln); !errors.Is(err, http.ErrServerClosed) {
+					errc <- err
+				}
+			}()
+		}
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	var watchers sync.WaitGroup
 	watchers.Go(func() { s.watch(wctx, reload) })
 	watchers.Go(func() { s.watchReady(wctx) })
-	s.log.Info("serving", "grpc", addrString(s.grpcLn), "socket", addrString(s.socketLn), "admin", addrString(s.adminLn))
+	s.log.Info("serving", "grpc", addrString(s.grpcLn), "socket", addrString(s.socketLn), "admin", addrString(s.adminLn),
+		"http", addrString(s.httpLn), "http_socket", addrString(s.httpSocketLn))
 
 	var err error
 	select {
@@ -243,19 +304,35 @@ func (s *Server) stop() {
 	grace := s.authz.Pipeline().Config.Listen.ShutdownGrace.Duration
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
+	// The HTTP authorization listeners drain within the same grace.
+	hctx, hcancel := context.WithTimeout(context.Background(), grace)
+	var hwg sync.WaitGroup
+	for _, hs := range []*http.Server{s.httpTCP, s.httpSock} {
+		if hs != nil {
+			hwg.Go(func() {
+				if hs.Shutdown(hctx) != nil {
+					_ = hs.Close()
+				}
+			})
+		}
+	}
 	select {
 	case <-done:
 	case <-time.After(grace):
 		s.log.Warn("shutdown grace exceeded; closing remaining streams")
 		s.grpc.Stop()
 	}
+	hwg.Wait()
+	hcancel()
 	if s.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.admin.Shutdown(ctx)
 		cancel()
 	}
-	if s.socketLn != nil {
-		_ = os.Remove(s.socketLn.Addr().String())
+	for _, ln := range []net.Listener{s.socketLn, s.httpSocketLn} {
+		if ln != nil {
+			_ = os.Remove(ln.Addr().String())
+		}
 	}
 	s.keySets.Close()
 	s.log.Info("stopped")

@@ -17,7 +17,8 @@ func restartSettings(cfg *config.Config) string {
 	// The memory limit is compared as applied: cache.max_entries itself
 	// takes effect on reload, but the "auto" limit derived from it does not.
 	limit, _ := cfg.Runtime.Limit(cfg.Cache.MaxEntries)
-	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", cfg.Log.Format, "|", cfg.Runtime.GCPercent, "|", limit)
+	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", l.HTTP, "|", l.HTTPSocket, "|", l.HTTPTrustedProxies, "|",
+		cfg.Log.Format, "|", cfg.Runtime.GCPercent, "|", limit)
 }
 
 // tuneRuntime sets the GC target and the soft memory limit of cfg.Runtime,
