@@ -208,6 +208,16 @@ type Grant struct {
 	// embedded tokens are accepted (ModeEmbedded); the subject must match
 	// whatever the issuer.
 	EmbeddedIssuers []string
+	// Key, set by the policy when it compiles the route, encodes everything
+	// of the route that shapes a minted token (route, audience, TTL, prefix,
+	// fixed claims, which claims are copied under which names), so that the
+	// minted-token cache key need not encode them per request. Claims must
+	// then hold the fixed claims plus, at most, the claims of Copied. Empty
+	// for a Grant built by hand: the cache key encodes the fields instead.
+	Key string
+	// Copied names the claims copied from the principal, in the route's
+	// compiled order, when Key is set.
+	Copied []string
 }
 
 // ExchangeSpec holds the RFC 8693 parameters of a route.

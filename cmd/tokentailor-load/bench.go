@@ -93,6 +93,8 @@ type benchRun struct {
 	// introspection is appended inside the config's introspection map,
 	// e.g. ", rate_limit: {per_second: 100}".
 	introspection string
+	// floorRT is the floor's runtime line, which tokentailor's must match.
+	floorRT string
 }
 
 func bench(ctx context.Context, o benchOptions) error {
@@ -230,7 +232,7 @@ func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 	}
 	defer tt.stop()
 	fmt.Printf("\nalternating floor and warm-jwt, %d rounds of %s each (ratios tokentailor / floor):\n", b.o.rounds, b.o.load.Duration)
-	fmt.Printf("%-6s %-5s %10s %10s %8s %8s %8s\n", "via", "round", "floor r/s", "warm r/s", "×r/s", "×p99", "×CPU/rq")
+	fmt.Printf("%-6s %-5s %10s %10s %8s %8s %10s %10s %8s\n", "via", "round", "floor r/s", "warm r/s", "×r/s", "×p99", "floor CPU", "warm CPU", "×CPU/rq")
 	for _, tr := range b.o.transports {
 		var rps, p99, cpu []float64
 		for r := range b.o.rounds {
@@ -248,9 +250,10 @@ func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 			rps = append(rps, w.RPS()/f.RPS())
 			p99 = append(p99, float64(w.Hist.Quantile(.99))/float64(f.Hist.Quantile(.99)))
 			cpu = append(cpu, float64(w.CPUPerReq())/float64(f.CPUPerReq()))
-			fmt.Printf("%-6s %-5d %10.0f %10.0f %8.2f %8.2f %8.2f\n", tr, r+1, f.RPS(), w.RPS(), rps[r], p99[r], cpu[r])
+			fmt.Printf("%-6s %-5d %10.0f %10.0f %8.2f %8.2f %10s %10s %8.2f\n", tr, r+1, f.RPS(), w.RPS(), rps[r], p99[r],
+				fmtDur(f.CPUPerReq()), fmtDur(w.CPUPerReq()), cpu[r])
 		}
-		fmt.Printf("%-6s %-5s %10s %10s %8.2f %8.2f %8.2f\n", tr, "median", "", "", median(rps), median(p99), median(cpu))
+		fmt.Printf("%-6s %-5s %10s %10s %8.2f %8.2f %10s %10s %8.2f\n", tr, "median", "", "", median(rps), median(p99), "", "", median(cpu))
 	}
 	return nil
 }
@@ -439,7 +442,7 @@ func (b *benchRun) targetsFor(name string) (map[string]string, error) {
 }
 
 // startFloor starts this binary's floor on both transports.
-func (b *benchRun) startFloor(ctx context.Context) (*child, error) {
+func (b *benchRun) startFloor(ctx context.Context) (c *child, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -448,10 +451,30 @@ func (b *benchRun) startFloor(ctx context.Context) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := b.start("floor", []string{self, "floor", "-listen", targets["tcp"], "-listen", targets["unix"]}, targets)
+	// The floor runs with the runtime settings tokentailor applies by
+	// default (runtime.gc_percent, runtime.memory_limit: auto for this
+	// run's cache bound); GOMAXPROCS is the same for both, set by the Go
+	// runtime from the CPUs each may use (the same taskset prefix).
+	limit, err := config.Runtime{MemoryLimit: "auto"}.Limit(b.o.cacheMax)
 	if err != nil {
 		return nil, err
 	}
+	argv := []string{self, "floor", "-listen", targets["tcp"], "-listen", targets["unix"],
+		"-gc-percent", strconv.Itoa(config.DefaultGCPercent), "-memory-limit", strconv.FormatInt(limit, 10)}
+	c, err = b.start("floor", argv, targets)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err == nil {
+			var rt string
+			if rt, err = floorRuntime(c.log); err == nil {
+				b.noteRuntime("floor", rt)
+			} else {
+				c.stop()
+			}
+		}
+	}()
 	return c, c.waitUp(ctx, func() error {
 		for _, t := range targets {
 			network, addr := "tcp", t
@@ -500,7 +523,7 @@ routes:
 
 // startTokentailor writes a config whose mint key is of kind (eddsa or
 // es256), starts tokentailor on it and waits until /readyz answers 200.
-func (b *benchRun) startTokentailor(ctx context.Context, kind string) (*child, error) {
+func (b *benchRun) startTokentailor(ctx context.Context, kind string) (c *child, err error) {
 	name := "tokentailor-" + kind
 	keyPath := filepath.Join(b.dir, name+".pem")
 	if err := writeKey(keyPath, kind); err != nil {
@@ -532,12 +555,22 @@ func (b *benchRun) startTokentailor(ctx context.Context, kind string) (*child, e
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
 		return nil, err
 	}
-	c, err := b.start(name, []string{b.o.binary, "serve", "-config", cfgPath}, targets)
+	c, err = b.start(name, []string{b.o.binary, "serve", "-config", cfgPath}, targets)
 	if err != nil {
 		return nil, err
 	}
 	c.admin = admin
 	hc := &http.Client{Timeout: time.Second}
+	defer func() {
+		if err == nil {
+			var rt string
+			if rt, err = serverRuntime(ctx, admin); err == nil {
+				b.noteRuntime(name, rt)
+			} else {
+				c.stop()
+			}
+		}
+	}()
 	return c, c.waitUp(ctx, func() error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/readyz", nil)
 		if err != nil {

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -68,9 +71,12 @@ func floorCmd(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
 	var targets stringList
 	fs.Var(&targets, "listen", "address to serve: host:port or unix:///path (repeatable)")
+	gcPercent := fs.Int("gc-percent", 0, "GC target as GOGC, unless GOGC is set (0: Go's default); bench passes tokentailor's runtime.gc_percent")
+	memLimit := fs.Int64("memory-limit", 0, "soft memory limit in bytes, unless GOMEMLIMIT is set (0: none); bench passes tokentailor's runtime.memory_limit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	fmt.Println(tuneFloorRuntime(*gcPercent, *memLimit))
 	if len(targets) == 0 {
 		fmt.Fprintln(os.Stderr, "floor: at least one -listen is required")
 		return 2
@@ -82,6 +88,39 @@ func floorCmd(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// tuneFloorRuntime applies the GC target and soft memory limit the way
+// tokentailor applies its runtime section (an environment variable wins over
+// the setting), and returns the line that states what the floor runs with.
+func tuneFloorRuntime(gcPercent int, memLimit int64) string {
+	if gcPercent > 0 && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+	if memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memLimit)
+	}
+	return runtimeLine()
+}
+
+// runtimeLine states the GC target, soft memory limit and GOMAXPROCS this
+// process runs with, in the form bench compares.
+func runtimeLine() string {
+	gc := debug.SetGCPercent(-1)
+	debug.SetGCPercent(gc)
+	return formatRuntime(gc, debug.SetMemoryLimit(-1), runtime.GOMAXPROCS(0))
+}
+
+// formatRuntime renders runtime settings: "GOGC=400 GOMEMLIMIT=56.4MiB GOMAXPROCS=1".
+func formatRuntime(gcPercent int, memLimit int64, procs int) string {
+	gc, limit := strconv.Itoa(gcPercent), "off"
+	if gcPercent < 0 {
+		gc = "off"
+	}
+	if memLimit > 0 && memLimit < 1<<62 {
+		limit = fmt.Sprintf("%.1fMiB", float64(memLimit)/(1<<20))
+	}
+	return fmt.Sprintf("GOGC=%s GOMEMLIMIT=%s GOMAXPROCS=%d", gc, limit, procs)
 }
 
 // serveFloor serves the floor on every target until ctx ends; ready is

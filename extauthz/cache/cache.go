@@ -22,6 +22,12 @@ type Observer interface {
 	CacheLookup(cache string, hit bool)
 }
 
+// lookupCounter is an Observer that can resolve a cache's counters once
+// (*metrics.Metrics does), so that a lookup does not name its labels again.
+type lookupCounter interface {
+	LookupCounter(cache string) func(hit bool)
+}
+
 // Cache is a bounded map from string keys to values of type V with a
 // per-entry lifetime.
 type Cache[V any] struct {
@@ -29,7 +35,8 @@ type Cache[V any] struct {
 	shards   []*gocache.Cache
 	perShard int
 	seed     maphash.Seed
-	obs      Observer
+	// count counts one lookup; nil when nothing observes the cache.
+	count func(hit bool)
 }
 
 const defaultShards = 32
@@ -49,7 +56,13 @@ func New[V any](name string, maxEntries int, obs Observer) *Cache[V] {
 		shards:   make([]*gocache.Cache, n),
 		perShard: (maxEntries + n - 1) / n,
 		seed:     maphash.MakeSeed(),
-		obs:      obs,
+	}
+	switch o := obs.(type) {
+	case nil:
+	case lookupCounter:
+		c.count = o.LookupCounter(name)
+	default:
+		c.count = func(hit bool) { o.CacheLookup(name, hit) }
 	}
 	for i := range c.shards {
 		// No default expiry (every Set names its own); janitor every minute.
@@ -68,8 +81,8 @@ func (c *Cache[V]) shard(key string) *gocache.Cache {
 // Get returns the value stored under key, if present and not expired.
 func (c *Cache[V]) Get(key string) (V, bool) {
 	v, ok := c.shard(key).Get(key)
-	if c.obs != nil {
-		c.obs.CacheLookup(c.name, ok)
+	if c.count != nil {
+		c.count(ok)
 	}
 	if !ok {
 		var zero V

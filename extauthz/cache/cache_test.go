@@ -63,3 +63,31 @@ func TestCacheIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// resolvingObs resolves a cache's counter once, as *metrics.Metrics does.
+type resolvingObs struct {
+	countObs
+	resolved []string
+}
+
+func (o *resolvingObs) LookupCounter(name string) func(bool) {
+	o.resolved = append(o.resolved, name)
+	return func(hit bool) { o.countObs.CacheLookup(name, hit) }
+}
+
+// An observer that resolves counters is asked once, when the cache is made,
+// and counts every lookup through what it returned.
+func TestCacheResolvesCountersOnce(t *testing.T) {
+	obs := &resolvingObs{}
+	c := New[int]("mint", 10, obs)
+	c.Set("a", 1, time.Minute)
+	for _, k := range []string{"a", "b", "a"} {
+		c.Get(k)
+	}
+	if len(obs.resolved) != 1 || obs.resolved[0] != "mint" {
+		t.Errorf("resolved %q, want [mint] once", obs.resolved)
+	}
+	if obs.hits != 2 || obs.misses != 1 {
+		t.Errorf("hits %d misses %d, want 2 and 1", obs.hits, obs.misses)
+	}
+}

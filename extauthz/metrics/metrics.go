@@ -62,6 +62,50 @@ func (m *Metrics) Decision(result, reason, route string, took time.Duration) {
 	m.checkLatency.Observe(took.Seconds())
 }
 
+// RouteDecisions counts one route's allowed Checks through a counter resolved
+// once, when the route is built: the warm path then neither hashes label
+// values nor looks the series up per request.
+type RouteDecisions struct {
+	allowed prometheus.Counter
+	latency prometheus.Histogram
+}
+
+// Route resolves the decision series of route for its allowed Checks; nil
+// when m is nil (RouteDecisions' methods are nil-safe).
+func (m *Metrics) Route(route string) *RouteDecisions {
+	if m == nil {
+		return nil
+	}
+	return &RouteDecisions{allowed: m.decisions.WithLabelValues("allow", "ok", route), latency: m.checkLatency}
+}
+
+// Allowed counts one allowed Check of the route, as Decision("allow", "ok",
+// route, took) does.
+func (r *RouteDecisions) Allowed(took time.Duration) {
+	if r == nil {
+		return
+	}
+	r.allowed.Inc()
+	r.latency.Observe(took.Seconds())
+}
+
+// LookupCounter resolves the hit and miss series of the named cache once and
+// returns what counts one lookup (extauthz/cache takes it when a cache is
+// made); nil when m is nil.
+func (m *Metrics) LookupCounter(cache string) func(hit bool) {
+	if m == nil {
+		return nil
+	}
+	hit, miss := m.cacheLookups.WithLabelValues(cache, "hit"), m.cacheLookups.WithLabelValues(cache, "miss")
+	return func(h bool) {
+		if h {
+			hit.Inc()
+		} else {
+			miss.Inc()
+		}
+	}
+}
+
 // CacheLookup counts a hit or a miss in the named cache.
 func (m *Metrics) CacheLookup(cache string, hit bool) {
 	if m == nil {

@@ -559,6 +559,67 @@ func TestCacheKeySeparatesInputs(t *testing.T) {
 	}
 }
 
+// A grant the policy compiled (Key and Copied set) is keyed by its route key,
+// the principal and the copied claims' values: every one of them separates
+// cache entries, and such keys never meet those of hand-built grants.
+func TestCompiledCacheKeySeparatesInputs(t *testing.T) {
+	clock := newClock()
+	m := newMinter(t, clock, testKey(t, AlgEdDSA))
+	compiled := func() *extauthz.Grant {
+		g := grant()
+		g.Claims = map[string]any{"tenant": "acme", "email": "a@example.com", "team": "x"} // team: fixed
+		g.Key, g.Copied = "route-orders-v1", []string{"email", "tenant"}
+		return g
+	}
+	base := func() (*extauthz.Principal, *extauthz.Grant) {
+		return principal(clock, "incoming", time.Hour), compiled()
+	}
+	tests := []struct {
+		name     string
+		edit     func(*extauthz.Principal, *extauthz.Grant)
+		wantSame bool
+	}{
+		{name: "same inputs", edit: func(*extauthz.Principal, *extauthz.Grant) {}, wantSame: true},
+		{name: "same claims in a new map", edit: func(_ *extauthz.Principal, g *extauthz.Grant) {
+			g.Claims = map[string]any{"team": "x", "tenant": "acme", "email": "a@example.com"}
+		}, wantSame: true},
+		{name: "other route key", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { g.Key = "route-orders-v2" }},
+		{name: "hand-built grant", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { g.Key, g.Copied = "", nil }},
+		{name: "other incoming token", edit: func(p *extauthz.Principal, _ *extauthz.Grant) { p.Credential.Raw = "incoming2" }},
+		{name: "other subject", edit: func(p *extauthz.Principal, _ *extauthz.Grant) { p.Subject = "user-43" }},
+		{name: "other issuer", edit: func(p *extauthz.Principal, _ *extauthz.Grant) { p.Issuer = "https://other.example" }},
+		{name: "other expiry", edit: func(p *extauthz.Principal, _ *extauthz.Grant) { p.ExpiresAt = p.ExpiresAt.Add(-time.Minute) }},
+		{name: "fewer scopes granted", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { g.Scopes = nil }},
+		{name: "other copied value", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { g.Claims["tenant"] = "umbrella" }},
+		{name: "copied value of other type", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { g.Claims["tenant"] = []any{"acme"} }},
+		{name: "number, not string", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { g.Claims["email"] = 1.0 }},
+		{name: "copied claim absent", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { delete(g.Claims, "email") }},
+		{name: "copied claim empty", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { g.Claims["email"] = "" }},
+		{name: "values moved between claims", edit: func(_ *extauthz.Principal, g *extauthz.Grant) {
+			g.Claims["email"], g.Claims["tenant"] = "acme", "a@example.com"
+		}},
+		{name: "claim outside the route's", edit: func(_ *extauthz.Principal, g *extauthz.Grant) { g.Claims["x"] = "y" }},
+	}
+	p0, g0 := base()
+	ref, err := m.Token(context.Background(), p0, g0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, g := base()
+			tt.edit(p, g)
+			got, err := m.Token(context.Background(), p, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if same := got.Value == ref.Value; same != tt.wantSame {
+				t.Fatalf("same token = %v, want %v", same, tt.wantSame)
+			}
+		})
+	}
+}
+
 func TestNoCacheWithoutRawToken(t *testing.T) {
 	clock := newClock()
 	m := newMinter(t, clock, testKey(t, AlgEdDSA))

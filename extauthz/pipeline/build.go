@@ -19,6 +19,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
@@ -87,7 +88,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 		p.Response.DPoP = dv
 		p.Response.ConsumedHeaders = []string{dpopHeader}
 	}
-	if p.routes, err = compileRoutes(cfg, p.Policy, &st, dv); err != nil {
+	if p.routes, err = compileRoutes(cfg, p.Policy, &st, dv, env.Metrics); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -130,11 +131,12 @@ func buildMinter(cfg *config.Config, env Env) (*mint.Minter, error) {
 
 // compileRoutes gives every route of cfg its stages. A route whose mode the
 // stages cannot serve fails the build, all such routes named at once.
-func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.Verifier) (map[*policy.Route]*route, error) {
+// Each route's decision counters are resolved here, once (nil metrics: none).
+func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.Verifier, m *metrics.Metrics) (map[*policy.Route]*route, error) {
 	routes := make(map[*policy.Route]*route, len(cfg.Routes))
 	var errs []error
 	for i, pr := range pol.Routes() {
-		rt := &route{}
+		rt := &route{decisions: m.Route(pr.Name)}
 		c := cfg.Route(pr.Name)
 		if !pr.Public {
 			var accepts []string

@@ -175,6 +175,9 @@ type Outcome struct {
 	Grant *extauthz.Grant
 	// Token is the upstream token, for explain.
 	Token extauthz.Token
+	// Decisions are the matched route's decision counters, resolved when
+	// the pipeline was built; nil when no route matched or without metrics.
+	Decisions *metrics.RouteDecisions
 }
 
 // Decide runs the request path for one request. It never returns an allow
@@ -191,7 +194,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 		return deny(err)
 	}
 	rt := p.routes[pr]
-	out.Route = pr.Name
+	out.Route, out.Decisions = pr.Name, rt.decisions
 	if pr.Public {
 		// Public routes never look at the credential: a Basic header or a
 		// stale token must not turn a public page into a 401.

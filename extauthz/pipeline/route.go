@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/upstream"
 )
@@ -21,6 +22,8 @@ type route struct {
 	jwt, opaque extauthz.Authenticator
 	// source produces the upstream token; nil for a public route.
 	source extauthz.TokenSource
+	// decisions counts the route's allowed Checks, resolved at build.
+	decisions *metrics.RouteDecisions
 	// binding checks sender-constrained tokens (RFC 8705, RFC 9449).
 	binding binding
 	// withRequest is set when source reads the request (txn_token): Decide

@@ -25,6 +25,8 @@
 package policy
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -152,8 +154,39 @@ func compile(c *config.Route) (*Route, error) {
 			to = f
 		}
 		r.copyClaims = append(r.copyClaims, copyClaim{from: f, to: to})
+		r.grant.Copied = append(r.grant.Copied, to)
 	}
+	key, err := grantKey(&r.grant, r.copyClaims, u.Claims)
+	if err != nil {
+		return nil, err
+	}
+	r.grant.Key = key
 	return r, nil
+}
+
+// grantKey encodes, once per route, what of the route shapes a minted token
+// besides the principal: the minted-token cache key starts from it instead
+// of re-encoding the route's claims on every request. Fields are
+// length-prefixed so that no two routes share an encoding.
+func grantKey(g *extauthz.Grant, copies []copyClaim, fixed map[string]any) (string, error) {
+	fixedJSON, err := json.Marshal(fixed) // encoding/json sorts map keys: one encoding per set of claims
+	if err != nil {
+		return "", fmt.Errorf("upstream.claims: %w", err)
+	}
+	field := func(b []byte, s string) []byte {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		return append(b, s...)
+	}
+	b := field(nil, g.Route)
+	b = field(b, g.Audience)
+	b = binary.BigEndian.AppendUint64(b, uint64(g.TTL))
+	b = field(b, g.Prefix)
+	b = field(b, string(fixedJSON))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(copies)))
+	for _, c := range copies {
+		b = field(field(b, c.from), c.to)
+	}
+	return string(b), nil
 }
 
 // compileMatch brings the match rules into the canonical form requests are

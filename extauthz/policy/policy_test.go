@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,5 +237,54 @@ func TestExchangeTypesReachTheGrant(t *testing.T) {
 				t.Fatalf("grant exchange = %+v, want subject %q, requested %q", g.Exchange, tt.wantSubject, tt.wantRequested)
 			}
 		})
+	}
+}
+
+// The route key compiled into each grant changes with everything of the
+// route that shapes a minted token, and with nothing else.
+func TestGrantKey(t *testing.T) {
+	key := func(t *testing.T, old, repl string) string {
+		t.Helper()
+		cfg, err := config.Parse([]byte(strings.Replace(testConfig, old, repl, 1)), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.routes[1].Grant().Key // "orders", under whatever name
+	}
+	ref := key(t, "", "")
+	tests := []struct {
+		name      string
+		old, repl string
+		wantSame  bool
+	}{
+		{name: "same config", wantSame: true},
+		{name: "other match rule", old: "path_prefix: /orders,", repl: "path_prefix: /orderz,", wantSame: true},
+		{name: "other requirement", old: "min_lifetime: 60s", repl: "min_lifetime: 90s", wantSame: true},
+		{name: "other route name", old: "name: orders", repl: "name: orders2"},
+		{name: "other audience", old: "audience: orders-api", repl: "audience: orders-api2"},
+		{name: "other ttl", old: "ttl: 2m", repl: "ttl: 3m"},
+		{name: "other fixed claim", old: "claims: {env: prod}", repl: "claims: {env: dev}"},
+		{name: "fixed claim of other type", old: "claims: {env: prod}", repl: "claims: {env: [prod]}"},
+		{name: "claim copied under other name", old: "email: user_email", repl: "email: mail"},
+		{name: "other claim copied", old: "email: user_email", repl: "phone: user_email"},
+		{name: "other prefix", old: "ttl: 2m", repl: "ttl: 2m\n      prefix: \"Token \""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := key(t, tt.old, tt.repl)
+			if got == "" {
+				t.Fatal("no route key compiled")
+			}
+			if same := got == ref; same != tt.wantSame {
+				t.Fatalf("same key = %v, want %v", same, tt.wantSame)
+			}
+		})
+	}
+	if got, want := engine(t, "").Route("orders").Grant().Copied, []string{"user_email", "tenant"}; !slices.Equal(got, want) {
+		t.Errorf("Copied = %q, want %q (in the order of the claims copied from)", got, want)
 	}
 }

@@ -96,7 +96,11 @@ func (a *Authz) decide(ctx context.Context, r *extauthz.Request, start time.Time
 // from: a denial is classified once, in response.Builder.Deny.
 func (a *Authz) record(out *pipeline.Outcome, took time.Duration) {
 	if out.Err == nil {
-		a.metrics.Decision("allow", "ok", out.Route, took)
+		if out.Decisions != nil {
+			out.Decisions.Allowed(took) // the same series as below, resolved at build
+		} else {
+			a.metrics.Decision("allow", "ok", out.Route, took)
+		}
 		if a.log.Enabled(context.Background(), slog.LevelDebug) {
 			a.log.Debug("allow", "route", out.Route, "token", out.TokenHash, "sub", out.Subject, "mode", string(out.Mode), "took", took)
 		}
