@@ -30,7 +30,7 @@ import (
 // issuers (key sets started in the background on KeySets' context, clients
 // toward issuers, discovery metadata where endpoints must come from it),
 // the minter, and compiles every route to its own stages.
-func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) {
+func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err error) {
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -48,7 +48,11 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 		Response: &response.Builder{Realm: cfg.Mint.Realm, InternalHeaders: internalHeaders(cfg), CredentialHeader: cfg.Credential.Header},
 		Now:      env.Now,
 	}
-	var err error
+	defer func() {
+		if err != nil {
+			p.Close() // a half-built pipeline stops listening to revocations
+		}
+	}()
 	if p.Policy, err = policy.New(cfg); err != nil {
 		return nil, err
 	}
@@ -59,7 +63,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 	if err != nil {
 		return nil, err
 	}
-	p.keySets = is.keySets
+	p.keySets, p.closers = is.keySets, is.closers
 	st := is.stages
 	if p.Minter != nil {
 		st.mint = p.Minter
@@ -161,6 +165,7 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 type issuers struct {
 	stages
 	keySets []*jwks.Set
+	closers []func() // introspectors' Close
 }
 
 // buildIssuers sets up every issuer: its key set, its part of the JWT
@@ -172,7 +177,10 @@ func buildIssuers(ctx context.Context, cfg *config.Config, env Env) (issuers, er
 	for i := range cfg.Issuers {
 		b, err := buildIssuer(ctx, cfg, env, i)
 		if err != nil {
-			return out, err
+			for _, c := range out.closers {
+				c()
+			}
+			return issuers{}, err
 		}
 		if b.keys != nil {
 			out.keySets = append(out.keySets, b.keys)
@@ -182,6 +190,7 @@ func buildIssuers(ctx context.Context, cfg *config.Config, env Env) (issuers, er
 		}
 		if b.introspector != nil {
 			out.opaque = b.introspector
+			out.closers = append(out.closers, b.introspector.Close)
 		}
 		if b.exchanger != nil {
 			exchangers[cfg.Issuers[i].Issuer] = b.exchanger
@@ -193,7 +202,10 @@ func buildIssuers(ctx context.Context, cfg *config.Config, env Env) (issuers, er
 			Now: env.Now, Metrics: env.Metrics,
 		})
 		if err != nil {
-			return out, fmt.Errorf("issuers: %w", err)
+			for _, c := range out.closers {
+				c()
+			}
+			return issuers{}, fmt.Errorf("issuers: %w", err)
 		}
 		out.jwt = v
 		out.embedded = &upstream.Embedded{Verifier: v}
@@ -327,6 +339,7 @@ func introspector(cfg *config.Config, is *config.Issuer, env Env, client *http.C
 		JWTResponse: in.JWTResponse, Client: client, MaxCacheTTL: in.MaxCacheTTL.Duration, NegativeTTL: in.NegativeTTL.Duration,
 		CacheEntries: cfg.Cache.MaxEntries, MaxInFlight: in.MaxInFlight, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
 		AudienceByServer: in.Audience == config.AudienceServer, SubjectClaims: in.SubjectClaims,
+		Shared: env.Shared,
 	}
 	if keys != nil {
 		o.Keys = keys
@@ -355,5 +368,6 @@ func exchanger(cfg *config.Config, is *config.Issuer, env Env, client *http.Clie
 	return exchange.New(exchange.Options{
 		Issuer: is.Issuer, TokenEndpoint: tokenEndpoint, Auth: auth, Client: client,
 		CacheEntries: cfg.Cache.MaxEntries, Now: env.Now, Metrics: env.Metrics, Logger: env.Logger,
+		Shared: env.Shared,
 	})
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 )
 
@@ -51,6 +52,16 @@ type Pipeline struct {
 
 	routes  map[*policy.Route]*route
 	keySets []*jwks.Set
+	closers []func()
+}
+
+// Close stops what the pipeline registered with process-wide services (its
+// introspector's revocation handler on Env.Shared). Checks still running on
+// it finish normally; call it once the pipeline is replaced.
+func (p *Pipeline) Close() {
+	for _, c := range p.closers {
+		c()
+	}
 }
 
 // ErrNotReady is returned by Ready while an issuer's keys were never fetched.
@@ -95,6 +106,9 @@ type Env struct {
 	// pipeline (sized by dpop.replay_entries). A Redis-backed one shares it
 	// between replicas.
 	DPoPReplay dpop.ReplayCache
+	// Shared is the cache shared by the replicas (shared_cache), built once
+	// per process and kept across reloads; nil when not configured.
+	Shared *sharedcache.Cache
 }
 
 // Outcome is the result of Decide: the complete answer for Envoy plus what

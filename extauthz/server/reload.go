@@ -41,6 +41,7 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 		if p, err = pipeline.Build(ctx, cfg, s.env()); err == nil {
 			s.waitReady(ctx, p)
 			old := s.authz.Swap(p)
+			old.Close()
 			s.keySets.Keep(p)
 			s.lastSum, s.failedSum = sum, [32]byte{}
 			s.level.Set(parseLevel(cfg.Log.Level))
