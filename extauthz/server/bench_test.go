@@ -94,7 +94,7 @@ func newBenchEnv(b *testing.B, mintAlg string, cacheEntries int) *benchEnv {
 }
 
 // newBenchEnvShared is newBenchEnv with a shared cache (nil: none).
-func newBenchEnvShared(b *testing.B, mintAlg string, cacheEntries int, shared *sharedcache.Cache) *benchEnv {
+func newBenchEnvShared(b testing.TB, mintAlg string, cacheEntries int, shared *sharedcache.Cache) *benchEnv {
 	b.Helper()
 	b.Setenv("TOKENTAILOR_BENCH_SECRET", "bench-secret")
 	e := &benchEnv{is: authztest.New(b)}
@@ -184,7 +184,7 @@ func benchCheckRequest(token string) *authv3.CheckRequest {
 }
 
 // check runs one Check and fails the benchmark on anything but an allow.
-func (e *benchEnv) check(b *testing.B, req *authv3.CheckRequest) {
+func (e *benchEnv) check(b testing.TB, req *authv3.CheckRequest) {
 	resp, err := e.authz.Check(context.Background(), req)
 	if err != nil {
 		b.Fatal(err)
