@@ -212,8 +212,7 @@ type ExchangeSpec struct {
 	Issuer string
 	// Resource is the optional resource indicator (RFC 8707).
 	Resource string
-	// SubjectTokenType is the subject_token_type URN; empty means
-	// urn:ietf:params:oauth:token-type:access_token.
+	// SubjectTokenType is the subject_token_type URN (config defaults it).
 	SubjectTokenType string
 	// RequestedTokenType is the requested_token_type URN.
 	RequestedTokenType string

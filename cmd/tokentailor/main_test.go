@@ -5,8 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +51,43 @@ func TestCheckConfig(t *testing.T) {
 	os.WriteFile(missing, []byte("listen: {grpc: 127.0.0.1:1}\nmint: {issuer: https://x, keys: [{file: nope.pem}]}\nroutes: [{name: a, upstream: {audience: b}}]\n"), 0o600)
 	if code, out := capture(t, "check-config", missing); code == 0 || !strings.Contains(out, "mint.keys[0]") {
 		t.Fatalf("exit %d, output %q: want the key file named", code, out)
+	}
+}
+
+// TestCheckConfigReachesDiscovery: without -offline, check-config fetches
+// the metadata endpoints come from and names each one it lacks (serve would
+// answer 503 to every request needing it), and passes when they are there.
+func TestCheckConfigReachesDiscovery(t *testing.T) {
+	is := authztest.New(t)
+	is.Handle("GET /meta-without-introspection", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		md := is.Metadata()
+		delete(md, "introspection_endpoint")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(md)
+	}))
+	t.Setenv("TT_CHECK_SECRET", "pw")
+	tests := []struct {
+		name     string
+		metadata string // path of the metadata document
+		wantCode int
+		want     string
+	}{
+		{name: "complete metadata", metadata: "/.well-known/openid-configuration", wantCode: 0, want: "ok (1 issuers"},
+		{name: "no introspection_endpoint", metadata: "/meta-without-introspection", wantCode: 1, want: "issuers[0].introspection.endpoint"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "c.yaml")
+			cfg := "listen: {grpc: 127.0.0.1:1}\nissuers:\n  - issuer: " + is.URL() + "\n    discovery_url: " + is.URL() + tt.metadata +
+				"\n    audiences: [api]\n    introspection: {}\n    client: {id: tt, secret: {env: TT_CHECK_SECRET}}\n" +
+				"routes: [{name: a, upstream: {mode: forward}}]\n"
+			if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if code, out := capture(t, "check-config", f); code != tt.wantCode || !strings.Contains(out, tt.want) {
+				t.Fatalf("exit %d, output %q: want exit %d and %q", code, out, tt.wantCode, tt.want)
+			}
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
@@ -51,6 +52,9 @@ func serve(ctx context.Context, opts server.Options, ready func(*server.Server))
 	return 0
 }
 
+// checkTimeout bounds check-config's calls to issuers.
+const checkTimeout = 30 * time.Second
+
 func checkConfigCmd(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	offline := fs.Bool("offline", false, "validate the file only: do not load keys or contact issuers")
@@ -66,15 +70,25 @@ func checkConfigCmd(ctx context.Context, args []string) int {
 		fmt.Fprintf(os.Stderr, "%s: invalid:\n%v\n", fs.Arg(0), err)
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(os.Stderr, "%s: warning: %s\n", fs.Arg(0), w)
+	}
 	if !*offline {
-		// Load keys and secrets and reach discovery where endpoints come from
-		// it, exactly as serve would, without listening.
-		p, err := pipeline.Build(ctx, cfg, pipeline.Env{})
+		// Load keys and secrets as serve would, without listening, then
+		// fetch the metadata that endpoints come from: serve would start
+		// with it missing (not ready, 503s), which is worth saying here.
+		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
+		keySets := pipeline.NewKeySets(ctx)
+		defer keySets.Close()
+		p, err := pipeline.Build(ctx, cfg, pipeline.Env{KeySets: keySets})
+		if err == nil {
+			err = p.CheckEndpoints(ctx)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: invalid:\n%v\n", fs.Arg(0), err)
 			return 1
 		}
-		_ = p
 	}
 	fmt.Printf("%s: ok (%d issuers, %d routes)\n", fs.Arg(0), len(cfg.Issuers), len(cfg.Routes))
 	return 0

@@ -14,9 +14,10 @@
 //
 // "none" sends only client_id, for endpoints that need no authentication.
 //
-// Secrets and keys are read from files or environment variables named in
-// Options, never from the YAML configuration itself, and are never logged: a
-// Method prints as its name and client id only.
+// Secrets come already read (config's one secret reader takes them from a
+// file or an environment variable, never from the YAML itself); keys are read
+// from the file named in Options. Neither is ever logged: a Method prints as
+// its name and client id only.
 package clientauth
 
 import (
@@ -71,16 +72,13 @@ type Method interface {
 
 // Options configures a Method. Only the fields of the chosen Method are used.
 type Options struct {
-	// Method is one of the Method* constants; empty means client_secret_basic.
+	// Method is one of the Method* constants; required (config defaults it).
 	Method string
 	// ClientID is tokentailor's client identifier at the authorization server.
 	ClientID string
-	// SecretFile names a file holding the client secret (client_secret_*).
-	// Surrounding white space, such as a trailing newline, is trimmed.
-	SecretFile string
-	// SecretEnv names an environment variable holding the client secret; used
-	// when SecretFile is empty.
-	SecretEnv string
+	// Secret is the client secret (client_secret_*), as config.ReadSecret
+	// read it.
+	Secret string
 	// KeyFile names a PEM file holding the private key (private_key_jwt):
 	// PKCS#8, PKCS#1 RSA or SEC 1 EC.
 	KeyFile string
@@ -96,11 +94,9 @@ type Options struct {
 	AssertionTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// LookupEnv reads the environment; nil means os.LookupEnv.
-	LookupEnv func(string) (string, bool)
 }
 
-// New builds the Method described by opts, reading its secret or key once.
+// New builds the Method described by opts, reading its key file once.
 // Errors wrap ErrConfig and never contain the secret.
 func New(opts Options) (Method, error) {
 	if opts.ClientID == "" {
@@ -109,56 +105,21 @@ func New(opts Options) (Method, error) {
 	switch opts.Method {
 	case MethodNone:
 		return &none{clientID: opts.ClientID}, nil
-	case "", MethodClientSecretBasic, MethodClientSecretPost:
-		secret, err := readSecret(opts)
-		if err != nil {
-			return nil, err
+	case MethodClientSecretBasic, MethodClientSecretPost:
+		if opts.Secret == "" {
+			return nil, fmt.Errorf("%w: %s needs a client secret", ErrConfig, opts.Method)
 		}
 		if opts.Method == MethodClientSecretPost {
-			return &secretPost{clientID: opts.ClientID, secret: secret}, nil
+			return &secretPost{clientID: opts.ClientID, secret: opts.Secret}, nil
 		}
-		return &secretBasic{clientID: opts.ClientID, secret: secret}, nil
+		return &secretBasic{clientID: opts.ClientID, secret: opts.Secret}, nil
+	case "":
+		return nil, fmt.Errorf("%w: no authentication method", ErrConfig)
 	case MethodPrivateKeyJWT:
 		return newPrivateKeyJWT(opts)
 	default:
 		return nil, fmt.Errorf("%w: unknown method %q", ErrConfig, opts.Method)
 	}
-}
-
-func readSecret(opts Options) (string, error) {
-	var secret string
-	switch {
-	case opts.SecretFile != "":
-		b, err := os.ReadFile(opts.SecretFile)
-		if err != nil {
-			// The path is not secret; the os error does not hold the content.
-			return "", fmt.Errorf("%w: reading secret file: %w", ErrConfig, err)
-		}
-		secret = strings.TrimSpace(string(b))
-	case opts.SecretEnv != "":
-		lookup := opts.LookupEnv
-		if lookup == nil {
-			lookup = os.LookupEnv
-		}
-		v, ok := lookup(opts.SecretEnv)
-		if !ok {
-			return "", fmt.Errorf("%w: environment variable %s is not set", ErrConfig, opts.SecretEnv)
-		}
-		secret = strings.TrimSpace(v)
-	default:
-		return "", fmt.Errorf("%w: %s needs secret_file or secret_env", ErrConfig, methodOrDefault(opts.Method))
-	}
-	if secret == "" {
-		return "", fmt.Errorf("%w: client secret is empty", ErrConfig)
-	}
-	return secret, nil
-}
-
-func methodOrDefault(m string) string {
-	if m == "" {
-		return MethodClientSecretBasic
-	}
-	return m
 }
 
 // NewRequest builds a POST of form to endpoint, authenticated by m, with a

@@ -16,19 +16,18 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-const testSecret = "s3cr:t%+ &x" // testdata/secret.txt without its newline
+const testSecret = "s3cr:t%+ &x"
 
 func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		opts Options
 	}{
-		{name: "no client id", opts: Options{SecretFile: "testdata/secret.txt"}},
+		{name: "no client id", opts: Options{Method: MethodClientSecretBasic, Secret: testSecret}},
+		{name: "no method", opts: Options{ClientID: "c", Secret: testSecret}},
 		{name: "unknown method", opts: Options{Method: "tls_client_auth", ClientID: "c"}},
-		{name: "no secret source", opts: Options{ClientID: "c"}},
-		{name: "missing secret file", opts: Options{ClientID: "c", SecretFile: "testdata/nope"}},
-		{name: "unset env", opts: Options{ClientID: "c", SecretEnv: "X", LookupEnv: func(string) (string, bool) { return "", false }}},
-		{name: "empty env", opts: Options{ClientID: "c", SecretEnv: "X", LookupEnv: func(string) (string, bool) { return " \n", true }}},
+		{name: "basic without secret", opts: Options{Method: MethodClientSecretBasic, ClientID: "c"}},
+		{name: "post without secret", opts: Options{Method: MethodClientSecretPost, ClientID: "c"}},
 		{name: "no key file", opts: Options{Method: MethodPrivateKeyJWT, ClientID: "c"}},
 		{name: "garbage key", opts: Options{Method: MethodPrivateKeyJWT, ClientID: "c", KeyFile: "testdata/garbage.pem"}},
 		{name: "short rsa key", opts: Options{Method: MethodPrivateKeyJWT, ClientID: "c", KeyFile: "testdata/rsa-1024.pem"}},
@@ -46,7 +45,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestSecretNotInErrorsOrStrings(t *testing.T) {
-	m, err := New(Options{ClientID: "c", SecretFile: "testdata/secret.txt"})
+	m, err := New(Options{Method: MethodClientSecretBasic, ClientID: "c", Secret: testSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,13 +86,13 @@ func TestClientSecretBasic(t *testing.T) {
 		wantPair string
 	}{
 		{
-			name:     "from file, form-urlencoded",
-			opts:     Options{ClientID: "tt client", SecretFile: "testdata/secret.txt"},
+			name:     "form-urlencoded",
+			opts:     Options{Method: MethodClientSecretBasic, ClientID: "tt client", Secret: testSecret},
 			wantPair: "tt+client:s3cr%3At%25%2B+%26x",
 		},
 		{
-			name:     "from env",
-			opts:     Options{Method: MethodClientSecretBasic, ClientID: "tt", SecretEnv: "TT_SECRET", LookupEnv: func(k string) (string, bool) { return "pw\n", k == "TT_SECRET" }},
+			name:     "plain",
+			opts:     Options{Method: MethodClientSecretBasic, ClientID: "tt", Secret: "pw"},
 			wantPair: "tt:pw",
 		},
 	}
@@ -118,7 +117,7 @@ func TestClientSecretBasic(t *testing.T) {
 			}
 			id, _ = url.QueryUnescape(id)
 			secret, _ = url.QueryUnescape(secret)
-			if id != tt.opts.ClientID || (tt.opts.SecretFile != "" && secret != testSecret) {
+			if id != tt.opts.ClientID || secret != tt.opts.Secret {
 				t.Errorf("round trip gave %q/%q", id, secret)
 			}
 		})
@@ -126,7 +125,7 @@ func TestClientSecretBasic(t *testing.T) {
 }
 
 func TestClientSecretPost(t *testing.T) {
-	m, err := New(Options{Method: MethodClientSecretPost, ClientID: "tt", SecretFile: "testdata/secret.txt"})
+	m, err := New(Options{Method: MethodClientSecretPost, ClientID: "tt", Secret: testSecret})
 	if err != nil {
 		t.Fatal(err)
 	}

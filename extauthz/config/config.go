@@ -3,9 +3,14 @@
 // routes once from the Config, and every stage gets its settings from it.
 //
 // Loading is strict: an unknown field, a wrong type or an invalid value fails
-// with an error that names the field, e.g.
+// with an error that names the field and its line and suggests the fix, e.g.
 //
-//	routes[2].upstream.ttl: must be positive
+//	line 7: issuers[0]: unknown field "audience" (did you mean "audiences"?)
+//	line 31: routes[2].upstream.ttl: invalid duration "5 minutes" (e.g. 5m)
+//	line 31: routes[2].upstream.ttl: must be positive
+//
+// Every default lives here (defaults.go); the components take the values
+// config gives them and have none of their own.
 //
 // Secrets (HMAC secrets, client secrets, private keys) are never written in the
 // YAML itself: the file names a file or an environment variable to read them
@@ -53,6 +58,8 @@ type Config struct {
 
 	// dir is the directory of the file the config came from.
 	dir string
+	// warnings are found by Parse; see Warnings.
+	warnings []string
 }
 
 // Listen holds the listener addresses.
@@ -116,7 +123,8 @@ type Credential struct {
 	// Scheme is the auth scheme before the token (default "Bearer" for the
 	// authorization header, none for other headers).
 	Scheme *string `json:"scheme"`
-	// MaxBytes bounds the token size (default 8192).
+	// MaxBytes bounds the credential header, and so the token that JWT
+	// verification and introspection see (default 8192).
 	MaxBytes int `json:"max_bytes"`
 }
 
@@ -138,7 +146,8 @@ type Issuer struct {
 	Algorithms []string `json:"algorithms"`
 	// HMACSecret enables HS256/384/512, from a file or environment variable.
 	HMACSecret *Secret `json:"hmac_secret"`
-	// ClockSkew is the leeway for exp, nbf and iat (default 30s).
+	// ClockSkew is the leeway for exp, nbf and iat of JWTs, of introspection
+	// answers and of RFC 9701 signed answers (default 30s).
 	ClockSkew Duration `json:"clock_skew"`
 	// RequiredType is the JWT typ header that must be present, e.g. "at+jwt".
 	// Empty accepts no typ, "JWT" and "at+jwt" only: any other typ
@@ -158,11 +167,12 @@ type Issuer struct {
 	// next one an unknown kid may cause, and the cap of the retry backoff
 	// after failed fetches (default 5s).
 	JWKSMinRefetch Duration `json:"jwks_min_refetch"`
-	// HTTPTimeout bounds each call to the issuer (default 5s).
+	// HTTPTimeout bounds each call to the issuer: discovery, JWKS,
+	// introspection (the wait for a free slot included) and token exchange
+	// (default 5s).
 	HTTPTimeout Duration `json:"http_timeout"`
-	// Opaque marks the issuer that introspects opaque (non-JWT) tokens. At most one.
-	Opaque bool `json:"opaque"`
-	// Introspection configures RFC 7662 introspection for opaque tokens.
+	// Introspection configures RFC 7662 introspection for opaque tokens; the
+	// issuer that has it introspects every non-JWT token. At most one.
 	Introspection *Introspection `json:"introspection"`
 	// TokenEndpoint is the RFC 8693 token endpoint (default: from discovery).
 	TokenEndpoint string `json:"token_endpoint"`
@@ -409,7 +419,8 @@ type Exchange struct {
 	// (default urn:ietf:params:oauth:token-type:access_token, for JWT and
 	// opaque tokens alike: both are access tokens).
 	SubjectTokenType string `json:"subject_token_type"`
-	// RequestedTokenType (default urn:ietf:params:oauth:token-type:access_token).
+	// RequestedTokenType is the requested_token_type
+	// (default urn:ietf:params:oauth:token-type:access_token).
 	RequestedTokenType string `json:"requested_token_type"`
 	// Actor sends tokentailor's own client credential as actor_token.
 	Actor bool `json:"actor"`

@@ -136,7 +136,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"mint without audience", func(s string) string { return strings.Replace(s, "{audience: api}", "{}", 1) }, "routes[0].upstream.audience: required for mode mint"},
 		{"registered claim", func(s string) string {
 			return strings.Replace(s, "{audience: api}", "{audience: api, claims: {exp: 1}}", 1)
-		}, "routes[0].upstream.claims.exp: cannot overwrite the registered claim"},
+		}, "routes[0].upstream.claims.exp: cannot overwrite the claim"},
 		{"copy onto registered claim", func(s string) string {
 			return strings.Replace(s, "{audience: api}", "{audience: api, copy_claims: {email: sub}}", 1)
 		}, "routes[0].upstream.copy_claims.email: cannot overwrite"},
@@ -180,6 +180,22 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"negative gc_percent", func(s string) string { return s + "runtime: {gc_percent: -1}\n" }, "runtime.gc_percent: must be positive"},
 		{"memory_limit not a size", func(s string) string { return s + "runtime: {memory_limit: lots}\n" }, `runtime.memory_limit: "lots" is not auto, off or a size`},
 		{"memory_limit too small", func(s string) string { return s + "runtime: {memory_limit: 1Mi}\n" }, `runtime.memory_limit: "1Mi": a limit under 16Mi`},
+		{"typo with suggestion", func(s string) string { return strings.Replace(s, "audiences: [api]", "audience: [api]", 1) },
+			`line 9: issuers[0]: unknown field "audience" (did you mean "audiences"?)`},
+		{"string for a list", func(s string) string { return strings.Replace(s, "audiences: [api]", "audiences: api", 1) },
+			"line 9: issuers[0].audiences: want a list of strings"},
+		{"duration in words", func(s string) string {
+			return strings.Replace(s, "{audience: api}", `{audience: api, ttl: "5 minutes"}`, 1)
+		}, `line 12: routes[0].upstream.ttl: invalid duration "5 minutes" (e.g. 5m)`},
+		{"removed opaque", func(s string) string {
+			return strings.Replace(s, "audiences: [api]", "audiences: [api]\n    opaque: true", 1)
+		},
+			"issuers[0].opaque: was removed: an issuer introspects opaque tokens when it has an introspection block"},
+		{"number for a string", func(s string) string { return strings.Replace(s, "  - name: r\n", "  - name: 42\n", 1) },
+			`routes[0].name: want a string; quote it: "42"`},
+		{"validation error has its line", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, ttl: -1s}", 1)
+		}, "line 12: routes[0].upstream.ttl: must be positive"},
 		{"url with credentials", func(s string) string {
 			return strings.Replace(s, "https://idp.test/jwks", "https://u:p@idp.test/jwks", 1)
 		}, "must not carry credentials"},
@@ -333,6 +349,39 @@ func TestParseTrustedProxy(t *testing.T) {
 	}
 }
 
+// TestWarnsAboutReadableKeyFiles: key and secret files that other users may
+// read load, with a warning naming the field and the fix.
+func TestWarnsAboutReadableKeyFiles(t *testing.T) {
+	tests := []struct {
+		name string
+		mode os.FileMode
+		want string
+	}{
+		{name: "private", mode: 0o600, want: ""},
+		{name: "readable by others", mode: 0o644, want: "mint.keys[0].file: key.pem is accessible to other users (mode 0644); restrict it with chmod 600"},
+		{name: "group writable", mode: 0o620, want: "mode 0620"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "key.pem"), []byte("x"), tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(filepath.Join(dir, "key.pem"), tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Parse([]byte(minimal), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(c.Warnings(), "\n")
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("Warnings() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestIssue12Defaults checks the defaults that let tokentailor work with
 // servers such as zitadel: access_token on both sides of an exchange, the
 // answer's aud and sub by default for introspection, and the values a file
@@ -392,5 +441,26 @@ func TestHTTPListenerAlone(t *testing.T) {
 		if _, err := Parse([]byte(in), "/etc/tt"); err != nil {
 			t.Errorf("listen %s: %v", listen, err)
 		}
+	}
+}
+
+// TestEmptySecretBlockIsNoSecret: {file: "", env: ""}, as the reference
+// config shows it, means no secret at all.
+func TestEmptySecretBlockIsNoSecret(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(minimal, "audiences: [api]", "audiences: [api]\n    hmac_secret: {file: \"\", env: \"\"}", 1)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuers[0].HMACSecret != nil {
+		t.Errorf("hmac_secret = %+v, want none", c.Issuers[0].HMACSecret)
+	}
+}
+
+// TestJWKSMinRefetchIsSeconds: "a newly published key is accepted within a
+// few seconds of its first use" holds only while the on-demand refetch
+// interval is a few seconds.
+func TestJWKSMinRefetchIsSeconds(t *testing.T) {
+	if DefaultJWKSMinRefetch > 5*time.Second {
+		t.Fatalf("DefaultJWKSMinRefetch = %v, want at most 5s", DefaultJWKSMinRefetch)
 	}
 }

@@ -29,6 +29,7 @@ const MaxTxnTokenTTL = 10 * time.Minute
 var DefaultDPoPAlgorithms = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 func (c *Config) applyDPoPDefaults() {
+	emptySecret(&c.DPoP.NonceSecret)
 	if !c.TxnToken.TTL.IsSet() {
 		c.TxnToken.TTL.Duration = DefaultTxnTokenTTL
 	}
@@ -57,7 +58,8 @@ func (c *Config) applyDPoPDefaults() {
 }
 
 // validateDPoP checks the dpop and txn_token blocks.
-func (c *Config) validateDPoP(bad func(string, string, ...any)) {
+func (c *Config) validateDPoP(p *problems) {
+	bad := p.add
 	if t := c.TxnToken.TTL.Duration; t <= 0 || t > MaxTxnTokenTTL {
 		bad("txn_token.ttl", "must be positive and at most %s", MaxTxnTokenTTL)
 	}
@@ -83,7 +85,7 @@ func (c *Config) validateDPoP(bad func(string, string, ...any)) {
 		bad("dpop.nonce_lifetime", "must be positive")
 	}
 	if d.NonceSecret != nil {
-		c.validateSecret("dpop.nonce_secret", d.NonceSecret, bad)
+		d.NonceSecret.validate(p, "dpop.nonce_secret")
 	}
 }
 

@@ -64,7 +64,7 @@ func TestDPoPRefusesBadValues(t *testing.T) {
 		{name: "zero max_age", dpop: "dpop: {max_age: 0s}\n", wantField: "dpop.max_age"},
 		{name: "negative leeway", dpop: "dpop: {leeway: -1s}\n", wantField: "dpop.leeway"},
 		{name: "negative replay_entries", dpop: "dpop: {replay_entries: -1}\n", wantField: "dpop.replay_entries"},
-		{name: "nonce secret without source", dpop: "dpop: {nonce_secret: {}}\n", wantField: "dpop.nonce_secret"},
+		{name: "nonce secret with both sources", dpop: "dpop: {nonce_secret: {file: a, env: B}}\n", wantField: "dpop.nonce_secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -98,7 +98,8 @@ func defaultDuration(d *Duration, v time.Duration) {
 }
 
 // validateSharedCache reports the block's problems under field f.
-func (c *Config) validateSharedCache(f string, s *SharedCache, bad func(string, string, ...any)) {
+func (c *Config) validateSharedCache(p *problems, f string, s *SharedCache) {
+	bad := p.add
 	if len(s.Addresses) == 0 {
 		bad(f+".addresses", "required: host:port of Redis, its cluster nodes or its Sentinels")
 	}
@@ -127,14 +128,14 @@ func (c *Config) validateSharedCache(f string, s *SharedCache, bad func(string, 
 		bad(f+".mode", "%q is not standalone, cluster or sentinel", s.Mode)
 	}
 	if s.Password != nil {
-		c.validateSecret(f+".password", s.Password, bad)
+		s.Password.validate(p, f+".password")
 	} else if s.Username != "" {
 		bad(f+".password", "required with username")
 	}
 	if s.KeySecret == nil {
 		bad(f+".key_secret", "required: a secret of at least %d bytes, the same on every replica", MinSharedCacheKeySecret)
 	} else {
-		c.validateSecret(f+".key_secret", s.KeySecret, bad)
+		s.KeySecret.validate(p, f+".key_secret")
 	}
 	if strings.ContainsAny(s.KeyPrefix, " {}\r\n") {
 		bad(f+".key_prefix", "must not hold spaces, braces or line breaks")

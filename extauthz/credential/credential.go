@@ -12,37 +12,40 @@ package credential
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 )
 
-// Defaults used when an Options field is left zero.
-const (
-	// DefaultHeader is the header read when Options.Header is empty.
-	DefaultHeader = "authorization"
-	// DefaultScheme is the auth-scheme expected in the Authorization header.
-	DefaultScheme = "Bearer"
-	// DefaultMaxBytes bounds the whole header value. Envoy itself caps all
-	// request headers at 60 KiB by default.
-	DefaultMaxBytes = 8192
-)
-
-// Options says where the credential is and how large it may be.
+// Options says where the credential is and how large it may be. Build it
+// with New from config's already-defaulted values.
 type Options struct {
-	// Header is the header holding the credential, any case; default "authorization".
+	// Header is the header holding the credential, lower case.
 	Header string
 	// Scheme is the auth-scheme before the token, matched case-insensitively
-	// (RFC 7235 §2.1). Left empty, it is "Bearer" for the authorization header;
-	// empty with any other header means the whole value is the token.
+	// (RFC 7235 §2.1); empty means the whole value is the token.
 	Scheme string
-	// MaxBytes bounds the header value; default 8192.
+	// MaxBytes bounds the header value.
 	MaxBytes int
 	// DPoP also accepts the "DPoP" scheme (RFC 9449 §7.1) beside Scheme;
 	// Credential.Scheme tells which one came. Whether the token may come
 	// with it is decided later, with the token's cnf (extauthz/dpop.Decide).
 	DPoP bool
+}
+
+// New checks o and returns it with the header name lower-cased. It refuses
+// an empty header and a non-positive MaxBytes: config gives both.
+func New(o Options) (Options, error) {
+	if o.Header == "" || strings.ContainsAny(o.Header, " :\t") {
+		return Options{}, fmt.Errorf("credential: %q is not a header name", o.Header)
+	}
+	if o.MaxBytes <= 0 {
+		return Options{}, errors.New("credential: MaxBytes must be positive")
+	}
+	o.Header = strings.ToLower(o.Header)
+	return o, nil
 }
 
 // Extract returns the credential of r.
@@ -52,18 +55,7 @@ type Options struct {
 // header yields an error wrapping extauthz.ErrMalformedCredential; the error
 // never quotes the header value.
 func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
-	header := DefaultHeader
-	if o.Header != "" {
-		header = strings.ToLower(o.Header) // no allocation when already lower case
-	}
-	scheme := o.Scheme
-	if scheme == "" && header == DefaultHeader {
-		scheme = DefaultScheme
-	}
-	maxBytes := o.MaxBytes
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxBytes
-	}
+	header, scheme, maxBytes := o.Header, o.Scheme, o.MaxBytes
 
 	value, ok := r.Headers[header]
 	if !ok {

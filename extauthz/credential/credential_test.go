@@ -174,7 +174,7 @@ func TestExtract(t *testing.T) {
 		},
 		{
 			name:    "over the default limit",
-			req:     req(map[string]string{"authorization": "Bearer " + strings.Repeat("a", DefaultMaxBytes)}, nil),
+			req:     req(map[string]string{"authorization": "Bearer " + strings.Repeat("a", 8192)}, nil),
 			wantErr: extauthz.ErrMalformedCredential,
 		},
 		{
@@ -192,7 +192,11 @@ func TestExtract(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.opts.Extract(tt.req)
+			o, err := New(filled(tt.opts))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := o.Extract(tt.req)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Extract() error = %v, want %v", err, tt.wantErr)
 			}
@@ -207,6 +211,39 @@ func TestExtract(t *testing.T) {
 				if raw := tt.req.Headers["authorization"]; len(raw) > len("Bearer ")+8 && strings.Contains(err.Error(), raw[len("Bearer "):]) {
 					t.Errorf("error %q quotes the credential", err)
 				}
+			}
+		})
+	}
+}
+
+// filled gives o the values config gives an empty credential block: the
+// authorization header, its Bearer scheme and 8192 bytes.
+func filled(o Options) Options {
+	if o.Header == "" {
+		o.Header = "authorization"
+	}
+	if o.Scheme == "" && strings.EqualFold(o.Header, "authorization") {
+		o.Scheme = "Bearer"
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 8192
+	}
+	return o
+}
+
+func TestNewRefusesMissingSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+	}{
+		{name: "no header", opts: Options{MaxBytes: 10}},
+		{name: "header with a colon", opts: Options{Header: "a:b", MaxBytes: 10}},
+		{name: "no size bound", opts: Options{Header: "authorization"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.opts); err == nil {
+				t.Fatal("New accepted incomplete options")
 			}
 		})
 	}
@@ -296,7 +333,7 @@ func FuzzKind(f *testing.F) {
 
 func TestExtractDoesNotAllocate(t *testing.T) {
 	r := req(map[string]string{"authorization": "Bearer " + jws}, nil)
-	var o Options
+	o := filled(Options{})
 	// One allocation: the token's hex SHA-256, computed here once per Check.
 	if allocs := testing.AllocsPerRun(100, func() { _, _ = o.Extract(r) }); allocs > 1 {
 		t.Errorf("Extract: %v allocs, want at most 1", allocs)
@@ -315,11 +352,11 @@ func FuzzExtract(f *testing.F) {
 	}
 	f.Add(jws, "x-api-token", 64)
 	f.Fuzz(func(t *testing.T, value, header string, maxBytes int) {
-		o := Options{Header: header, MaxBytes: maxBytes}
-		name := header
-		if name == "" {
-			name = DefaultHeader
+		o, err := New(filled(Options{Header: header, MaxBytes: maxBytes}))
+		if err != nil {
+			return // config refuses such settings before they reach Extract
 		}
+		name := o.Header
 		r := req(map[string]string{strings.ToLower(name): value}, nil)
 		got, err := o.Extract(r)
 		if err != nil {

@@ -17,16 +17,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 )
 
 // MaxBytes bounds the size of a metadata document.
 const MaxBytes = 256 << 10
-
-// DefaultTimeout bounds one fetch when ctx carries no earlier deadline.
-const DefaultTimeout = 10 * time.Second
 
 // ErrIssuerMismatch: the document's issuer is not the one expected. Errors
 // carrying it also wrap extauthz.ErrIssuerUnavailable.
@@ -77,14 +73,12 @@ func OAuthURL(issuer string) (string, error) {
 // Fetch gets and decodes the metadata document at url. It checks that the
 // document names an issuer and that every endpoint it gives is an absolute
 // http(s) URL, but not which issuer: use FetchIssuer for that. Errors wrap
-// extauthz.ErrIssuerUnavailable. A nil client means http.DefaultClient with
-// the DefaultTimeout deadline.
+// extauthz.ErrIssuerUnavailable. The deadline is ctx's (the issuer's
+// http_timeout, set by the caller); client is required.
 func Fetch(ctx context.Context, client *http.Client, url string) (Metadata, error) {
 	if client == nil {
-		client = http.DefaultClient
+		return Metadata{}, fmt.Errorf("%w: discovery: no HTTP client", extauthz.ErrIssuerUnavailable)
 	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return Metadata{}, fmt.Errorf("%w: discovery request: %w", extauthz.ErrIssuerUnavailable, err)

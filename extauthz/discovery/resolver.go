@@ -93,6 +93,15 @@ func (r *Resolver) Ready() bool {
 	return r.md != nil
 }
 
+// SetClient makes client the one of every later fetch (a reload that keeps
+// the issuer but changes its http_timeout); the document found so far and
+// the backoff state are kept.
+func (r *Resolver) SetClient(client *http.Client) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.opts.Client = client
+}
+
 // Run fetches the metadata until it is found or ctx ends, waiting the
 // backoff between failed attempts; then it returns.
 func (r *Resolver) Run(ctx context.Context) {
@@ -179,7 +188,7 @@ func (r *Resolver) get(ctx context.Context, gated bool) (Metadata, error) {
 		}
 		f = make(chan struct{})
 		r.flight, r.lastAttempt = f, now
-		go r.fetch(context.WithoutCancel(ctx), f)
+		go r.fetch(context.WithoutCancel(ctx), r.opts.Client, f)
 	}
 	r.mu.Unlock()
 	select {
@@ -197,8 +206,8 @@ func (r *Resolver) get(ctx context.Context, gated bool) (Metadata, error) {
 
 // fetch runs one attempt and records its outcome. FetchIssuer bounds it
 // with the client's timeout and DefaultTimeout.
-func (r *Resolver) fetch(ctx context.Context, done chan struct{}) {
-	md, err := FetchIssuer(ctx, r.opts.Client, r.opts.Issuer, r.opts.URL)
+func (r *Resolver) fetch(ctx context.Context, client *http.Client, done chan struct{}) {
+	md, err := FetchIssuer(ctx, client, r.opts.Issuer, r.opts.URL)
 	r.opts.Metrics.IssuerCall(r.opts.Issuer, "discovery", err)
 	r.mu.Lock()
 	if err == nil {

@@ -3,6 +3,7 @@ package exchange_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestTokenEndpointAndFuncAreExclusive(t *testing.T) {
 	if _, err := exchange.New(exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token", TokenEndpointFunc: endpoint, Auth: auth}); err == nil {
 		t.Fatal("New accepted both TokenEndpoint and TokenEndpointFunc")
 	}
-	if _, err := exchange.New(exchange.Options{Issuer: "https://as", TokenEndpointFunc: endpoint, Auth: auth}); err != nil {
+	if _, err := exchange.New(exchange.Options{Issuer: "https://as", TokenEndpointFunc: endpoint, Auth: auth, Client: &http.Client{}, Timeout: time.Second, CacheEntries: 1}); err != nil {
 		t.Fatalf("TokenEndpointFunc alone: %v", err)
 	}
 }

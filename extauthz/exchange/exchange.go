@@ -6,23 +6,23 @@
 //
 //	grant_type=urn:ietf:params:oauth:grant-type:token-exchange
 //	subject_token=<the incoming token>
-//	subject_token_type=<ExchangeSpec.SubjectTokenType, default access_token>
+//	subject_token_type=<ExchangeSpec.SubjectTokenType>  (config's default: access_token)
 //	audience=<Grant.Audience>            (when set)
 //	resource=<ExchangeSpec.Resource>     (when set, RFC 8707)
 //	scope=<Grant.Scopes, space-separated> (when any)
-//	requested_token_type=<ExchangeSpec.RequestedTokenType, default access_token>
+//	requested_token_type=<ExchangeSpec.RequestedTokenType>  (config's default: access_token)
 //	actor_token, actor_token_type        (when ExchangeSpec.Actor)
 //
 // plus the client authentication of Options.Auth.
 //
-// The default subject_token_type is urn:ietf:params:oauth:token-type:access_token
+// Config's default subject_token_type is urn:ietf:params:oauth:token-type:access_token
 // for every credential, JWT or opaque: what tokentailor holds is an access
 // token whatever its format, and servers verify the subject token by its
 // declared type (zitadel answers 400 invalid_request "subject_token is
 // invalid" to a JWT access token sent as ...:jwt). A route sets
 // ExchangeSpec.SubjectTokenType for a server that wants another type.
 //
-// The default requested_token_type is urn:ietf:params:oauth:token-type:access_token,
+// Config's default requested_token_type is urn:ietf:params:oauth:token-type:access_token,
 // not ...:jwt. RFC 8693 §3 uses "jwt" for a JWT of any purpose, while what
 // the upstream needs is an access token for its audience; a JWT access token
 // (RFC 9068) is such an access token, and servers that issue JWT access
@@ -78,24 +78,20 @@ const (
 	GrantType            = "urn:ietf:params:oauth:grant-type:token-exchange"
 	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
-	// DefaultRequestedTokenType is asked for when a route names none (see the package doc).
-	DefaultRequestedTokenType = TokenTypeAccessToken
-	// DefaultSubjectTokenType is the subject_token_type when a route names
-	// none, for JWT and opaque credentials alike (see the package doc).
-	DefaultSubjectTokenType = TokenTypeAccessToken
 )
 
-// Defaults applied by New to zero Options fields.
 const (
-	DefaultCacheEntries = 10000
-	DefaultTimeout      = 2 * time.Second
-	DefaultMaxBodyBytes = 64 << 10
+	// MaxBodyBytes bounds an answer; larger ones are refused. It is a limit
+	// of the protocol's shape, not a setting.
+	MaxBodyBytes = 64 << 10
 	// renewFraction of a token's lifetime passes before it is renewed.
 	renewFraction = 0.9
 )
 
-// Options configures an Exchanger. Issuer, Auth and one of TokenEndpoint
-// and TokenEndpointFunc are required.
+// Options configures an Exchanger. Issuer, Auth, one of TokenEndpoint and
+// TokenEndpointFunc, Client, Timeout and CacheEntries are required: the
+// values come already defaulted from config, and New refuses zero values
+// rather than invent its own.
 type Options struct {
 	// Issuer names the issuer whose token endpoint this is; routes whose
 	// ExchangeSpec.Issuer names another are refused. Also the metric label.
@@ -116,14 +112,12 @@ type Options struct {
 	ActorToken func(ctx context.Context) (string, error)
 	// ActorTokenType is the actor_token_type; default TokenTypeAccessToken.
 	ActorTokenType string
-	// Client makes the calls; nil means a client with a Timeout.
+	// Client makes the calls.
 	Client *http.Client
-	// Timeout bounds one call; default DefaultTimeout.
+	// Timeout bounds one call.
 	Timeout time.Duration
-	// CacheEntries bounds the cache; default DefaultCacheEntries.
+	// CacheEntries bounds the cache.
 	CacheEntries int
-	// MaxBodyBytes bounds an answer; default DefaultMaxBodyBytes.
-	MaxBodyBytes int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Metrics counts calls and cache lookups; may be nil.
@@ -152,37 +146,13 @@ type entry struct {
 	renewAt time.Time
 }
 
-// New validates opts, applies defaults and returns an Exchanger.
+// New validates opts and returns an Exchanger.
 func New(opts Options) (*Exchanger, error) {
-	if opts.Issuer == "" {
-		return nil, errors.New("exchange: Issuer is required")
-	}
-	if opts.Auth == nil {
-		return nil, errors.New("exchange: Auth is required")
-	}
-	switch {
-	case opts.TokenEndpointFunc != nil && opts.TokenEndpoint != "":
-		return nil, errors.New("exchange: TokenEndpoint and TokenEndpointFunc are exclusive")
-	case opts.TokenEndpointFunc == nil:
-		u, err := url.Parse(opts.TokenEndpoint)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("exchange: TokenEndpoint %q is not an http(s) URL", opts.TokenEndpoint)
-		}
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("exchange: %w", err)
 	}
 	if opts.ActorTokenType == "" {
 		opts.ActorTokenType = TokenTypeAccessToken
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: opts.Timeout}
-	}
-	if opts.CacheEntries <= 0 {
-		opts.CacheEntries = DefaultCacheEntries
-	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	e := &Exchanger{opts: opts, now: opts.Now, log: opts.Logger}
 	e.cache = cache.New[entry]("exchange", opts.CacheEntries, opts.Metrics)
@@ -249,6 +219,31 @@ func (e *Exchanger) Token(ctx context.Context, p *extauthz.Principal, g *extauth
 	}
 }
 
+// validate refuses options a caller forgot to fill.
+func (o *Options) validate() error {
+	u, err := url.Parse(o.TokenEndpoint)
+	switch {
+	case o.Issuer == "":
+		return errors.New("Issuer is required")
+	case o.Auth == nil:
+		return errors.New("Auth is required")
+	case o.TokenEndpointFunc != nil && o.TokenEndpoint != "":
+		return errors.New("TokenEndpoint and TokenEndpointFunc are exclusive")
+	case o.TokenEndpointFunc == nil && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == ""):
+		return fmt.Errorf("TokenEndpoint %q is not an http(s) URL", o.TokenEndpoint)
+	case o.Client == nil:
+		return errors.New("Client is required")
+	case o.Timeout <= 0:
+		return errors.New("Timeout must be positive")
+	case o.CacheEntries <= 0:
+		return errors.New("CacheEntries must be positive")
+	}
+	return nil
+}
+
+// Options returns the options the Exchanger was built with.
+func (e *Exchanger) Options() Options { return e.opts }
+
 // resolve builds the RFC 8693 form (without actor token and client
 // authentication) and the cache key.
 func (e *Exchanger) resolve(p *extauthz.Principal, g *extauthz.Grant) (request, error) {
@@ -267,11 +262,11 @@ func (e *Exchanger) resolve(p *extauthz.Principal, g *extauthz.Grant) (request, 
 	}
 	subjectType := spec.SubjectTokenType
 	if subjectType == "" {
-		subjectType = DefaultSubjectTokenType
+		return request{}, fmt.Errorf("%w: route %q names no subject_token_type", extauthz.ErrInternal, g.Route)
 	}
 	requested := spec.RequestedTokenType
 	if requested == "" {
-		requested = DefaultRequestedTokenType
+		return request{}, fmt.Errorf("%w: route %q names no requested_token_type", extauthz.ErrInternal, g.Route)
 	}
 	form := url.Values{
 		"grant_type":           {GrantType},
@@ -421,7 +416,7 @@ func (e *Exchanger) call(ctx context.Context, form url.Values, subject string) (
 			return nil, fmt.Errorf("%w: token endpoint unknown: %w", extauthz.ErrIssuerUnavailable, err)
 		}
 	}
-	ans, err := clientauth.Post(ctx, e.opts.Client, e.opts.Auth, endpoint, form, "application/json", e.opts.MaxBodyBytes)
+	ans, err := clientauth.Post(ctx, e.opts.Client, e.opts.Auth, endpoint, form, "application/json", MaxBodyBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: token endpoint: %w", extauthz.ErrIssuerUnavailable, err)
 	}

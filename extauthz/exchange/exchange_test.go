@@ -59,14 +59,14 @@ func setup(t *testing.T, mod func(*exchange.Options)) *fixture {
 	is := authztest.New(t, authztest.WithNow(clk.Now))
 	x := is.Exchange(t, authztest.WithClientSecret(clientID, secret))
 	auth, err := clientauth.New(clientauth.Options{
-		ClientID: clientID, SecretEnv: "S", LookupEnv: func(string) (string, bool) { return secret, true },
+		ClientID: clientID, Method: clientauth.MethodClientSecretBasic, Secret: secret,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := exchange.Options{
 		Issuer: is.URL(), TokenEndpoint: is.Endpoint(authztest.PathToken), Auth: auth,
-		Client: is.Client(), Now: clk.Now,
+		Client: is.Client(), Now: clk.Now, Timeout: 10 * time.Second, CacheEntries: 1000,
 	}
 	if mod != nil {
 		mod(&opts)
@@ -85,7 +85,19 @@ func principal(f *fixture, kind extauthz.CredentialKind, raw string, life time.D
 	}
 }
 
+// grant is a route's grant as policy compiles it from config: the subject
+// and requested token types are filled (config's default for both is
+// access_token).
 func grant(route string, spec *extauthz.ExchangeSpec) *extauthz.Grant {
+	if spec == nil {
+		spec = &extauthz.ExchangeSpec{}
+	}
+	if spec.SubjectTokenType == "" {
+		spec.SubjectTokenType = exchange.TokenTypeAccessToken
+	}
+	if spec.RequestedTokenType == "" {
+		spec.RequestedTokenType = exchange.TokenTypeAccessToken
+	}
 	return &extauthz.Grant{
 		Route: route, Mode: extauthz.ModeExchange, Audience: "https://orders.example",
 		Scopes: []string{"orders:read", "orders:write"}, Header: "authorization", Prefix: "Bearer ", Exchange: spec,
@@ -132,8 +144,10 @@ func TestRequestForm(t *testing.T) {
 			},
 		},
 		{
-			name: "JWT credential is an access token by default, no audience or scope", kind: extauthz.KindJWT,
-			grant: &extauthz.Grant{Route: "r", Mode: extauthz.ModeExchange},
+			name: "JWT credential as access_token, no audience or scope", kind: extauthz.KindJWT,
+			grant: &extauthz.Grant{Route: "r", Mode: extauthz.ModeExchange, Exchange: &extauthz.ExchangeSpec{
+				SubjectTokenType: exchange.TokenTypeAccessToken, RequestedTokenType: exchange.TokenTypeAccessToken,
+			}},
 			want: url.Values{
 				"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
 				"subject_token":        {"incoming"},
@@ -243,7 +257,7 @@ func TestErrors(t *testing.T) {
 		{name: "invalid_grant", server: func(f *fixture) { f.x.RefuseWith("invalid_grant") }, wantErr: extauthz.ErrExchangeRefused},
 		{name: "unauthorized_client", server: func(f *fixture) { f.x.RefuseWith("unauthorized_client") }, wantErr: extauthz.ErrExchangeRefused},
 		{name: "our credentials rejected", opts: func(o *exchange.Options) {
-			o.Auth, _ = clientauth.New(clientauth.Options{ClientID: clientID, SecretEnv: "S", LookupEnv: func(string) (string, bool) { return "wrong", true }})
+			o.Auth, _ = clientauth.New(clientauth.Options{ClientID: clientID, Method: clientauth.MethodClientSecretBasic, Secret: "wrong"})
 		}, wantErr: extauthz.ErrIssuerUnavailable},
 		{name: "500", server: func(f *fixture) { f.x.FailWith(http.StatusInternalServerError) }, wantErr: extauthz.ErrIssuerUnavailable},
 		{name: "400 without an OAuth error", server: func(f *fixture) { f.x.FailWith(http.StatusBadRequest) }, wantErr: extauthz.ErrIssuerUnavailable},
@@ -364,6 +378,32 @@ func TestConcurrentExchangesMakeOneCall(t *testing.T) {
 	}
 }
 
+// TestNoTokenType: the types come from config, which always fills them; a
+// grant without one is a wiring fault, refused without a call.
+func TestNoTokenType(t *testing.T) {
+	tests := []struct {
+		name  string
+		clear func(*extauthz.ExchangeSpec)
+	}{
+		{name: "no requested_token_type", clear: func(s *extauthz.ExchangeSpec) { s.RequestedTokenType = "" }},
+		{name: "no subject_token_type", clear: func(s *extauthz.ExchangeSpec) { s.SubjectTokenType = "" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t, nil)
+			g := grant("r", nil)
+			tt.clear(g.Exchange)
+			_, err := f.ex.Token(context.Background(), principal(f, extauthz.KindOpaque, "in-token", time.Hour), g)
+			if !errors.Is(err, extauthz.ErrInternal) {
+				t.Fatalf("error = %v, want ErrInternal", err)
+			}
+			if f.x.Calls() != 0 {
+				t.Errorf("%d calls, want none", f.x.Calls())
+			}
+		})
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	auth, _ := clientauth.New(clientauth.Options{Method: clientauth.MethodNone, ClientID: "c"})
 	tests := []struct {
@@ -373,6 +413,9 @@ func TestNewValidates(t *testing.T) {
 		{name: "no issuer", opts: exchange.Options{TokenEndpoint: "https://as/token", Auth: auth}},
 		{name: "no auth", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token"}},
 		{name: "bad endpoint", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "/token", Auth: auth}},
+		{name: "no client", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token", Auth: auth, Timeout: time.Second, CacheEntries: 1}},
+		{name: "no timeout", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token", Auth: auth, Client: &http.Client{}, CacheEntries: 1}},
+		{name: "no cache", opts: exchange.Options{Issuer: "https://as", TokenEndpoint: "https://as/token", Auth: auth, Client: &http.Client{}, Timeout: time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -465,13 +508,14 @@ func TestRefusalIsLogged(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			auth, err := clientauth.New(clientauth.Options{ClientID: clientID, SecretEnv: "S", LookupEnv: func(string) (string, bool) { return secret, true }})
+			auth, err := clientauth.New(clientauth.Options{ClientID: clientID, Method: clientauth.MethodClientSecretBasic, Secret: secret})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var logs bytes.Buffer
 			ex, err := exchange.New(exchange.Options{
 				Issuer: srv.URL, TokenEndpoint: srv.URL + "/token", Auth: auth, Client: srv.Client(),
+				Timeout: 10 * time.Second, CacheEntries: 1000,
 				Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			})
 			if err != nil {

@@ -43,17 +43,17 @@ func TestEndpointFromResolver(t *testing.T) {
 }
 
 func TestEndpointAndEndpointFuncAreExclusive(t *testing.T) {
-	_, err := introspect.New(introspect.Options{
+	_, err := introspect.New(withSettings(introspect.Options{
 		Issuer: "https://as", Endpoint: "https://as/introspect", Auth: authOf(t, ""),
 		EndpointFunc: func(context.Context) (string, error) { return "https://as/introspect", nil },
-	})
+	}))
 	if err == nil {
 		t.Fatal("New accepted both Endpoint and EndpointFunc")
 	}
-	if _, err := introspect.New(introspect.Options{
+	if _, err := introspect.New(withSettings(introspect.Options{
 		Issuer: "https://as", Auth: authOf(t, ""),
 		EndpointFunc: func(context.Context) (string, error) { return "https://as/introspect", nil },
-	}); err != nil {
+	})); err != nil {
 		t.Fatalf("EndpointFunc alone: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package introspect_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -25,7 +26,10 @@ func TestDiscoveredSignedIntrospection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := jwks.New(jwks.Options{Issuer: is.URL(), URL: md.JWKSURI, Client: is.Client(), MinRefetchInterval: time.Nanosecond})
+	keys, err := jwks.New(jwks.Options{Issuer: is.URL(), URL: md.JWKSURI, Client: &http.Client{Transport: is.Client().Transport, Timeout: 5 * time.Second}, MinRefetchInterval: time.Nanosecond, RefreshInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := keys.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -33,10 +37,10 @@ func TestDiscoveredSignedIntrospection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	intro, err := introspect.New(introspect.Options{
+	intro, err := introspect.New(withSettings(introspect.Options{
 		Issuer: is.URL(), Endpoint: md.IntrospectionEndpoint, Auth: auth, Client: is.Client(),
 		JWTResponse: true, Keys: keys, Audiences: []string{"api"},
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

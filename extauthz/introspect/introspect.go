@@ -8,7 +8,7 @@
 // never the token itself. An active answer is kept until the token's exp,
 // but never longer than Options.MaxCacheTTL. That cap is the longest time a
 // token revoked at the authorization server is still accepted here: keep it
-// short (the default is one minute). Inactive, expired and otherwise refused
+// short (config's max_cache_ttl, 60s by default). Inactive, expired and otherwise refused
 // answers are kept for Options.NegativeTTL, so a client repeating a bad token
 // does not turn into repeated calls. Refusals live in a cache of their own
 // (Options.NegativeCacheEntries), so a flood of bad tokens fills that one and
@@ -95,17 +95,9 @@ const (
 	TypJWT = "token-introspection+jwt"
 )
 
-// Defaults applied by New to zero Options fields.
-const (
-	DefaultMaxCacheTTL  = time.Minute
-	DefaultNegativeTTL  = 10 * time.Second
-	DefaultCacheEntries = 10000
-	DefaultMaxInFlight  = 16
-	DefaultMaxBodyBytes = 64 << 10
-	DefaultTimeout      = 2 * time.Second
-	// MaxTokenBytes bounds the credential sent to the issuer.
-	MaxTokenBytes = 16 << 10
-)
+// MaxBodyBytes bounds an answer; larger ones are refused. It is a limit of
+// the protocol's shape, not a setting: answers are a few hundred bytes.
+const MaxBodyBytes = 64 << 10
 
 // KeySource gives the public key for a kid and alg of the issuer; *jwks.Set
 // implements it.
@@ -114,7 +106,9 @@ type KeySource interface {
 }
 
 // Options configures an Introspector. Issuer, Auth and one of Endpoint and
-// EndpointFunc are required.
+// EndpointFunc are required, and so is every setting (Client, Timeout, TTLs,
+// bounds, ScopeClaims): the values come already defaulted from config, and
+// New refuses zero values rather than invent defaults of its own.
 type Options struct {
 	// Issuer is the issuer identifier: the expected iss of answers (an answer
 	// without iss is taken as this issuer's) and the metric label.
@@ -133,36 +127,36 @@ type Options struct {
 	// AudienceByServer says the authorization server answers active only
 	// to a caller the token is meant for (RFC 7662 §4; zitadel does), so an
 	// answer without aud passes; an aud that is present must still share a
-	// value with Audiences. False (the default) requires the answer's aud.
+	// value with Audiences. False requires the answer's aud.
 	AudienceByServer bool
 	// SubjectClaims are the members the subject is read from, the first
-	// non-empty string wins; default ["sub"]. An active answer with none of
-	// them is refused with extauthz.ErrInvalidToken.
+	// non-empty string wins. An active answer with none of them is refused
+	// with extauthz.ErrInvalidToken.
 	SubjectClaims []string
-	// ScopeClaims name the members holding scopes; default ["scope"].
+	// ScopeClaims name the members holding scopes, first present wins.
 	ScopeClaims []string
 	// JWTResponse asks for and requires RFC 9701 signed answers.
 	JWTResponse bool
 	// Keys verifies RFC 9701 answers; required with JWTResponse.
 	Keys KeySource
-	// Client makes the calls; nil means a client with a Timeout.
+	// Client makes the calls.
 	Client *http.Client
-	// Timeout bounds one introspection call, the wait for a slot included;
-	// default DefaultTimeout.
+	// Timeout bounds one introspection call, the wait for a slot included.
 	Timeout time.Duration
 	// MaxCacheTTL caps how long an active answer is cached: the longest time
-	// a revoked token still passes. Default DefaultMaxCacheTTL.
+	// a revoked token still passes.
 	MaxCacheTTL time.Duration
 	// NegativeTTL is how long a refusal (inactive, expired, wrong audience…)
-	// is cached. Default DefaultNegativeTTL.
+	// is cached.
 	NegativeTTL time.Duration
-	// CacheEntries bounds the cache; default DefaultCacheEntries.
+	// CacheEntries bounds the cache.
 	CacheEntries int
-	// MaxInFlight bounds concurrent calls to the endpoint; default DefaultMaxInFlight.
+	// MaxInFlight bounds concurrent calls to the endpoint.
 	MaxInFlight int
-	// MaxBodyBytes bounds an answer; larger ones are refused. Default DefaultMaxBodyBytes.
-	MaxBodyBytes int64
-	// Leeway tolerates clock skew on nbf and on the iat/exp of RFC 9701 answers.
+	// MaxTokenBytes bounds the credential sent to the endpoint.
+	MaxTokenBytes int
+	// Leeway tolerates clock skew on the answer's exp and nbf and on the
+	// iat/exp/nbf of RFC 9701 answers.
 	Leeway time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -218,52 +212,10 @@ type entry struct {
 	until time.Time
 }
 
-// New validates opts, applies defaults and returns an Introspector.
+// New validates opts and returns an Introspector.
 func New(opts Options) (*Introspector, error) {
-	if opts.Issuer == "" {
-		return nil, errors.New("introspect: Issuer is required")
-	}
-	if opts.Auth == nil {
-		return nil, errors.New("introspect: Auth is required")
-	}
-	switch {
-	case opts.EndpointFunc != nil && opts.Endpoint != "":
-		return nil, errors.New("introspect: Endpoint and EndpointFunc are exclusive")
-	case opts.EndpointFunc == nil:
-		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("introspect: Endpoint %q is not an http(s) URL", opts.Endpoint)
-		}
-	}
-	if opts.JWTResponse && opts.Keys == nil {
-		return nil, errors.New("introspect: JWTResponse needs Keys")
-	}
-	if len(opts.ScopeClaims) == 0 {
-		opts.ScopeClaims = []string{"scope"}
-	}
-	if len(opts.SubjectClaims) == 0 {
-		opts.SubjectClaims = []string{"sub"}
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: opts.Timeout}
-	}
-	if opts.MaxCacheTTL <= 0 {
-		opts.MaxCacheTTL = DefaultMaxCacheTTL
-	}
-	if opts.NegativeTTL <= 0 {
-		opts.NegativeTTL = DefaultNegativeTTL
-	}
-	if opts.CacheEntries <= 0 {
-		opts.CacheEntries = DefaultCacheEntries
-	}
-	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = DefaultMaxInFlight
-	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("introspect: %w", err)
 	}
 	i := &Introspector{
 		opts:   opts,
@@ -324,6 +276,56 @@ func (i *Introspector) revoked(r sharedcache.Revocation) {
 	}
 }
 
+// validate refuses options a caller forgot to fill: none of them has a
+// sensible zero value.
+func (o *Options) validate() error {
+	if o.Issuer == "" {
+		return errors.New("Issuer is required")
+	}
+	if o.Auth == nil {
+		return errors.New("Auth is required")
+	}
+	switch {
+	case o.EndpointFunc != nil && o.Endpoint != "":
+		return errors.New("Endpoint and EndpointFunc are exclusive")
+	case o.EndpointFunc == nil:
+		u, err := url.Parse(o.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("Endpoint %q is not an http(s) URL", o.Endpoint)
+		}
+	}
+	if o.JWTResponse && o.Keys == nil {
+		return errors.New("JWTResponse needs Keys")
+	}
+	if o.Client == nil {
+		return errors.New("Client is required")
+	}
+	if len(o.ScopeClaims) == 0 {
+		return errors.New("ScopeClaims must name at least one member")
+	}
+	if len(o.SubjectClaims) == 0 {
+		return errors.New("SubjectClaims must name at least one member")
+	}
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"Timeout", int64(o.Timeout)}, {"MaxCacheTTL", int64(o.MaxCacheTTL)}, {"NegativeTTL", int64(o.NegativeTTL)},
+		{"CacheEntries", int64(o.CacheEntries)}, {"MaxInFlight", int64(o.MaxInFlight)}, {"MaxTokenBytes", int64(o.MaxTokenBytes)},
+	} {
+		if c.v <= 0 {
+			return fmt.Errorf("%s must be positive", c.name)
+		}
+	}
+	if o.Leeway < 0 {
+		return errors.New("Leeway must not be negative")
+	}
+	return nil
+}
+
+// Options returns the options the Introspector was built with.
+func (i *Introspector) Options() Options { return i.opts }
+
 // Authenticate introspects cred (or finds a cached answer) and returns the
 // principal it speaks for. Errors wrap an extauthz sentinel: ErrTokenInactive,
 // ErrTokenExpired, ErrTokenNotYetValid, ErrWrongAudience, ErrUnknownIssuer,
@@ -333,8 +335,8 @@ func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credentia
 	if cred.Raw == "" {
 		return nil, extauthz.ErrNoCredential
 	}
-	if len(cred.Raw) > MaxTokenBytes {
-		return nil, fmt.Errorf("%w: token longer than %d bytes", extauthz.ErrMalformedCredential, MaxTokenBytes)
+	if len(cred.Raw) > i.opts.MaxTokenBytes {
+		return nil, fmt.Errorf("%w: token longer than %d bytes", extauthz.ErrMalformedCredential, i.opts.MaxTokenBytes)
 	}
 	if i.shape != nil {
 		if err := i.shape.Match(cred.Raw); err != nil {
@@ -350,7 +352,7 @@ func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credentia
 		return nil, e.err
 	}
 	now := i.now()
-	if !now.Before(e.p.ExpiresAt) {
+	if !now.Add(-i.opts.Leeway).Before(e.p.ExpiresAt) {
 		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
 	}
 	if !e.nbf.IsZero() && now.Add(i.opts.Leeway).Before(e.nbf) {
@@ -522,7 +524,7 @@ func (i *Introspector) call(ctx context.Context, raw string) (*Answer, error) {
 		}
 	}
 	form := url.Values{"token": {raw}, "token_type_hint": {"access_token"}}
-	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, endpoint, form, i.accept, i.opts.MaxBodyBytes)
+	ans, err := clientauth.Post(ctx, i.opts.Client, i.opts.Auth, endpoint, form, i.accept, MaxBodyBytes)
 	if errors.Is(err, clientauth.ErrTooLarge) {
 		return nil, fmt.Errorf("%w: %w", ErrMalformedAnswer, err)
 	}
@@ -575,7 +577,7 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 		// so anything derived from it (minted tokens) lives no longer.
 		exp = now.Add(i.opts.MaxCacheTTL)
 	}
-	if !now.Before(exp) {
+	if !now.Add(-i.opts.Leeway).Before(exp) {
 		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
 	}
 	sub, err := i.subject(a)

@@ -76,13 +76,13 @@ func setup(t *testing.T, mod func(*introspect.Options)) *fixture {
 	is := authztest.New(t, authztest.WithNow(clk.Now))
 	x := is.Introspection(t, authztest.WithClientSecret(clientID, secret))
 	auth, err := clientauth.New(clientauth.Options{
-		ClientID: clientID, SecretEnv: "S", LookupEnv: func(string) (string, bool) { return secret, true },
+		ClientID: clientID, Method: clientauth.MethodClientSecretBasic, Secret: secret,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
-	opts := introspect.Options{
+	opts := withSettings(introspect.Options{
 		Issuer:      is.URL(),
 		Endpoint:    is.Endpoint(authztest.PathIntrospect),
 		Auth:        auth,
@@ -92,7 +92,7 @@ func setup(t *testing.T, mod func(*introspect.Options)) *fixture {
 		Keys:        issuerKeys{is},
 		Now:         clk.Now,
 		Logger:      slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
+	})
 	if mod != nil {
 		mod(&opts)
 	}
@@ -101,6 +101,42 @@ func setup(t *testing.T, mod func(*introspect.Options)) *fixture {
 		t.Fatal(err)
 	}
 	return &fixture{is: is, x: x, clk: clk, logs: logs, intro: intro}
+}
+
+// testMaxTokenBytes is the fixtures' token size bound.
+const testMaxTokenBytes = 16 << 10
+
+// withSettings fills the settings config would give (New has no defaults of
+// its own) where o leaves them zero.
+func withSettings(o introspect.Options) introspect.Options {
+	if o.Client == nil {
+		o.Client = &http.Client{}
+	}
+	if len(o.ScopeClaims) == 0 {
+		o.ScopeClaims = []string{"scope"}
+	}
+	if len(o.SubjectClaims) == 0 {
+		o.SubjectClaims = []string{"sub"}
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.MaxCacheTTL == 0 {
+		o.MaxCacheTTL = time.Minute
+	}
+	if o.NegativeTTL == 0 {
+		o.NegativeTTL = 5 * time.Second
+	}
+	if o.CacheEntries == 0 {
+		o.CacheEntries = 1000
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = 16
+	}
+	if o.MaxTokenBytes == 0 {
+		o.MaxTokenBytes = testMaxTokenBytes
+	}
+	return o
 }
 
 type lockedWriter struct {
@@ -376,7 +412,7 @@ func TestUnreachable(t *testing.T) {
 	url := srv.URL + "/introspect"
 	srv.Close()
 	auth, _ := clientauth.New(clientauth.Options{Method: clientauth.MethodNone, ClientID: clientID})
-	intro, err := introspect.New(introspect.Options{Issuer: "https://as.example", Endpoint: url, Auth: auth})
+	intro, err := introspect.New(withSettings(introspect.Options{Issuer: "https://as.example", Endpoint: url, Auth: auth}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +429,7 @@ func TestCredentialChecks(t *testing.T) {
 		wantErr error
 	}{
 		{name: "empty", raw: "", wantErr: extauthz.ErrNoCredential},
-		{name: "too long", raw: strings.Repeat("a", introspect.MaxTokenBytes+1), wantErr: extauthz.ErrMalformedCredential},
+		{name: "too long", raw: strings.Repeat("a", testMaxTokenBytes+1), wantErr: extauthz.ErrMalformedCredential},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -675,6 +711,14 @@ func TestNewValidates(t *testing.T) {
 		{name: "no auth", opts: introspect.Options{Issuer: "https://as", Endpoint: "https://as/introspect"}},
 		{name: "bad endpoint", opts: introspect.Options{Issuer: "https://as", Endpoint: "as/introspect", Auth: auth}},
 		{name: "jwt answers without keys", opts: introspect.Options{Issuer: "https://as", Endpoint: "https://as/i", Auth: auth, JWTResponse: true}},
+		{name: "no settings", opts: introspect.Options{Issuer: "https://as", Endpoint: "https://as/i", Auth: auth}},
+		{name: "zero timeout", opts: zeroed(func(o *introspect.Options) { o.Timeout = 0 })},
+		{name: "zero negative ttl", opts: zeroed(func(o *introspect.Options) { o.NegativeTTL = 0 })},
+		{name: "zero in flight", opts: zeroed(func(o *introspect.Options) { o.MaxInFlight = 0 })},
+		{name: "zero cache", opts: zeroed(func(o *introspect.Options) { o.CacheEntries = 0 })},
+		{name: "zero token bytes", opts: zeroed(func(o *introspect.Options) { o.MaxTokenBytes = 0 })},
+		{name: "no scope claims", opts: zeroed(func(o *introspect.Options) { o.ScopeClaims = []string{} })},
+		{name: "negative leeway", opts: zeroed(func(o *introspect.Options) { o.Leeway = -time.Second })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -685,6 +729,17 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
+// zeroed returns complete options with one setting spoiled by spoil.
+func zeroed(spoil func(*introspect.Options)) introspect.Options {
+	auth, _ := clientauth.New(clientauth.Options{Method: clientauth.MethodNone, ClientID: clientID})
+	o := withSettings(introspect.Options{Issuer: "https://as", Endpoint: "https://as/i", Auth: auth})
+	spoil(&o)
+	if o.ScopeClaims != nil && len(o.ScopeClaims) == 0 {
+		o.ScopeClaims = nil
+	}
+	return o
+}
+
 // authOf authenticates as id (default: the fixture's client) with the
 // fixture's secret, using client_secret_post.
 func authOf(t *testing.T, id string) clientauth.Method {
@@ -693,8 +748,7 @@ func authOf(t *testing.T, id string) clientauth.Method {
 		id = clientID
 	}
 	m, err := clientauth.New(clientauth.Options{
-		Method: clientauth.MethodClientSecretPost, ClientID: id,
-		SecretEnv: "S", LookupEnv: func(string) (string, bool) { return secret, true },
+		Method: clientauth.MethodClientSecretPost, ClientID: id, Secret: secret,
 	})
 	if err != nil {
 		t.Fatal(err)

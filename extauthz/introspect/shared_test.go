@@ -47,10 +47,10 @@ func newReplicas(t *testing.T) *replicas {
 		case <-time.After(5 * time.Second):
 			t.Fatal("shared cache did not connect to redis-server")
 		}
-		in, err := introspect.New(introspect.Options{
+		in, err := introspect.New(withSettings(introspect.Options{
 			Issuer: is.URL(), Endpoint: is.Endpoint(authztest.PathIntrospect), Auth: auth, Client: is.Client(),
 			MaxCacheTTL: time.Minute, NegativeTTL: 10 * time.Second, Shared: shared,
-		})
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,7 @@ import (
 // defaultSet is a Set with the default intervals on a test clock, fetched once.
 func defaultSet(t *testing.T, is *authztest.Issuer, clk *clock) *Set {
 	t.Helper()
-	s := New(Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
+	s := mustNew(t, Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
 	if err := s.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -33,9 +33,7 @@ func defaultSet(t *testing.T, is *authztest.Issuer, clk *clock) *Set {
 func TestDefaultIntervalsAreSeconds(t *testing.T) {
 	// "A newly published key is accepted within a few seconds of its first
 	// use" holds only while the on-demand interval is a few seconds.
-	if DefaultMinRefetchInterval > 5*time.Second {
-		t.Fatalf("DefaultMinRefetchInterval = %v, want at most 5s", DefaultMinRefetchInterval)
-	}
+	// (config owns that default: its TestJWKSMinRefetchIsSeconds.)
 	if DefaultMinRetryBackoff > time.Second {
 		t.Fatalf("DefaultMinRetryBackoff = %v, want at most 1s", DefaultMinRetryBackoff)
 	}
@@ -49,7 +47,7 @@ func TestNewKeyAcceptedAtFirstUse(t *testing.T) {
 		wantCalls int
 	}{
 		{name: "last fetch long ago: fetched at once", since: time.Hour, wantCalls: 2},
-		{name: "last fetch one interval ago: fetched at once", since: DefaultMinRefetchInterval, wantCalls: 2},
+		{name: "last fetch one interval ago: fetched at once", since: configMinRefetch, wantCalls: 2},
 		{name: "last fetch a moment ago: that fresh set lacks it", since: time.Second, wantErr: extauthz.ErrUnknownKey, wantCalls: 1},
 	}
 	for _, tc := range tests {
@@ -68,7 +66,7 @@ func TestNewKeyAcceptedAtFirstUse(t *testing.T) {
 				t.Fatalf("jwks calls = %d, want %d", got, tc.wantCalls)
 			}
 			// Whatever happened, the key is accepted once the interval passed.
-			clk.Advance(DefaultMinRefetchInterval)
+			clk.Advance(configMinRefetch)
 			if _, err := s.Key(context.Background(), k.Kid, "ES256"); err != nil {
 				t.Fatalf("after the interval: %v", err)
 			}
@@ -84,13 +82,13 @@ func TestKeyNotHeldWhileIssuerDownIs503(t *testing.T) {
 	}{
 		{name: "never fetched", fetch: false},
 		{name: "keys held, refetch allowed but fails", fetch: true, after: time.Hour},
-		{name: "keys held, refetch allowed at exactly the interval", fetch: true, after: DefaultMinRefetchInterval},
+		{name: "keys held, refetch allowed at exactly the interval", fetch: true, after: configMinRefetch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newClock()
 			is := authztest.New(t)
-			s := New(Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
+			s := mustNew(t, Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
 			if tc.fetch {
 				if err := s.Refresh(context.Background()); err != nil {
 					t.Fatal(err)
@@ -126,14 +124,14 @@ func TestRecoveryAtOnceWhenTheIssuerAnswers(t *testing.T) {
 	clk := newClock()
 	is := authztest.New(t)
 	is.SetDown(true)
-	s := New(Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
+	s := mustNew(t, Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
 	k, _ := is.Key("EdDSA")
 	// A long outage: the backoff grows, but never past MinRefetchInterval.
 	for range 20 {
 		if _, err := s.Key(context.Background(), k.Kid, "EdDSA"); !errors.Is(err, extauthz.ErrKeysUnavailable) {
 			t.Fatalf("err = %v, want ErrKeysUnavailable", err)
 		}
-		clk.Advance(DefaultMinRefetchInterval)
+		clk.Advance(configMinRefetch)
 	}
 	is.SetDown(false)
 	if _, err := s.Key(context.Background(), k.Kid, "EdDSA"); err != nil {
@@ -166,7 +164,7 @@ func TestStormCostsOneFetchPerInterval(t *testing.T) {
 	const step = 50 * time.Millisecond
 	clk := newClock()
 	is := authztest.New(t)
-	s := New(Options{
+	s := mustNew(t, Options{
 		Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now,
 		MinRefetchInterval: 5 * time.Second, MinRetryBackoff: 250 * time.Millisecond,
 	})
@@ -233,7 +231,7 @@ func TestUpdateKeepsKeysAndAppliesSettings(t *testing.T) {
 	clk := newClock()
 	is := authztest.New(t)
 	opts := Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now, MinRefetchInterval: time.Minute}
-	s := New(opts)
+	s := mustNew(t, opts)
 	if err := s.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -243,12 +241,12 @@ func TestUpdateKeepsKeysAndAppliesSettings(t *testing.T) {
 
 	other := opts
 	other.URL += "?other"
-	if err := s.Update(other); !errors.Is(err, ErrOtherSet) {
+	if err := s.Update(settled(other)); !errors.Is(err, ErrOtherSet) {
 		t.Fatalf("Update with another URL: err = %v, want ErrOtherSet", err)
 	}
 	opts.MinRefetchInterval = 2 * time.Second
 	opts.Client = &http.Client{Transport: is.Client().Transport, Timeout: 3 * time.Second}
-	if err := s.Update(opts); err != nil {
+	if err := s.Update(settled(opts)); err != nil {
 		t.Fatal(err)
 	}
 	if !s.Ready() {
@@ -269,7 +267,7 @@ func TestUpdateKeepsKeysAndAppliesSettings(t *testing.T) {
 
 func TestRunRetriesAfterAFailureWhileKeysAreHeld(t *testing.T) {
 	is := authztest.New(t)
-	s := New(Options{
+	s := mustNew(t, Options{
 		Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(),
 		RefreshInterval: time.Hour, MinRefetchInterval: 200 * time.Millisecond, MinRetryBackoff: 10 * time.Millisecond,
 	})
@@ -295,14 +293,14 @@ func TestRunRetriesAfterAFailureWhileKeysAreHeld(t *testing.T) {
 func TestUpdateWakesRun(t *testing.T) {
 	is := authztest.New(t)
 	opts := Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), RefreshInterval: time.Hour}
-	s := New(opts)
+	s := mustNew(t, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	defer func() { cancel(); <-done }()
 	go func() { s.Run(ctx); close(done) }()
 	waitFor(t, "first fetch", s.Ready)
 	opts.RefreshInterval = 20 * time.Millisecond
-	if err := s.Update(opts); err != nil {
+	if err := s.Update(settled(opts)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "refresh at the new interval", func() bool { return is.Calls(authztest.PathJWKS) >= 3 })
@@ -319,7 +317,7 @@ func TestKeyWaitEndsWithTheRequest(t *testing.T) {
 		http.Error(w, "late", http.StatusServiceUnavailable)
 	}))
 	defer close(release)
-	s := New(Options{Issuer: is.URL(), URL: is.URL() + "/slow-jwks", Client: is.Client()})
+	s := mustNew(t, Options{Issuer: is.URL(), URL: is.URL() + "/slow-jwks", Client: is.Client()})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := s.Key(ctx, "k", "RS256")

@@ -57,12 +57,11 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 )
 
-// Defaults for Options fields left zero.
 const (
-	DefaultRefreshInterval    = 5 * time.Minute
-	DefaultMinRefetchInterval = 5 * time.Second
-	DefaultMinRetryBackoff    = 250 * time.Millisecond
-	DefaultTimeout            = 10 * time.Second
+	// DefaultMinRetryBackoff is the first wait after a failed fetch when
+	// Options.MinRetryBackoff is zero. It is not a setting of config but
+	// the retry schedule's shape, capped by MinRefetchInterval.
+	DefaultMinRetryBackoff = 250 * time.Millisecond
 	// MaxBytes bounds the size of a JWKS document.
 	MaxBytes = 1 << 20
 )
@@ -73,6 +72,9 @@ var ErrOtherSet = errors.New("jwks: options of another key set")
 
 // Options configures a Set. Issuer, URL and DiscoveryURL are its identity
 // (see ID); the other fields are settings that Update may change.
+// RefreshInterval, MinRefetchInterval and a Client with a Timeout are
+// required: the values come already defaulted from config (the Client's
+// Timeout is the issuer's http_timeout).
 type Options struct {
 	// Issuer is the issuer identifier; used for discovery, logs and metrics.
 	Issuer string
@@ -82,10 +84,10 @@ type Options struct {
 	// issuer's OIDC and then RFC 8414 well-known URLs are tried.
 	DiscoveryURL string
 	// RefreshInterval is how often Run refetches the set after a successful
-	// fetch (default 5m).
+	// fetch.
 	RefreshInterval time.Duration
 	// MinRefetchInterval is the least time between a successful fetch and
-	// the next fetch a token with an unknown kid may cause (default 5s).
+	// the next fetch a token with an unknown kid may cause.
 	// It bounds what a flood of tokens with random kids costs the issuer
 	// (one fetch per interval) and how long a newly published key can be
 	// refused after a fetch that just missed it. It also caps the backoff
@@ -94,8 +96,8 @@ type Options struct {
 	// MinRetryBackoff is the wait after a first failed fetch; it doubles with
 	// each further failure up to MinRefetchInterval (default 250ms).
 	MinRetryBackoff time.Duration
-	// Client makes the HTTP calls (default: a client with a 10s timeout).
-	// Its Timeout, when set, bounds each fetch; else DefaultTimeout does.
+	// Client makes the HTTP calls; its Timeout bounds each fetch, discovery
+	// included.
 	Client *http.Client
 	// Now is the clock (default time.Now). Update does not change it.
 	Now func() time.Time
@@ -123,24 +125,28 @@ type settings struct {
 	metrics    *metrics.Metrics
 }
 
+// validate refuses options without their required settings.
+func (o Options) validate() error {
+	switch {
+	case o.RefreshInterval <= 0:
+		return errors.New("jwks: RefreshInterval must be positive")
+	case o.MinRefetchInterval <= 0:
+		return errors.New("jwks: MinRefetchInterval must be positive")
+	case o.Client == nil || o.Client.Timeout <= 0:
+		return errors.New("jwks: a Client with a Timeout is required")
+	}
+	return nil
+}
+
 func newSettings(o Options) *settings {
 	st := &settings{
 		refresh: o.RefreshInterval, minRefetch: o.MinRefetchInterval, minBackoff: o.MinRetryBackoff,
 		client: o.Client, logger: o.Logger, metrics: o.Metrics,
 	}
-	if st.refresh <= 0 {
-		st.refresh = DefaultRefreshInterval
-	}
-	if st.minRefetch <= 0 {
-		st.minRefetch = DefaultMinRefetchInterval
-	}
 	if st.minBackoff <= 0 {
 		st.minBackoff = DefaultMinRetryBackoff
 	}
 	st.minBackoff = min(st.minBackoff, st.minRefetch)
-	if st.client == nil {
-		st.client = &http.Client{Timeout: DefaultTimeout}
-	}
 	if st.logger == nil {
 		st.logger = slog.New(slog.DiscardHandler)
 	}
@@ -159,6 +165,7 @@ func (st *settings) backoff(n int) time.Duration {
 
 // Set is one issuer's key set. It is safe for concurrent use.
 type Set struct {
+	opts         Options // guarded by mu
 	id           string
 	issuer       string
 	url          string
@@ -193,8 +200,12 @@ var (
 )
 
 // New returns a Set; it holds no keys until Run or Refresh fetched them.
-func New(opts Options) *Set {
-	s := &Set{
+// It refuses options without their required settings.
+func New(opts Options) (*Set, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	s := &Set{opts: opts,
 		id: opts.ID(), issuer: opts.Issuer, url: opts.URL, discoveryURL: opts.DiscoveryURL,
 		now: opts.Now, wake: make(chan struct{}, 1),
 	}
@@ -202,7 +213,14 @@ func New(opts Options) *Set {
 		s.now = time.Now
 	}
 	s.settings.Store(newSettings(opts))
-	return s
+	return s, nil
+}
+
+// Options returns the options the Set was built with or last updated with.
+func (s *Set) Options() Options {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts
 }
 
 // Update applies the settings of opts (intervals, client, logger, metrics)
@@ -213,6 +231,12 @@ func (s *Set) Update(opts Options) error {
 	if id := opts.ID(); id != s.id {
 		return fmt.Errorf("%w: %s, not %s", ErrOtherSet, id, s.id)
 	}
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.opts = opts
+	s.mu.Unlock()
 	s.settings.Store(newSettings(opts))
 	s.poke()
 	return nil
@@ -395,11 +419,7 @@ func (s *Set) startLocked(ctx context.Context, st *settings, now time.Time) *fli
 
 // fly runs one fetch and records its outcome.
 func (s *Set) fly(ctx context.Context, f *flight, st *settings, started time.Time) {
-	timeout := st.client.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, st.client.Timeout)
 	err := s.get(ctx, st)
 	cancel()
 	s.mu.Lock()

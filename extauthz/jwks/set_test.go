@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
 	"sync"
@@ -29,12 +30,71 @@ func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newSet(t *testing.T, is *authztest.Issuer, clk *clock) *Set {
 	t.Helper()
-	return New(Options{
+	return mustNew(t, Options{
 		Issuer:             is.URL(),
 		Client:             is.Client(),
 		Now:                clk.Now,
 		MinRefetchInterval: time.Minute,
 	})
+}
+
+// configMinRefetch is config's default jwks_min_refetch.
+const configMinRefetch = 5 * time.Second
+
+// settled fills the settings config would give where o leaves them zero
+// (New has no defaults of its own): a client with a 5s timeout.
+func settled(o Options) Options {
+	if o.RefreshInterval == 0 {
+		o.RefreshInterval = 5 * time.Minute
+	}
+	if o.MinRefetchInterval == 0 {
+		o.MinRefetchInterval = configMinRefetch
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{}
+	}
+	if o.Client.Timeout == 0 {
+		c := *o.Client
+		c.Timeout = 5 * time.Second
+		o.Client = &c
+	}
+	return o
+}
+
+// mustNew builds a Set from settled options.
+func mustNew(t *testing.T, o Options) *Set {
+	t.Helper()
+	s, err := New(settled(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestNewRefusesMissingSettings(t *testing.T) {
+	client := &http.Client{Timeout: time.Second}
+	full := Options{Issuer: "https://as", RefreshInterval: time.Minute, MinRefetchInterval: time.Second, Client: client}
+	tests := []struct {
+		name  string
+		spoil func(*Options)
+	}{
+		{name: "no refresh", spoil: func(o *Options) { o.RefreshInterval = 0 }},
+		{name: "no min refetch", spoil: func(o *Options) { o.MinRefetchInterval = 0 }},
+		{name: "client without timeout", spoil: func(o *Options) { o.Client = &http.Client{} }},
+		{name: "no client", spoil: func(o *Options) { o.Client = nil }},
+	}
+	if _, err := New(full); err != nil {
+		t.Fatalf("New(complete options) = %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := full
+			tt.spoil(&o)
+			if _, err := New(o); err == nil {
+				t.Fatal("New accepted options without a required setting")
+			}
+		})
+	}
 }
 
 func TestKeyForEveryAlgViaDiscovery(t *testing.T) {
@@ -180,7 +240,7 @@ func TestIssuerDown(t *testing.T) {
 	t.Run("never fetched", func(t *testing.T) {
 		is := authztest.New(t)
 		is.SetDown(true)
-		s := New(Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: newClock().Now})
+		s := mustNew(t, Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: newClock().Now})
 		if err := s.Refresh(context.Background()); !errors.Is(err, extauthz.ErrKeysUnavailable) {
 			t.Fatalf("Refresh err = %v", err)
 		}
@@ -246,7 +306,7 @@ func TestDiscoveryIssuerMismatchRefused(t *testing.T) {
 
 func TestRunUntilCancelled(t *testing.T) {
 	is := authztest.New(t)
-	s := New(Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), RefreshInterval: time.Millisecond})
+	s := mustNew(t, Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), RefreshInterval: time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()

@@ -41,7 +41,7 @@ func BenchmarkAuthenticateCold(b *testing.B) {
 				// A fresh verifier per round of tokens keeps every check cold.
 				if i%len(toks) == 0 {
 					b.StopTimer()
-					f.v, _ = New(Options{Issuers: []Issuer{f.cfg}, Now: f.clk.Now})
+					f.v, _ = New(settled(Options{Issuers: []Issuer{f.cfg}, Now: f.clk.Now}))
 					b.StartTimer()
 				}
 				if _, err := f.v.Authenticate(ctx, extauthz.Credential{Raw: toks[i%len(toks)], Kind: extauthz.KindJWT}); err != nil {

@@ -42,14 +42,14 @@ func fuzzVerifier(t testing.TB) (*Verifier, ed25519.PrivateKey) {
 func fuzzVerifierTyped(t testing.TB, requiredTyp string) (*Verifier, ed25519.PrivateKey) {
 	seed := make([]byte, ed25519.SeedSize) // a fixed key keeps the corpus meaningful
 	priv := ed25519.NewKeyFromSeed(seed)
-	v, err := New(Options{
+	v, err := New(settled(Options{
 		Issuers: []Issuer{{
 			Issuer: fuzzIssuer, Audiences: []string{"api"}, RequiredType: requiredTyp,
 			Algorithms: []string{"EdDSA", "HS256"}, HMACSecret: hmacSecret,
 			Keys: fixedKey{pub: priv.Public().(ed25519.PublicKey)},
 		}},
 		Now: func() time.Time { return fuzzNow },
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,8 +89,8 @@ type Issuer struct {
 	// Audiences lists the accepted aud values; when set, a token's aud must
 	// hold at least one. Empty means aud is not checked.
 	Audiences []string
-	// Algorithms is the allowlist of alg values; empty means DefaultAlgorithms.
-	// "none" is refused by New; HS256/384/512 need HMACSecret.
+	// Algorithms is the allowlist of alg values; at least one. "none" is
+	// refused by New; HS256/384/512 need HMACSecret.
 	Algorithms []string
 	// HMACSecret is the shared secret for HS* algorithms, at least as long as
 	// the hash output of each HS* algorithm listed (RFC 7518 §3.2).
@@ -107,20 +107,21 @@ type Issuer struct {
 	// for an issuer known to omit it (some client-credentials tokens).
 	AllowMissingSub bool
 	// ScopeClaims names the claims scopes are read from, first present wins;
-	// empty means DefaultScopeClaims. A string claim is split on spaces, an
-	// array is taken as is.
+	// at least one. A string claim is split on spaces, an array is taken as is.
 	ScopeClaims []string
 	// Keys gives the issuer's public keys; required unless only HS* is allowed.
 	Keys KeySource
 }
 
-// Options configures a Verifier.
+// Options configures a Verifier. Issuers, MaxTokenBytes and CacheEntries
+// are required: the values come already defaulted from config, and New
+// refuses zero values rather than invent its own.
 type Options struct {
 	// Issuers lists the trusted issuers; the token's iss picks one.
 	Issuers []Issuer
-	// MaxTokenBytes bounds the size of a token (default DefaultMaxTokenBytes).
+	// MaxTokenBytes bounds the size of a token.
 	MaxTokenBytes int
-	// CacheEntries bounds the validation cache (default DefaultCacheEntries).
+	// CacheEntries bounds the validation cache.
 	CacheEntries int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -128,19 +129,8 @@ type Options struct {
 	Metrics *metrics.Metrics
 }
 
-// Defaults.
-const (
-	DefaultMaxTokenBytes = 16 << 10
-	DefaultCacheEntries  = 10000
-)
-
-// DefaultAlgorithms are the asymmetric algorithms accepted when an issuer
-// lists none.
-var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-
-// DefaultScopeClaims are the claims scopes are read from when an issuer
-// names none: "scope" (RFC 9068, RFC 8693) then "scp" (Okta, Azure, Hydra).
-var DefaultScopeClaims = []string{"scope", "scp"}
+// asymmetricAlgs are the public-key algorithms the verifier supports.
+var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 // clientIDClaims name the client a token was issued to, first present wins.
 var clientIDClaims = []string{"client_id", "azp", "cid"}
@@ -192,6 +182,7 @@ type entry struct {
 // Verifier validates JWTs of the configured issuers. It is safe for
 // concurrent use; build a new one to change the configuration.
 type Verifier struct {
+	opts     Options
 	issuers  map[string]*issuer
 	maxBytes int
 	now      func() time.Time
@@ -206,21 +197,22 @@ func New(opts Options) (*Verifier, error) {
 	if len(opts.Issuers) == 0 {
 		return nil, errors.New("jwtverify: no issuer configured")
 	}
+	if opts.MaxTokenBytes <= 0 {
+		return nil, errors.New("jwtverify: MaxTokenBytes must be positive")
+	}
+	if opts.CacheEntries <= 0 {
+		return nil, errors.New("jwtverify: CacheEntries must be positive")
+	}
 	v := &Verifier{
 		issuers:  make(map[string]*issuer, len(opts.Issuers)),
 		maxBytes: opts.MaxTokenBytes,
 		now:      opts.Now,
-	}
-	if v.maxBytes <= 0 {
-		v.maxBytes = DefaultMaxTokenBytes
+		opts:     opts,
 	}
 	if v.now == nil {
 		v.now = time.Now
 	}
 	entries := opts.CacheEntries
-	if entries <= 0 {
-		entries = DefaultCacheEntries
-	}
 	v.cache = cache.New[entry]("jwt", entries, opts.Metrics)
 
 	for i, c := range opts.Issuers {
@@ -248,12 +240,12 @@ func newIssuer(c Issuer, now func() time.Time) (*issuer, error) {
 	}
 	algs := c.Algorithms
 	if len(algs) == 0 {
-		algs = DefaultAlgorithms
+		return nil, errors.New("no algorithm allowed")
+	}
+	if len(c.ScopeClaims) == 0 {
+		return nil, errors.New("no scope claim named")
 	}
 	is := &issuer{cfg: c, algs: map[string]bool{}, scopeClaims: c.ScopeClaims, typ: normType(c.RequiredType)}
-	if len(is.scopeClaims) == 0 {
-		is.scopeClaims = DefaultScopeClaims
-	}
 	asymmetric := false
 	for _, a := range algs {
 		switch {
@@ -263,7 +255,7 @@ func newIssuer(c Issuer, now func() time.Time) (*issuer, error) {
 			if len(c.HMACSecret) < hmacMinBytes[a] {
 				return nil, fmt.Errorf("%s needs an HMAC secret of at least %d bytes", a, hmacMinBytes[a])
 			}
-		case slices.Contains(DefaultAlgorithms, a):
+		case slices.Contains(asymmetricAlgs, a):
 			asymmetric = true
 		default:
 			return nil, fmt.Errorf("unsupported alg %q", a)
@@ -281,6 +273,9 @@ func newIssuer(c Issuer, now func() time.Time) (*issuer, error) {
 	)
 	return is, nil
 }
+
+// Options returns the options the Verifier was built with.
+func (v *Verifier) Options() Options { return v.opts }
 
 // normType lower-cases a typ value and drops an "application/" prefix
 // (RFC 7515 §4.1.9).

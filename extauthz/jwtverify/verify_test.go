@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -63,7 +64,7 @@ func setupTB(t testing.TB, mutate func(*Issuer)) *fixture {
 	t.Helper()
 	clk := newClock()
 	is := authztest.New(t, authztest.WithNow(clk.Now))
-	set := jwks.New(jwks.Options{Issuer: is.URL(), Client: is.Client(), Now: clk.Now})
+	set := newKeySet(t, jwks.Options{Issuer: is.URL(), Client: is.Client(), Now: clk.Now})
 	if err := set.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func setupTB(t testing.TB, mutate func(*Issuer)) *fixture {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	v, err := New(Options{Issuers: []Issuer{cfg}, Now: clk.Now, MaxTokenBytes: 8 << 10})
+	v, err := New(settled(Options{Issuers: []Issuer{cfg}, Now: clk.Now, MaxTokenBytes: 8 << 10}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,18 +424,27 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := New(Options{Issuers: []Issuer{tc.cfg}}); err == nil {
+			if _, err := New(settled(Options{Issuers: []Issuer{tc.cfg}})); err == nil {
 				t.Fatal("New accepted a bad issuer")
 			}
 		})
 	}
-	if _, err := New(Options{Issuers: []Issuer{{Issuer: "i", Keys: keys}, {Issuer: "i", Keys: keys}}}); err == nil {
+	if _, err := New(settled(Options{Issuers: []Issuer{{Issuer: "i", Keys: keys}, {Issuer: "i", Keys: keys}}})); err == nil {
 		t.Fatal("New accepted a duplicate issuer")
 	}
-	if _, err := New(Options{}); err == nil {
+	for _, o := range []Options{
+		{Issuers: []Issuer{{Issuer: "i", Keys: keys, Algorithms: []string{"RS256"}, ScopeClaims: []string{"scope"}}}},
+		{Issuers: []Issuer{{Issuer: "i", Keys: keys, ScopeClaims: []string{"scope"}}}, MaxTokenBytes: 1, CacheEntries: 1},
+		{Issuers: []Issuer{{Issuer: "i", Keys: keys, Algorithms: []string{"RS256"}}}, MaxTokenBytes: 1, CacheEntries: 1},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("New(%+v) filled a setting config owns", o)
+		}
+	}
+	if _, err := New(settled(Options{})); err == nil {
 		t.Fatal("New accepted no issuer")
 	}
-	if _, err := New(Options{Issuers: []Issuer{{Issuer: "i", Algorithms: []string{"HS256"}, HMACSecret: hmacSecret}}}); err != nil {
+	if _, err := New(settled(Options{Issuers: []Issuer{{Issuer: "i", Algorithms: []string{"HS256"}, HMACSecret: hmacSecret}}})); err != nil {
 		t.Fatalf("HMAC-only issuer without keys: %v", err)
 	}
 }
@@ -553,8 +563,8 @@ func TestKeysUnavailable(t *testing.T) {
 	clk := newClock()
 	is := authztest.New(t, authztest.WithNow(clk.Now))
 	is.SetDown(true)
-	set := jwks.New(jwks.Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
-	v, err := New(Options{Issuers: []Issuer{{Issuer: is.URL(), Keys: set}}, Now: clk.Now})
+	set := newKeySet(t, jwks.Options{Issuer: is.URL(), URL: is.Endpoint(authztest.PathJWKS), Client: is.Client(), Now: clk.Now})
+	v, err := New(settled(Options{Issuers: []Issuer{{Issuer: is.URL(), Keys: set}}, Now: clk.Now}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,8 +587,8 @@ func TestRotationAndOutage(t *testing.T) {
 		wantErr error
 		notErr  error
 	}{
-		{name: "new key, issuer up: accepted at first use", since: jwks.DefaultMinRefetchInterval},
-		{name: "new key, issuer down: 503", since: jwks.DefaultMinRefetchInterval, down: true,
+		{name: "new key, issuer up: accepted at first use", since: configMinRefetch},
+		{name: "new key, issuer down: 503", since: configMinRefetch, down: true,
 			wantErr: extauthz.ErrKeysUnavailable, notErr: extauthz.ErrUnknownKey},
 		{name: "unpublished kid, set just fetched: 401", since: time.Second, forged: true, wantErr: extauthz.ErrUnknownKey},
 		{name: "unpublished kid, set refetched: 401", since: time.Hour, forged: true, wantErr: extauthz.ErrUnknownKey},
@@ -698,4 +708,50 @@ func TestHeaderCacheBounded(t *testing.T) {
 			t.Fatalf("typ JWT accepted or wrong error: %v", err)
 		}
 	}
+}
+
+// settled fills the settings config would give (New has no defaults of its
+// own) where o leaves them zero.
+func settled(o Options) Options {
+	if o.MaxTokenBytes == 0 {
+		o.MaxTokenBytes = 8 << 10
+	}
+	if o.CacheEntries == 0 {
+		o.CacheEntries = 1000
+	}
+	o.Issuers = slices.Clone(o.Issuers)
+	for i := range o.Issuers {
+		if len(o.Issuers[i].Algorithms) == 0 {
+			o.Issuers[i].Algorithms = asymmetricAlgs
+		}
+		if len(o.Issuers[i].ScopeClaims) == 0 {
+			o.Issuers[i].ScopeClaims = []string{"scope", "scp"}
+		}
+	}
+	return o
+}
+
+// configMinRefetch is config's default jwks_min_refetch.
+const configMinRefetch = 5 * time.Second
+
+// newKeySet builds a key set with config's default settings where o
+// leaves them zero.
+func newKeySet(t testing.TB, o jwks.Options) *jwks.Set {
+	t.Helper()
+	if o.RefreshInterval == 0 {
+		o.RefreshInterval = 5 * time.Minute
+	}
+	if o.MinRefetchInterval == 0 {
+		o.MinRefetchInterval = configMinRefetch
+	}
+	if o.Client != nil && o.Client.Timeout == 0 {
+		c := *o.Client
+		c.Timeout = 5 * time.Second
+		o.Client = &c
+	}
+	s, err := jwks.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -47,7 +47,7 @@ func BenchmarkMint(b *testing.B) {
 	for _, alg := range []string{AlgEdDSA, AlgES256, AlgRS256} {
 		b.Run(alg, func(b *testing.B) {
 			now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-			m, err := New(Options{Issuer: testIssuer, Keys: []*Key{testKey(b, alg)}, Now: func() time.Time { return now }})
+			m, err := New(Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{testKey(b, alg)}, Now: func() time.Time { return now }})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func BenchmarkMint(b *testing.B) {
 // again, answered from the cache.
 func BenchmarkMintCached(b *testing.B) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	m, err := New(Options{Issuer: testIssuer, Keys: []*Key{testKey(b, AlgEdDSA)}, Now: func() time.Time { return now }})
+	m, err := New(Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{testKey(b, AlgEdDSA)}, Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -49,7 +49,7 @@
 // omitted.
 //
 // Grant claims are added after these and can never replace them: a grant
-// claim named iss, sub, aud, exp, nbf, iat, jti, scope, scp, client_id or act
+// claim named iss, sub, aud, exp, nbf, iat, jti, scope, scp, client_id, act or cnf (extauthz.IsReservedClaim)
 // is dropped. scp is reserved too because many consumers read scopes from it,
 // and the scopes an upstream sees must stay within the grant's.
 //

@@ -21,9 +21,6 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 )
 
-// DefaultCacheEntries bounds the minted-token cache when Options.CacheEntries is 0.
-const DefaultCacheEntries = 10000
-
 // CacheName is the cache's metric label.
 const CacheName = "mint"
 
@@ -34,19 +31,6 @@ const (
 	renewDen = 10
 )
 
-// reserved are the claims the minter sets itself; grant claims by these
-// names are dropped. scp is here because consumers read scopes from it too.
-var reserved = [...]string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "scp", "client_id", "act"}
-
-func isReserved(name string) bool {
-	for _, r := range reserved {
-		if r == name {
-			return true
-		}
-	}
-	return false
-}
-
 // Options configure a Minter.
 type Options struct {
 	// Issuer is the iss of minted tokens: tokentailor's own identity. Required.
@@ -55,7 +39,7 @@ type Options struct {
 	Keys []*Key
 	// SigningKeyID picks the key that signs; "" means Keys[0].
 	SigningKeyID string
-	// CacheEntries bounds the minted-token cache; 0 means DefaultCacheEntries.
+	// CacheEntries bounds the minted-token cache; required (config gives it).
 	CacheEntries int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -66,6 +50,7 @@ type Options struct {
 // Minter signs internal tokens and caches them. It is safe for concurrent
 // use. A configuration reload builds a new Minter and swaps it in.
 type Minter struct {
+	opts    Options
 	issuer  string
 	signing *Key
 	jwks    []byte
@@ -89,8 +74,8 @@ func New(opts Options) (*Minter, error) {
 	if len(opts.Keys) == 0 {
 		return nil, fmt.Errorf("mint: %w: no signing key", ErrBadKey)
 	}
-	if opts.CacheEntries < 0 {
-		return nil, fmt.Errorf("mint: cache entries %d must not be negative", opts.CacheEntries)
+	if opts.CacheEntries <= 0 {
+		return nil, fmt.Errorf("mint: cache entries %d must be positive", opts.CacheEntries)
 	}
 	seen := make(map[string]bool, len(opts.Keys))
 	jwks := []byte(`{"keys":[`)
@@ -109,7 +94,7 @@ func New(opts Options) (*Minter, error) {
 	}
 	jwks = append(jwks, "]}"...)
 
-	m := &Minter{issuer: opts.Issuer, jwks: jwks, now: opts.Now, signing: opts.Keys[0]}
+	m := &Minter{opts: opts, issuer: opts.Issuer, jwks: jwks, now: opts.Now, signing: opts.Keys[0]}
 	if opts.SigningKeyID != "" {
 		i := slices.IndexFunc(opts.Keys, func(k *Key) bool { return k.ID == opts.SigningKeyID })
 		if i < 0 {
@@ -121,12 +106,12 @@ func New(opts Options) (*Minter, error) {
 		m.now = time.Now
 	}
 	n := opts.CacheEntries
-	if n == 0 {
-		n = DefaultCacheEntries
-	}
 	m.cache = cache.New[cachedToken](CacheName, n, opts.Metrics)
 	return m, nil
 }
+
+// Options returns the options the Minter was built with.
+func (m *Minter) Options() Options { return m.opts }
 
 // JWKS returns the JSON Web Key Set {"keys":[...]} of every key, the signing
 // one and those only published, each with kid, alg and use "sig". Serve it at
@@ -316,7 +301,7 @@ func appendExtra(c []byte, claims map[string]any) ([]byte, error) {
 	}
 	names := sortedNames(make([]string, 0, 16), claims)
 	for _, name := range names {
-		if isReserved(name) {
+		if extauthz.IsReservedClaim(name) {
 			continue
 		}
 		c = append(c, ',')

@@ -40,7 +40,7 @@ func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 func newMinter(t testing.TB, clock *fakeClock, keys ...*Key) *Minter {
 	t.Helper()
-	m, err := New(Options{Issuer: testIssuer, Keys: keys, Now: clock.Now})
+	m, err := New(Options{CacheEntries: 100, Issuer: testIssuer, Keys: keys, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -595,7 +595,7 @@ func TestCacheBounded(t *testing.T) {
 func TestCacheMetrics(t *testing.T) {
 	clock := newClock()
 	reg := prometheus.NewRegistry()
-	m, err := New(Options{Issuer: testIssuer, Keys: []*Key{testKey(t, AlgEdDSA)}, Now: clock.Now, Metrics: metrics.New(reg)})
+	m, err := New(Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{testKey(t, AlgEdDSA)}, Now: clock.Now, Metrics: metrics.New(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -634,11 +634,11 @@ func TestCacheMetrics(t *testing.T) {
 func TestRotation(t *testing.T) {
 	clock := newClock()
 	oldKey, newKey := testKey(t, AlgES256), testKey(t, AlgEdDSA)
-	publishOnly, err := New(Options{Issuer: testIssuer, Keys: []*Key{oldKey, newKey}, Now: clock.Now})
+	publishOnly, err := New(Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{oldKey, newKey}, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	signNew, err := New(Options{Issuer: testIssuer, Keys: []*Key{oldKey, newKey}, SigningKeyID: newKey.ID, Now: clock.Now})
+	signNew, err := New(Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{oldKey, newKey}, SigningKeyID: newKey.ID, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,14 +690,15 @@ func TestNewOptions(t *testing.T) {
 		wantErr error
 		wantAny bool
 	}{
-		{name: "ok", opts: Options{Issuer: testIssuer, Keys: []*Key{ed}}},
-		{name: "no issuer", opts: Options{Keys: []*Key{ed}}, wantAny: true},
-		{name: "no keys", opts: Options{Issuer: testIssuer}, wantErr: ErrBadKey},
-		{name: "nil key", opts: Options{Issuer: testIssuer, Keys: []*Key{nil}}, wantErr: ErrBadKey},
-		{name: "zero key", opts: Options{Issuer: testIssuer, Keys: []*Key{{ID: "x", Alg: AlgEdDSA}}}, wantErr: ErrBadKey},
-		{name: "duplicate kid", opts: Options{Issuer: testIssuer, Keys: []*Key{ed, ed}}, wantErr: ErrBadKey},
-		{name: "unknown signing kid", opts: Options{Issuer: testIssuer, Keys: []*Key{ed, ec}, SigningKeyID: "nope"}, wantErr: ErrBadKey},
+		{name: "ok", opts: Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{ed}}},
+		{name: "no issuer", opts: Options{CacheEntries: 100, Keys: []*Key{ed}}, wantAny: true},
+		{name: "no keys", opts: Options{CacheEntries: 100, Issuer: testIssuer}, wantErr: ErrBadKey},
+		{name: "nil key", opts: Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{nil}}, wantErr: ErrBadKey},
+		{name: "zero key", opts: Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{{ID: "x", Alg: AlgEdDSA}}}, wantErr: ErrBadKey},
+		{name: "duplicate kid", opts: Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{ed, ed}}, wantErr: ErrBadKey},
+		{name: "unknown signing kid", opts: Options{CacheEntries: 100, Issuer: testIssuer, Keys: []*Key{ed, ec}, SigningKeyID: "nope"}, wantErr: ErrBadKey},
 		{name: "negative cache", opts: Options{Issuer: testIssuer, Keys: []*Key{ed}, CacheEntries: -1}, wantAny: true},
+		{name: "no cache bound", opts: Options{Issuer: testIssuer, Keys: []*Key{ed}}, wantAny: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -710,8 +711,8 @@ func TestNewOptions(t *testing.T) {
 			case !errors.Is(err, tt.wantErr):
 				t.Fatalf("error = %v, want %v", err, tt.wantErr)
 			}
-			if err == nil && m.cache.Max() < DefaultCacheEntries {
-				t.Errorf("default cache bound %d", m.cache.Max())
+			if err == nil && m.Options().CacheEntries != tt.opts.CacheEntries {
+				t.Errorf("Options().CacheEntries = %d, want %d", m.Options().CacheEntries, tt.opts.CacheEntries)
 			}
 		})
 	}

@@ -27,9 +27,11 @@ import (
 )
 
 // Build builds a pipeline from cfg: loads keys and secrets, sets up the
-// issuers (key sets started in the background on KeySets' context, clients
-// toward issuers, discovery metadata where endpoints must come from it),
-// the minter, and compiles every route to its own stages.
+// issuers (key sets and the discovery metadata endpoints come from, both
+// fetched in the background on KeySets' contexts; clients toward issuers),
+// the minter, and compiles every route to its own stages. It makes no call
+// to an issuer: one that is down at start makes the pipeline not ready
+// (Ready), never a failed build.
 func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err error) {
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
@@ -41,10 +43,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 		env.KeySets = NewKeySets(context.Background())
 	}
 	p := &Pipeline{
-		Config: cfg,
-		Credential: credential.Options{
-			Header: cfg.Credential.Header, Scheme: *cfg.Credential.Scheme, MaxBytes: cfg.Credential.MaxBytes,
-		},
+		Config:   cfg,
 		Response: &response.Builder{Realm: cfg.Mint.Realm, InternalHeaders: internalHeaders(cfg), CredentialHeader: cfg.Credential.Header},
 		Now:      env.Now,
 	}
@@ -53,17 +52,22 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 			p.Close() // a half-built pipeline stops listening to revocations
 		}
 	}()
+	if p.Credential, err = credential.New(credential.Options{
+		Header: cfg.Credential.Header, Scheme: *cfg.Credential.Scheme, MaxBytes: cfg.Credential.MaxBytes,
+	}); err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
 	if p.Policy, err = policy.New(cfg); err != nil {
 		return nil, err
 	}
 	if p.Minter, err = buildMinter(cfg, env); err != nil {
 		return nil, err
 	}
-	is, err := buildIssuers(ctx, cfg, env)
+	is, err := buildIssuers(cfg, env)
 	if err != nil {
 		return nil, err
 	}
-	p.keySets, p.closers = is.keySets, is.closers
+	p.keySets, p.resolvers, p.endpoints, p.closers = is.keySets, is.resolvers, is.endpoints, is.closers
 	st := is.stages
 	if p.Minter != nil {
 		st.mint = p.Minter
@@ -164,18 +168,20 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 // issuers is what the configured issuers provide to routes.
 type issuers struct {
 	stages
-	keySets []*jwks.Set
-	closers []func() // introspectors' Close
+	keySets   []usedKeySet
+	resolvers []usedResolver
+	endpoints []metadataEndpoint
+	closers   []func() // introspectors' Close
 }
 
 // buildIssuers sets up every issuer: its key set, its part of the JWT
 // verifier, its introspector and its token exchanger.
-func buildIssuers(ctx context.Context, cfg *config.Config, env Env) (issuers, error) {
+func buildIssuers(cfg *config.Config, env Env) (issuers, error) {
 	var out issuers
 	var verifierIssuers []jwtverify.Issuer
 	exchangers := upstream.Exchange{}
 	for i := range cfg.Issuers {
-		b, err := buildIssuer(ctx, cfg, env, i)
+		b, err := buildIssuer(cfg, env, i)
 		if err != nil {
 			for _, c := range out.closers {
 				c()
@@ -183,8 +189,12 @@ func buildIssuers(ctx context.Context, cfg *config.Config, env Env) (issuers, er
 			return issuers{}, err
 		}
 		if b.keys != nil {
-			out.keySets = append(out.keySets, b.keys)
+			out.keySets = append(out.keySets, *b.keys)
 		}
+		if b.resolver != nil {
+			out.resolvers = append(out.resolvers, *b.resolver)
+		}
+		out.endpoints = append(out.endpoints, b.endpoints...)
 		if b.verifier != nil {
 			verifierIssuers = append(verifierIssuers, *b.verifier)
 		}
@@ -218,46 +228,97 @@ func buildIssuers(ctx context.Context, cfg *config.Config, env Env) (issuers, er
 
 // builtIssuer is what one issuer contributes; nil fields it does not.
 type builtIssuer struct {
-	keys         *jwks.Set
+	keys         *usedKeySet
+	resolver     *usedResolver
+	endpoints    []metadataEndpoint
 	verifier     *jwtverify.Issuer
 	introspector *introspect.Introspector
 	exchanger    *exchange.Exchanger
 }
 
 // buildIssuer sets up cfg.Issuers[i].
-func buildIssuer(ctx context.Context, cfg *config.Config, env Env, i int) (builtIssuer, error) {
+func buildIssuer(cfg *config.Config, env Env, i int) (builtIssuer, error) {
 	is := &cfg.Issuers[i]
 	field := fmt.Sprintf("issuers[%d]", i)
 	var out builtIssuer
 	client := issuerClient(is, env)
-	meta, err := issuerMetadata(ctx, is, env, client)
-	if err != nil {
-		return out, fmt.Errorf("%s: discovery: %w", field, err)
+	needIntrospection := is.Discovery && is.Introspection != nil && is.Introspection.Endpoint == ""
+	needToken := is.Discovery && is.TokenEndpoint == "" && is.Client != nil
+	var res *discovery.Resolver
+	if needIntrospection || needToken {
+		// Endpoints come from the issuer's metadata: found in the
+		// background and asked for per request, so an issuer down at start
+		// makes the pipeline not ready (and its requests 503) instead of
+		// failing the build.
+		res = env.KeySets.Resolver(discovery.ResolverOptions{
+			Issuer: is.Issuer, URL: is.DiscoveryURL, Client: client, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
+		})
+		out.resolver = &usedResolver{r: res, client: client}
+		if needIntrospection {
+			out.endpoints = append(out.endpoints, metadataEndpoint{field: field + ".introspection.endpoint", get: res.IntrospectionEndpoint})
+		}
+		if needToken && exchangesWith(cfg, is.Issuer) {
+			out.endpoints = append(out.endpoints, metadataEndpoint{field: field + ".token_endpoint", get: res.TokenEndpoint})
+		}
 	}
 	if is.JWKSURL != "" || is.Discovery {
-		out.keys = env.KeySets.Get(jwks.Options{
+		o := jwks.Options{
 			Issuer: is.Issuer, URL: is.JWKSURL, DiscoveryURL: is.DiscoveryURL,
 			RefreshInterval: is.JWKSRefresh.Duration, MinRefetchInterval: is.JWKSMinRefetch.Duration,
 			Client: client, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
-		})
+		}
+		set, err := env.KeySets.Get(o)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", field, err)
+		}
+		out.keys = &usedKeySet{set: set, opts: o}
 	}
-	if out.verifier, err = verifierIssuer(cfg, is, out.keys); err != nil {
+	var keys *jwks.Set
+	if out.keys != nil {
+		keys = out.keys.set
+	}
+	var err error
+	if out.verifier, err = verifierIssuer(cfg, is, keys); err != nil {
 		return out, fmt.Errorf("%s.hmac_secret: %w", field, err)
 	}
 	auth, err := clientAuth(cfg, is, env)
 	if err != nil {
 		return out, fmt.Errorf("%s.client: %w", field, err)
 	}
-	if out.introspector, err = introspector(cfg, is, env, client, auth, meta, out.keys, field+".introspection"); err != nil {
+	var introspectionEndpoint, tokenEndpoint func(context.Context) (string, error)
+	if needIntrospection {
+		introspectionEndpoint = res.IntrospectionEndpoint
+	}
+	if needToken {
+		tokenEndpoint = res.TokenEndpoint
+	}
+	if out.introspector, err = introspector(cfg, is, env, client, auth, introspectionEndpoint, keys, field+".introspection"); err != nil {
 		return out, err
 	}
-	if out.exchanger, err = exchanger(cfg, is, env, client, auth, meta); err != nil {
+	if out.exchanger, err = exchanger(cfg, is, env, client, auth, tokenEndpoint); err != nil {
+		if out.introspector != nil {
+			out.introspector.Close()
+		}
 		return out, fmt.Errorf("%s: token exchange: %w", field, err)
 	}
 	return out, nil
 }
 
-// issuerClient is the HTTP client toward one issuer.
+// exchangesWith reports whether a route may exchange tokens at issuer: a
+// route in mode exchange that names it, or names none (the incoming token's
+// issuer).
+func exchangesWith(cfg *config.Config, issuer string) bool {
+	for _, r := range cfg.Routes {
+		u := r.Upstream
+		if !r.Public && u.Mode == string(extauthz.ModeExchange) && (u.Exchange == nil || u.Exchange.Issuer == "" || u.Exchange.Issuer == issuer) {
+			return true
+		}
+	}
+	return false
+}
+
+// issuerClient is the HTTP client toward one issuer: http_timeout bounds
+// each of its calls.
 func issuerClient(is *config.Issuer, env Env) *http.Client {
 	return &http.Client{
 		Timeout: is.HTTPTimeout.Duration, Transport: env.Transport,
@@ -265,22 +326,6 @@ func issuerClient(is *config.Issuer, env Env) *http.Client {
 		// user's token, client secrets) to wherever it points.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-}
-
-// issuerMetadata fetches the issuer's discovery metadata when an endpoint
-// must come from it; the zero Metadata otherwise.
-func issuerMetadata(ctx context.Context, is *config.Issuer, env Env, client *http.Client) (discovery.Metadata, error) {
-	need := is.Discovery && ((is.Introspection != nil && is.Introspection.Endpoint == "") || (is.TokenEndpoint == "" && is.Client != nil))
-	if !need {
-		return discovery.Metadata{}, nil
-	}
-	mctx, cancel := context.WithTimeout(ctx, is.HTTPTimeout.Duration)
-	defer cancel()
-	// The document must name this issuer (RFC 8414 §3.3): endpoints
-	// from another realm's metadata would receive users' tokens.
-	meta, err := discovery.FetchIssuer(mctx, client, is.Issuer, is.DiscoveryURL)
-	env.Metrics.IssuerCall(is.Issuer, "discovery", err)
-	return meta, err
 }
 
 // verifierIssuer is the issuer's part of the JWT verifier, nil when it
@@ -292,7 +337,8 @@ func verifierIssuer(cfg *config.Config, is *config.Issuer, keys *jwks.Set) (*jwt
 	}
 	vi := &jwtverify.Issuer{
 		Issuer: is.Issuer, Audiences: is.Audiences, Algorithms: is.Algorithms,
-		ClockSkew: is.ClockSkew.Duration, RequiredType: is.RequiredType, ScopeClaims: is.ScopeClaims,
+		ClockSkew: is.ClockSkew.Duration, RequiredType: is.RequiredType, AllowMissingSub: is.AllowMissingSub,
+		ScopeClaims: is.ScopeClaims,
 	}
 	if keys != nil {
 		vi.Keys = keys
@@ -315,30 +361,29 @@ func clientAuth(cfg *config.Config, is *config.Issuer, env Env) (clientauth.Meth
 	}
 	o := clientauth.Options{Method: cl.AuthMethod, ClientID: cl.ID, KeyFile: cfg.Path(cl.PrivateKeyFile), Now: env.Now}
 	if cl.Secret != nil {
-		o.SecretFile, o.SecretEnv = cfg.Path(cl.Secret.File), cl.Secret.Env
+		secret, err := cfg.ReadSecret(cl.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("secret: %w", err)
+		}
+		o.Secret = string(secret)
 	}
 	return clientauth.New(o)
 }
 
 // introspector is the issuer's RFC 7662 client; nil without introspection.
-// Its errors name field, the issuer's introspection block.
-func introspector(cfg *config.Config, is *config.Issuer, env Env, client *http.Client, auth clientauth.Method, meta discovery.Metadata, keys *jwks.Set, field string) (*introspect.Introspector, error) {
+// endpointFunc, when set, gives the endpoint per call (from metadata). Its
+// errors name field, the issuer's introspection block.
+func introspector(cfg *config.Config, is *config.Issuer, env Env, client *http.Client, auth clientauth.Method, endpointFunc func(context.Context) (string, error), keys *jwks.Set, field string) (*introspect.Introspector, error) {
 	in := is.Introspection
 	if in == nil {
 		return nil, nil
 	}
-	endpoint := in.Endpoint
-	if endpoint == "" {
-		endpoint = meta.IntrospectionEndpoint
-	}
-	if endpoint == "" {
-		return nil, fmt.Errorf("%s.endpoint: not set and the issuer's metadata has no introspection_endpoint", field)
-	}
 	o := introspect.Options{
-		Issuer: is.Issuer, Endpoint: endpoint, Auth: auth, Audiences: is.Audiences, ScopeClaims: is.ScopeClaims,
+		Issuer: is.Issuer, Endpoint: in.Endpoint, EndpointFunc: endpointFunc, Auth: auth, Audiences: is.Audiences, ScopeClaims: is.ScopeClaims,
 		JWTResponse: in.JWTResponse, Client: client, MaxCacheTTL: in.MaxCacheTTL.Duration, NegativeTTL: in.NegativeTTL.Duration,
 		CacheEntries: cfg.Cache.MaxEntries, MaxInFlight: in.MaxInFlight, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
 		AudienceByServer: in.Audience == config.AudienceServer, SubjectClaims: in.SubjectClaims,
+		Timeout: is.HTTPTimeout.Duration, Leeway: is.ClockSkew.Duration, MaxTokenBytes: cfg.Credential.MaxBytes,
 		Shared: env.Shared,
 	}
 	if keys != nil {
@@ -356,18 +401,14 @@ func introspector(cfg *config.Config, is *config.Issuer, env Env, client *http.C
 }
 
 // exchanger is the issuer's RFC 8693 client; nil without a client or a
-// token endpoint.
-func exchanger(cfg *config.Config, is *config.Issuer, env Env, client *http.Client, auth clientauth.Method, meta discovery.Metadata) (*exchange.Exchanger, error) {
-	tokenEndpoint := is.TokenEndpoint
-	if tokenEndpoint == "" {
-		tokenEndpoint = meta.TokenEndpoint
-	}
-	if tokenEndpoint == "" || auth == nil {
+// token endpoint (configured, or tokenEndpointFunc from metadata).
+func exchanger(cfg *config.Config, is *config.Issuer, env Env, client *http.Client, auth clientauth.Method, tokenEndpointFunc func(context.Context) (string, error)) (*exchange.Exchanger, error) {
+	if (is.TokenEndpoint == "" && tokenEndpointFunc == nil) || auth == nil {
 		return nil, nil
 	}
 	return exchange.New(exchange.Options{
-		Issuer: is.Issuer, TokenEndpoint: tokenEndpoint, Auth: auth, Client: client,
-		CacheEntries: cfg.Cache.MaxEntries, Now: env.Now, Metrics: env.Metrics, Logger: env.Logger,
+		Issuer: is.Issuer, TokenEndpoint: is.TokenEndpoint, TokenEndpointFunc: tokenEndpointFunc, Auth: auth, Client: client,
+		Timeout: is.HTTPTimeout.Duration, CacheEntries: cfg.Cache.MaxEntries, Now: env.Now, Metrics: env.Metrics, Logger: env.Logger,
 		Shared: env.Shared,
 	})
 }

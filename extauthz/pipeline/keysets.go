@@ -2,21 +2,26 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 
+	"github.com/tokentailor/tokentailor/extauthz/discovery"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 )
 
-// KeySets shares issuer key sets between pipelines, keyed by their settings,
-// so that a reload keeps the keys it has.
+// KeySets shares what pipelines fetch from issuers in the background, their
+// key sets and their discovery metadata, so that a reload keeps what it has:
+// a key set is keyed by jwks.Options.ID (issuer and where the keys come
+// from), so a reload that keeps those keeps the keys whatever else changes
+// (refresh intervals, http_timeout), even while the issuer is down; a
+// metadata resolver is keyed by issuer and metadata URL. Everything runs on
+// contexts KeySets cancels: Keep stops what a discarded pipeline alone used.
 type KeySets struct {
-	ctx  context.Context
-	mu   sync.Mutex
-	sets map[string]*keySetEntry
+	ctx       context.Context
+	mu        sync.Mutex
+	sets      map[string]*keySetEntry
+	resolvers map[string]*resolverEntry
 }
 
 type keySetEntry struct {
@@ -24,51 +29,100 @@ type keySetEntry struct {
 	cancel context.CancelFunc
 }
 
-// NewKeySets returns a registry whose key sets refresh until ctx ends or
-// Close is called.
+type resolverEntry struct {
+	r      *discovery.Resolver
+	cancel context.CancelFunc
+}
+
+// NewKeySets returns a registry whose key sets and resolvers run until ctx
+// ends or Close is called.
 func NewKeySets(ctx context.Context) *KeySets {
-	return &KeySets{ctx: ctx, sets: map[string]*keySetEntry{}}
+	return &KeySets{ctx: ctx, sets: map[string]*keySetEntry{}, resolvers: map[string]*resolverEntry{}}
 }
 
-func keySetID(o jwks.Options) string {
-	b, _ := json.Marshal([]any{o.Issuer, o.URL, o.DiscoveryURL, o.RefreshInterval, o.MinRefetchInterval, o.Client.Timeout})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
-}
-
-// Get returns the running set for o, starting one when none runs yet.
-func (k *KeySets) Get(o jwks.Options) *jwks.Set {
-	id := keySetID(o)
+// Get returns the running set for o, starting one when none runs yet. A
+// running set takes o's settings (jwks.Set.Update) and keeps its keys.
+func (k *KeySets) Get(o jwks.Options) (*jwks.Set, error) {
+	id := o.ID()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if e := k.sets[id]; e != nil {
-		return e.set
+		if err := e.set.Update(o); err != nil {
+			return nil, err
+		}
+		return e.set, nil
+	}
+	s, err := jwks.New(o)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(k.ctx)
-	s := jwks.New(o)
 	go s.Run(ctx)
 	k.sets[id] = &keySetEntry{set: s, cancel: cancel}
-	return s
+	return s, nil
 }
 
-// Keep stops every set not used by p: after a reload, the sets only the old
-// pipeline used; after a refused one, those the refused pipeline started.
+// Resolver returns the running metadata resolver for o's issuer and URL,
+// starting one when none runs yet. A running one takes o's client and keeps
+// the document it found.
+func (k *KeySets) Resolver(o discovery.ResolverOptions) *discovery.Resolver {
+	id := fmt.Sprintf("%q %q", o.Issuer, o.URL)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if e := k.resolvers[id]; e != nil {
+		e.r.SetClient(o.Client)
+		return e.r
+	}
+	r := discovery.NewResolver(o)
+	ctx, cancel := context.WithCancel(k.ctx)
+	go r.Run(ctx)
+	k.resolvers[id] = &resolverEntry{r: r, cancel: cancel}
+	return r
+}
+
+// Keep stops every set and resolver not used by p: after a reload, those
+// only the old pipeline used; after a refused one, those the refused
+// pipeline started. The ones p uses get p's settings back, undoing what a
+// refused build applied to them.
 func (k *KeySets) Keep(p *Pipeline) {
-	k.retain(p.keySets)
+	for _, u := range p.keySets {
+		// Same ID and options that were valid once: Update cannot fail.
+		_ = u.set.Update(u.opts)
+	}
+	for _, u := range p.resolvers {
+		u.r.SetClient(u.client)
+	}
+	k.retain(p)
 }
 
-// Close stops every set.
+// Close stops every set and resolver.
 func (k *KeySets) Close() {
 	k.retain(nil)
 }
 
-func (k *KeySets) retain(keep []*jwks.Set) {
+func (k *KeySets) retain(p *Pipeline) {
+	var sets []*jwks.Set
+	var resolvers []*discovery.Resolver
+	if p != nil {
+		for _, u := range p.keySets {
+			sets = append(sets, u.set)
+		}
+		for _, u := range p.resolvers {
+			resolvers = append(resolvers, u.r)
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for id, e := range k.sets {
-		if !slices.Contains(keep, e.set) {
+		if !slices.Contains(sets, e.set) {
 			e.cancel()
 			delete(k.sets, id)
+		}
+	}
+	for id, e := range k.resolvers {
+		if !slices.Contains(resolvers, e.r) {
+			e.cancel()
+			delete(k.resolvers, id)
 		}
 	}
 }

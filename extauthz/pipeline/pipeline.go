@@ -24,6 +24,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/credential"
+	"github.com/tokentailor/tokentailor/extauthz/discovery"
 	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
@@ -50,9 +51,13 @@ type Pipeline struct {
 	// Now is the clock.
 	Now func() time.Time
 
-	routes  map[*policy.Route]*route
-	keySets []*jwks.Set
-	closers []func()
+	routes    map[*policy.Route]*route
+	keySets   []usedKeySet
+	resolvers []usedResolver
+	// endpoints are the endpoints that come from issuers' metadata, for
+	// CheckEndpoints.
+	endpoints []metadataEndpoint
+	closers   []func()
 }
 
 // Close stops what the pipeline registered with process-wide services (its
@@ -64,18 +69,59 @@ func (p *Pipeline) Close() {
 	}
 }
 
-// ErrNotReady is returned by Ready while an issuer's keys were never fetched.
+// usedKeySet is a key set a pipeline uses, with the options it was built
+// with (KeySets.Keep puts them back after a refused reload).
+type usedKeySet struct {
+	set  *jwks.Set
+	opts jwks.Options
+}
+
+// usedResolver is a metadata resolver a pipeline uses, with its client.
+type usedResolver struct {
+	r      *discovery.Resolver
+	client *http.Client
+}
+
+// metadataEndpoint is an endpoint a pipeline takes from an issuer's metadata.
+type metadataEndpoint struct {
+	field string // the config field left empty, e.g. issuers[0].token_endpoint
+	get   func(ctx context.Context) (string, error)
+}
+
+// ErrNotReady is returned by Ready while an issuer's keys or metadata were
+// never fetched.
 var ErrNotReady = errors.New("not ready")
 
 // Ready reports whether the pipeline can serve: every issuer's keys were
-// fetched at least once.
+// fetched at least once, and so was every metadata document endpoints come
+// from.
 func (p *Pipeline) Ready() error {
-	for _, s := range p.keySets {
-		if !s.Ready() {
-			return fmt.Errorf("%w: keys of an issuer not fetched yet", ErrNotReady)
+	for _, u := range p.keySets {
+		if !u.set.Ready() {
+			return fmt.Errorf("%w: keys of issuer %s not fetched yet", ErrNotReady, u.opts.Issuer)
+		}
+	}
+	for _, u := range p.resolvers {
+		if !u.r.Ready() {
+			return fmt.Errorf("%w: metadata of an issuer not fetched yet", ErrNotReady)
 		}
 	}
 	return nil
+}
+
+// CheckEndpoints fetches the metadata that endpoints come from and reports,
+// each naming its config field, the endpoints it cannot give: the document
+// is unreachable or does not name the endpoint (then every request that
+// needs it is a 503). Serving does not need it (requests find the endpoints
+// themselves); check-config does.
+func (p *Pipeline) CheckEndpoints(ctx context.Context) error {
+	var errs []error
+	for _, e := range p.endpoints {
+		if _, err := e.get(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", e.field, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // JWKS returns the published keys of minted tokens.
@@ -94,8 +140,8 @@ type Env struct {
 	Metrics *metrics.Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// KeySets shares issuer key sets across pipelines so a reload neither
-	// refetches nor loses keys; nil makes a private one.
+	// KeySets shares issuer key sets and metadata across pipelines so a
+	// reload neither refetches nor loses them; nil makes a private one.
 	KeySets *KeySets
 	// Transport is the HTTP transport toward issuers; nil means a default one.
 	Transport http.RoundTripper

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -47,6 +48,7 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 			s.level.Set(parseLevel(cfg.Log.Level))
 			s.metrics.Reload(nil)
 			s.log.Info("config reloaded", "routes", len(cfg.Routes), "signing_key", signingKey(p), "previous_signing_key", signingKey(old))
+			logConfigWarnings(s.log, cfg)
 			if restartSettings(cfg) != s.restartSum {
 				s.log.Warn("listen addresses, trusted proxies, pprof, log format or runtime settings changed: they take effect on restart only")
 			}
@@ -165,5 +167,13 @@ func (s *Server) watchDirs(w *fsnotify.Watcher) {
 		if abs, err := filepath.Abs(f); err == nil {
 			_ = w.Add(filepath.Dir(abs))
 		}
+	}
+}
+
+// logConfigWarnings logs what the config allows but should not (files of
+// keys and secrets that other users may read).
+func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning", "warning", w)
 	}
 }

@@ -101,6 +101,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.log = NewLogger(opts.LogOutput, cfg.Log.Format, s.level)
 	}
 	s.level.Set(parseLevel(cfg.Log.Level))
+	logConfigWarnings(s.log, cfg)
 	if opts.TuneRuntime {
 		tuneRuntime(cfg, s.log)
 	}

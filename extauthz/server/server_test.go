@@ -114,6 +114,14 @@ func newHarnessWith(t *testing.T, cfg string, setup func(*authztest.Issuer)) *ha
 // newHarnessClock runs the server on the clock now (nil: time.Now).
 func newHarnessClock(t *testing.T, cfg string, setup func(*authztest.Issuer), now func() time.Time) *harness {
 	t.Helper()
+	h := startHarness(t, cfg, setup, now)
+	h.waitReady()
+	return h
+}
+
+// startHarness starts the server without waiting for it to be ready.
+func startHarness(t *testing.T, cfg string, setup func(*authztest.Issuer), now func() time.Time) *harness {
+	t.Helper()
 	h := &harness{t: t, is: authztest.New(t), dir: t.TempDir(), logs: &syncBuffer{}, now: now}
 	if setup != nil {
 		setup(h.is)
@@ -138,7 +146,6 @@ func newHarnessClock(t *testing.T, cfg string, setup func(*authztest.Issuer), no
 	}
 	h.client = authv3.NewAuthorizationClient(h.conn)
 	t.Cleanup(h.stop)
-	h.waitReady()
 	return h
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 )
 
@@ -346,7 +347,13 @@ func TestZitadel(t *testing.T) {
 	})
 
 	t.Run("exchange: the upstream gets zitadel's token, cached no longer than the incoming one", func(t *testing.T) {
-		keys := jwks.New(jwks.Options{Issuer: z.issuer, URL: z.base + "/keys"})
+		keys, err := jwks.New(jwks.Options{
+			Issuer: z.issuer, URL: z.base + "/keys", RefreshInterval: config.DefaultJWKSRefresh,
+			MinRefetchInterval: config.DefaultJWKSMinRefetch, Client: &http.Client{Timeout: config.DefaultHTTPTimeout},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		in := z.token(t, "svc-jwt", "orders:read")
 		seen = append(seen, in)
 		inExp := expOf(t, unverified(t, in))

@@ -64,11 +64,14 @@ func TestServiceObtain(t *testing.T) {
 	double := &tts{t: t, minter: newMinter(t, ttsKey, func(o *MinterOptions) { o.Workload = "tts.shop.example" })}
 	srv := httptest.NewServer(double)
 	defer srv.Close()
-	auth, err := clientauth.New(clientauth.Options{ClientID: "tokentailor", SecretEnv: "TTS_SECRET", LookupEnv: func(string) (string, bool) { return "s3cret", true }})
+	auth, err := clientauth.New(clientauth.Options{ClientID: "tokentailor", Method: clientauth.MethodClientSecretBasic, Secret: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := exchange.New(exchange.Options{Issuer: "tts", TokenEndpoint: srv.URL + "/token", Auth: auth, Now: fixedNow})
+	ex, err := exchange.New(exchange.Options{
+		Issuer: "tts", TokenEndpoint: srv.URL + "/token", Auth: auth, Now: fixedNow,
+		Client: srv.Client(), Timeout: 5 * time.Second, CacheEntries: 100,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
