@@ -110,6 +110,13 @@ func (c *Cache[V]) Set(key string, v V, ttl time.Duration) {
 // Delete removes key.
 func (c *Cache[V]) Delete(key string) { c.shard(key).Delete(key) }
 
+// Flush removes every entry.
+func (c *Cache[V]) Flush() {
+	for _, s := range c.shards {
+		s.Flush()
+	}
+}
+
 // Len returns the number of entries, expired ones not yet swept included.
 func (c *Cache[V]) Len() int {
 	n := 0

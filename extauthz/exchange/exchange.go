@@ -70,6 +70,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/cache"
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 )
 
 // RFC 8693 identifiers.
@@ -123,6 +124,10 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Logger receives failures, never tokens; nil discards.
 	Logger *slog.Logger
+	// Shared, when set, is the cache shared by the replicas: looked up on a
+	// local miss before the token endpoint is called, and told every token
+	// obtained. nil: off.
+	Shared *sharedcache.Cache
 }
 
 // Exchanger is an extauthz.TokenSource for ModeExchange.
@@ -193,6 +198,9 @@ func (e *Exchanger) Token(ctx context.Context, p *extauthz.Principal, g *extauth
 	ch := e.group.DoChan(req.key, func() (any, error) {
 		if c, ok := e.cache.Get(req.key); ok && e.now().Before(c.renewAt) {
 			return c.tok, nil
+		}
+		if tok, ok := e.fromShared(ctx, req.key); ok {
+			return tok, nil
 		}
 		// Shared by concurrent callers: detached from the first one's
 		// cancellation, bounded by Timeout.
@@ -324,11 +332,43 @@ func (e *Exchanger) exchange(ctx context.Context, req request, p *extauthz.Princ
 		if !now.Before(exp) {
 			return extauthz.Token{}, fmt.Errorf("%w: issued token already expired", extauthz.ErrExchangeRefused)
 		}
-		life := exp.Sub(now)
-		renew := time.Duration(float64(life) * renewFraction)
-		e.cache.Set(req.key, entry{tok: tok, renewAt: now.Add(renew)}, renew)
+		e.store(req.key, tok, now)
+		if b, err := sharedcache.EncodeToken(tok); err == nil {
+			_ = e.opts.Shared.Set(ctx, sharedcache.KindExchange, e.opts.Issuer, req.key, b, tok.ExpiresAt)
+		}
 	}
 	return tok, nil
+}
+
+// store caches tok locally until renewFraction of its remaining life has
+// passed.
+func (e *Exchanger) store(key string, tok extauthz.Token, now time.Time) {
+	renew := time.Duration(float64(tok.ExpiresAt.Sub(now)) * renewFraction)
+	e.cache.Set(key, entry{tok: tok, renewAt: now.Add(renew)}, renew)
+}
+
+// fromShared looks key up in the shared cache and stores a token it finds
+// locally. Redis unavailable, a miss, an unreadable value and a token past
+// its renewal point are all a miss.
+func (e *Exchanger) fromShared(ctx context.Context, key string) (extauthz.Token, bool) {
+	if e.opts.Shared == nil {
+		return extauthz.Token{}, false
+	}
+	b, ok, err := e.opts.Shared.Get(ctx, sharedcache.KindExchange, e.opts.Issuer, key)
+	if err != nil || !ok {
+		return extauthz.Token{}, false
+	}
+	tok, err := sharedcache.DecodeToken(b)
+	if err != nil {
+		e.log.WarnContext(ctx, "shared cache: ignoring an unreadable exchanged token", "issuer", e.opts.Issuer)
+		return extauthz.Token{}, false
+	}
+	now := e.now()
+	if !now.Before(tok.ExpiresAt) {
+		return extauthz.Token{}, false
+	}
+	e.store(key, tok, now)
+	return tok, true
 }
 
 func unavailableOnly(err error) error {

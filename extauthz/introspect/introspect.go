@@ -83,6 +83,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/cache"
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 )
 
 // Media types of introspection answers.
@@ -175,6 +176,10 @@ type Options struct {
 	// TokenShape, when set, refuses tokens that cannot be the issuer's
 	// (extauthz.ErrInvalidToken) without a call.
 	TokenShape *Shape
+	// Shared, when set, is the cache shared by the replicas: looked up on a
+	// local miss before the issuer is called, told every answer, and
+	// listened to for revocations, which drop the local copies. nil: off.
+	Shared *sharedcache.Cache
 }
 
 // ErrRateLimited is wrapped (with extauthz.ErrIssuerUnavailable) by the
@@ -193,6 +198,7 @@ type Introspector struct {
 	now    func() time.Time
 	log    *slog.Logger
 	accept string
+	stop   func() // unregisters the revocation handler
 }
 
 var _ extauthz.Authenticator = (*Introspector)(nil)
@@ -250,7 +256,24 @@ func New(opts Options) (*Introspector, error) {
 	if opts.JWTResponse {
 		i.accept = MediaTypeJWT
 	}
+	i.stop = opts.Shared.OnRevoke(i.revoked)
 	return i, nil
+}
+
+// Close stops listening to the shared cache's revocations; the shared
+// cache itself belongs to the caller.
+func (i *Introspector) Close() { i.stop() }
+
+// revoked drops the local copies a revocation concerns.
+func (i *Introspector) revoked(r sharedcache.Revocation) {
+	switch {
+	case r.All:
+		i.cache.Flush()
+		i.neg.Flush()
+	case r.Issuer == i.opts.Issuer:
+		i.cache.Delete(r.TokenHash)
+		i.neg.Delete(r.TokenHash)
+	}
 }
 
 // validate refuses options a caller forgot to fill: none of them has a
@@ -353,6 +376,9 @@ func (i *Introspector) lookup(ctx context.Context, key, raw string) (entry, erro
 		if e, ok := i.cached(key); ok {
 			return e, nil
 		}
+		if e, ok := i.fromShared(ctx, key); ok {
+			return e, nil
+		}
 		return i.introspect(ctx, key, raw)
 	})
 	select {
@@ -417,15 +443,75 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 	now := i.now()
 	p, err := i.principal(a, now)
 	if err != nil {
-		e := entry{err: err, until: now.Add(i.opts.NegativeTTL)}
-		i.neg.Set(key, e, i.opts.NegativeTTL)
 		i.log.DebugContext(ctx, "introspection refused token", "issuer", i.opts.Issuer, "token", short, "error", err)
-		return e, nil
+		// Shared first: Revoke drops this replica's copies too.
+		i.share(callCtx, key, entry{err: err}, now)
+		return i.store(key, entry{err: err}, now), nil
 	}
-	ttl := min(p.ExpiresAt.Sub(now), i.opts.MaxCacheTTL)
-	e := entry{p: p, nbf: a.NotBefore, until: now.Add(ttl)}
+	e := entry{p: p, nbf: a.NotBefore}
+	i.share(callCtx, key, e, now)
+	return i.store(key, e, now), nil
+}
+
+// store caches e locally: an active answer until its exp, at most
+// MaxCacheTTL; a refusal for NegativeTTL. It returns e with until set.
+func (i *Introspector) store(key string, e entry, now time.Time) entry {
+	if e.err != nil {
+		e.until = now.Add(i.opts.NegativeTTL)
+		i.neg.Set(key, e, i.opts.NegativeTTL)
+		return e
+	}
+	ttl := min(e.p.ExpiresAt.Sub(now), i.opts.MaxCacheTTL)
+	e.until = now.Add(ttl)
 	i.cache.Set(key, e, ttl)
-	return e, nil
+	return e
+}
+
+// fromShared looks key up in the shared cache and stores what it finds
+// locally. Redis unavailable, a miss and an unreadable value are all a miss.
+func (i *Introspector) fromShared(ctx context.Context, key string) (entry, bool) {
+	if i.opts.Shared == nil {
+		return entry{}, false
+	}
+	b, ok, err := i.opts.Shared.Get(ctx, sharedcache.KindIntrospection, i.opts.Issuer, key)
+	if err != nil || !ok {
+		return entry{}, false
+	}
+	se, err := sharedcache.DecodeIntrospection(b)
+	if err != nil || (se.Refusal == nil && se.Principal == nil) {
+		i.log.WarnContext(ctx, "shared cache: ignoring an unreadable introspection entry", "issuer", i.opts.Issuer, "token", key[:12])
+		return entry{}, false
+	}
+	now := i.now()
+	if se.Refusal == nil && (se.Principal.Issuer != i.opts.Issuer || !now.Before(se.Principal.ExpiresAt)) {
+		return entry{}, false
+	}
+	return i.store(key, entry{p: se.Principal, nbf: se.NotBefore, err: se.Refusal}, now), true
+}
+
+// share tells the shared cache what the issuer answered. An inactive token
+// is revoked first, so every replica drops its copy; then the refusal is
+// shared for NegativeTTL, an active answer until its exp, at most
+// MaxCacheTTL: the same lifetimes as the local cache's.
+func (i *Introspector) share(ctx context.Context, key string, e entry, now time.Time) {
+	sh := i.opts.Shared
+	if sh == nil {
+		return
+	}
+	until := now.Add(i.opts.NegativeTTL)
+	if e.err == nil {
+		until = now.Add(min(e.p.ExpiresAt.Sub(now), i.opts.MaxCacheTTL))
+	}
+	if errors.Is(e.err, extauthz.ErrTokenInactive) {
+		if err := sh.Revoke(ctx, i.opts.Issuer, key, now.Add(i.opts.MaxCacheTTL)); err != nil {
+			i.log.WarnContext(ctx, "shared cache: revocation not published", "issuer", i.opts.Issuer, "token", key[:12], "error", err)
+		}
+	}
+	b, err := sharedcache.EncodeIntrospection(sharedcache.IntrospectionEntry{Principal: e.p, NotBefore: e.nbf, Refusal: e.err})
+	if err != nil {
+		return // a refusal without a wire code stays local
+	}
+	_ = sh.Set(ctx, sharedcache.KindIntrospection, i.opts.Issuer, key, b, until)
 }
 
 // call posts the token and parses the answer.

@@ -33,7 +33,7 @@ import (
 // the minter, and compiles every route to its own stages. It makes no call
 // to an issuer: one that is down at start makes the pipeline not ready
 // (Ready), never a failed build.
-func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) {
+func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err error) {
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -48,7 +48,11 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 		Response: &response.Builder{Realm: cfg.Mint.Realm, InternalHeaders: internalHeaders(cfg), CredentialHeader: cfg.Credential.Header},
 		Now:      env.Now,
 	}
-	var err error
+	defer func() {
+		if err != nil {
+			p.Close() // a half-built pipeline stops listening to revocations
+		}
+	}()
 	if p.Credential, err = credential.New(credential.Options{
 		Header: cfg.Credential.Header, Scheme: *cfg.Credential.Scheme, MaxBytes: cfg.Credential.MaxBytes,
 	}); err != nil {
@@ -64,7 +68,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) 
 	if err != nil {
 		return nil, err
 	}
-	p.keySets, p.resolvers, p.endpoints = is.keySets, is.resolvers, is.endpoints
+	p.keySets, p.resolvers, p.endpoints, p.closers = is.keySets, is.resolvers, is.endpoints, is.closers
 	st := is.stages
 	if p.Minter != nil {
 		st.mint = p.Minter
@@ -180,6 +184,7 @@ type issuers struct {
 	keySets   []usedKeySet
 	resolvers []usedResolver
 	endpoints []metadataEndpoint
+	closers   []func() // introspectors' Close
 }
 
 // buildIssuers sets up every issuer: its key set, its part of the JWT
@@ -191,7 +196,10 @@ func buildIssuers(cfg *config.Config, env Env) (issuers, error) {
 	for i := range cfg.Issuers {
 		b, err := buildIssuer(cfg, env, i)
 		if err != nil {
-			return out, err
+			for _, c := range out.closers {
+				c()
+			}
+			return issuers{}, err
 		}
 		if b.keys != nil {
 			out.keySets = append(out.keySets, *b.keys)
@@ -210,6 +218,7 @@ func buildIssuers(cfg *config.Config, env Env) (issuers, error) {
 				x.prefix = sh.Prefix
 			}
 			out.introspectors = append(out.introspectors, x)
+			out.closers = append(out.closers, b.introspector.Close)
 		}
 		if b.exchanger != nil {
 			exchangers[cfg.Issuers[i].Issuer] = b.exchanger
@@ -221,7 +230,10 @@ func buildIssuers(cfg *config.Config, env Env) (issuers, error) {
 			Now: env.Now, Metrics: env.Metrics,
 		})
 		if err != nil {
-			return out, fmt.Errorf("issuers: %w", err)
+			for _, c := range out.closers {
+				c()
+			}
+			return issuers{}, fmt.Errorf("issuers: %w", err)
 		}
 		out.jwt = v
 		out.embedded = &upstream.Embedded{Verifier: v}
@@ -306,6 +318,9 @@ func buildIssuer(cfg *config.Config, env Env, i int) (builtIssuer, error) {
 		return out, err
 	}
 	if out.exchanger, err = exchanger(cfg, is, env, client, auth, tokenEndpoint); err != nil {
+		if out.introspector != nil {
+			out.introspector.Close()
+		}
 		return out, fmt.Errorf("%s: token exchange: %w", field, err)
 	}
 	return out, nil
@@ -391,6 +406,7 @@ func introspector(cfg *config.Config, is *config.Issuer, env Env, client *http.C
 		CacheEntries: cfg.Cache.MaxEntries, MaxInFlight: in.MaxInFlight, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
 		AudienceByServer: in.Audience == config.AudienceServer, SubjectClaims: in.SubjectClaims,
 		Timeout: is.HTTPTimeout.Duration, Leeway: is.ClockSkew.Duration, MaxTokenBytes: cfg.Credential.MaxBytes,
+		Shared: env.Shared,
 	}
 	if keys != nil {
 		o.Keys = keys
@@ -415,5 +431,6 @@ func exchanger(cfg *config.Config, is *config.Issuer, env Env, client *http.Clie
 	return exchange.New(exchange.Options{
 		Issuer: is.Issuer, TokenEndpoint: is.TokenEndpoint, TokenEndpointFunc: tokenEndpointFunc, Auth: auth, Client: client,
 		Timeout: is.HTTPTimeout.Duration, CacheEntries: cfg.Cache.MaxEntries, Now: env.Now, Metrics: env.Metrics, Logger: env.Logger,
+		Shared: env.Shared,
 	})
 }

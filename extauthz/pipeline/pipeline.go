@@ -31,6 +31,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 )
 
@@ -56,6 +57,16 @@ type Pipeline struct {
 	// endpoints are the endpoints that come from issuers' metadata, for
 	// CheckEndpoints.
 	endpoints []metadataEndpoint
+	closers   []func()
+}
+
+// Close stops what the pipeline registered with process-wide services (its
+// introspector's revocation handler on Env.Shared). Checks still running on
+// it finish normally; call it once the pipeline is replaced.
+func (p *Pipeline) Close() {
+	for _, c := range p.closers {
+		c()
+	}
 }
 
 // usedKeySet is a key set a pipeline uses, with the options it was built
@@ -148,6 +159,9 @@ type Env struct {
 	// pipeline (sized by dpop.replay_entries). A Redis-backed one shares it
 	// between replicas.
 	DPoPReplay dpop.ReplayCache
+	// Shared is the cache shared by the replicas (shared_cache), built once
+	// per process and kept across reloads; nil when not configured.
+	Shared *sharedcache.Cache
 }
 
 // Outcome is the result of Decide: the complete answer for Envoy plus what

@@ -44,6 +44,8 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/request"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
 )
 
 // benchConfig is the sidecar-like config of every benchmark: one issuer for
@@ -88,6 +90,11 @@ type benchEnv struct {
 // newBenchEnv builds a pipeline minting with mintAlg ("EdDSA" or "ES256")
 // whose caches hold cacheEntries entries each, and waits for the issuer's keys.
 func newBenchEnv(b *testing.B, mintAlg string, cacheEntries int) *benchEnv {
+	return newBenchEnvShared(b, mintAlg, cacheEntries, nil)
+}
+
+// newBenchEnvShared is newBenchEnv with a shared cache (nil: none).
+func newBenchEnvShared(b testing.TB, mintAlg string, cacheEntries int, shared *sharedcache.Cache) *benchEnv {
 	b.Helper()
 	b.Setenv("TOKENTAILOR_BENCH_SECRET", "bench-secret")
 	e := &benchEnv{is: authztest.New(b)}
@@ -125,7 +132,7 @@ func newBenchEnv(b *testing.B, mintAlg string, cacheEntries int) *benchEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	m := metrics.New(prometheus.NewRegistry())
-	e.pipe, err = pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx)})
+	e.pipe, err = pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx), Shared: shared})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -177,7 +184,7 @@ func benchCheckRequest(token string) *authv3.CheckRequest {
 }
 
 // check runs one Check and fails the benchmark on anything but an allow.
-func (e *benchEnv) check(b *testing.B, req *authv3.CheckRequest) {
+func (e *benchEnv) check(b testing.TB, req *authv3.CheckRequest) {
 	resp, err := e.authz.Check(context.Background(), req)
 	if err != nil {
 		b.Fatal(err)
@@ -228,6 +235,34 @@ func BenchmarkCheckWarmJWTParallel(b *testing.B) {
 // minted token are cached. Target: within 10 % of warm JWT.
 func BenchmarkCheckWarmOpaque(b *testing.B) {
 	e := newBenchEnv(b, "EdDSA", 100_000)
+	req := benchCheckRequest(e.opaque("alice"))
+	e.check(b, req)
+	calls := e.intro.Calls()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		e.check(b, req)
+	}
+	b.StopTimer()
+	if n := e.intro.Calls() - calls; n != 0 {
+		b.Fatalf("%d introspection calls on the warm path", n)
+	}
+}
+
+// BenchmarkCheckWarmOpaqueShared is BenchmarkCheckWarmOpaque with a shared
+// cache on a real redis-server: the warm path must not touch it, so the
+// two should cost the same.
+func BenchmarkCheckWarmOpaqueShared(b *testing.B) {
+	srv := redistest.Start(b)
+	shared, err := sharedcache.New(sharedcache.Options{
+		Addresses: []string{srv.Addr()}, Secret: []byte("a deployment secret of at least 32 bytes"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(shared.Close)
+	<-shared.Connected()
+	e := newBenchEnvShared(b, "EdDSA", 100_000, shared)
 	req := benchCheckRequest(e.opaque("alice"))
 	e.check(b, req)
 	calls := e.intro.Calls()

@@ -86,6 +86,7 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 // swap makes p the serving pipeline. reloadMu is held.
 func (s *Server) swap(p *pipeline.Pipeline) {
 	old := s.authz.Swap(p)
+	old.Close()
 	s.keySets.Keep(p)
 	cfg := p.Config
 	s.level.Set(parseLevel(cfg.Log.Level))

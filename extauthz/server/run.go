@@ -25,6 +25,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 )
 
 // Options configures a Server.
@@ -67,10 +68,13 @@ type Server struct {
 	keySets  *pipeline.KeySets
 	// dpopReplay outlives reloads: a new config must not forget seen proofs.
 	dpopReplay dpop.ReplayCache
-	authz      *Authz
-	health     *health.Server
-	grpc       *grpc.Server
-	admin      *http.Server
+	// shared outlives reloads too: connections and client-side copies are
+	// the process's (shared_cache; nil when off).
+	shared *sharedcache.Cache
+	authz  *Authz
+	health *health.Server
+	grpc   *grpc.Server
+	admin  *http.Server
 	// httpTCP and httpSock serve the HTTP authorization listener (nil when off).
 	httpTCP, httpSock *http.Server
 
@@ -117,11 +121,19 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.metrics = metrics.New(s.registry)
 	s.keySets = pipeline.NewKeySets(context.WithoutCancel(ctx))
 	s.dpopReplay = dpop.NewMemoryReplay(cfg.DPoP.ReplayEntries, s.opts.Env.Now)
+	shared, err := sharedcache.FromConfig(cfg, s.log, s.registry)
+	if err != nil {
+		s.keySets.Close()
+		return nil, err
+	}
+	s.shared = shared
 
 	// Bind first: an issuer served by this very process (the dev issuer on
 	// the admin listener) must be reachable when the first key fetch starts.
 	if err := s.listen(cfg); err != nil {
 		s.closeListeners()
+		s.keySets.Close()
+		s.shared.Close()
 		return nil, err
 	}
 	env := s.env()
@@ -129,6 +141,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		s.closeListeners()
 		s.keySets.Close()
+		s.shared.Close()
 		return nil, err
 	}
 	s.lastSum = s.sum(cfg)
@@ -143,6 +156,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		if err != nil {
 			s.closeListeners()
 			s.keySets.Close()
+			s.shared.Close()
 			return nil, err
 		}
 		h := NewHTTPAuthz(s.authz, trusted)
@@ -178,6 +192,9 @@ func (s *Server) env() pipeline.Env {
 	env.KeySets = s.keySets
 	if env.DPoPReplay == nil {
 		env.DPoPReplay = s.dpopReplay
+	}
+	if env.Shared == nil {
+		env.Shared = s.shared
 	}
 	return env
 }
@@ -368,6 +385,7 @@ func (s *Server) stop() {
 		}
 	}
 	s.keySets.Close()
+	s.shared.Close()
 	s.log.Info("stopped")
 }
 
