@@ -3,7 +3,7 @@
 //	client → Envoy's ext_authz filter → tokentailor (the real binary) → an unmodified app
 //
 // The default run needs no Docker and no Envoy: the Envoy hop is played by
-// extauthz/envoyclient.Proxy, a Go model of Envoy's gRPC ext_authz filter
+// envoy/authzfilter.Proxy, a Go model of Envoy's gRPC ext_authz filter
 // written from Envoy's documented rules and source (see its package doc for
 // what it models and what not), configured from the very bootstraps in
 // envoy/ (sidecar.yaml, gateway.yaml). TestMain builds cmd/tokentailor; each

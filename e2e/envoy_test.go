@@ -12,7 +12,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/envoy/validate"
 )
 
@@ -47,7 +47,7 @@ func envoyFront(bin string) frontFunc {
 		var inbound int
 		for _, l := range b.GetStaticResources().GetListeners() {
 			p := freePort(t)
-			if l.GetName() == envoyconfig.InboundListener {
+			if l.GetName() == envoy.InboundListener {
 				inbound = p
 			}
 			l.Address = socketAddr("127.0.0.1", p)
@@ -55,9 +55,9 @@ func envoyFront(bin string) frontFunc {
 		for _, c := range b.GetStaticResources().GetClusters() {
 			var addr *corev3.Address
 			switch {
-			case c.GetName() == envoyconfig.AuthzCluster && tt.socket != "":
+			case c.GetName() == envoy.AuthzCluster && tt.socket != "":
 				addr = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: tt.socket}}}
-			case c.GetName() == envoyconfig.AuthzCluster:
+			case c.GetName() == envoy.AuthzCluster:
 				host, port, _ := net.SplitHostPort(tt.grpc)
 				p, _ := strconv.Atoi(port)
 				addr = socketAddr(host, p)

@@ -30,8 +30,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tokentailor/tokentailor/envoy/authzfilter"
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
-	"github.com/tokentailor/tokentailor/extauthz/envoyclient"
 )
 
 // binary is the tokentailor binary TestMain builds; set once, read only.
@@ -85,6 +85,7 @@ type tokentailor struct {
 	admin  string // host:port
 	socket string // unix socket path, or ""
 	grpc   string // host:port, or ""
+	http   string // the HTTP authorization listener, host:port, or ""
 }
 
 // target is the gRPC target Envoy's cluster would dial.
@@ -323,24 +324,24 @@ func verifyWithJWKS(ctx context.Context, client *http.Client, jwksURL, token, is
 	return claims, err
 }
 
-// harnessFront serves the bootstrap's listener with envoyclient.Proxy, its
+// harnessFront serves the bootstrap's listener with authzfilter.Proxy, its
 // ext_authz cluster dialled at tt, its clusters at upstreams.
 func harnessFront(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map[string]string) string {
 	t.Helper()
-	return harnessFrontMode(envoyclient.AppendLegacy)(t, bootstrap, tt, upstreams)
+	return harnessFrontMode(authzfilter.AppendLegacy)(t, bootstrap, tt, upstreams)
 }
 
 // harnessFrontMode is harnessFront with the given header append model.
-func harnessFrontMode(mode envoyclient.AppendMode) frontFunc {
+func harnessFrontMode(mode authzfilter.AppendMode) frontFunc {
 	return func(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map[string]string) string {
 		t.Helper()
 		return startHarness(t, bootstrap, tt, upstreams, mode)
 	}
 }
 
-func startHarness(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map[string]string, mode envoyclient.AppendMode) string {
+func startHarness(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map[string]string, mode authzfilter.AppendMode) string {
 	t.Helper()
-	s, err := envoyclient.Load(bootstrap, "inbound")
+	s, err := authzfilter.Load(bootstrap, "inbound")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +359,7 @@ func startHarness(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map
 		}
 		ups[name] = pu
 	}
-	p, err := envoyclient.NewProxy(s, authv3.NewAuthorizationClient(conn), envoyclient.ProxyOptions{Upstreams: ups})
+	p, err := authzfilter.NewProxy(s, authv3.NewAuthorizationClient(conn), authzfilter.ProxyOptions{Upstreams: ups})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy/authzfilter"
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
-	"github.com/tokentailor/tokentailor/extauthz/envoyclient"
 )
 
 // mintIssuer is mint.issuer in docs/examples/.
@@ -20,13 +20,13 @@ const mintIssuer = "https://tokentailor.internal"
 // frontFunc starts the proxy in front of the apps and returns its base URL.
 type frontFunc func(t *testing.T, bootstrap []byte, tt *tokentailor, upstreams map[string]string) string
 
-// eachFront runs a journey through the envoyclient harness and, when one is
+// eachFront runs a journey through the authzfilter harness and, when one is
 // installed, through a real Envoy.
 func eachFront(t *testing.T, journey func(t *testing.T, front frontFunc)) {
 	t.Run("harness", func(t *testing.T) { journey(t, harnessFront) })
 	// Envoy 1.37.0 read append_action's default as "add": a server that
 	// relied on it would send two Authorization headers (envoyproxy/envoy#43310).
-	t.Run("harness-append-action", func(t *testing.T) { journey(t, harnessFrontMode(envoyclient.AppendAction)) })
+	t.Run("harness-append-action", func(t *testing.T) { journey(t, harnessFrontMode(authzfilter.AppendAction)) })
 	t.Run("envoy", func(t *testing.T) {
 		bin := envoyBinary()
 		if bin == "" {
@@ -105,7 +105,7 @@ func TestSidecarJourney(t *testing.T) {
 		cfg, tt := exampleConfig(t, "tokentailor-sidecar.yaml", is, dir, true)
 		startTokentailor(t, tt, dir, cfg)
 		app := newApp(t, "app", "http://"+tt.admin+"/.well-known/jwks.json", mintIssuer, "orders-api")
-		base := front(t, envoyconfig.Sidecar(), tt, map[string]string{envoyconfig.AppCluster: app.URL})
+		base := front(t, envoy.Sidecar(), tt, map[string]string{envoy.AppCluster: app.URL})
 
 		exp := time.Now().Add(10 * time.Minute).Unix()
 		claims := jwt.MapClaims{"sub": "alice", "aud": "api.example.com", "scope": "orders:read orders:write profile",
@@ -226,7 +226,7 @@ func TestGatewayJourney(t *testing.T) {
 		for _, name := range []string{"orders", "billing", "profile"} {
 			ups[name] = newApp(t, name, jwks, mintIssuer, name+"-api").URL
 		}
-		base := front(t, envoyconfig.Gateway(), tt, ups)
+		base := front(t, envoy.Gateway(), tt, ups)
 
 		exp := time.Now().Add(10 * time.Minute).Unix()
 		in := is.Sign(t, jwt.MapClaims{"sub": "carol", "aud": "api.example.com", "scope": "orders:read billing profile",

@@ -1,4 +1,4 @@
-// Package envoyconfig holds tokentailor's Envoy bootstraps, embedded so that
+// Package envoy holds tokentailor's Envoy bootstraps, embedded so that
 // tests, the end-to-end harness and the Kubernetes injection webhook use the
 // very files a user copies from envoy/.
 //
@@ -6,7 +6,7 @@
 // tests with package envoy/validate. The names below (clusters, listeners,
 // ports) are the handles a program uses to adapt a file, e.g. the webhook
 // rewriting the app port or the socket path of the sidecar bootstrap.
-package envoyconfig
+package envoy
 
 import (
 	"embed"
@@ -42,6 +42,9 @@ const (
 	AuthzSocket = "/run/tokentailor/ext_authz.sock"
 	// AuthzTCPAddr is tokentailor's TCP address in sidecar-tcp.yaml and gateway.yaml.
 	AuthzTCPAddr = "127.0.0.1:9191"
+	// AuthzHTTPAddr is tokentailor's HTTP authorization listener in
+	// sidecar-http.yaml (listen.http).
+	AuthzHTTPAddr = "127.0.0.1:9192"
 )
 
 //go:embed sidecar.yaml
@@ -52,6 +55,9 @@ var sidecarTCP []byte
 
 //go:embed sidecar-mtls.yaml
 var sidecarMTLS []byte
+
+//go:embed sidecar-http.yaml
+var sidecarHTTP []byte
 
 //go:embed gateway.yaml
 var gateway []byte
@@ -71,6 +77,11 @@ func SidecarTCP() []byte { return clone(sidecarTCP) }
 // SidecarMTLS returns a copy of sidecar-mtls.yaml: sidecar.yaml with the
 // inbound listener requiring client certificates from /etc/envoy/tls/.
 func SidecarMTLS() []byte { return clone(sidecarMTLS) }
+
+// SidecarHTTP returns a copy of sidecar-http.yaml: the sidecar asking
+// tokentailor's HTTP authorization listener (ext_authz http_service) at
+// AuthzHTTPAddr instead of its gRPC service.
+func SidecarHTTP() []byte { return clone(sidecarHTTP) }
 
 // Gateway returns a copy of gateway.yaml: the edge proxy routing /orders,
 // /billing and /profile to 127.0.0.1:3001-3003, tokentailor on AuthzTCPAddr.

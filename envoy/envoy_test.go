@@ -1,4 +1,4 @@
-package envoyconfig_test
+package envoy_test
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/google/go-cmp/cmp"
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/envoy/validate"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 )
@@ -34,11 +34,14 @@ var bootstraps = []struct {
 	file    string
 	get     func() []byte
 	example string // in docs/examples/
+	// http: ext_authz uses http_service; tokentailor matches routes itself.
+	http bool
 }{
-	{file: "sidecar.yaml", get: envoyconfig.Sidecar, example: "tokentailor-sidecar.yaml"},
-	{file: "sidecar-tcp.yaml", get: envoyconfig.SidecarTCP, example: "tokentailor-sidecar.yaml"},
-	{file: "sidecar-mtls.yaml", get: envoyconfig.SidecarMTLS, example: "tokentailor-sidecar.yaml"},
-	{file: "gateway.yaml", get: envoyconfig.Gateway, example: "tokentailor-gateway.yaml"},
+	{file: "sidecar.yaml", get: envoy.Sidecar, example: "tokentailor-sidecar.yaml"},
+	{file: "sidecar-tcp.yaml", get: envoy.SidecarTCP, example: "tokentailor-sidecar.yaml"},
+	{file: "sidecar-mtls.yaml", get: envoy.SidecarMTLS, example: "tokentailor-sidecar.yaml"},
+	{file: "sidecar-http.yaml", get: envoy.SidecarHTTP, example: "tokentailor-sidecar.yaml", http: true},
+	{file: "gateway.yaml", get: envoy.Gateway, example: "tokentailor-gateway.yaml"},
 }
 
 // tokentailor loads a tokentailor example config as the validator's expectation.
@@ -48,7 +51,7 @@ func tokentailor(t *testing.T, example string) validate.Tokentailor {
 	if err != nil {
 		t.Fatalf("config.Load(%s) = %v", example, err)
 	}
-	tt := validate.Tokentailor{Socket: cfg.Listen.Socket, GRPC: cfg.Listen.GRPC, Routes: []string{}, ContextKey: envoyconfig.ContextKey}
+	tt := validate.Tokentailor{Socket: cfg.Listen.Socket, GRPC: cfg.Listen.GRPC, Routes: []string{}, ContextKey: envoy.ContextKey}
 	for _, r := range cfg.Routes {
 		tt.Routes = append(tt.Routes, r.Name)
 	}
@@ -66,7 +69,7 @@ func parse(t *testing.T, y []byte) *bootstrapv3.Bootstrap {
 
 // Every YAML in envoy/ is a valid bootstrap that agrees with tokentailor's config.
 func TestBootstrapsValid(t *testing.T) {
-	names, err := fs.Glob(envoyconfig.Files(), "*.yaml")
+	names, err := fs.Glob(envoy.Files(), "*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +84,7 @@ func TestBootstrapsValid(t *testing.T) {
 	}
 	for _, bs := range bootstraps {
 		t.Run(bs.file, func(t *testing.T) {
-			raw, err := fs.ReadFile(envoyconfig.Files(), bs.file)
+			raw, err := fs.ReadFile(envoy.Files(), bs.file)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,9 +92,17 @@ func TestBootstrapsValid(t *testing.T) {
 				t.Fatalf("accessor does not return %s", bs.file)
 			}
 			tt := tokentailor(t, bs.example)
+			if bs.http {
+				// The example serves gRPC only; this bootstrap asks the HTTP
+				// listener the README tells it to turn on.
+				tt.HTTP, tt.Socket, tt.GRPC = envoy.AuthzHTTPAddr, "", ""
+			}
 			b, err := validate.File(raw, tt)
 			if err != nil {
 				t.Fatalf("validate.File(%s):\n%v", bs.file, err)
+			}
+			if bs.http {
+				return // no context_extensions: routes are matched by tokentailor
 			}
 			// The other direction: each tokentailor route is reachable.
 			named := contextRoutes(t, b)
@@ -108,7 +119,7 @@ func TestBootstrapsValid(t *testing.T) {
 // and the name of its ext_authz filter.
 func inboundRoutes(t *testing.T, b *bootstrapv3.Bootstrap) ([]*routev3.Route, string) {
 	t.Helper()
-	l := listener(t, b, envoyconfig.InboundListener)
+	l := listener(t, b, envoy.InboundListener)
 	h := hcm(t, l)
 	authz := ""
 	for _, f := range h.GetHttpFilters() {
@@ -141,7 +152,7 @@ func contextRoutes(t *testing.T, b *bootstrapv3.Bootstrap) []string {
 	routes, authz := inboundRoutes(t, b)
 	var names []string
 	for _, r := range routes {
-		if n, ok := perRoute(t, r, authz).GetCheckSettings().GetContextExtensions()[envoyconfig.ContextKey]; ok {
+		if n, ok := perRoute(t, r, authz).GetCheckSettings().GetContextExtensions()[envoy.ContextKey]; ok {
 			names = append(names, n)
 		}
 	}
@@ -164,7 +175,10 @@ func TestEveryForwardedRouteIsChecked(t *testing.T) {
 					if r.GetMatch().GetPath() != "/healthz" {
 						t.Errorf("route %q forwards without a check", r.GetName())
 					}
-				case pr.GetCheckSettings().GetContextExtensions()[envoyconfig.ContextKey] == "":
+				case bs.http:
+					// http_service sends no context_extensions: checked, and
+					// tokentailor matches the route itself.
+				case pr.GetCheckSettings().GetContextExtensions()[envoy.ContextKey] == "":
 					t.Errorf("route %q does not name its tokentailor route", r.GetName())
 				}
 			}
@@ -217,20 +231,21 @@ func hostPort(a *corev3.Address) string {
 // bootstrap (the Kubernetes webhook) find what they look for.
 func TestHandles(t *testing.T) {
 	port := func(p int) string { return strconv.Itoa(p) }
-	sidecar := parse(t, envoyconfig.Sidecar())
+	sidecar := parse(t, envoy.Sidecar())
 	tests := []struct {
 		name string
 		got  string
 		want string
 	}{
-		{name: "admin", got: hostPort(sidecar.GetAdmin().GetAddress()), want: "127.0.0.1:" + port(envoyconfig.AdminPort)},
-		{name: "inbound", got: hostPort(listener(t, sidecar, envoyconfig.InboundListener).GetAddress()), want: "0.0.0.0:" + port(envoyconfig.InboundPort)},
-		{name: "ready", got: hostPort(listener(t, sidecar, envoyconfig.ReadyListener).GetAddress()), want: "0.0.0.0:" + port(envoyconfig.ReadyPort)},
-		{name: "app", got: hostPort(endpoint(t, sidecar, envoyconfig.AppCluster)), want: "127.0.0.1:" + port(envoyconfig.AppPort)},
-		{name: "socket", got: endpoint(t, sidecar, envoyconfig.AuthzCluster).GetPipe().GetPath(), want: envoyconfig.AuthzSocket},
-		{name: "tcp", got: hostPort(endpoint(t, parse(t, envoyconfig.SidecarTCP()), envoyconfig.AuthzCluster)), want: envoyconfig.AuthzTCPAddr},
-		{name: "gateway tcp", got: hostPort(endpoint(t, parse(t, envoyconfig.Gateway()), envoyconfig.AuthzCluster)), want: envoyconfig.AuthzTCPAddr},
-		{name: "ready path", got: readyPath(t, listener(t, sidecar, envoyconfig.ReadyListener)), want: envoyconfig.ReadyPath},
+		{name: "admin", got: hostPort(sidecar.GetAdmin().GetAddress()), want: "127.0.0.1:" + port(envoy.AdminPort)},
+		{name: "inbound", got: hostPort(listener(t, sidecar, envoy.InboundListener).GetAddress()), want: "0.0.0.0:" + port(envoy.InboundPort)},
+		{name: "ready", got: hostPort(listener(t, sidecar, envoy.ReadyListener).GetAddress()), want: "0.0.0.0:" + port(envoy.ReadyPort)},
+		{name: "app", got: hostPort(endpoint(t, sidecar, envoy.AppCluster)), want: "127.0.0.1:" + port(envoy.AppPort)},
+		{name: "socket", got: endpoint(t, sidecar, envoy.AuthzCluster).GetPipe().GetPath(), want: envoy.AuthzSocket},
+		{name: "tcp", got: hostPort(endpoint(t, parse(t, envoy.SidecarTCP()), envoy.AuthzCluster)), want: envoy.AuthzTCPAddr},
+		{name: "http", got: hostPort(endpoint(t, parse(t, envoy.SidecarHTTP()), envoy.AuthzCluster)), want: envoy.AuthzHTTPAddr},
+		{name: "gateway tcp", got: hostPort(endpoint(t, parse(t, envoy.Gateway()), envoy.AuthzCluster)), want: envoy.AuthzTCPAddr},
+		{name: "ready path", got: readyPath(t, listener(t, sidecar, envoy.ReadyListener)), want: envoy.ReadyPath},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,31 +275,39 @@ func TestVariantsDifferOnlyAsDocumented(t *testing.T) {
 	}{
 		{
 			name: "tcp",
-			get:  envoyconfig.SidecarTCP,
+			get:  envoy.SidecarTCP,
 			undo: func(t *testing.T, v *bootstrapv3.Bootstrap) {
-				c := cluster(t, v, envoyconfig.AuthzCluster)
-				c.LoadAssignment = proto.Clone(cluster(t, parse(t, envoyconfig.Sidecar()), envoyconfig.AuthzCluster).GetLoadAssignment()).(*endpointv3.ClusterLoadAssignment)
+				c := cluster(t, v, envoy.AuthzCluster)
+				c.LoadAssignment = proto.Clone(cluster(t, parse(t, envoy.Sidecar()), envoy.AuthzCluster).GetLoadAssignment()).(*endpointv3.ClusterLoadAssignment)
 			},
 		},
 		{
 			name: "mtls",
-			get:  envoyconfig.SidecarMTLS,
+			get:  envoy.SidecarMTLS,
 			undo: func(t *testing.T, v *bootstrapv3.Bootstrap) {
-				listener(t, v, envoyconfig.InboundListener).GetFilterChains()[0].TransportSocket = nil
+				listener(t, v, envoy.InboundListener).GetFilterChains()[0].TransportSocket = nil
 			},
 			check: func(t *testing.T, v *bootstrapv3.Bootstrap) {
 				tls := &tlsv3.DownstreamTlsContext{}
-				ts := listener(t, v, envoyconfig.InboundListener).GetFilterChains()[0].GetTransportSocket()
+				ts := listener(t, v, envoy.InboundListener).GetFilterChains()[0].GetTransportSocket()
 				if err := ts.GetTypedConfig().UnmarshalTo(tls); err != nil {
 					t.Fatal(err)
 				}
 				if !tls.GetRequireClientCertificate().GetValue() {
 					t.Error("mTLS variant does not require a client certificate")
 				}
+				// RFC 8705 certificate-bound tokens (extauthz/mtls) need the
+				// client certificate in the CheckRequest's source.certificate.
+				for _, f := range hcm(t, listener(t, v, envoy.InboundListener)).GetHttpFilters() {
+					az := &extauthzv3.ExtAuthz{}
+					if f.GetTypedConfig().UnmarshalTo(az) == nil && !az.GetIncludePeerCertificate() {
+						t.Error("mTLS variant's ext_authz does not send the client certificate (include_peer_certificate)")
+					}
+				}
 			},
 		},
 	}
-	want := parse(t, envoyconfig.Sidecar())
+	want := parse(t, envoy.Sidecar())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := parse(t, tt.get())

@@ -32,6 +32,12 @@ type Request struct {
 	ContextExtensions map[string]string
 	// SourcePrincipal is the peer certificate identity when mTLS is on.
 	SourcePrincipal string
+	// SourceCertificate is the client certificate Envoy sends with
+	// include_peer_certificate: URL-encoded PEM; "" without mTLS. Certificate-
+	// bound tokens (RFC 8705) are checked against it.
+	SourceCertificate string
+	// SourceAddress is the downstream peer's IP address as Envoy saw it.
+	SourceAddress string
 }
 
 // CredentialKind tells how a credential is to be checked.
@@ -66,28 +72,38 @@ type Credential struct {
 	Kind CredentialKind
 	// Header is the lower-case header the token came from.
 	Header string
-	// Sum is TokenHash(Raw), computed once when the credential is extracted so
-	// that no later stage hashes the token again; empty when not computed.
-	Sum string
+	// Scheme is the auth-scheme the token came with, as configured ("Bearer")
+	// or "DPoP" (RFC 9449 §7.1); "" for a header without a scheme.
+	Scheme string
+	// CachedTokenHash is TokenHash(Raw), computed once when the credential is
+	// extracted so that no later stage hashes the token again; empty when not
+	// computed. Read it through the TokenHash method.
+	CachedTokenHash string
 }
 
-// Hash returns the hex SHA-256 of the raw token, the cache key: Sum when it
-// was computed at extraction, else computed now.
-func (c Credential) Hash() string {
-	if c.Sum != "" {
-		return c.Sum
+// A token has one hash under one name, in two lengths: TokenHash, the hex
+// SHA-256 that keys caches, and ShortTokenHash, its first 12 hex digits, the
+// only form of a token that may appear in logs (invariant 4).
+
+// TokenHash returns TokenHash(c.Raw): CachedTokenHash when it was computed at
+// extraction, else computed now.
+func (c Credential) TokenHash() string {
+	if c.CachedTokenHash != "" {
+		return c.CachedTokenHash
 	}
 	return TokenHash(c.Raw)
 }
 
-// Short returns the first 12 hex digits of Hash, the only form of a token
-// that may appear in logs.
-func (c Credential) Short() string {
+// ShortTokenHash returns ShortTokenHash(c.Raw), reusing CachedTokenHash.
+func (c Credential) ShortTokenHash() string {
 	if c.Raw == "" {
 		return ""
 	}
-	return c.Hash()[:12]
+	return c.TokenHash()[:shortTokenHashLen]
 }
+
+// shortTokenHashLen is the length of ShortTokenHash in hex digits.
+const shortTokenHashLen = 12
 
 // TokenHash returns the hex SHA-256 of a raw token; used as a cache key.
 // It runs on every Check, so it hashes the string's bytes in place (SHA-256
@@ -99,13 +115,13 @@ func TokenHash(raw string) string {
 	return string(buf[:])
 }
 
-// ShortHash returns the first 12 hex digits of the token's SHA-256, the only
-// form of a token that may appear in logs.
-func ShortHash(raw string) string {
+// ShortTokenHash returns the first 12 hex digits of TokenHash(raw), the only
+// form of a token that may appear in logs; "" for no token.
+func ShortTokenHash(raw string) string {
 	if raw == "" {
 		return ""
 	}
-	return TokenHash(raw)[:12]
+	return TokenHash(raw)[:shortTokenHashLen]
 }
 
 // Principal is who the validated credential speaks for.
@@ -156,6 +172,10 @@ const (
 	ModeExchange Mode = "exchange"
 	// ModeEmbedded forwards a narrower JWT found inside a claim of the incoming token.
 	ModeEmbedded Mode = "embedded"
+	// ModeTxnToken hands the upstream a Transaction Token (txntoken+jwt,
+	// draft-ietf-oauth-transaction-tokens) signed by tokentailor, in the
+	// Txn-Token header.
+	ModeTxnToken Mode = "txn_token"
 	// ModeNone sends no token upstream (public routes).
 	ModeNone Mode = "none"
 )
@@ -192,6 +212,9 @@ type ExchangeSpec struct {
 	Issuer string
 	// Resource is the optional resource indicator (RFC 8707).
 	Resource string
+	// SubjectTokenType is the subject_token_type URN; empty means
+	// urn:ietf:params:oauth:token-type:access_token.
+	SubjectTokenType string
 	// RequestedTokenType is the requested_token_type URN.
 	RequestedTokenType string
 	// Actor sends tokentailor's own client credential as actor_token.

@@ -16,14 +16,14 @@ func TestTokenHash(t *testing.T) {
 		}
 	}
 	c := Credential{Raw: "tok"}
-	if c.Hash() != TokenHash("tok") || c.Short() != TokenHash("tok")[:12] || ShortHash("tok") != c.Short() {
-		t.Fatal("Hash/Short disagree with TokenHash")
+	if c.TokenHash() != TokenHash("tok") || c.ShortTokenHash() != TokenHash("tok")[:12] || ShortTokenHash("tok") != c.ShortTokenHash() {
+		t.Fatal("Credential.TokenHash/ShortTokenHash disagree with TokenHash")
 	}
-	c.Sum = "precomputed-sum-of-sixty-four-hex-digits"
-	if c.Hash() != c.Sum {
-		t.Fatal("Hash ignores a precomputed Sum")
+	c.CachedTokenHash = "precomputed-sum-of-sixty-four-hex-digits"
+	if c.TokenHash() != c.CachedTokenHash {
+		t.Fatal("TokenHash ignores CachedTokenHash")
 	}
-	if (Credential{}).Short() != "" {
+	if (Credential{}).ShortTokenHash() != "" {
 		t.Fatal("no token must log as empty")
 	}
 }

@@ -13,10 +13,11 @@ import (
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/envoy/validate"
 	"github.com/tokentailor/tokentailor/k8s/inject"
 )
@@ -44,9 +45,10 @@ func envtestAssets() string {
 	return dir
 }
 
-// TestWebhookAgainstAPIServer registers the webhook exactly as
-// base/webhook/mutatingwebhookconfiguration.yaml declares it (selectors,
-// failurePolicy, ...) with a real kube-apiserver and creates pods through it.
+// TestWebhookAgainstAPIServer registers both webhooks exactly as
+// base/webhook/{mutating,validating}webhookconfiguration.yaml declare them
+// (selectors, matchConditions, failurePolicy, ...) with a real kube-apiserver,
+// creates pods through it and updates injected ones.
 func TestWebhookAgainstAPIServer(t *testing.T) {
 	assets := envtestAssets()
 	if assets == "" {
@@ -61,10 +63,14 @@ func TestWebhookAgainstAPIServer(t *testing.T) {
 	if !ok {
 		t.Fatal("not a MutatingWebhookConfiguration")
 	}
+	vwc := readValidating(t)
 
 	env := &envtest.Environment{
-		BinaryAssetsDirectory:    assets,
-		WebhookInstallOptions:    envtest.WebhookInstallOptions{MutatingWebhooks: []*admissionregv1.MutatingWebhookConfiguration{mwc}},
+		BinaryAssetsDirectory: assets,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			MutatingWebhooks:   []*admissionregv1.MutatingWebhookConfiguration{mwc},
+			ValidatingWebhooks: []*admissionregv1.ValidatingWebhookConfiguration{vwc},
+		},
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
@@ -129,6 +135,11 @@ func TestWebhookAgainstAPIServer(t *testing.T) {
 		{name: "annotated outside opted-in namespaces", namespace: "elsewhere", annotations: map[string]string{inject.AnnotationInject: "true"}},
 		{name: "annotated in the webhook's namespace", namespace: "tokentailor-system", annotations: map[string]string{inject.AnnotationInject: "true"}},
 		{name: "bad port", namespace: "shop", annotations: map[string]string{inject.AnnotationInject: "true", inject.AnnotationPort: "http"}, wantCreateErr: true},
+		// The status annotation is the creator's word: injected all the same.
+		{name: "status annotation preset", namespace: "shop", annotations: map[string]string{
+			inject.AnnotationInject: "true", inject.AnnotationPort: "3000",
+			inject.AnnotationStatus: inject.StatusInjected, inject.AnnotationEnvoyConfig: "admin: {}\n",
+		}, wantInjected: true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,9 +184,100 @@ func TestWebhookAgainstAPIServer(t *testing.T) {
 			if len(names) != 3 || names[0] != "app" || names[1] != inject.ProxyContainer || names[2] != inject.AuthzContainer {
 				t.Errorf("containers = %v", names)
 			}
-			if _, err := validate.File([]byte(got.Annotations[inject.AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoyconfig.AuthzSocket}); err != nil {
+			if _, err := validate.File([]byte(got.Annotations[inject.AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoy.AuthzSocket}); err != nil {
 				t.Errorf("stored Envoy config: %v", err)
 			}
+			if g := got.Spec.TerminationGracePeriodSeconds; g == nil || *g < inject.MinTerminationGracePeriodSeconds {
+				t.Errorf("terminationGracePeriodSeconds = %v, want ≥ %d", g, inject.MinTerminationGracePeriodSeconds)
+			}
 		})
+	}
+
+	t.Run("updates of an injected pod", func(t *testing.T) {
+		testGuardedUpdates(ctx, t, cs)
+	})
+}
+
+// testGuardedUpdates injects a pod through the API server, then sends it
+// updates: those that would strip or swap what injection added must be
+// refused by the API server (the validating webhook), the rest must pass.
+func testGuardedUpdates(ctx context.Context, t *testing.T, cs kubernetes.Interface) {
+	pods := cs.CoreV1().Pods("shop")
+	pod, err := pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "guarded", Annotations: map[string]string{inject.AnnotationInject: "true"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "registry.example/app:1",
+			Ports: []corev1.ContainerPort{{ContainerPort: 3000}},
+		}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootstrap := pod.Annotations[inject.AnnotationEnvoyConfig]
+	if bootstrap == "" || len(pod.Spec.Containers) != 3 {
+		t.Fatalf("pod not injected: %d containers", len(pod.Spec.Containers))
+	}
+	// A pod that was never injected: its updates never reach the webhook.
+	if _, err := pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "unguarded"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name      string
+		pod       string
+		patchType types.PatchType
+		patch     string
+		wantErr   string // "" when the update must pass
+	}{
+		{name: "label added", pod: "guarded", patchType: types.MergePatchType, patch: `{"metadata":{"labels":{"team":"shop"}}}`},
+		{name: "unrelated annotation added", pod: "guarded", patchType: types.MergePatchType, patch: `{"metadata":{"annotations":{"example.com/owner":"shop"}}}`},
+		{name: "app image changed", pod: "guarded", patchType: types.JSONPatchType, patch: `[{"op":"replace","path":"/spec/containers/0/image","value":"registry.example/app:2"}]`},
+		{name: "bootstrap removed", pod: "guarded", patchType: types.JSONPatchType,
+			patch: `[{"op":"remove","path":"/metadata/annotations/tokentailor.io~1envoy-config"}]`, wantErr: inject.AnnotationEnvoyConfig + " removed"},
+		{name: "bootstrap rewritten", pod: "guarded", patchType: types.MergePatchType,
+			patch: `{"metadata":{"annotations":{"tokentailor.io/envoy-config":"admin: {}\n"}}}`, wantErr: inject.AnnotationEnvoyConfig + " changed"},
+		{name: "status removed", pod: "guarded", patchType: types.MergePatchType,
+			patch: `{"metadata":{"annotations":{"tokentailor.io/status":null}}}`, wantErr: inject.AnnotationStatus + " removed"},
+		{name: "Envoy image swapped", pod: "guarded", patchType: types.JSONPatchType,
+			patch: `[{"op":"replace","path":"/spec/containers/1/image","value":"registry.example/passthrough:1"}]`, wantErr: inject.ProxyContainer + " changed"},
+		{name: "never-injected pod takes any annotation", pod: "unguarded", patchType: types.MergePatchType,
+			patch: `{"metadata":{"annotations":{"tokentailor.io/envoy-config":"admin: {}\n"}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := pods.Patch(ctx, tt.pod, tt.patchType, []byte(tt.patch), metav1.PatchOptions{})
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("update refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "tokentailor") {
+				t.Fatalf("update = %v, want the webhook's denial naming %q", err, tt.wantErr)
+			}
+		})
+	}
+
+	got, err := pods.Get(ctx, "guarded", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Annotations[inject.AnnotationEnvoyConfig] != bootstrap || got.Spec.Containers[1].Image != "envoy:test" {
+		t.Errorf("a refused update changed the pod: image %q, bootstrap kept %v",
+			got.Spec.Containers[1].Image, got.Annotations[inject.AnnotationEnvoyConfig] == bootstrap)
+	}
+	if got.Labels["team"] != "shop" || got.Spec.Containers[0].Image != "registry.example/app:2" {
+		t.Errorf("an allowed update did not land: labels %v, app image %q", got.Labels, got.Spec.Containers[0].Image)
+	}
+	// The kubelet writes status through the subresource: never guarded.
+	got.Status.Conditions = append(got.Status.Conditions, corev1.PodCondition{Type: "example.com/Checked", Status: corev1.ConditionTrue})
+	if _, err := pods.UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Errorf("status update: %v", err)
+	}
+	if err := pods.Delete(ctx, "guarded", metav1.DeleteOptions{}); err != nil {
+		t.Errorf("delete: %v", err)
 	}
 }

@@ -205,12 +205,33 @@ func plain(t *testing.T, obj runtime.Object) (map[string]any, map[string]any) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
+	collapseCEL(m)
 	var labels map[string]any
 	if md, ok := m["metadata"].(map[string]any); ok {
 		labels, _ = md["labels"].(map[string]any)
 		delete(md, "labels")
 	}
 	return m, labels
+}
+
+// collapseCEL writes every CEL "expression" (matchConditions) with its runs
+// of white space as one space: CEL ignores them, and kustomize's YAML reader
+// and Helm's fold a ">-" block with more-indented lines differently.
+func collapseCEL(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == "expression" {
+				v[k] = strings.Join(strings.Fields(s), " ")
+				continue
+			}
+			collapseCEL(x)
+		}
+	case []any:
+		for _, x := range v {
+			collapseCEL(x)
+		}
+	}
 }
 
 // diffObjects compares a kustomize object with the chart's field by field;
@@ -327,6 +348,18 @@ func webhookOf(t *testing.T, r rendered) *admissionv1.MutatingWebhookConfigurati
 	return found
 }
 
+// guardOf returns the ValidatingWebhookConfiguration of a rendering.
+func guardOf(t *testing.T, r rendered) *admissionv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	for _, o := range r.objects {
+		if w, ok := o.(*admissionv1.ValidatingWebhookConfiguration); ok && len(w.Webhooks) == 1 {
+			return w
+		}
+	}
+	t.Fatal("no ValidatingWebhookConfiguration with one webhook")
+	return nil
+}
+
 func deploymentOf(t *testing.T, r rendered) *appsv1.Deployment {
 	t.Helper()
 	for _, o := range r.objects {
@@ -362,8 +395,9 @@ func TestChartValueSets(t *testing.T) {
 				if !ok || s.Type != corev1.SecretTypeTLS {
 					t.Fatalf("no kubernetes.io/tls Secret tokentailor-webhook-tls: %v", r.objects)
 				}
-				if !slices.Equal(w.Webhooks[0].ClientConfig.CABundle, s.Data["ca.crt"]) {
-					t.Fatal("caBundle is not the generated CA")
+				if !slices.Equal(w.Webhooks[0].ClientConfig.CABundle, s.Data["ca.crt"]) ||
+					!slices.Equal(guardOf(t, r).Webhooks[0].ClientConfig.CABundle, s.Data["ca.crt"]) {
+					t.Fatal("a caBundle is not the generated CA")
 				}
 				verifyServing(t, s.Data["ca.crt"], s.Data["tls.crt"], "tokentailor-webhook.tokentailor-system.svc")
 				if len(r.certificates) != 0 || len(r.issuers) != 0 {
@@ -386,8 +420,15 @@ func TestChartValueSets(t *testing.T) {
 				if _, ok := r.objects[objectKey("Service", "platform", "authz-tokentailor-webhook")]; !ok {
 					t.Error("the Service the webhook calls is not rendered")
 				}
-				if got := w.Annotations["cert-manager.io/inject-ca-from"]; got != "platform/authz-tokentailor-webhook" {
-					t.Errorf("inject-ca-from %q", got)
+				g := guardOf(t, r)
+				if g.Name != "authz-tokentailor-injection-guard" || g.Webhooks[0].ClientConfig.Service.Namespace != "platform" ||
+					!slices.Contains(g.Webhooks[0].NamespaceSelector.MatchExpressions[0].Values, "platform") {
+					t.Errorf("guard %s: %+v", g.Name, g.Webhooks[0])
+				}
+				for _, a := range []map[string]string{w.Annotations, g.Annotations} {
+					if got := a["cert-manager.io/inject-ca-from"]; got != "platform/authz-tokentailor-webhook" {
+						t.Errorf("inject-ca-from %q", got)
+					}
 				}
 				var own bool
 				for _, e := range w.Webhooks[0].NamespaceSelector.MatchExpressions {
@@ -433,8 +474,8 @@ func TestChartValueSets(t *testing.T) {
 				if c.Resources.Limits.Memory().String() != "256Mi" || c.Resources.Requests.Cpu().String() != "100m" {
 					t.Errorf("resources %+v", c.Resources)
 				}
-				if got := *webhookOf(t, r).Webhooks[0].TimeoutSeconds; got != 10 {
-					t.Errorf("timeoutSeconds %d", got)
+				if got, guard := *webhookOf(t, r).Webhooks[0].TimeoutSeconds, *guardOf(t, r).Webhooks[0].TimeoutSeconds; got != 10 || guard != 10 {
+					t.Errorf("timeoutSeconds %d and %d, want 10", got, guard)
 				}
 				cm, ok := r.objects[objectKey("ConfigMap", "shop", inject.DefaultConfigMap)].(*corev1.ConfigMap)
 				if !ok {

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/envoy/validate"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/k8s/inject"
@@ -49,7 +49,7 @@ func decodeStrict(t *testing.T, where string, doc []byte) runtime.Object {
 }
 
 func TestSampleEnvoyConfigIsGenerated(t *testing.T) {
-	want, err := inject.RenderEnvoy(envoyconfig.Sidecar(), envoyconfig.AppPort)
+	want, err := inject.RenderEnvoy(envoy.Sidecar(), envoy.AppPort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestEveryYAMLFile(t *testing.T) {
 				t.Errorf("%s: %v", path, err)
 			}
 		case base == "envoy.yaml":
-			if _, err := validate.File(data, validate.Tokentailor{Socket: envoyconfig.AuthzSocket}); err != nil {
+			if _, err := validate.File(data, validate.Tokentailor{Socket: envoy.AuthzSocket}); err != nil {
 				t.Errorf("%s: %v", path, err)
 			}
 		case base == "tokentailor.yaml":
@@ -124,8 +124,8 @@ func checkTokentailorConfig(t *testing.T, where string, data []byte) {
 		t.Errorf("%s: %v", where, err)
 		return
 	}
-	if c.Listen.Socket != envoyconfig.AuthzSocket {
-		t.Errorf("%s: listen.socket = %q, Envoy dials %q", where, c.Listen.Socket, envoyconfig.AuthzSocket)
+	if c.Listen.Socket != envoy.AuthzSocket {
+		t.Errorf("%s: listen.socket = %q, Envoy dials %q", where, c.Listen.Socket, envoy.AuthzSocket)
 	}
 	if c.Listen.Admin != "0.0.0.0:9090" {
 		t.Errorf("%s: listen.admin = %q, want 0.0.0.0:9090 for probes and the JWKS Service", where, c.Listen.Admin)
@@ -163,7 +163,7 @@ func TestKustomizeBuilds(t *testing.T) {
 						checkTokentailorConfig(t, where, []byte(c))
 					}
 					if c, ok := o.Data["envoy.yaml"]; ok {
-						if _, err := validate.File([]byte(c), validate.Tokentailor{Socket: envoyconfig.AuthzSocket}); err != nil {
+						if _, err := validate.File([]byte(c), validate.Tokentailor{Socket: envoy.AuthzSocket}); err != nil {
 							t.Errorf("%s: %v", where, err)
 						}
 					}

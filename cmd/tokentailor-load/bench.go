@@ -90,6 +90,9 @@ type benchRun struct {
 	out     *table
 	floors  map[string]*result
 	targets map[string]string // transport → target of the server running now
+	// introspection is appended inside the config's introspection map,
+	// e.g. ", rate_limit: {per_second: 100}".
+	introspection string
 }
 
 func bench(ctx context.Context, o benchOptions) error {
@@ -104,12 +107,8 @@ func bench(ctx context.Context, o benchOptions) error {
 	}
 	b := &benchRun{o: o, dir: dir, out: newTable(os.Stdout), floors: map[string]*result{}}
 	if b.o.binary == "" {
-		b.o.binary = filepath.Join(dir, "tokentailor")
-		fmt.Println("building ./cmd/tokentailor …")
-		build := exec.CommandContext(ctx, "go", "build", "-o", b.o.binary, "./cmd/tokentailor")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("building tokentailor (run from the repository root, or pass -tokentailor): %w", err)
+		if b.o.binary, err = buildTokentailor(ctx, dir); err != nil {
+			return err
 		}
 	}
 	if b.iss, err = newIssuer(time.Now); err != nil {
@@ -200,6 +199,18 @@ func bench(ctx context.Context, o benchOptions) error {
 	}
 	fmt.Printf("\nratios are to the floor over the same transport in this run; srv%%/gen%% = CPU use of server/generator during the run (100 = one core busy)\n")
 	return nil
+}
+
+// buildTokentailor builds ./cmd/tokentailor into dir and returns its path.
+func buildTokentailor(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "tokentailor")
+	fmt.Println("building ./cmd/tokentailor …")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tokentailor")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("building tokentailor (run from the repository root, or pass -tokentailor): %w", err)
+	}
+	return bin, nil
 }
 
 // alternating runs the floor and warm-jwt in turns, o.rounds times over each
@@ -473,7 +484,7 @@ issuers:
     audiences: [{{.Audience}}]
     algorithms: [RS256, ES256, EdDSA]
     required_typ: at+jwt
-    introspection: {endpoint: {{.Issuer}}/introspect}
+    introspection: {endpoint: {{.Issuer}}/introspect{{.Introspection}}}
     client: {id: {{.ClientID}}, secret: {file: {{.Secret}}}}
 cache: {max_entries: {{.CacheMax}}}
 routes:
@@ -512,7 +523,7 @@ func (b *benchRun) startTokentailor(ctx context.Context, kind string) (*child, e
 	err = template.Must(template.New("cfg").Parse(configTemplate)).Execute(&cfg, map[string]any{
 		"TCP": targets["tcp"], "Socket": sock, "Admin": admin, "Level": b.o.logLevel, "Key": keyPath,
 		"Issuer": b.iss.url, "Audience": benchAudience, "ClientID": benchClientID, "Secret": secret,
-		"CacheMax": b.o.cacheMax, "Route": benchRoute, "Scope": benchScope,
+		"CacheMax": b.o.cacheMax, "Route": benchRoute, "Scope": benchScope, "Introspection": b.introspection,
 	})
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,12 @@ type issuer struct {
 	srv   *http.Server
 	now   func() time.Time
 	calls atomic.Int64 // introspection calls
+	// delay is how long each introspection answer takes (a slow issuer).
+	delay time.Duration
+	// strict answers active only for tokens from issueOpaque; otherwise
+	// any token with opaquePrefix is active.
+	strict bool
+	issued sync.Map // token → struct{}
 }
 
 // newIssuer generates fresh keys. It does not listen yet: see start.
@@ -119,9 +126,17 @@ func (is *issuer) introspect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
 		return
 	}
+	if is.delay > 0 {
+		select {
+		case <-time.After(is.delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	tok := r.PostForm.Get("token")
 	ans := map[string]any{"active": false}
-	if rest, ok := strings.CutPrefix(tok, opaquePrefix); ok && rest != "" {
+	_, issued := is.issued.Load(tok)
+	if rest, ok := strings.CutPrefix(tok, opaquePrefix); ok && rest != "" && (issued || !is.strict) {
 		now := is.now()
 		ans = map[string]any{
 			"active": true, "iss": is.url, "sub": "user-" + rest[:min(len(rest), 8)],
@@ -161,6 +176,24 @@ func (is *issuer) sign(alg, sub string) (string, error) {
 	t.Header["typ"] = "at+jwt"
 	t.Header["kid"] = kid
 	return t.SignedString(key)
+}
+
+// opaqueLen is the length of the tokens issueOpaque makes.
+const opaqueLen = len(opaquePrefix) + 43
+
+// issueOpaque returns a fresh opaque token of opaqueLen bytes,
+// opaquePrefix + base64url(32 random bytes), and remembers it as issued.
+func (is *issuer) issueOpaque() string {
+	tok := randomToken(opaquePrefix)
+	is.issued.Store(tok, struct{}{})
+	return tok
+}
+
+// randomToken returns prefix + base64url(32 random bytes).
+func randomToken(prefix string) string {
+	var b [32]byte
+	_, _ = io.ReadFull(rand.Reader, b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // opaque returns a fresh opaque token the double will call active.

@@ -138,3 +138,56 @@ func TestScanTokens(t *testing.T) {
 		})
 	}
 }
+
+// The flood's double: strict (only issued tokens are active) and slow.
+func TestIssuerStrictAndSlow(t *testing.T) {
+	is, err := newIssuer(time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.strict, is.delay = true, 30*time.Millisecond
+	if err := is.start(); err != nil {
+		t.Fatal(err)
+	}
+	defer is.stop()
+	issued := is.issueOpaque()
+	if len(issued) != opaqueLen || !strings.HasPrefix(issued, opaquePrefix) {
+		t.Fatalf("issued token %q: want %d bytes starting %q", issued, opaqueLen, opaquePrefix)
+	}
+	tests := []struct {
+		name       string
+		token      string
+		wantActive bool
+	}{
+		{name: "issued token is active", token: issued, wantActive: true},
+		{name: "token of the same shape never issued is inactive", token: randomToken(opaquePrefix)},
+		{name: "legacy opaque token is inactive when strict", token: opaque(1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, is.url+"/introspect",
+				strings.NewReader(url.Values{"token": {tt.token}}.Encode()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(benchClientID, benchSecret)
+			t0 := time.Now()
+			resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if took := time.Since(t0); took < is.delay {
+				t.Errorf("answered in %s, want at least %s", took, is.delay)
+			}
+			var ans map[string]any
+			if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+				t.Fatal(err)
+			}
+			if ans["active"] != tt.wantActive {
+				t.Errorf("active = %v, want %v", ans["active"], tt.wantActive)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@
 //	tokentailor-load floor -listen 127.0.0.1:9300 -listen unix:///tmp/floor.sock
 //	tokentailor-load run   -target unix:///run/tokentailor/ext_authz.sock -tokens FILE -pid PID
 //	tokentailor-load bench                      (from the repository root)
+//	tokentailor-load flood                      (from the repository root)
 //
 // floor is a trivial ext_authz server that answers OK with one header and
 // does no work: what gRPC and the transport cost by themselves. run drives
@@ -12,7 +13,11 @@
 // whole comparison in one go: it builds and starts tokentailor against an
 // authorization-server double served by this process, pins load generator
 // and servers to separate cores with taskset, and prints every figure also as
-// a ratio to the floor measured in the same run. See docs/performance.md.
+// a ratio to the floor measured in the same run. flood floods one
+// tokentailor with made-up opaque tokens while new legitimate ones arrive,
+// against an issuer that takes 50 ms to introspect, and prints how many
+// legitimate ones were allowed within Envoy's ext_authz timeout and how
+// often the issuer was called. See docs/performance.md.
 package main
 
 import (
@@ -43,6 +48,7 @@ Usage:
   tokentailor-load floor -listen ADDR [-listen ADDR]   trivial ext_authz server (the floor)
   tokentailor-load run -target ADDR [flags]            measure one running server
   tokentailor-load bench [flags]                       floor vs tokentailor, every scenario, one table
+  tokentailor-load flood [flags]                       2,000 streams of made-up opaque tokens vs new real ones
 
 ADDR is host:port or unix:///path. Run "tokentailor-load COMMAND -h" for flags.
 `
@@ -59,6 +65,8 @@ func dispatch(ctx context.Context, args []string) int {
 		return runCmd(ctx, args[1:])
 	case "bench":
 		return benchCmd(ctx, args[1:])
+	case "flood":
+		return floodCmd(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0

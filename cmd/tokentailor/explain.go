@@ -13,8 +13,7 @@ import (
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
-	"github.com/tokentailor/tokentailor/extauthz/response"
-	"github.com/tokentailor/tokentailor/extauthz/server"
+	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
 
 // kvFlags collects repeated -ext key=value flags.
@@ -61,7 +60,7 @@ func explainCmd(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	p, err := server.Build(ctx, cfg, server.Env{})
+	p, err := pipeline.Build(ctx, cfg, pipeline.Env{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -98,7 +97,7 @@ func readTokenFile(name string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-func printExplanation(out server.Outcome) int {
+func printExplanation(out pipeline.Outcome) int {
 	route := out.Route
 	if route == "" {
 		route = "(none)"
@@ -112,7 +111,7 @@ func printExplanation(out server.Outcome) int {
 		fmt.Printf("principal: iss=%s sub=%s client=%s scopes=%v exp=%s\n", p.Issuer, p.Subject, p.ClientID, p.Scopes, p.ExpiresAt.Format(time.RFC3339))
 	}
 	if out.Err != nil {
-		o := response.Classify(out.Err)
+		o := out.Denial
 		fmt.Printf("decision: DENY %d (%s)\nreason:   %v\n", o.Status, o.Reason, out.Err)
 		if o.Challenge != "" {
 			fmt.Printf("www-authenticate: %s\n", o.Challenge)

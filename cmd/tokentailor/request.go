@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/tokentailor/tokentailor/extauthz/envoyclient"
+	"github.com/tokentailor/tokentailor/envoy/authzfilter"
 )
 
 // headerFlags collects repeated -H "name: value" flags.
@@ -52,13 +52,13 @@ func requestCmd(ctx context.Context, args []string) int {
 		}
 		hdr.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
-	opts := envoyclient.CheckOptions{}
+	opts := authzfilter.CheckOptions{}
 	if *route != "" {
 		opts.ContextExtensions = map[string]string{"route": *route}
 	}
 	// Built by the same model of Envoy's filter the e2e tests use: lower-case
 	// header map with pseudo-headers, duplicates joined with ",".
-	req := envoyclient.BuildCheckRequest(envoyclient.Request{
+	req := authzfilter.BuildCheckRequest(authzfilter.Request{
 		Method: method, Scheme: "http", Host: *host, Path: path, Header: hdr, RemoteAddr: "127.0.0.1:50000", Protocol: "HTTP/1.1",
 	}, opts)
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/server"
 )
 
@@ -68,7 +69,7 @@ func checkConfigCmd(ctx context.Context, args []string) int {
 	if !*offline {
 		// Load keys and secrets and reach discovery where endpoints come from
 		// it, exactly as serve would, without listening.
-		p, err := server.Build(ctx, cfg, server.Env{})
+		p, err := pipeline.Build(ctx, cfg, pipeline.Env{})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: invalid:\n%v\n", fs.Arg(0), err)
 			return 1

@@ -114,8 +114,9 @@ func TestKindInjectedSidecar(t *testing.T) {
 		"--from-file=hmac-secret="+write("hmac-secret", []byte(base64.RawURLEncoding.EncodeToString(hmacKey))))
 
 	kubectl(nil, "apply", "--server-side", "-k", "k8s/overlays/dev")
-	kubectl(nil, "patch", "mutatingwebhookconfiguration", "tokentailor-sidecar-injector", "--type=json",
-		"-p", fmt.Sprintf(`[{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":%q}]`, base64.StdEncoding.EncodeToString(caPEM)))
+	caPatch := fmt.Sprintf(`[{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":%q}]`, base64.StdEncoding.EncodeToString(caPEM))
+	kubectl(nil, "patch", "mutatingwebhookconfiguration", "tokentailor-sidecar-injector", "--type=json", "-p", caPatch)
+	kubectl(nil, "patch", "validatingwebhookconfiguration", "tokentailor-injection-guard", "--type=json", "-p", caPatch)
 	kubectl(nil, "-n", "tokentailor-system", "rollout", "status", "deploy/tokentailor-webhook", "--timeout=180s")
 	// The echo pods may have been created before the webhook was ready.
 	kubectl(nil, "-n", "shop", "rollout", "restart", "deploy/echo")

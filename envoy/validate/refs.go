@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -38,6 +39,12 @@ const (
 //   - ext_authz uses gRPC through envoy_grpc, transport_api_version V3, an
 //     explicit timeout, failure_mode_allow false, a 5xx status_on_error and
 //     no with_request_body;
+//   - or ext_authz uses http_service: its server_uri.cluster exists and every
+//     endpoint is tt.HTTP, path_prefix is /envoy (where tokentailor answers
+//     Envoy's convention), authorization_response.allowed_upstream_headers
+//     lets authorization through (else the narrowed token never reaches the
+//     upstream), and no route sets context_extensions (http_service sends
+//     none, so the route would silently not be named);
 //   - the ext_authz cluster speaks HTTP/2 and every endpoint is tt.Socket or
 //     tt.GRPC (skipped when both are empty);
 //   - every per-route ExtAuthzPerRoute is keyed by an ext_authz filter's name,
@@ -75,7 +82,10 @@ func Refs(b *bootstrapv3.Bootstrap, tt Tokentailor) error {
 }
 
 type refs struct {
-	tt       Tokentailor
+	tt Tokentailor
+	// httpMode is set while checking a connection manager whose ext_authz
+	// uses http_service: Envoy then ignores context_extensions.
+	httpMode bool
 	clusters map[string]*clusterv3.Cluster
 	index    map[string]int // position in static_resources.clusters
 	errs     []error
@@ -116,6 +126,7 @@ func (r *refs) filter(tc *anypb.Any, at string) {
 		return
 	}
 	at = fmt.Sprintf("%s(%s)", at, hcmType)
+	r.httpMode = false // per connection manager
 	filters := hcm.GetHttpFilters()
 	authzNames := map[string]bool{}
 	for i, f := range filters {
@@ -199,6 +210,11 @@ func (r *refs) perFilter(m map[string]*anypb.Any, authzNames map[string]bool, at
 		if !authzNames[key] {
 			r.fail(pat, ErrUnknownFilter, "no ext_authz filter is named %q, so Envoy ignores this config", key)
 		}
+		if r.httpMode && len(pr.GetCheckSettings().GetContextExtensions()) > 0 {
+			r.fail(pat+".check_settings.context_extensions", ErrIgnored,
+				"http_service sends no context_extensions; tokentailor matches the route itself (routes[].match)")
+			continue
+		}
 		name, has := pr.GetCheckSettings().GetContextExtensions()[r.tt.ContextKey]
 		if !has || r.tt.Routes == nil {
 			continue
@@ -223,9 +239,13 @@ func (r *refs) extAuthz(ea *extauthzv3.ExtAuthz, at string) {
 	if ea.GetWithRequestBody() != nil {
 		r.fail(at+".with_request_body", ErrAuthzSettings, "tokentailor decides on headers; buffering bodies only costs")
 	}
+	if hs := ea.GetHttpService(); hs != nil {
+		r.httpService(hs, at+".http_service")
+		return
+	}
 	gs := ea.GetGrpcService()
 	if gs == nil {
-		r.fail(at+".grpc_service", ErrAuthzSettings, "tokentailor is a gRPC ext_authz server; set grpc_service")
+		r.fail(at+".grpc_service", ErrAuthzSettings, "set grpc_service (tokentailor's gRPC ext_authz) or http_service (its HTTP listener)")
 		return
 	}
 	if gs.GetTimeout() == nil {
@@ -288,4 +308,50 @@ func (r *refs) want() string {
 		return "unix:" + r.tt.Socket
 	}
 	return r.tt.GRPC
+}
+
+// envoyPathPrefix is where tokentailor's HTTP listener answers Envoy's
+// http_service (extauthz/httpauthz.EnvoyPrefix; not imported, to keep this
+// package free of tokentailor's server code).
+const envoyPathPrefix = "/envoy"
+
+func (r *refs) httpService(hs *extauthzv3.HttpService, at string) {
+	r.httpMode = true
+	if hs.GetPathPrefix() != envoyPathPrefix {
+		r.fail(at+".path_prefix", ErrAuthzSettings, "is %q; tokentailor answers Envoy's http_service under %q", hs.GetPathPrefix(), envoyPathPrefix)
+	}
+	if hs.GetServerUri().GetTimeout() == nil {
+		r.fail(at+".server_uri.timeout", ErrAuthzSettings, "set an explicit timeout")
+	}
+	ok := false
+	for _, m := range hs.GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns() {
+		if m.GetExact() == "authorization" || (m.GetIgnoreCase() && strings.EqualFold(m.GetExact(), "authorization")) {
+			ok = true
+		}
+	}
+	if !ok {
+		r.fail(at+".authorization_response.allowed_upstream_headers", ErrAuthzSettings,
+			"must match authorization exactly, or the narrowed token never reaches the upstream")
+	}
+	cat := at + ".server_uri.cluster"
+	c := r.cluster(hs.GetServerUri().GetCluster(), cat)
+	if c == nil || r.tt.HTTP == "" {
+		return
+	}
+	cat = fmt.Sprintf("static_resources.clusters[%d]", r.index[c.GetName()])
+	n := 0
+	for i, le := range c.GetLoadAssignment().GetEndpoints() {
+		for j, lb := range le.GetLbEndpoints() {
+			n++
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			hp := net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
+			if hp != r.tt.HTTP {
+				r.fail(fmt.Sprintf("%s.load_assignment.endpoints[%d].lb_endpoints[%d].endpoint.address", cat, i, j), ErrAuthzCluster,
+					"%s is not where tokentailor's HTTP listener is (%s)", hp, r.tt.HTTP)
+			}
+		}
+	}
+	if n == 0 {
+		r.fail(cat+".load_assignment", ErrAuthzCluster, "no endpoints; tokentailor's HTTP listener is %s", r.tt.HTTP)
+	}
 }

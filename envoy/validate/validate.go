@@ -12,7 +12,8 @@
 //     ValidateAll alone does not enter (every typed_config is an Any).
 //  3. [Refs]: references between parts that no proto rule sees: clusters named
 //     by routes and by ext_authz exist, the ext_authz cluster speaks HTTP/2 to
-//     tokentailor's address, the router is the last HTTP filter, every
+//     tokentailor's gRPC address (or, for http_service, HTTP to its HTTP
+//     listener under path_prefix /envoy), the router is the last HTTP filter, every
 //     context_extensions route names a tokentailor route, admin is on loopback,
 //     ext_authz fails closed.
 //
@@ -56,6 +57,9 @@ var (
 	// ErrAuthzCluster: the ext_authz cluster lacks HTTP/2 or points elsewhere
 	// than tokentailor's configured address.
 	ErrAuthzCluster = errors.New("ext_authz cluster")
+	// ErrIgnored: a setting Envoy silently ignores in this mode, e.g.
+	// context_extensions with an http_service, which sends none.
+	ErrIgnored = errors.New("setting ignored by envoy")
 	// ErrUnknownRoute: a context_extensions route names no tokentailor route.
 	ErrUnknownRoute = errors.New("unknown tokentailor route")
 	// ErrUnknownFilter: a per-route ext_authz config is keyed by a name that
@@ -74,6 +78,9 @@ type Tokentailor struct {
 	Socket string
 	// GRPC is the TCP host:port tokentailor serves ext_authz on ("" for none).
 	GRPC string
+	// HTTP is the TCP host:port of tokentailor's HTTP authorization listener
+	// (listen.http), which an http_service ext_authz must reach ("" for none).
+	HTTP string
 	// Routes are tokentailor's route names. Nil skips the context_extensions check.
 	Routes []string
 	// ContextKey is the context_extensions key naming the route; "" means "route".

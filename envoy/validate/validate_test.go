@@ -17,7 +17,7 @@ var sentinels = []error{
 	validate.ErrSyntax, validate.ErrInvalid, validate.ErrUnknownCluster,
 	validate.ErrRouterNotLast, validate.ErrFailOpen, validate.ErrAuthzSettings,
 	validate.ErrAuthzCluster, validate.ErrUnknownRoute, validate.ErrUnknownFilter,
-	validate.ErrUnchecked, validate.ErrAdminExposed,
+	validate.ErrUnchecked, validate.ErrAdminExposed, validate.ErrIgnored,
 }
 
 const (
@@ -102,6 +102,37 @@ func containsErr(list []error, e error) bool {
 		}
 	}
 	return false
+}
+
+// The http_service variant: Envoy asks tokentailor's HTTP listener.
+func TestHTTPService(t *testing.T) {
+	httpTT := validate.Tokentailor{HTTP: "127.0.0.1:9192", Routes: []string{"orders"}}
+	tests := []struct {
+		file    string
+		tt      validate.Tokentailor
+		wantErr error
+		wantAt  string
+	}{
+		{file: "valid_http.yaml", tt: httpTT},
+		{file: "valid_http.yaml", tt: validate.Tokentailor{HTTP: "127.0.0.1:9999"}, wantErr: validate.ErrAuthzCluster,
+			wantAt: "static_resources.clusters[1].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address"},
+		{file: "http_wrong_prefix.yaml", tt: httpTT, wantErr: validate.ErrAuthzSettings, wantAt: authz + ".http_service.path_prefix"},
+		{file: "http_no_upstream_headers.yaml", tt: httpTT, wantErr: validate.ErrAuthzSettings,
+			wantAt: authz + ".http_service.authorization_response.allowed_upstream_headers"},
+		{file: "http_context_extensions.yaml", tt: httpTT, wantErr: validate.ErrIgnored,
+			wantAt: route0 + perRoute + ".check_settings.context_extensions"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := validate.File(read(t, tc.file), tc.tt)
+			if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+				t.Fatalf("File() = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), tc.wantAt) {
+				t.Errorf("File() = %v\nwant it to name %s", err, tc.wantAt)
+			}
+		})
+	}
 }
 
 // ValidateAll alone misses a rule broken inside a typed_config; Deep finds it.

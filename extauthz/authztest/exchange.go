@@ -20,7 +20,7 @@ const (
 
 // Exchange is the double's RFC 8693 token endpoint. By default it answers
 // every well-formed exchange with an RS256 JWT access token whose sub is
-// "exchanged:" + the subject token's ShortHash, aud the requested audience,
+// "exchanged:" + the subject token's ShortTokenHash, aud the requested audience,
 // scope the requested scope, and the lifetime of SetExpiresIn.
 type Exchange struct {
 	endpoint
@@ -115,7 +115,7 @@ func (x *Exchange) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, issue(form))
 		return
 	}
-	claims := jwt.MapClaims{"sub": "exchanged:" + extauthz.ShortHash(form.Get("subject_token"))}
+	claims := jwt.MapClaims{"sub": "exchanged:" + extauthz.ShortTokenHash(form.Get("subject_token"))}
 	if aud := form["audience"]; len(aud) > 0 {
 		claims["aud"] = aud
 	}

@@ -16,7 +16,8 @@ import (
 	gocache "github.com/patrickmn/go-cache"
 )
 
-// Observer is told about every lookup; metrics.Metrics implements it.
+// Observer is told about every lookup; *metrics.Metrics implements it, nil
+// included (its methods are nil-safe), so components pass theirs as is.
 type Observer interface {
 	CacheLookup(cache string, hit bool)
 }

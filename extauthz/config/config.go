@@ -35,8 +35,17 @@ type Config struct {
 	Cache Cache `json:"cache"`
 	// Runtime tunes the Go garbage collector (read at start only).
 	Runtime Runtime `json:"runtime"`
+	// SharedCache, when set, shares caches and revocations between replicas
+	// through Redis or Valkey; nil means each replica caches alone.
+	SharedCache *SharedCache `json:"shared_cache"`
 	// RouteKey is the context_extensions key that names a route (default "route").
 	RouteKey string `json:"route_key"`
+	// TxnToken configures the Transaction Tokens of routes with upstream
+	// mode txn_token.
+	TxnToken TxnToken `json:"txn_token"`
+	// DPoP configures the checking of DPoP proofs (RFC 9449) for routes whose
+	// sender_constraint is optional or required.
+	DPoP DPoP `json:"dpop"`
 	// Routes are tried in order when the request names no route; first match wins.
 	Routes []Route `json:"routes"`
 	// DefaultRoute names the route used when none matches; empty means deny.
@@ -59,6 +68,17 @@ type Listen struct {
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener.
 	// Off by default; keep the admin listener on loopback when it is on.
 	Pprof bool `json:"pprof"`
+	// HTTP is a TCP address for the HTTP authorization listener (Envoy's
+	// http_service, nginx auth_request, Caddy/Traefik forward_auth), e.g.
+	// "127.0.0.1:9192". Empty (the default) disables it.
+	HTTP string `json:"http"`
+	// HTTPSocket is a unix socket path for the HTTP authorization listener;
+	// every peer on it is trusted (the file's permissions are the boundary).
+	HTTPSocket string `json:"http_socket"`
+	// HTTPTrustedProxies are the CIDRs (or single addresses) of the proxies
+	// whose requests the HTTP listener on HTTP answers; any other peer gets
+	// 403. Default: loopback only (127.0.0.0/8, ::1/128).
+	HTTPTrustedProxies []string `json:"http_trusted_proxies"`
 }
 
 // Log holds logging settings.
@@ -121,7 +141,15 @@ type Issuer struct {
 	// ClockSkew is the leeway for exp, nbf and iat (default 30s).
 	ClockSkew Duration `json:"clock_skew"`
 	// RequiredType is the JWT typ header that must be present, e.g. "at+jwt".
+	// Empty accepts no typ, "JWT" and "at+jwt" only: any other typ
+	// (dpop+jwt, logout+jwt, token-introspection+jwt, secevent+jwt, …) is
+	// refused, so set this when the issuer's access tokens carry another.
 	RequiredType string `json:"required_typ"`
+	// AllowMissingSub accepts JWT access tokens without sub (default false:
+	// RFC 9068 §2.2 requires it). Set it only for an issuer known to omit
+	// sub, e.g. in client-credentials tokens. Introspected tokens are not
+	// affected.
+	AllowMissingSub bool `json:"allow_missing_sub"`
 	// ScopeClaims are the claims scopes are read from, in order (default scope, scp).
 	ScopeClaims []string `json:"scope_claims"`
 	// JWKSRefresh is how often keys are refetched (default 5m).
@@ -156,6 +184,51 @@ type Introspection struct {
 	NegativeTTL Duration `json:"negative_ttl"`
 	// MaxInFlight bounds concurrent calls to the endpoint (default 32).
 	MaxInFlight int `json:"max_in_flight"`
+	// Audience says how an introspected token is known to be meant for us:
+	// "claim" (default) requires the answer's aud to hold one of the issuer's
+	// audiences; "server" trusts the authorization server to answer active
+	// only to a caller the token is meant for (zitadel does; RFC 7662 §4
+	// allows it), so an answer without aud is accepted, while an aud that is
+	// present must still hold one of the audiences.
+	Audience string `json:"audience"`
+	// SubjectClaims are the members of the answer the subject is read from,
+	// the first non-empty one wins (default [sub]). An answer with none of
+	// them is refused (401), never turned into a principal without a subject.
+	// e.g. [sub, username, client_id] for servers that omit sub.
+	SubjectClaims []string `json:"subject_claims"`
+	// RateLimit caps the calls to the endpoint per second. A check that
+	// would exceed it is denied with 503 without a call (cached answers are
+	// still served).
+	RateLimit RateLimit `json:"rate_limit"`
+	// TokenShape, when set, refuses tokens that cannot be this issuer's with
+	// 401 invalid_token, without a call.
+	TokenShape *TokenShape `json:"token_shape"`
+}
+
+// RateLimit is a token bucket: PerSecond calls a second on average, up to
+// Burst at once.
+type RateLimit struct {
+	// PerSecond is the average rate; fractions are allowed (default 100).
+	PerSecond float64 `json:"per_second"`
+	// Burst is the bucket's size (default PerSecond, rounded up).
+	Burst int `json:"burst"`
+}
+
+// TokenShape says what every opaque token of the issuer looks like:
+// prefix, then Segments non-empty runs of Alphabet joined by ".", the whole
+// MinLength to MaxLength bytes long. Ory Hydra (default entropy):
+// {prefix: ory_at_, alphabet: base64url, segments: 2, min_length: 94, max_length: 94}.
+type TokenShape struct {
+	// Prefix starts every token, e.g. "ory_at_".
+	Prefix string `json:"prefix"`
+	// Alphabet is base64url (default), base64, hex or alnum.
+	Alphabet string `json:"alphabet"`
+	// Segments is the number of "."-separated parts after the prefix (default 1).
+	Segments int `json:"segments"`
+	// MinLength is the least length in bytes, prefix included (default: no bound).
+	MinLength int `json:"min_length"`
+	// MaxLength is the greatest length in bytes, prefix included (default: no bound).
+	MaxLength int `json:"max_length"`
 }
 
 // Client is an OAuth client registration.
@@ -221,8 +294,59 @@ type Route struct {
 	// MinLifetime refuses tokens that expire sooner than this. Opaque tokens
 	// whose introspection answer has no exp are not judged by it.
 	MinLifetime Duration `json:"min_lifetime"`
+	// SenderConstraint is how the route treats DPoP-bound tokens (RFC 9449):
+	// off (default: tokens are bearer tokens whatever their cnf), optional
+	// (DPoP-bound tokens need the DPoP scheme and a valid proof, others pass
+	// as Bearer) or required (only DPoP-bound tokens with a valid proof).
+	// Certificate-bound tokens (RFC 8705 cnf x5t#S256) are checked on every
+	// route whatever this says.
+	SenderConstraint string `json:"sender_constraint"`
+	// DPoPOrigin is the scheme and authority clients address, e.g.
+	// "https://api.example.com", when a proxy in front of Envoy changes them;
+	// empty means Envoy's scheme and :authority. A proof's htu must equal
+	// this origin plus the request path.
+	DPoPOrigin string `json:"dpop_origin"`
 	// Upstream says what the upstream gets.
 	Upstream Upstream `json:"upstream"`
+}
+
+// TxnToken configures Transaction Tokens (draft-ietf-oauth-transaction-tokens).
+type TxnToken struct {
+	// TrustDomain is the aud of every Txn-Token (required with mode txn_token).
+	TrustDomain string `json:"trust_domain"`
+	// Workload is req_wl, the requesting workload, unless the caller's
+	// certificate names a SPIFFE ID (required with mode txn_token).
+	Workload string `json:"workload"`
+	// TTL is a Txn-Token's lifetime, never beyond the incoming token (default 1m, at most 10m).
+	TTL Duration `json:"ttl"`
+	// Context is tctx: immutable context claims every Txn-Token carries.
+	Context map[string]any `json:"context"`
+	// RequestIDHeader names a request header whose value (1–128 visible
+	// ASCII characters) becomes txn, e.g. x-request-id (Envoy sets it); ""
+	// means a random UUID per token.
+	RequestIDHeader string `json:"request_id_header"`
+}
+
+// DPoP configures DPoP proof checking (RFC 9449).
+type DPoP struct {
+	// Algorithms is the proof alg allowlist, asymmetric only (default: ES256,
+	// ES384, ES512, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512). It is
+	// also the algs parameter of DPoP challenges.
+	Algorithms []string `json:"algorithms"`
+	// MaxAge bounds how old a proof's iat may be (default 60s).
+	MaxAge Duration `json:"max_age"`
+	// Leeway bounds how far in the future iat may be (default 5s).
+	Leeway Duration `json:"leeway"`
+	// ReplayEntries bounds the cache of seen proofs (default 100000); when it
+	// is full of live proofs, new proofs are refused (503) rather than a
+	// seen one forgotten.
+	ReplayEntries int `json:"replay_entries"`
+	// NonceSecret, when set, makes server nonces mandatory: proofs must carry
+	// a nonce tokentailor issued (DPoP-Nonce header of a use_dpop_nonce
+	// denial). At least 32 bytes; replicas sharing it accept each other's nonces.
+	NonceSecret *Secret `json:"nonce_secret"`
+	// NonceLifetime is how long an issued nonce is accepted (default 5m).
+	NonceLifetime Duration `json:"nonce_lifetime"`
 }
 
 // Match selects requests by host, path and method; empty parts match anything.
@@ -281,7 +405,11 @@ type Exchange struct {
 	Issuer string `json:"issuer"`
 	// Resource is the resource indicator (RFC 8707).
 	Resource string `json:"resource"`
-	// RequestedTokenType (default urn:ietf:params:oauth:token-type:jwt).
+	// SubjectTokenType is the subject_token_type sent with the incoming token
+	// (default urn:ietf:params:oauth:token-type:access_token, for JWT and
+	// opaque tokens alike: both are access tokens).
+	SubjectTokenType string `json:"subject_token_type"`
+	// RequestedTokenType (default urn:ietf:params:oauth:token-type:access_token).
 	RequestedTokenType string `json:"requested_token_type"`
 	// Actor sends tokentailor's own client credential as actor_token.
 	Actor bool `json:"actor"`

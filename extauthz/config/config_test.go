@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if *c.Credential.Scheme != "Bearer" || c.Credential.Header != "authorization" || c.RouteKey != "route" {
 		t.Errorf("credential defaults wrong: %+v", c.Credential)
+	}
+	if c.Listen.HTTP != "" || c.Listen.HTTPSocket != "" || !slices.Equal(c.Listen.HTTPTrustedProxies, DefaultHTTPTrustedProxies) {
+		t.Errorf("HTTP listener defaults wrong: %+v", c.Listen)
 	}
 	if got := c.Path("key.pem"); got != "/etc/tt/key.pem" {
 		t.Errorf("Path = %q", got)
@@ -119,6 +123,15 @@ func TestValidateNamesTheField(t *testing.T) {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    algorithms: [HS256]", 1)
 		}, "issuers[0].algorithms: HS* algorithms need hmac_secret"},
 		{"no listener", func(s string) string { return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, "", 1) }, "listen: set grpc"},
+		{"bad http address", func(s string) string {
+			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", http: "9192"}`, 1)
+		}, `listen.http: "9192" is not host:port`},
+		{"relative http socket", func(s string) string {
+			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", http_socket: run/http.sock}`, 1)
+		}, "listen.http_socket: must be an absolute path"},
+		{"bad trusted proxy", func(s string) string {
+			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", http_trusted_proxies: [10.0.0.0/8, proxy.local]}`, 1)
+		}, `listen.http_trusted_proxies[1]: "proxy.local" is not a CIDR`},
 		{"bad mode", func(s string) string { return strings.Replace(s, "{audience: api}", "{audience: api, mode: magic}", 1) }, `routes[0].upstream.mode: "magic" is not`},
 		{"mint without audience", func(s string) string { return strings.Replace(s, "{audience: api}", "{}", 1) }, "routes[0].upstream.audience: required for mode mint"},
 		{"registered claim", func(s string) string {
@@ -148,6 +161,18 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"zero max_cache_ttl", func(s string) string {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i, max_cache_ttl: 0s}\n    client: {id: c, secret: {env: X}}", 1)
 		}, "issuers[0].introspection.max_cache_ttl: must be positive"},
+		{"unknown introspection audience", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i, audience: trust}\n    client: {id: c, secret: {env: X}}", 1)
+		}, `issuers[0].introspection.audience: "trust" is not claim or server`},
+		{"empty subject claim", func(s string) string {
+			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    introspection: {endpoint: https://idp.test/i, subject_claims: [sub, \"\"]}\n    client: {id: c, secret: {env: X}}", 1)
+		}, "issuers[0].introspection.subject_claims[1]: must not be empty"},
+		{"subject token type not a URI", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, mode: exchange, exchange: {subject_token_type: access_token}}", 1)
+		}, `routes[0].upstream.exchange.subject_token_type: "access_token" is not a token type URI`},
+		{"requested token type not a URI", func(s string) string {
+			return strings.Replace(s, "{audience: api}", "{audience: api, mode: exchange, exchange: {requested_token_type: jwt}}", 1)
+		}, `routes[0].upstream.exchange.requested_token_type: "jwt" is not a token type URI`},
 		{"zero jwks_min_refetch", func(s string) string {
 			return strings.Replace(s, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    jwks_min_refetch: 0s", 1)
 		}, "issuers[0].jwks_min_refetch: must be positive"},
@@ -242,6 +267,28 @@ func TestDurationAndStringList(t *testing.T) {
 	}
 }
 
+func TestAllowMissingSub(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want bool
+	}{
+		{name: "default: sub required", yaml: minimal, want: false},
+		{name: "opt-out", yaml: strings.Replace(minimal, "    audiences: [api]\n", "    audiences: [api]\n    allow_missing_sub: true\n", 1), want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "/etc/tt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Issuers[0].AllowMissingSub; got != tt.want {
+				t.Fatalf("allow_missing_sub = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	if b, err := os.ReadFile("../../docs/examples/tokentailor-sidecar.yaml"); err == nil {
@@ -258,4 +305,92 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("config returned with error")
 		}
 	})
+}
+
+func TestParseTrustedProxy(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{name: "CIDR", in: "10.1.2.3/8", want: "10.0.0.0/8"},
+		{name: "IPv4 address", in: "10.0.0.7", want: "10.0.0.7/32"},
+		{name: "IPv6 address", in: "::1", want: "::1/128"},
+		{name: "host name", in: "proxy.local", wantErr: true},
+		{name: "empty", in: "", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseTrustedProxy(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && got.String() != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestIssue12Defaults checks the defaults that let tokentailor work with
+// servers such as zitadel: access_token on both sides of an exchange, the
+// answer's aud and sub by default for introspection, and the values a file
+// sets arriving unchanged.
+func TestIssue12Defaults(t *testing.T) {
+	tests := []struct {
+		name         string
+		issuerExtra  string
+		upstream     string
+		wantAudience string
+		wantSubject  []string
+		wantSubType  string
+		wantReqType  string
+	}{
+		{
+			name:         "defaults",
+			issuerExtra:  "introspection: {endpoint: https://idp.test/i}",
+			upstream:     "{audience: api, mode: exchange}",
+			wantAudience: AudienceClaim, wantSubject: []string{"sub"},
+			wantSubType: "urn:ietf:params:oauth:token-type:access_token", wantReqType: "urn:ietf:params:oauth:token-type:access_token",
+		},
+		{
+			name:         "set in the file",
+			issuerExtra:  "introspection: {endpoint: https://idp.test/i, audience: server, subject_claims: [sub, username, client_id]}",
+			upstream:     "{audience: api, mode: exchange, exchange: {subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', requested_token_type: 'urn:ietf:params:oauth:token-type:id_token'}}",
+			wantAudience: AudienceServer, wantSubject: []string{"sub", "username", "client_id"},
+			wantSubType: "urn:ietf:params:oauth:token-type:jwt", wantReqType: "urn:ietf:params:oauth:token-type:id_token",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := strings.Replace(minimal, "jwks_url: https://idp.test/jwks", "jwks_url: https://idp.test/jwks\n    "+tt.issuerExtra+"\n    client: {id: c, secret: {env: X}}", 1)
+			src = strings.Replace(src, "upstream: {audience: api}", "upstream: "+tt.upstream, 1)
+			c, err := Parse([]byte(src), "/etc/tt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := c.Issuers[0].Introspection
+			if in.Audience != tt.wantAudience || strings.Join(in.SubjectClaims, ",") != strings.Join(tt.wantSubject, ",") {
+				t.Errorf("introspection = audience %q, subject_claims %v; want %q, %v", in.Audience, in.SubjectClaims, tt.wantAudience, tt.wantSubject)
+			}
+			x := c.Routes[0].Upstream.Exchange
+			if x.SubjectTokenType != tt.wantSubType || x.RequestedTokenType != tt.wantReqType {
+				t.Errorf("exchange types = %q, %q; want %q, %q", x.SubjectTokenType, x.RequestedTokenType, tt.wantSubType, tt.wantReqType)
+			}
+		})
+	}
+}
+
+// The HTTP authorization listener alone is enough: nginx or Caddy need no gRPC.
+func TestHTTPListenerAlone(t *testing.T) {
+	for _, listen := range []string{`{http: "127.0.0.1:9192"}`, `{http_socket: /run/tt/http.sock}`} {
+		in := strings.Replace(minimal, `listen: {grpc: "127.0.0.1:9191"}`, "listen: "+listen, 1)
+		if in == minimal {
+			t.Fatal("minimal config changed shape")
+		}
+		if _, err := Parse([]byte(in), "/etc/tt"); err != nil {
+			t.Errorf("listen %s: %v", listen, err)
+		}
+	}
 }

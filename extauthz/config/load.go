@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -91,18 +92,39 @@ const (
 	DefaultNegativeTTL    = 5 * time.Second
 	DefaultMaxInFlight    = 32
 	DefaultEmbeddedClaim  = "tokens"
-	DefaultRequestedType  = "urn:ietf:params:oauth:token-type:jwt"
+	DefaultRequestedType  = "urn:ietf:params:oauth:token-type:access_token"
+	DefaultSubjectType    = "urn:ietf:params:oauth:token-type:access_token"
+	// AudienceClaim and AudienceServer are the values of introspection.audience.
+	AudienceClaim  = "claim"
+	AudienceServer = "server"
+	// DefaultIntrospectionRate is introspection.rate_limit.per_second: new
+	// tokens (and answers past max_cache_ttl) a second one sidecar may ask
+	// about; a gateway with more distinct tokens a minute raises it.
+	DefaultIntrospectionRate = 100.0
+	DefaultTokenAlphabet     = "base64url"
+	// MaxTokenSegments bounds introspection.token_shape.segments.
+	MaxTokenSegments = 16
 )
 
 // DefaultAlgorithms is the allowlist when an issuer names none: asymmetric only.
 var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
+// DefaultHTTPTrustedProxies are the peers the HTTP authorization listener
+// answers when listen.http_trusted_proxies names none: loopback only.
+var DefaultHTTPTrustedProxies = []string{"127.0.0.0/8", "::1/128"}
+
 // DefaultScopeClaims are read in order when an issuer names none.
 var DefaultScopeClaims = []string{"scope", "scp"}
 
 func (c *Config) applyDefaults() {
+	if c.SharedCache != nil {
+		c.SharedCache.applyDefaults()
+	}
 	if !c.Listen.ShutdownGrace.IsSet() {
 		c.Listen.ShutdownGrace.Duration = DefaultShutdownGrace
+	}
+	if c.Listen.HTTPTrustedProxies == nil {
+		c.Listen.HTTPTrustedProxies = slices.Clone(DefaultHTTPTrustedProxies)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -124,6 +146,7 @@ func (c *Config) applyDefaults() {
 		}
 		c.Credential.Scheme = &s
 	}
+	c.applyDPoPDefaults()
 	if c.Credential.MaxBytes == 0 {
 		c.Credential.MaxBytes = DefaultMaxTokenBytes
 	}
@@ -175,6 +198,26 @@ func (c *Config) applyDefaults() {
 			if in.MaxInFlight == 0 {
 				in.MaxInFlight = DefaultMaxInFlight
 			}
+			if in.Audience == "" {
+				in.Audience = AudienceClaim
+			}
+			if len(in.SubjectClaims) == 0 {
+				in.SubjectClaims = []string{"sub"}
+			}
+			if in.RateLimit.PerSecond == 0 {
+				in.RateLimit.PerSecond = DefaultIntrospectionRate
+			}
+			if in.RateLimit.Burst == 0 && in.RateLimit.PerSecond > 0 && in.RateLimit.PerSecond <= math.MaxInt32 {
+				in.RateLimit.Burst = int(math.Ceil(in.RateLimit.PerSecond))
+			}
+			if sh := in.TokenShape; sh != nil {
+				if sh.Alphabet == "" {
+					sh.Alphabet = DefaultTokenAlphabet
+				}
+				if sh.Segments == 0 {
+					sh.Segments = 1
+				}
+			}
 		}
 		if is.Introspection != nil {
 			is.Opaque = true
@@ -204,6 +247,9 @@ func (c *Config) applyDefaults() {
 		if !u.TTL.IsSet() {
 			u.TTL.Duration = DefaultTTL
 		}
+		if u.Header == "" && u.Mode == "txn_token" {
+			u.Header = "txn-token" // draft §10.1; never Authorization
+		}
 		if u.Header == "" {
 			u.Header = "authorization"
 		}
@@ -229,6 +275,9 @@ func (c *Config) applyDefaults() {
 			if u.Exchange.RequestedTokenType == "" {
 				u.Exchange.RequestedTokenType = DefaultRequestedType
 			}
+			if u.Exchange.SubjectTokenType == "" {
+				u.Exchange.SubjectTokenType = DefaultSubjectType
+			}
 		}
 	}
 }
@@ -253,8 +302,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
 
-	if c.Listen.GRPC == "" && c.Listen.Socket == "" {
-		bad("listen", "set grpc (a TCP address), socket (a unix socket path) or both")
+	if c.Listen.GRPC == "" && c.Listen.Socket == "" && c.Listen.HTTP == "" && c.Listen.HTTPSocket == "" {
+		bad("listen", "set grpc (a TCP address) or socket (a unix socket path) for Envoy's gRPC ext_authz, http or http_socket for the HTTP authorization listener")
 	}
 	if c.Listen.GRPC != "" {
 		if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
@@ -268,6 +317,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen.Socket != "" && !filepath.IsAbs(c.Listen.Socket) {
 		bad("listen.socket", "must be an absolute path")
+	}
+	if c.Listen.HTTP != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.HTTP); err != nil {
+			bad("listen.http", "%q is not host:port", c.Listen.HTTP)
+		}
+	}
+	if c.Listen.HTTPSocket != "" && !filepath.IsAbs(c.Listen.HTTPSocket) {
+		bad("listen.http_socket", "must be an absolute path")
+	}
+	for i, p := range c.Listen.HTTPTrustedProxies {
+		if _, err := ParseTrustedProxy(p); err != nil {
+			bad(fmt.Sprintf("listen.http_trusted_proxies[%d]", i), "%q is not a CIDR (10.0.0.0/8) or an IP address", p)
+		}
 	}
 	if c.Listen.ShutdownGrace.Duration < 0 {
 		bad("listen.shutdown_grace", "must not be negative")
@@ -320,6 +382,9 @@ func (c *Config) Validate() error {
 	if c.Credential.MaxBytes < 0 {
 		bad("credential.max_bytes", "must be positive")
 	}
+	if c.SharedCache != nil {
+		c.validateSharedCache("shared_cache", c.SharedCache, bad)
+	}
 	if c.Cache.MaxEntries < 0 {
 		bad("cache.max_entries", "must be positive")
 	}
@@ -342,6 +407,7 @@ func (c *Config) Validate() error {
 		bad("issuers", "at most one issuer may handle opaque tokens (opaque: true or introspection)")
 	}
 
+	c.validateDPoP(bad)
 	names := map[string]bool{}
 	for i := range c.Routes {
 		c.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, opaque > 0, bad)
@@ -436,6 +502,18 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 		if in.MaxInFlight < 0 {
 			bad(f+".introspection.max_in_flight", "must be positive")
 		}
+		checkRateLimit(bad, f+".introspection.rate_limit", in.RateLimit)
+		if in.TokenShape != nil {
+			checkTokenShape(bad, f+".introspection.token_shape", in.TokenShape)
+		}
+		if in.Audience != AudienceClaim && in.Audience != AudienceServer {
+			bad(f+".introspection.audience", "%q is not claim or server", in.Audience)
+		}
+		for j, name := range in.SubjectClaims {
+			if name == "" {
+				bad(fmt.Sprintf("%s.introspection.subject_claims[%d]", f, j), "must not be empty")
+			}
+		}
 		if in.JWTResponse && is.JWKSURL == "" && !is.Discovery {
 			bad(f+".introspection.jwt_response", "needs jwks_url or discovery to verify signed answers")
 		}
@@ -466,6 +544,43 @@ func (c *Config) validateIssuer(f string, is *Issuer, seen map[string]bool, bad 
 	}
 }
 
+// checkRateLimit checks an introspection rate limit (defaults applied).
+func checkRateLimit(bad func(string, string, ...any), f string, rl RateLimit) {
+	if rl.PerSecond <= 0 || rl.PerSecond > 1e6 {
+		bad(f+".per_second", "must be above 0 and at most 1000000")
+	}
+	if rl.Burst < 1 || rl.Burst > 1e6 {
+		bad(f+".burst", "must be 1 to 1000000")
+	}
+}
+
+// checkTokenShape checks a token shape (defaults applied).
+func checkTokenShape(bad func(string, string, ...any), f string, sh *TokenShape) {
+	switch sh.Alphabet {
+	case "base64url", "base64", "hex", "alnum":
+	default:
+		bad(f+".alphabet", "must be base64url, base64, hex or alnum")
+	}
+	if sh.Segments < 1 || sh.Segments > MaxTokenSegments {
+		bad(f+".segments", "must be 1 to %d", MaxTokenSegments)
+	}
+	for i := range len(sh.Prefix) {
+		if c := sh.Prefix[i]; c <= 0x20 || c >= 0x7f {
+			bad(f+".prefix", "must be printable ASCII without spaces")
+			break
+		}
+	}
+	least := len(sh.Prefix) + 2*max(sh.Segments, 1) - 1
+	switch {
+	case sh.MinLength < 0:
+		bad(f+".min_length", "must not be negative")
+	case sh.MaxLength < 0:
+		bad(f+".max_length", "must not be negative")
+	case sh.MaxLength > 0 && sh.MaxLength < max(sh.MinLength, least):
+		bad(f+".max_length", "must be at least min_length and the %d bytes the prefix and segments need", least)
+	}
+}
+
 func (c *Config) validateSecret(f string, s *Secret, bad func(string, string, ...any)) {
 	if (s.File == "") == (s.Env == "") {
 		bad(f, "set exactly one of file or env")
@@ -473,6 +588,20 @@ func (c *Config) validateSecret(f string, s *Secret, bad func(string, string, ..
 }
 
 func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOpaque bool, bad func(string, string, ...any)) {
+	switch r.SenderConstraint {
+	case "", "off", "optional", "required":
+	default:
+		hint := ""
+		if r.SenderConstraint == "false" || r.SenderConstraint == "true" {
+			hint = ` (YAML reads a bare off or on as a boolean: write "off")`
+		}
+		bad(f+".sender_constraint", "%q: want off, optional or required%s", r.SenderConstraint, hint)
+	}
+	if o := r.DPoPOrigin; o != "" {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad(f+".dpop_origin", "%q: want scheme://host[:port] only", o)
+		}
+	}
 	switch {
 	case r.Name == "":
 		bad(f+".name", "required")
@@ -532,12 +661,26 @@ func (c *Config) validateRoute(f string, r *Route, names map[string]bool, haveOp
 		if u.Exchange.Issuer != "" && !c.hasIssuer(u.Exchange.Issuer) {
 			bad(uf+".exchange.issuer", "%q names no configured issuer", u.Exchange.Issuer)
 		}
+		for _, t := range []struct{ name, v string }{
+			{"subject_token_type", u.Exchange.SubjectTokenType}, {"requested_token_type", u.Exchange.RequestedTokenType},
+		} {
+			if !isTokenTypeURI(t.v) {
+				bad(uf+".exchange."+t.name, "%q is not a token type URI (e.g. urn:ietf:params:oauth:token-type:access_token)", t.v)
+			}
+		}
 	case "embedded":
 		if u.Audience == "" {
 			bad(uf+".audience", "required for mode embedded: it picks the embedded token")
 		}
+	case "txn_token":
+		if c.TxnToken.TrustDomain == "" || c.TxnToken.Workload == "" {
+			bad(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload")
+		}
+		if len(u.Scopes) == 0 {
+			bad(uf+".scopes", "required for mode txn_token: a Txn-Token's scope is its purpose")
+		}
 	default:
-		bad(uf+".mode", "%q is not mint, forward, exchange or embedded", u.Mode)
+		bad(uf+".mode", "%q is not mint, forward, exchange, embedded or txn_token", u.Mode)
 	}
 	if u.Exchange != nil && u.Mode != "exchange" {
 		bad(uf+".exchange", "only for mode exchange")
@@ -621,6 +764,9 @@ func (c *Config) Files() []string {
 	for _, k := range c.Mint.Keys {
 		add(k.File)
 	}
+	if s := c.DPoP.NonceSecret; s != nil {
+		add(s.File)
+	}
 	for _, is := range c.Issuers {
 		if is.HMACSecret != nil {
 			add(is.HMACSecret.File)
@@ -630,6 +776,11 @@ func (c *Config) Files() []string {
 				add(is.Client.Secret.File)
 			}
 			add(is.Client.PrivateKeyFile)
+		}
+	}
+	if c.SharedCache != nil {
+		for _, f := range c.SharedCache.files() {
+			add(f)
 		}
 	}
 	return out
@@ -660,4 +811,24 @@ func (r Runtime) Limit(maxEntries int) (int64, error) {
 		return 0, fmt.Errorf("%q: a limit under 16Mi would keep the collector running without pause", r.MemoryLimit)
 	}
 	return n, nil
+}
+
+// ParseTrustedProxy reads one entry of listen.http_trusted_proxies: a CIDR
+// ("10.0.0.0/8") or a single address ("10.0.0.7", read as /32 or /128).
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// isTokenTypeURI reports whether v is an absolute URI, as RFC 8693 §3 token
+// type identifiers are (urn:ietf:params:oauth:token-type:… or a URL).
+func isTokenTypeURI(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && u.Scheme != "" && (u.Opaque != "" || u.Host != "") && !strings.ContainsAny(v, " \t\r\n")
 }

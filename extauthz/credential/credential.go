@@ -10,6 +10,8 @@
 package credential
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -37,6 +39,10 @@ type Options struct {
 	Scheme string
 	// MaxBytes bounds the header value; default 8192.
 	MaxBytes int
+	// DPoP also accepts the "DPoP" scheme (RFC 9449 §7.1) beside Scheme;
+	// Credential.Scheme tells which one came. Whether the token may come
+	// with it is decided later, with the token's cnf (extauthz/dpop.Decide).
+	DPoP bool
 }
 
 // Extract returns the credential of r.
@@ -77,8 +83,13 @@ func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
 	}
 
 	token := value
+	used := scheme
 	if scheme != "" {
 		rest, ok := cutScheme(value, scheme)
+		if !ok && o.DPoP {
+			rest, ok = cutScheme(value, "DPoP")
+			used = "DPoP"
+		}
 		if !ok {
 			return extauthz.Credential{}, fmt.Errorf("%w: %s header does not use the %s scheme",
 				extauthz.ErrMalformedCredential, header, scheme)
@@ -95,7 +106,7 @@ func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
 	}
 	// The token is hashed here, once per Check: every cache and every log
 	// line downstream uses this sum.
-	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, Sum: extauthz.TokenHash(token)}, nil
+	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, Scheme: used, CachedTokenHash: extauthz.TokenHash(token)}, nil
 }
 
 // cutScheme strips "scheme 1*SP" from the front of v, matching the scheme
@@ -142,18 +153,56 @@ var b64tokenChar = func() (t [256]bool) {
 
 // Kind tells a JWT from an opaque token by its shape alone, cheaply: a token
 // that starts with "eyJ" (a base64url JSON object: `{"`) and has exactly two
-// dots (JWS compact serialization) or four (JWE) is KindJWT; anything else is
-// KindOpaque. Empty segments still count as a JWT so that, for instance, an
-// unsigned `alg: none` token is rejected locally by the verifier instead of
-// being sent to the authorization server's introspection endpoint.
+// dots (JWS compact serialization) is KindJWT; anything else is KindOpaque,
+// with one exception for four dots below. Empty segments still count as a
+// JWT so that, for instance, an unsigned `alg: none` token is rejected
+// locally by the verifier instead of being sent to the authorization server's
+// introspection endpoint.
+//
+// Four dots is the JWE compact serialization (RFC 7516 §7.1). A JWE whose
+// protected header names a content encryption ("enc") is an encrypted token
+// that only its issuer can read (zitadel's opaque access tokens are such
+// JWEs): to a resource server it is opaque, so it is KindOpaque and goes to
+// introspection. A five-part token whose header cannot be decoded, or has no
+// "enc", stays KindJWT, so the verifier refuses it as malformed instead of
+// sending it to the authorization server.
 func Kind(token string) extauthz.CredentialKind {
 	if !strings.HasPrefix(token, "eyJ") {
 		return extauthz.KindOpaque
 	}
 	switch strings.Count(token, ".") {
-	case 2, 4:
+	case 2:
+		return extauthz.KindJWT
+	case 4:
+		if isJWE(token) {
+			return extauthz.KindOpaque
+		}
 		return extauthz.KindJWT
 	default:
 		return extauthz.KindOpaque
 	}
+}
+
+// maxJWEHeader bounds the protected header decoded by isJWE.
+const maxJWEHeader = 4096
+
+// isJWE reports whether the first segment of a five-part token is a
+// base64url JSON object with an "enc" member of string type (RFC 7516 §4.1.2).
+func isJWE(token string) bool {
+	head, _, _ := strings.Cut(token, ".")
+	if len(head) > maxJWEHeader {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return false
+	}
+	// A map, not a struct: member names are matched exactly (RFC 7515
+	// §4: case-sensitive), not case-insensitively as struct fields are.
+	var h map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return false
+	}
+	var enc string
+	return json.Unmarshal(h["enc"], &enc) == nil && enc != ""
 }

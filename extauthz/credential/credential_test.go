@@ -1,7 +1,11 @@
 package credential
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,27 +44,27 @@ func TestExtract(t *testing.T) {
 		{
 			name: "bearer jws",
 			req:  req(map[string]string{"authorization": "Bearer " + jws}, nil),
-			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization"},
+			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "lower-case scheme (RFC 7235 §2.1)",
 			req:  req(map[string]string{"authorization": "bearer " + jws}, nil),
-			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization"},
+			want: extauthz.Credential{Raw: jws, Kind: extauthz.KindJWT, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "upper-case scheme and several spaces",
 			req:  req(map[string]string{"authorization": "BEARER   tok"}, nil),
-			want: extauthz.Credential{Raw: "tok", Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: "tok", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
-			name: "jwe counts as jwt",
+			name: "jwe is opaque: introspected",
 			req:  req(map[string]string{"authorization": "Bearer " + jwe}, nil),
-			want: extauthz.Credential{Raw: jwe, Kind: extauthz.KindJWT, Header: "authorization"},
+			want: extauthz.Credential{Raw: jwe, Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "opaque with b64token punctuation and padding",
 			req:  req(map[string]string{"authorization": "Bearer ory_at_a-b.c~d+e/f=="}, nil),
-			want: extauthz.Credential{Raw: "ory_at_a-b.c~d+e/f==", Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: "ory_at_a-b.c~d+e/f==", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name: "custom header without scheme takes the whole value",
@@ -72,13 +76,30 @@ func TestExtract(t *testing.T) {
 			name: "custom header with scheme",
 			opts: Options{Header: "x-auth", Scheme: "Token"},
 			req:  req(map[string]string{"x-auth": "token abc"}, nil),
-			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "x-auth"},
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "x-auth", Scheme: "Token"},
 		},
 		{
 			name: "explicit authorization header keeps the Bearer default",
 			opts: Options{Header: "Authorization"},
 			req:  req(map[string]string{"authorization": "Bearer abc"}, nil),
-			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
+		},
+		{
+			name: "DPoP scheme where DPoP is accepted (RFC 9449 §7.1)",
+			opts: Options{DPoP: true},
+			req:  req(map[string]string{"authorization": "dpop abc"}, nil),
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "DPoP"},
+		},
+		{
+			name: "Bearer still accepted where DPoP is",
+			opts: Options{DPoP: true},
+			req:  req(map[string]string{"authorization": "Bearer abc"}, nil),
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
+		},
+		{
+			name:    "DPoP scheme where DPoP is not accepted",
+			req:     req(map[string]string{"authorization": "DPoP abc"}, nil),
+			wantErr: extauthz.ErrMalformedCredential,
 		},
 		{
 			name:    "two values joined by envoy",
@@ -160,7 +181,7 @@ func TestExtract(t *testing.T) {
 			name: "exactly at a custom limit",
 			opts: Options{MaxBytes: 10},
 			req:  req(map[string]string{"authorization": "Bearer abc"}, nil),
-			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization"},
+			want: extauthz.Credential{Raw: "abc", Kind: extauthz.KindOpaque, Header: "authorization", Scheme: "Bearer"},
 		},
 		{
 			name:    "one byte over a custom limit",
@@ -176,7 +197,7 @@ func TestExtract(t *testing.T) {
 				t.Fatalf("Extract() error = %v, want %v", err, tt.wantErr)
 			}
 			if tt.want.Raw != "" {
-				tt.want.Sum = extauthz.TokenHash(tt.want.Raw) // hashed once, at extraction
+				tt.want.CachedTokenHash = extauthz.TokenHash(tt.want.Raw) // hashed once, at extraction
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Extract() mismatch (-want +got):\n%s", diff)
@@ -191,14 +212,30 @@ func TestExtract(t *testing.T) {
 	}
 }
 
+// seg base64url-encodes s without padding, as a JOSE segment.
+func seg(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
 func TestKind(t *testing.T) {
+	zitadel, err := os.ReadFile(filepath.Join("testdata", "zitadel-access-token.jwe"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		token string
 		want  extauthz.CredentialKind
 	}{
 		{name: "jws", token: jws, want: extauthz.KindJWT},
-		{name: "jwe with empty key segment", token: jwe, want: extauthz.KindJWT},
+		{name: "jwe with enc and empty key segment is opaque", token: jwe, want: extauthz.KindOpaque},
+		{name: "zitadel's encrypted access token is opaque", token: strings.TrimSpace(string(zitadel)), want: extauthz.KindOpaque},
+		{name: "five parts without enc stay a (malformed) jwt", token: seg(`{"alg":"RS256"}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with empty enc stay a jwt", token: seg(`{"alg":"dir","enc":""}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with enc not a string stay a jwt", token: seg(`{"alg":"dir","enc":1}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with undecodable header stay a jwt", token: "eyJhbGciOi.a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with a header that is not json stay a jwt", token: "eyJ" + seg("nope") + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "five parts with an oversized header stay a jwt", token: seg(`{"enc":"A256GCM","x":"`+strings.Repeat("a", 4096)+`"}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "member names are case-sensitive", token: seg(`{"alg":"dir","ENC":"A256GCM"}`) + ".a.b.c.d", want: extauthz.KindJWT},
+		{name: "jws whose header says enc stays a jwt", token: seg(`{"alg":"ES256","enc":"A256GCM"}`) + ".eyJzdWIiOiJhIn0.c2ln", want: extauthz.KindJWT},
 		{name: "unsigned jws goes to the verifier", token: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.", want: extauthz.KindJWT},
 		{name: "two segments", token: "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0", want: extauthz.KindOpaque},
 		{name: "four segments", token: "eyJh.b.c.d", want: extauthz.KindOpaque},
@@ -213,6 +250,48 @@ func TestKind(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzKind checks the routing rule on arbitrary tokens: a JWS-shaped token
+// (eyJ, two dots) always goes to the JWT verifier, and a token with eyJ and
+// four dots goes to introspection only when its header decodes to a JSON
+// object with a non-empty string "enc".
+func FuzzKind(f *testing.F) {
+	for _, seed := range []string{
+		jws, jwe, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.", "eyJhbGciOi.a.b.c.d", "ory_at_abc",
+		seg(`{"alg":"RS256"}`) + ".a.b.c.d", seg(`{"enc":1}`) + ".a.b.c.d", seg(`{"enc":"x"}`) + "....",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		got := Kind(token)
+		if got != extauthz.KindJWT && got != extauthz.KindOpaque {
+			t.Fatalf("Kind(%q) = %v", token, got)
+		}
+		if !strings.HasPrefix(token, "eyJ") {
+			if got != extauthz.KindOpaque {
+				t.Fatalf("Kind(%q) = %v without a JSON header", token, got)
+			}
+			return
+		}
+		switch strings.Count(token, ".") {
+		case 2:
+			if got != extauthz.KindJWT {
+				t.Fatalf("JWS-shaped %q went to introspection", token)
+			}
+		case 4:
+			head, _, _ := strings.Cut(token, ".")
+			raw, err := base64.RawURLEncoding.DecodeString(head)
+			var h map[string]any
+			enc := ""
+			if err == nil && len(head) <= maxJWEHeader && json.Unmarshal(raw, &h) == nil {
+				enc, _ = h["enc"].(string)
+			}
+			if (got == extauthz.KindOpaque) != (enc != "") {
+				t.Fatalf("Kind(%q) = %v, header enc %q", token, got, enc)
+			}
+		}
+	})
 }
 
 func TestExtractDoesNotAllocate(t *testing.T) {

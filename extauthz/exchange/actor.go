@@ -38,7 +38,7 @@ func (a *actorSource) token(ctx context.Context) (string, error) {
 	v, err, _ := a.e.group.Do(actorKey, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.e.opts.Timeout)
 		defer cancel()
-		resp, err := a.e.call(cctx, url.Values{"grant_type": {"client_credentials"}})
+		resp, err := a.e.call(cctx, url.Values{"grant_type": {"client_credentials"}}, "")
 		a.e.opts.Metrics.IssuerCall(a.e.opts.Issuer, "token", err)
 		if err != nil {
 			if errors.Is(err, extauthz.ErrExchangeRefused) {

@@ -6,8 +6,7 @@
 //
 //	grant_type=urn:ietf:params:oauth:grant-type:token-exchange
 //	subject_token=<the incoming token>
-//	subject_token_type=urn:ietf:params:oauth:token-type:access_token  (opaque credential)
-//	                   urn:ietf:params:oauth:token-type:jwt           (JWT credential; Options.JWTSubjectTokenType)
+//	subject_token_type=<ExchangeSpec.SubjectTokenType, default access_token>
 //	audience=<Grant.Audience>            (when set)
 //	resource=<ExchangeSpec.Resource>     (when set, RFC 8707)
 //	scope=<Grant.Scopes, space-separated> (when any)
@@ -15,6 +14,13 @@
 //	actor_token, actor_token_type        (when ExchangeSpec.Actor)
 //
 // plus the client authentication of Options.Auth.
+//
+// The default subject_token_type is urn:ietf:params:oauth:token-type:access_token
+// for every credential, JWT or opaque: what tokentailor holds is an access
+// token whatever its format, and servers verify the subject token by its
+// declared type (zitadel answers 400 invalid_request "subject_token is
+// invalid" to a JWT access token sent as ...:jwt). A route sets
+// ExchangeSpec.SubjectTokenType for a server that wants another type.
 //
 // The default requested_token_type is urn:ietf:params:oauth:token-type:access_token,
 // not ...:jwt. RFC 8693 §3 uses "jwt" for a JWT of any purpose, while what
@@ -29,7 +35,9 @@
 // OAuth errors from the endpoint (invalid_target, invalid_scope,
 // invalid_grant, unauthorized_client, invalid_request, …) and issued tokens
 // that cannot be forwarded as bearer tokens deny with extauthz.ErrExchangeRefused
-// (403). invalid_client means tokentailor's own credentials are wrong: that
+// (403); the server's error and error_description are logged, bounded,
+// reduced to the characters RFC 6749 allows, and with any part of the
+// subject token cut out. invalid_client means tokentailor's own credentials are wrong: that
 // is extauthz.ErrIssuerUnavailable (503), like network errors, timeouts, 5xx
 // and malformed answers. Nothing is returned that was not a 200 answer.
 //
@@ -71,6 +79,9 @@ const (
 	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
 	// DefaultRequestedTokenType is asked for when a route names none (see the package doc).
 	DefaultRequestedTokenType = TokenTypeAccessToken
+	// DefaultSubjectTokenType is the subject_token_type when a route names
+	// none, for JWT and opaque credentials alike (see the package doc).
+	DefaultSubjectTokenType = TokenTypeAccessToken
 )
 
 // Defaults applied by New to zero Options fields.
@@ -104,10 +115,6 @@ type Options struct {
 	ActorToken func(ctx context.Context) (string, error)
 	// ActorTokenType is the actor_token_type; default TokenTypeAccessToken.
 	ActorTokenType string
-	// JWTSubjectTokenType is the subject_token_type of a JWT credential;
-	// default TokenTypeJWT. Set TokenTypeAccessToken for servers that only
-	// accept that type for their own JWT access tokens.
-	JWTSubjectTokenType string
 	// Client makes the calls; nil means a client with a Timeout.
 	Client *http.Client
 	// Timeout bounds one call; default DefaultTimeout.
@@ -160,9 +167,6 @@ func New(opts Options) (*Exchanger, error) {
 	if opts.ActorTokenType == "" {
 		opts.ActorTokenType = TokenTypeAccessToken
 	}
-	if opts.JWTSubjectTokenType == "" {
-		opts.JWTSubjectTokenType = TokenTypeJWT
-	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
@@ -176,11 +180,7 @@ func New(opts Options) (*Exchanger, error) {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	e := &Exchanger{opts: opts, now: opts.Now, log: opts.Logger}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	e.cache = cache.New[entry]("exchange", opts.CacheEntries, obs)
+	e.cache = cache.New[entry]("exchange", opts.CacheEntries, opts.Metrics)
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -228,7 +228,7 @@ func (e *Exchanger) Token(ctx context.Context, p *extauthz.Principal, g *extauth
 		// cancellation, bounded by Timeout.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.Timeout)
 		defer cancel()
-		return e.exchange(cctx, req, p, actor, p.Credential.Short(), g.Route)
+		return e.exchange(cctx, req, p, actor, p.Credential.ShortTokenHash(), g.Route)
 	})
 	select {
 	case r := <-ch:
@@ -254,17 +254,12 @@ func (e *Exchanger) resolve(p *extauthz.Principal, g *extauthz.Grant) (request, 
 	if spec.Actor && e.opts.ActorToken == nil {
 		return request{}, fmt.Errorf("%w: route %q wants an actor token but none is configured", extauthz.ErrInternal, g.Route)
 	}
-	var subjectType string
-	switch p.Credential.Kind {
-	case extauthz.KindJWT:
-		subjectType = e.opts.JWTSubjectTokenType
-	case extauthz.KindOpaque:
-		subjectType = TokenTypeAccessToken
-	default:
+	if (p.Credential.Kind != extauthz.KindJWT && p.Credential.Kind != extauthz.KindOpaque) || p.Credential.Raw == "" {
 		return request{}, fmt.Errorf("%w: nothing to exchange", extauthz.ErrNoCredential)
 	}
-	if p.Credential.Raw == "" {
-		return request{}, fmt.Errorf("%w: nothing to exchange", extauthz.ErrNoCredential)
+	subjectType := spec.SubjectTokenType
+	if subjectType == "" {
+		subjectType = DefaultSubjectTokenType
 	}
 	requested := spec.RequestedTokenType
 	if requested == "" {
@@ -287,7 +282,7 @@ func (e *Exchanger) resolve(p *extauthz.Principal, g *extauthz.Grant) (request, 
 		form.Set("scope", scope)
 	}
 	key := extauthz.TokenHash(strings.Join([]string{
-		p.Credential.Hash(), g.Route, g.Audience, spec.Resource, scope, requested, fmt.Sprint(spec.Actor),
+		p.Credential.TokenHash(), g.Route, g.Audience, spec.Resource, scope, subjectType, requested, fmt.Sprint(spec.Actor),
 	}, "\x00"))
 	return request{form: form, key: key, jwt: requested == TokenTypeJWT}, nil
 }
@@ -307,7 +302,7 @@ func (e *Exchanger) exchange(ctx context.Context, req request, p *extauthz.Princ
 		form.Set("actor_token", at)
 		form.Set("actor_token_type", e.opts.ActorTokenType)
 	}
-	resp, err := e.call(ctx, form)
+	resp, err := e.call(ctx, form, p.Credential.Raw)
 	e.opts.Metrics.IssuerCall(e.opts.Issuer, "token", unavailableOnly(err))
 	if err != nil {
 		level := slog.LevelWarn
@@ -378,7 +373,7 @@ func unverifiedExp(tok string) (time.Time, bool) {
 }
 
 // call posts form and parses the answer.
-func (e *Exchanger) call(ctx context.Context, form url.Values) (*Response, error) {
+func (e *Exchanger) call(ctx context.Context, form url.Values, subject string) (*Response, error) {
 	endpoint := e.opts.TokenEndpoint
 	if e.opts.TokenEndpointFunc != nil {
 		var err error
@@ -393,7 +388,7 @@ func (e *Exchanger) call(ctx context.Context, form url.Values) (*Response, error
 	body, mt := ans.Body, ans.MediaType
 	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
 	if ans.Status != http.StatusOK {
-		return nil, statusError(ans.Status, body, isJSON)
+		return nil, statusError(ans.Status, body, isJSON, subject)
 	}
 	if !isJSON {
 		return nil, fmt.Errorf("%w: answer of media type %q", extauthz.ErrIssuerUnavailable, mt)
@@ -410,18 +405,85 @@ func (e *Exchanger) call(ctx context.Context, form url.Values) (*Response, error
 
 // statusError maps a non-200 answer: an OAuth error (RFC 6749 §5.2) of a
 // 4xx status is a refusal, except invalid_client (our own credentials);
-// anything else is unavailability.
-func statusError(status int, body []byte, isJSON bool) error {
+// anything else is unavailability. The error names the server's error code
+// and its error_description (see describe), so that the log says why.
+func statusError(status int, body []byte, isJSON bool, subject string) error {
 	var oe struct {
-		Error string `json:"error"`
+		Error       string `json:"error"`
+		Description any    `json:"error_description"`
 	}
 	if status >= 400 && status < 500 && isJSON && json.Unmarshal(body, &oe) == nil && validErrorCode(oe.Error) {
+		desc := describe(oe.Description, subject)
 		if oe.Error == "invalid_client" {
-			return fmt.Errorf("%w: token endpoint rejected tokentailor's client credentials (HTTP %d invalid_client)", extauthz.ErrIssuerUnavailable, status)
+			return fmt.Errorf("%w: token endpoint rejected tokentailor's client credentials (HTTP %d invalid_client%s)", extauthz.ErrIssuerUnavailable, status, desc)
 		}
-		return fmt.Errorf("%w: HTTP %d %s", extauthz.ErrExchangeRefused, status, oe.Error)
+		return fmt.Errorf("%w: HTTP %d %s%s", extauthz.ErrExchangeRefused, status, oe.Error, desc)
 	}
 	return fmt.Errorf("%w: token endpoint answered HTTP %d", extauthz.ErrIssuerUnavailable, status)
+}
+
+// redactEcho replaces each run of token characters (RFC 6750 b64token) of
+// at least minEchoRedact bytes that is part of subject by "[token]".
+func redactEcho(d, subject string) string {
+	if subject == "" {
+		return d
+	}
+	var b strings.Builder
+	for i := 0; i < len(d); {
+		j := i
+		for j < len(d) && isTokenChar(d[j]) {
+			j++
+		}
+		if j == i {
+			b.WriteByte(d[i])
+			i++
+			continue
+		}
+		if run := d[i:j]; len(run) >= minEchoRedact && strings.Contains(subject, run) {
+			b.WriteString("[token]")
+		} else {
+			b.WriteString(run)
+		}
+		i = j
+	}
+	return b.String()
+}
+
+func isTokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0
+}
+
+// maxDescription bounds the error_description kept for the log.
+const maxDescription = 200
+
+// minEchoRedact is the length from which a word of the description that is
+// part of the subject token is cut out.
+const minEchoRedact = 8
+
+// describe renders an error_description for the log as `: "text"`, or ""
+// when there is none. Only RFC 6749's characters (%x20-21 / %x23-5B /
+// %x5D-7E) are kept, others become '?'; it is cut at maxDescription bytes;
+// and any word that is part of the subject token (a server echoing it) is
+// replaced by "[token]", so the token never reaches the log.
+func describe(v any, subject string) string {
+	d, ok := v.(string)
+	if !ok || d == "" {
+		return ""
+	}
+	if len(d) > 4*maxDescription {
+		d = d[:4*maxDescription]
+	}
+	clean := []byte(d)
+	for i, c := range clean {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			clean[i] = '?'
+		}
+	}
+	d = redactEcho(string(clean), subject)
+	if len(d) > maxDescription {
+		d = d[:maxDescription] + "…"
+	}
+	return fmt.Sprintf(": %q", d)
 }
 
 // validErrorCode accepts RFC 6749 error codes (%x20-21 / %x23-5B / %x5D-7E),

@@ -1,9 +1,12 @@
 package exchange_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -119,7 +122,7 @@ func TestRequestForm(t *testing.T) {
 			want: url.Values{
 				"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
 				"subject_token":        {"incoming"},
-				"subject_token_type":   {"urn:ietf:params:oauth:token-type:jwt"},
+				"subject_token_type":   {"urn:ietf:params:oauth:token-type:access_token"},
 				"audience":             {"https://orders.example"},
 				"resource":             {"https://orders.example/api"},
 				"scope":                {"orders:read orders:write"},
@@ -129,14 +132,27 @@ func TestRequestForm(t *testing.T) {
 			},
 		},
 		{
-			name: "JWT credential as access_token, no audience or scope", kind: extauthz.KindJWT,
-			opts:  func(o *exchange.Options) { o.JWTSubjectTokenType = exchange.TokenTypeAccessToken },
+			name: "JWT credential is an access token by default, no audience or scope", kind: extauthz.KindJWT,
 			grant: &extauthz.Grant{Route: "r", Mode: extauthz.ModeExchange},
 			want: url.Values{
 				"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
 				"subject_token":        {"incoming"},
 				"subject_token_type":   {"urn:ietf:params:oauth:token-type:access_token"},
 				"requested_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+			},
+		},
+		{
+			name: "route sets both token types", kind: extauthz.KindJWT,
+			grant: grant("orders", &extauthz.ExchangeSpec{
+				SubjectTokenType: exchange.TokenTypeJWT, RequestedTokenType: "urn:ietf:params:oauth:token-type:id_token",
+			}),
+			want: url.Values{
+				"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
+				"subject_token":        {"incoming"},
+				"subject_token_type":   {"urn:ietf:params:oauth:token-type:jwt"},
+				"audience":             {"https://orders.example"},
+				"scope":                {"orders:read orders:write"},
+				"requested_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
 			},
 		},
 	}
@@ -400,5 +416,86 @@ func TestDefaultActorTokenFromClientCredentials(t *testing.T) {
 	claims := jwt.MapClaims{}
 	if _, _, err := jwt.NewParser().ParseUnverified(actor, claims); err != nil || claims["sub"] != "client:"+clientID {
 		t.Fatalf("actor token claims %v, %v", claims, err)
+	}
+}
+
+// TestRefusalIsLogged checks that a refused exchange logs the server's error
+// and error_description, bounded and cleaned, and never the subject token,
+// even when the server echoes it.
+func TestRefusalIsLogged(t *testing.T) {
+	const subject = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzdmMifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+	tests := []struct {
+		name     string
+		body     string
+		wantErr  error
+		wantLog  []string
+		notInLog []string
+	}{
+		{
+			name:    "zitadel's answer to a JWT sent as urn:...:jwt",
+			body:    `{"error":"invalid_request","error_description":"subject_token is invalid"}`,
+			wantErr: extauthz.ErrExchangeRefused,
+			wantLog: []string{`HTTP 400 invalid_request: \"subject_token is invalid\"`},
+		},
+		{
+			name:     "echoed token, control characters and length are cut",
+			body:     `{"error":"invalid_grant","error_description":"token ` + subject + ` is bad\n\u0007` + strings.Repeat("x", 600) + `"}`,
+			wantErr:  extauthz.ErrExchangeRefused,
+			wantLog:  []string{`invalid_grant: \"token [token] is bad??xxx`, `…`},
+			notInLog: []string{subject, "c2lnbmF0dXJl", "eyJzdWIiOiJzdmMifQ", strings.Repeat("x", 250)},
+		},
+		{
+			name:    "a description that is not a string is left out",
+			body:    `{"error":"invalid_target","error_description":{"a":1}}`,
+			wantErr: extauthz.ErrExchangeRefused,
+			wantLog: []string{`HTTP 400 invalid_target"`},
+		},
+		{
+			name:    "invalid_client keeps its description too",
+			body:    `{"error":"invalid_client","error_description":"wrong client id or secret"}`,
+			wantErr: extauthz.ErrIssuerUnavailable,
+			wantLog: []string{`invalid_client: \"wrong client id or secret\"`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			defer srv.Close()
+			auth, err := clientauth.New(clientauth.Options{ClientID: clientID, SecretEnv: "S", LookupEnv: func(string) (string, bool) { return secret, true }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			ex, err := exchange.New(exchange.Options{
+				Issuer: srv.URL, TokenEndpoint: srv.URL + "/token", Auth: auth, Client: srv.Client(),
+				Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &extauthz.Principal{
+				Subject: "svc", ExpiresAt: time.Now().Add(time.Hour),
+				Credential: extauthz.Credential{Raw: subject, Kind: extauthz.KindJWT, Header: "authorization"},
+			}
+			_, err = ex.Token(context.Background(), p, grant("r", nil))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			got := logs.String()
+			for _, w := range tt.wantLog {
+				if !strings.Contains(got, w) {
+					t.Errorf("log lacks %s:\n%s", w, got)
+				}
+			}
+			for _, w := range append(tt.notInLog, subject) {
+				if strings.Contains(got, w) || strings.Contains(err.Error(), w) {
+					t.Errorf("log or error holds %.20s…", w)
+				}
+			}
+		})
 	}
 }

@@ -16,7 +16,11 @@ var ErrMalformedAnswer = errors.New("malformed introspection answer")
 
 // Answer is a parsed RFC 7662 §2.2 introspection response.
 type Answer struct {
-	// Active is the answer's "active" member, which must be a JSON boolean.
+	// Active is true only when the answer's "active" member is the JSON
+	// true. RFC 7662 §2.2 makes "active" a boolean and every member of an
+	// inactive answer meaningless, so anything else (false, "true", 1,
+	// null, no member) describes a token that is not active, never a
+	// malformed answer: the token is refused (401), not the server (503).
 	Active bool
 	// Scopes are the scopes found under the configured scope claims.
 	Scopes []string
@@ -44,7 +48,9 @@ const maxNumericDate = 1 << 40
 
 // ParseAnswer parses a JSON introspection answer. scopeClaims names the
 // members holding scopes, each a space-separated string or an array of
-// strings. A member of the wrong type is an error, never silently ignored.
+// strings. A body that is not one JSON object is an error. In an active
+// answer, a member of the wrong type is an error, never silently ignored; an
+// answer whose "active" is not the JSON true is inactive (see Answer.Active).
 func ParseAnswer(body []byte, scopeClaims []string) (*Answer, error) {
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -72,15 +78,13 @@ func answerFromMap(m map[string]any, scopeClaims []string) (*Answer, error) {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformedAnswer)
 	}
 	a := &Answer{Claims: m}
-	active, ok := m["active"].(bool)
-	if !ok {
-		return nil, fmt.Errorf("%w: \"active\" is missing or not a boolean", ErrMalformedAnswer)
-	}
-	a.Active = active
-	if !active {
-		// RFC 7662 §2.2: nothing else of an inactive answer is to be relied on.
+	// Only the JSON true is active; any other value, or none, is not
+	// (RFC 7662 §2.2), and nothing else of an inactive answer is to be
+	// relied on.
+	if active, _ := m["active"].(bool); !active {
 		return a, nil
 	}
+	a.Active = true
 	var err error
 	for _, f := range []struct {
 		name string

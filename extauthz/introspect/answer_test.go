@@ -51,7 +51,12 @@ func TestParseAnswer(t *testing.T) {
 			file: "fractional-exp-array-scope.json", scopeClaims: []string{"scope", "scp"},
 			want: &Answer{Active: true, Scopes: []string{"a", "b", "c"}, ExpiresAt: time.Unix(1700000000, 5e8)},
 		},
-		{file: "bad-active-string.json", wantErr: ErrMalformedAnswer},
+		// RFC 7662 §2.2: only the JSON true is active; the rest is read no further.
+		{file: "inactive-active-string.json", want: &Answer{}},
+		{file: "inactive-active-string-junk.json", scopeClaims: []string{"scope"}, want: &Answer{}},
+		{file: "inactive-active-number.json", scopeClaims: []string{"scope"}, want: &Answer{}},
+		{file: "inactive-active-null.json", scopeClaims: []string{"scope"}, want: &Answer{}},
+		{file: "inactive-no-active.json", scopeClaims: []string{"scope"}, want: &Answer{}},
 		{file: "bad-negative-exp.json", wantErr: ErrMalformedAnswer},
 		{file: "bad-huge-exp.json", wantErr: ErrMalformedAnswer},
 		{file: "bad-aud-numbers.json", wantErr: ErrMalformedAnswer},
@@ -88,7 +93,7 @@ func TestParseAnswerKeepsExtraMembers(t *testing.T) {
 
 func TestParseAnswerErrorsDoNotQuoteInput(t *testing.T) {
 	const secretish = "SECRET-TOKEN-VALUE"
-	for _, body := range []string{`{"active":true,` + secretish, secretish, `{"active":"` + secretish + `"}`} {
+	for _, body := range []string{`{"active":true,` + secretish, secretish, `{"active":true,"sub":["` + secretish + `"]}`} {
 		_, err := ParseAnswer([]byte(body), nil)
 		if err == nil || strings.Contains(err.Error(), secretish) {
 			t.Errorf("error %v quotes the answer", err)
@@ -119,6 +124,9 @@ func FuzzParseAnswer(f *testing.F) {
 		}
 		if a.Claims == nil {
 			t.Fatal("accepted answer without claims")
+		}
+		if a.Active != (a.Claims["active"] == true) {
+			t.Fatalf("Active = %v for \"active\": %v", a.Active, a.Claims["active"])
 		}
 		if !a.Active {
 			return

@@ -23,7 +23,7 @@ func TestEndpointFromResolver(t *testing.T) {
 		o.EndpointFunc = func(ctx context.Context) (string, error) { return r.IntrospectionEndpoint(ctx) }
 	})
 	r = discovery.NewResolver(discovery.ResolverOptions{Issuer: f.is.URL(), Client: f.is.Client(), Now: f.clk.Now})
-	f.x.Register("tok", map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()})
+	f.x.Register("tok", map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
 	f.is.SetDown(true)
 	if _, err := f.intro.Authenticate(context.Background(), cred("tok")); !errors.Is(err, extauthz.ErrIssuerUnavailable) {
 		t.Fatalf("issuer down: err = %v, want ErrIssuerUnavailable", err)

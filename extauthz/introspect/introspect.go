@@ -10,7 +10,9 @@
 // token revoked at the authorization server is still accepted here: keep it
 // short (the default is one minute). Inactive, expired and otherwise refused
 // answers are kept for Options.NegativeTTL, so a client repeating a bad token
-// does not turn into repeated calls. Route policy is evaluated by the caller
+// does not turn into repeated calls. Refusals live in a cache of their own
+// (Options.NegativeCacheEntries), so a flood of bad tokens fills that one and
+// never evicts an active answer. Route policy is evaluated by the caller
 // on every request, cached answer or not; exp and nbf are checked against the
 // clock on every request too.
 //
@@ -23,13 +25,32 @@
 // so a flood of random opaque strings cannot become an unbounded stream of
 // calls to the issuer.
 //
+// # Floods
+//
+// Three things together keep a flood of made-up tokens from reaching the
+// issuer or starving real ones:
+//   - Options.TokenShape refuses a token that cannot be the issuer's (wrong
+//     prefix, length, alphabet or segments) with extauthz.ErrInvalidToken,
+//     before any cache or call: random strings cost nothing but the check;
+//   - refusals are cached apart from active answers (see above);
+//   - Options.RateLimit caps the calls per second with a token bucket
+//     (golang.org/x/time/rate). A check that finds the bucket empty is
+//     denied at once with extauthz.ErrIssuerUnavailable wrapping
+//     ErrRateLimited (503), and counted in the metric
+//     tokentailor_issuer_requests_limited_total. The limiter cannot tell a
+//     real new token from a made-up one of the right shape: against such a
+//     flood it protects the issuer, and new tokens share the bucket with it.
+//
 // An unreachable server, a timeout, a non-200 status, and an answer that is
 // malformed, too large, of the wrong media type or (RFC 9701) not validly
 // signed all deny with extauthz.ErrIssuerUnavailable (503) and are not cached;
 // answers still valid in the cache keep being served. Such answers are not
 // ErrInvalidToken (401) on purpose: a 401 tells the client to get a new token,
 // which would not help, and would hide an authorization-server fault behind
-// a client error in logs and metrics.
+// a client error in logs and metrics. An answer that is a JSON object whose
+// "active" is anything but the JSON true ("true", 1, null, no member) is not
+// malformed: RFC 7662 §2.2 makes it an inactive token, denied with
+// extauthz.ErrTokenInactive (401) and cached as a refusal.
 //
 // # Signed answers (RFC 9701)
 //
@@ -47,6 +68,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -55,6 +77,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/cache"
@@ -106,6 +129,15 @@ type Options struct {
 	Auth clientauth.Method
 	// Audiences, when not empty, must share a value with the answer's aud.
 	Audiences []string
+	// AudienceByServer says the authorization server answers active only
+	// to a caller the token is meant for (RFC 7662 §4; zitadel does), so an
+	// answer without aud passes; an aud that is present must still share a
+	// value with Audiences. False (the default) requires the answer's aud.
+	AudienceByServer bool
+	// SubjectClaims are the members the subject is read from, the first
+	// non-empty string wins; default ["sub"]. An active answer with none of
+	// them is refused with extauthz.ErrInvalidToken.
+	SubjectClaims []string
 	// ScopeClaims name the members holding scopes; default ["scope"].
 	ScopeClaims []string
 	// JWTResponse asks for and requires RFC 9701 signed answers.
@@ -137,12 +169,31 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics counts calls and cache lookups; may be nil.
 	Metrics *metrics.Metrics
+	// NegativeCacheEntries bounds the cache of refusals, which is kept apart
+	// from the cache of active answers; 0 means CacheEntries.
+	NegativeCacheEntries int
+	// RateLimit is the most introspection calls per second, as a token
+	// bucket of RateBurst calls; a check that finds the bucket empty is
+	// denied without a call. 0 means no limit.
+	RateLimit float64
+	// RateBurst is the size of the bucket; 0 means RateLimit rounded up.
+	RateBurst int
+	// TokenShape, when set, refuses tokens that cannot be the issuer's
+	// (extauthz.ErrInvalidToken) without a call.
+	TokenShape *Shape
 }
+
+// ErrRateLimited is wrapped (with extauthz.ErrIssuerUnavailable) by the
+// denial of a check that would exceed Options.RateLimit.
+var ErrRateLimited = errors.New("introspection rate limit reached")
 
 // Introspector is an extauthz.Authenticator for opaque tokens.
 type Introspector struct {
 	opts   Options
-	cache  *cache.Cache[entry]
+	cache  *cache.Cache[entry] // active answers
+	neg    *cache.Cache[entry] // refusals
+	limit  *rate.Limiter       // nil: no limit
+	shape  *ShapeMatcher       // nil: any shape
 	group  singleflight.Group
 	sem    *semaphore.Weighted
 	now    func() time.Time
@@ -184,6 +235,9 @@ func New(opts Options) (*Introspector, error) {
 	if len(opts.ScopeClaims) == 0 {
 		opts.ScopeClaims = []string{"scope"}
 	}
+	if len(opts.SubjectClaims) == 0 {
+		opts.SubjectClaims = []string{"sub"}
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
@@ -212,11 +266,29 @@ func New(opts Options) (*Introspector, error) {
 		log:    opts.Logger,
 		accept: MediaTypeJSON,
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
+	i.cache = cache.New[entry]("introspection", opts.CacheEntries, opts.Metrics)
+	negEntries := opts.NegativeCacheEntries
+	if negEntries <= 0 {
+		negEntries = opts.CacheEntries
 	}
-	i.cache = cache.New[entry]("introspection", opts.CacheEntries, obs)
+	i.neg = cache.New[entry]("introspection_negative", negEntries, opts.Metrics)
+	if opts.RateLimit < 0 || opts.RateBurst < 0 {
+		return nil, errors.New("introspect: RateLimit and RateBurst must not be negative")
+	}
+	if opts.RateLimit > 0 {
+		burst := opts.RateBurst
+		if burst == 0 {
+			burst = int(math.Ceil(opts.RateLimit))
+		}
+		i.limit = rate.NewLimiter(rate.Limit(opts.RateLimit), burst)
+	}
+	if opts.TokenShape != nil {
+		m, err := NewShapeMatcher(*opts.TokenShape)
+		if err != nil {
+			return nil, fmt.Errorf("introspect: TokenShape: %w", err)
+		}
+		i.shape = m
+	}
 	if i.now == nil {
 		i.now = time.Now
 	}
@@ -241,7 +313,12 @@ func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credentia
 	if len(cred.Raw) > MaxTokenBytes {
 		return nil, fmt.Errorf("%w: token longer than %d bytes", extauthz.ErrMalformedCredential, MaxTokenBytes)
 	}
-	key := cred.Hash()
+	if i.shape != nil {
+		if err := i.shape.Match(cred.Raw); err != nil {
+			return nil, err
+		}
+	}
+	key := cred.TokenHash()
 	e, err := i.lookup(ctx, key, cred.Raw)
 	if err != nil {
 		return nil, err
@@ -287,16 +364,20 @@ func (i *Introspector) lookup(ctx context.Context, key, raw string) (entry, erro
 	}
 }
 
+// cached returns the answer held for key: an active one, else a refusal.
 func (i *Introspector) cached(key string) (entry, bool) {
-	e, ok := i.cache.Get(key)
-	if !ok {
-		return entry{}, false
+	for _, c := range [...]*cache.Cache[entry]{i.cache, i.neg} {
+		e, ok := c.Get(key)
+		if !ok {
+			continue
+		}
+		if !i.now().Before(e.until) {
+			c.Delete(key)
+			continue
+		}
+		return e, true
 	}
-	if !i.now().Before(e.until) {
-		i.cache.Delete(key)
-		return entry{}, false
-	}
-	return e, true
+	return entry{}, false
 }
 
 // introspect makes one call and caches its outcome. Refusals come back as an
@@ -307,12 +388,18 @@ func (i *Introspector) cached(key string) (entry, bool) {
 // it, as other callers may share it, so it runs on a detached context
 // bounded by Timeout while each caller waits on its own context.
 func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, error) {
-	short := key[:12] // extauthz.ShortHash(raw), without hashing again
+	short := key[:12] // extauthz.ShortTokenHash(raw), without hashing again
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.opts.Timeout)
 	defer cancel()
 	waitCtx, stopWait := context.WithCancel(callCtx)
 	defer stopWait()
 	defer context.AfterFunc(ctx, stopWait)()
+	if i.limit != nil && !i.limit.AllowN(i.now(), 1) {
+		// No log line: under a flood it would be one per refused token; the
+		// metric and the denial's own log line tell.
+		i.opts.Metrics.IssuerCallLimited(i.opts.Issuer, "introspection")
+		return entry{}, fmt.Errorf("%w: %w", extauthz.ErrIssuerUnavailable, ErrRateLimited)
+	}
 	if err := i.sem.Acquire(waitCtx, 1); err != nil {
 		i.log.WarnContext(ctx, "introspection slots exhausted", "issuer", i.opts.Issuer, "token", short)
 		i.opts.Metrics.IssuerCall(i.opts.Issuer, "introspection", err)
@@ -329,7 +416,7 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 	p, err := i.principal(a, now)
 	if err != nil {
 		e := entry{err: err, until: now.Add(i.opts.NegativeTTL)}
-		i.cache.Set(key, e, i.opts.NegativeTTL)
+		i.neg.Set(key, e, i.opts.NegativeTTL)
 		i.log.DebugContext(ctx, "introspection refused token", "issuer", i.opts.Issuer, "token", short, "error", err)
 		return e, nil
 	}
@@ -393,8 +480,8 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	} else if iss != i.opts.Issuer {
 		return nil, fmt.Errorf("%w: introspection answer names another issuer", extauthz.ErrUnknownIssuer)
 	}
-	if len(i.opts.Audiences) > 0 && !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
-		return nil, fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	if err := i.checkAudience(a); err != nil {
+		return nil, err
 	}
 	exp, unknown := a.ExpiresAt, a.ExpiresAt.IsZero()
 	if unknown {
@@ -405,9 +492,13 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 	if !now.Before(exp) {
 		return nil, fmt.Errorf("%w: introspected token expired", extauthz.ErrTokenExpired)
 	}
+	sub, err := i.subject(a)
+	if err != nil {
+		return nil, err
+	}
 	return &extauthz.Principal{
 		Issuer:        iss,
-		Subject:       a.Subject,
+		Subject:       sub,
 		ClientID:      a.ClientID,
 		Audience:      a.Audience,
 		Scopes:        a.Scopes,
@@ -416,4 +507,30 @@ func (i *Introspector) principal(a *Answer, now time.Time) (*extauthz.Principal,
 		ExpiryUnknown: unknown,
 		IssuedAt:      a.IssuedAt,
 	}, nil
+}
+
+// checkAudience applies Options.Audiences to the answer's aud: required by
+// default; with AudienceByServer, checked only when the answer has one.
+func (i *Introspector) checkAudience(a *Answer) error {
+	if len(i.opts.Audiences) == 0 || (i.opts.AudienceByServer && len(a.Audience) == 0) {
+		return nil
+	}
+	if !slices.ContainsFunc(a.Audience, func(s string) bool { return slices.Contains(i.opts.Audiences, s) }) {
+		if len(a.Audience) == 0 {
+			return fmt.Errorf("%w: introspection answer has no aud (set introspection.audience: server if the server checks it)", extauthz.ErrWrongAudience)
+		}
+		return fmt.Errorf("%w: introspected token is not for this audience", extauthz.ErrWrongAudience)
+	}
+	return nil
+}
+
+// subject reads the subject from the first of Options.SubjectClaims that
+// holds a non-empty string.
+func (i *Introspector) subject(a *Answer) (string, error) {
+	for _, name := range i.opts.SubjectClaims {
+		if v, ok := a.Claims[name].(string); ok && v != "" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%w: introspection answer names no subject (looked at %s)", extauthz.ErrInvalidToken, strings.Join(i.opts.SubjectClaims, ", "))
 }

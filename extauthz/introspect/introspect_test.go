@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -141,8 +142,8 @@ func TestAuthenticateAnswers(t *testing.T) {
 		{
 			name:   "scopes from several claims, string and array",
 			opts:   func(o *introspect.Options) { o.ScopeClaims = []string{"scope", "scp"} },
-			answer: map[string]any{"scope": "a b", "scp": []any{"b", "c"}, "exp": exp.Unix()},
-			want:   &extauthz.Principal{Scopes: []string{"a", "b", "c"}, ExpiresAt: exp},
+			answer: map[string]any{"sub": "svc", "scope": "a b", "scp": []any{"b", "c"}, "exp": exp.Unix()},
+			want:   &extauthz.Principal{Subject: "svc", Scopes: []string{"a", "b", "c"}, ExpiresAt: exp},
 		},
 		{
 			name:   "no exp: vouched for as long as cached",
@@ -152,18 +153,18 @@ func TestAuthenticateAnswers(t *testing.T) {
 		{
 			name:   "audience accepted",
 			opts:   func(o *introspect.Options) { o.Audiences = []string{"x", "api"} },
-			answer: map[string]any{"aud": "api", "exp": exp.Unix()},
-			want:   &extauthz.Principal{Audience: []string{"api"}, ExpiresAt: exp},
+			answer: map[string]any{"sub": "svc", "aud": "api", "exp": exp.Unix()},
+			want:   &extauthz.Principal{Subject: "svc", Audience: []string{"api"}, ExpiresAt: exp},
 		},
 		{name: "unknown token", wantErr: extauthz.ErrTokenInactive},
 		{name: "inactive", answer: map[string]any{"active": false, "sub": "alice"}, wantErr: extauthz.ErrTokenInactive},
 		{name: "expired", answer: map[string]any{"exp": now.Unix() - 1}, wantErr: extauthz.ErrTokenExpired},
 		{name: "expires now", answer: map[string]any{"exp": now.Unix()}, wantErr: extauthz.ErrTokenExpired},
-		{name: "not yet valid", answer: map[string]any{"exp": exp.Unix(), "nbf": now.Unix() + 30}, wantErr: extauthz.ErrTokenNotYetValid},
+		{name: "not yet valid", answer: map[string]any{"sub": "svc", "exp": exp.Unix(), "nbf": now.Unix() + 30}, wantErr: extauthz.ErrTokenNotYetValid},
 		{
 			name: "nbf within leeway", opts: func(o *introspect.Options) { o.Leeway = time.Minute },
-			answer: map[string]any{"exp": exp.Unix(), "nbf": now.Unix() + 30},
-			want:   &extauthz.Principal{ExpiresAt: exp},
+			answer: map[string]any{"sub": "svc", "exp": exp.Unix(), "nbf": now.Unix() + 30},
+			want:   &extauthz.Principal{Subject: "svc", ExpiresAt: exp},
 		},
 		{
 			name: "wrong audience", opts: func(o *introspect.Options) { o.Audiences = []string{"api"} },
@@ -173,11 +174,49 @@ func TestAuthenticateAnswers(t *testing.T) {
 			name: "no audience when one is required", opts: func(o *introspect.Options) { o.Audiences = []string{"api"} },
 			answer: map[string]any{"exp": exp.Unix()}, wantErr: extauthz.ErrWrongAudience,
 		},
+		{
+			name: "server-checked audience: zitadel's answer without aud or sub, subject from username",
+			opts: func(o *introspect.Options) {
+				o.Audiences, o.AudienceByServer, o.SubjectClaims = []string{"api"}, true, []string{"sub", "username", "client_id"}
+			},
+			answer: map[string]any{"scope": "profile orders:read", "exp": exp.Unix(), "username": "svc-opaque", "preferred_username": "svc-opaque"},
+			want:   &extauthz.Principal{Subject: "svc-opaque", Scopes: []string{"profile", "orders:read"}, ExpiresAt: exp},
+		},
+		{
+			name:   "server-checked audience still refuses an aud that is present and wrong",
+			opts:   func(o *introspect.Options) { o.Audiences, o.AudienceByServer = []string{"api"}, true },
+			answer: map[string]any{"sub": "svc", "aud": "other", "exp": exp.Unix()}, wantErr: extauthz.ErrWrongAudience,
+		},
+		{
+			name:   "server-checked audience accepts an aud that is present and right",
+			opts:   func(o *introspect.Options) { o.Audiences, o.AudienceByServer = []string{"api"}, true },
+			answer: map[string]any{"sub": "svc", "aud": []any{"api"}, "exp": exp.Unix()},
+			want:   &extauthz.Principal{Subject: "svc", Audience: []string{"api"}, ExpiresAt: exp},
+		},
+		{
+			name: "subject claims in order: sub wins", opts: func(o *introspect.Options) { o.SubjectClaims = []string{"sub", "client_id"} },
+			answer: map[string]any{"sub": "alice", "client_id": "app", "exp": exp.Unix()},
+			want:   &extauthz.Principal{Subject: "alice", ClientID: "app", ExpiresAt: exp},
+		},
+		{
+			name: "subject claims: empty sub falls through to client_id", opts: func(o *introspect.Options) { o.SubjectClaims = []string{"sub", "client_id"} },
+			answer: map[string]any{"sub": "", "client_id": "app", "exp": exp.Unix()},
+			want:   &extauthz.Principal{Subject: "app", ClientID: "app", ExpiresAt: exp},
+		},
+		{name: "no sub is refused by default", answer: map[string]any{"client_id": "app", "exp": exp.Unix()}, wantErr: extauthz.ErrInvalidToken},
+		{
+			name: "none of the subject claims is refused", opts: func(o *introspect.Options) { o.SubjectClaims = []string{"sub", "username"} },
+			answer: map[string]any{"username": 7, "exp": exp.Unix()}, wantErr: extauthz.ErrInvalidToken,
+		},
 		{name: "other issuer", answer: map[string]any{"iss": "https://evil.example", "exp": exp.Unix()}, wantErr: extauthz.ErrUnknownIssuer},
 		{name: "refresh token", answer: map[string]any{"token_type": "refresh_token", "exp": exp.Unix()}, wantErr: extauthz.ErrInvalidToken},
 		{name: "hydra refresh token", answer: map[string]any{"token_use": "refresh_token", "exp": exp.Unix()}, wantErr: extauthz.ErrInvalidToken},
 		{name: "DPoP-bound token", answer: map[string]any{"token_type": "DPoP", "exp": exp.Unix()}, wantErr: extauthz.ErrInvalidToken},
-		{name: "active as a string", answer: map[string]any{"active": "true", "exp": exp.Unix()}, wantErr: extauthz.ErrIssuerUnavailable},
+		{name: "active as a string", answer: map[string]any{"active": "true", "sub": "alice", "exp": exp.Unix()}, wantErr: extauthz.ErrTokenInactive},
+		{name: "active as a number", answer: map[string]any{"active": 1, "sub": "alice", "exp": exp.Unix()}, wantErr: extauthz.ErrTokenInactive},
+		{name: "active null", answer: map[string]any{"active": nil, "sub": "alice", "exp": exp.Unix()}, wantErr: extauthz.ErrTokenInactive},
+		{name: "active an object", answer: map[string]any{"active": map[string]any{"value": true}, "exp": exp.Unix()}, wantErr: extauthz.ErrTokenInactive},
+		{name: "inactive with members of the wrong type", answer: map[string]any{"active": "yes", "exp": "soon", "scope": 7}, wantErr: extauthz.ErrTokenInactive},
 		{name: "exp as a string", answer: map[string]any{"exp": "soon"}, wantErr: extauthz.ErrIssuerUnavailable},
 		{name: "scope as a number", answer: map[string]any{"scope": 7, "exp": exp.Unix()}, wantErr: extauthz.ErrIssuerUnavailable},
 	}
@@ -217,7 +256,7 @@ func TestAuthenticateAnswers(t *testing.T) {
 
 func TestRequestSent(t *testing.T) {
 	f := setup(t, nil)
-	f.x.Register("tok", map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()})
+	f.x.Register("tok", map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
 	if _, err := f.intro.Authenticate(context.Background(), cred("tok")); err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +288,6 @@ func TestUnavailable(t *testing.T) {
 		{name: "JSON array", break_: func(f *fixture) { f.x.RespondRaw("application/json", []byte(`[{"active":true}]`)) }},
 		{name: "JSON null", break_: func(f *fixture) { f.x.RespondRaw("application/json", []byte(`null`)) }},
 		{name: "trailing data", break_: func(f *fixture) { f.x.RespondRaw("application/json", []byte(`{"active":true} {}`)) }},
-		{name: "no active member", break_: func(f *fixture) { f.x.RespondRaw("application/json", []byte(`{"sub":"a"}`)) }},
 		{name: "too large", break_: func(f *fixture) {
 			f.x.RespondRaw("application/json", []byte(`{"active":true,"pad":"`+strings.Repeat("x", 70<<10)+`"}`))
 		}},
@@ -259,7 +297,7 @@ func TestUnavailable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := setup(t, func(o *introspect.Options) { o.Timeout = 200 * time.Millisecond })
 			const token = "tok-unavailable"
-			f.x.Register(token, map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()})
+			f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
 			tt.break_(f)
 			_, err := f.intro.Authenticate(context.Background(), cred(token))
 			if !errors.Is(err, extauthz.ErrIssuerUnavailable) {
@@ -268,7 +306,7 @@ func TestUnavailable(t *testing.T) {
 			if strings.Contains(err.Error(), token) || strings.Contains(f.logs.String(), token) {
 				t.Error("token leaked into the error or the logs")
 			}
-			if !strings.Contains(f.logs.String(), extauthz.ShortHash(token)) {
+			if !strings.Contains(f.logs.String(), extauthz.ShortTokenHash(token)) {
 				t.Errorf("failure not logged with the token's short hash: %s", f.logs)
 			}
 			// Not cached: once the server recovers, the token passes.
@@ -278,6 +316,56 @@ func TestUnavailable(t *testing.T) {
 			f.x.SetDelay(0)
 			if _, err := f.intro.Authenticate(context.Background(), cred(token)); err != nil {
 				t.Fatalf("after recovery: %v", err)
+			}
+		})
+	}
+}
+
+// TestActiveNotTrue: an answer whose "active" is anything but the JSON true
+// means an inactive token (RFC 7662 §2.2), in plain and signed (RFC 9701)
+// answers alike: 401 invalid_token, cached as a refusal, never 503.
+func TestActiveNotTrue(t *testing.T) {
+	tests := []struct {
+		name   string
+		signed bool
+		answer string // the JSON answer, or the token_introspection claim when signed
+	}{
+		{name: "string true", answer: `{"active":"true","sub":"alice","scope":"admin"}`},
+		{name: "number 1", answer: `{"active":1,"sub":"alice"}`},
+		{name: "null", answer: `{"active":null,"sub":"alice"}`},
+		{name: "missing", answer: `{"sub":"alice","scope":"admin"}`},
+		{name: "empty object", answer: `{}`},
+		{name: "signed, string true", signed: true, answer: `{"active":"true","sub":"alice"}`},
+		{name: "signed, missing", signed: true, answer: `{"sub":"alice"}`},
+		{name: "signed, array", signed: true, answer: `{"active":[true],"sub":"alice"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t, func(o *introspect.Options) {
+				if tt.signed {
+					o.JWTResponse = true
+					o.Auth = authOf(t, "")
+				}
+			})
+			const token = "tok-active-not-true"
+			if tt.signed {
+				var claim map[string]any
+				if err := json.Unmarshal([]byte(tt.answer), &claim); err != nil {
+					t.Fatal(err)
+				}
+				f.x.RespondRaw(introspect.MediaTypeJWT, []byte(f.is.Sign(t, jwt.MapClaims{
+					"aud": clientID, "token_introspection": claim,
+				}, authztest.WithTyp(introspect.TypJWT))))
+			} else {
+				f.x.RespondRaw("application/json", []byte(tt.answer))
+			}
+			for range 2 {
+				if _, err := f.intro.Authenticate(context.Background(), cred(token)); !errors.Is(err, extauthz.ErrTokenInactive) {
+					t.Fatalf("Authenticate() error = %v, want ErrTokenInactive", err)
+				}
+			}
+			if n := f.x.Calls(); n != 1 {
+				t.Errorf("%d calls, want 1 (the refusal cached)", n)
 			}
 		})
 	}
@@ -353,8 +441,10 @@ func TestCache(t *testing.T) {
 		steps    []step
 	}{
 		{
-			name:     "active answer capped by MaxCacheTTL; a revoked token passes until the cap",
-			register: func(f *fixture) { f.x.Register(token, map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()}) },
+			name: "active answer capped by MaxCacheTTL; a revoked token passes until the cap",
+			register: func(f *fixture) {
+				f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
+			},
 			steps: []step{
 				{wantCalls: 1},
 				{advance: 30 * time.Second, server: func(f *fixture) { f.x.Revoke(token) }, wantCalls: 1},
@@ -363,8 +453,10 @@ func TestCache(t *testing.T) {
 			},
 		},
 		{
-			name:     "active answer expires at exp",
-			register: func(f *fixture) { f.x.Register(token, map[string]any{"exp": f.clk.Now().Add(20 * time.Second).Unix()}) },
+			name: "active answer expires at exp",
+			register: func(f *fixture) {
+				f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(20 * time.Second).Unix()})
+			},
 			steps: []step{
 				{wantCalls: 1},
 				{advance: 19 * time.Second, wantCalls: 1},
@@ -379,13 +471,15 @@ func TestCache(t *testing.T) {
 				{wantErr: extauthz.ErrTokenInactive, wantCalls: 1},
 				{advance: 9 * time.Second, wantErr: extauthz.ErrTokenInactive, wantCalls: 1},
 				{advance: time.Second, server: func(f *fixture) {
-					f.x.Register(token, map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()})
+					f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
 				}, wantCalls: 2},
 			},
 		},
 		{
-			name:     "fail closed once the cached answer is gone",
-			register: func(f *fixture) { f.x.Register(token, map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()}) },
+			name: "fail closed once the cached answer is gone",
+			register: func(f *fixture) {
+				f.x.Register(token, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
+			},
 			steps: []step{
 				{wantCalls: 1},
 				{advance: 50 * time.Second, server: func(f *fixture) { f.is.SetDown(true) }, wantCalls: 1},
@@ -406,7 +500,7 @@ func TestCache(t *testing.T) {
 
 func TestCachedPrincipalIsACopy(t *testing.T) {
 	f := setup(t, nil)
-	f.x.Register("tok", map[string]any{"scope": "a", "exp": f.clk.Now().Add(time.Hour).Unix()})
+	f.x.Register("tok", map[string]any{"sub": "svc", "scope": "a", "exp": f.clk.Now().Add(time.Hour).Unix()})
 	p1, err := f.intro.Authenticate(context.Background(), cred("tok"))
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +518,7 @@ func TestCachedPrincipalIsACopy(t *testing.T) {
 
 func TestConcurrentIdenticalChecksMakeOneCall(t *testing.T) {
 	f := setup(t, nil)
-	f.x.Register("tok", map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()})
+	f.x.Register("tok", map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
 	release := f.x.Hold()
 	const n = 50
 	var wg sync.WaitGroup
@@ -459,7 +553,7 @@ func TestConcurrencyLimit(t *testing.T) {
 		o.Metrics = metrics.New(reg)
 	})
 	for _, tok := range []string{"a", "b", "c"} {
-		f.x.Register(tok, map[string]any{"exp": f.clk.Now().Add(time.Hour).Unix()})
+		f.x.Register(tok, map[string]any{"sub": "svc", "exp": f.clk.Now().Add(time.Hour).Unix()})
 	}
 	release := f.x.Hold()
 	defer release()

@@ -12,7 +12,7 @@ import (
 
 func BenchmarkAuthenticateWarm(b *testing.B) {
 	f := setupB(b)
-	cred := extauthz.Credential{Raw: f.is.Sign(b, jwt.MapClaims{"aud": "api", "scope": "a b"}), Kind: extauthz.KindJWT, Header: "authorization"}
+	cred := extauthz.Credential{Raw: f.is.Sign(b, jwt.MapClaims{"sub": "alice", "aud": "api", "scope": "a b"}), Kind: extauthz.KindJWT, Header: "authorization"}
 	ctx := context.Background()
 	if _, err := f.v.Authenticate(ctx, cred); err != nil {
 		b.Fatal(err)
@@ -33,7 +33,7 @@ func BenchmarkAuthenticateCold(b *testing.B) {
 			ctx := context.Background()
 			toks := make([]string, 256)
 			for i := range toks {
-				toks[i] = f.is.Sign(b, jwt.MapClaims{"aud": "api", "jti": fmt.Sprint(i)}, authztestAlg(alg))
+				toks[i] = f.is.Sign(b, jwt.MapClaims{"sub": "alice", "aud": "api", "jti": fmt.Sprint(i)}, authztestAlg(alg))
 			}
 			b.ReportAllocs()
 			i := 0

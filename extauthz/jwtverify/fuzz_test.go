@@ -8,9 +8,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-json-experiment/json"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 )
@@ -29,12 +32,19 @@ var fuzzNow = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
 const fuzzIssuer = "https://as.example"
 
+// fuzzVerifier requires typ at+jwt; see fuzzVerifierTyped.
 func fuzzVerifier(t testing.TB) (*Verifier, ed25519.PrivateKey) {
+	return fuzzVerifierTyped(t, "at+jwt")
+}
+
+// fuzzVerifierTyped trusts one issuer whose RequiredType is requiredTyp
+// (empty: the default rules of Token kinds).
+func fuzzVerifierTyped(t testing.TB, requiredTyp string) (*Verifier, ed25519.PrivateKey) {
 	seed := make([]byte, ed25519.SeedSize) // a fixed key keeps the corpus meaningful
 	priv := ed25519.NewKeyFromSeed(seed)
 	v, err := New(Options{
 		Issuers: []Issuer{{
-			Issuer: fuzzIssuer, Audiences: []string{"api"}, RequiredType: "at+jwt",
+			Issuer: fuzzIssuer, Audiences: []string{"api"}, RequiredType: requiredTyp,
 			Algorithms: []string{"EdDSA", "HS256"}, HMACSecret: hmacSecret,
 			Keys: fixedKey{pub: priv.Public().(ed25519.PublicKey)},
 		}},
@@ -82,24 +92,53 @@ func checkOutcome(t *testing.T, raw string, p *extauthz.Principal, err error) {
 	if !found {
 		t.Fatalf("accepted aud %v", p.Audience)
 	}
+	if sub, _ := p.Claims["sub"].(string); sub == "" || p.Subject != sub {
+		t.Fatalf("accepted sub %v", p.Claims["sub"])
+	}
+	if err := checkKind(p.Claims); err != nil {
+		t.Fatalf("accepted a token of another kind: %v", err)
+	}
+}
+
+// acceptedType reports whether a verifier without RequiredType may accept
+// a token with this header: its typ must be one an access token carries.
+func acceptedType(header []byte) bool {
+	var h jwsHeader
+	if err := json.Unmarshal(header, &h); err != nil {
+		return false
+	}
+	return accessTypes[normType(h.Typ)]
 }
 
 // FuzzHeaderClaims signs arbitrary header and claims JSON with the trusted
 // key, so the fuzzer explores everything after the signature check: alg,
-// typ, crit, kid handling and every claim's type.
+// typ, crit, kid handling, token kinds and every claim's type. Each token
+// goes to a verifier requiring typ at+jwt and to one with the default typ
+// rules (Token kinds).
 func FuzzHeaderClaims(f *testing.F) {
-	f.Add([]byte(`{"alg":"EdDSA","typ":"at+jwt","kid":"k1"}`), []byte(`{"iss":"https://as.example","aud":"api","exp":1893456300}`))
-	f.Add([]byte(`{"alg":"none","typ":"at+jwt"}`), []byte(`{"iss":"https://as.example","aud":"api","exp":1893456300}`))
-	f.Add([]byte(`{"alg":"EdDSA","typ":"at+jwt","crit":["exp"]}`), []byte(`{"iss":"https://as.example","aud":["api"],"exp":1893456300}`))
-	v, priv := fuzzVerifier(f)
+	f.Add([]byte(`{"alg":"EdDSA","typ":"at+jwt","kid":"k1"}`), []byte(`{"iss":"https://as.example","sub":"a","aud":"api","exp":1893456300}`))
+	f.Add([]byte(`{"alg":"none","typ":"at+jwt"}`), []byte(`{"iss":"https://as.example","sub":"a","aud":"api","exp":1893456300}`))
+	f.Add([]byte(`{"alg":"EdDSA","typ":"at+jwt","crit":["exp"]}`), []byte(`{"iss":"https://as.example","sub":"a","aud":["api"],"exp":1893456300}`))
+	f.Add([]byte(`{"alg":"EdDSA","typ":"dpop+jwt"}`), []byte(`{"iss":"https://as.example","sub":"a","aud":"api","exp":1893456300,"htm":"GET"}`))
+	strict, priv := fuzzVerifier(f)
+	plain, _ := fuzzVerifierTyped(f, "")
 	f.Fuzz(func(t *testing.T, header, claims []byte) {
 		enc := base64.RawURLEncoding.EncodeToString
 		signing := enc(header) + "." + enc(claims)
 		raw := signing + "." + enc(ed25519.Sign(priv, []byte(signing)))
-		p, err := v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT})
+		cred := extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT}
+		p, err := strict.Authenticate(context.Background(), cred)
 		checkOutcome(t, raw, p, err)
 		if err == nil && !strings.Contains(string(header), "EdDSA") {
 			t.Fatalf("accepted a header without alg EdDSA: %s", header)
+		}
+		if err == nil && !strings.Contains(strings.ToLower(string(header)), "at+jwt") {
+			t.Fatalf("accepted a header without typ at+jwt: %s", header)
+		}
+		p, err = plain.Authenticate(context.Background(), cred)
+		checkOutcome(t, raw, p, err)
+		if err == nil && !acceptedType(header) {
+			t.Fatalf("accepted typ of another kind: %s", header)
 		}
 	})
 }
@@ -132,10 +171,74 @@ func TestFuzzSeedAccepted(t *testing.T) {
 	v, priv := fuzzVerifier(t)
 	enc := base64.RawURLEncoding.EncodeToString
 	signing := enc([]byte(`{"alg":"EdDSA","typ":"at+jwt","kid":"k1"}`)) + "." +
-		enc([]byte(`{"iss":"https://as.example","aud":"api","exp":1893456300,"scp":["a"]}`))
+		enc([]byte(`{"iss":"https://as.example","sub":"alice","aud":"api","exp":1893456300,"scp":["a"]}`))
 	raw := signing + "." + enc(ed25519.Sign(priv, []byte(signing)))
 	p, err := v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT})
 	if err != nil || len(p.Scopes) != 1 {
 		t.Fatalf("seed token: %v", err)
 	}
+}
+
+// TestKindSeeds keeps the token-kind seeds of FuzzHeaderClaims meaningful:
+// the verifier with the default typ rules accepts the access tokens among
+// them and refuses every other kind.
+func TestKindSeeds(t *testing.T) {
+	tests := []struct {
+		seed       string
+		wantAccept bool
+	}{
+		{seed: "valid", wantAccept: true},
+		{seed: "typ-missing", wantAccept: true},
+		{seed: "typ-jwt", wantAccept: true},
+		{seed: "typ-application", wantAccept: true},
+		{seed: "typ-application-jwt", wantAccept: true},
+		{seed: "typ-dpop"},
+		{seed: "typ-token-introspection"},
+		{seed: "typ-secevent"},
+		{seed: "typ-logout"},
+		{seed: "typ-other-plus-jwt"},
+		{seed: "typ-jose"},
+		{seed: "claims-logout-untyped"},
+		{seed: "claims-id-token"},
+		{seed: "claims-keycloak-id"},
+		{seed: "sub-missing"},
+		{seed: "sub-empty"},
+	}
+	v, priv := fuzzVerifierTyped(t, "")
+	enc := base64.RawURLEncoding.EncodeToString
+	for _, tt := range tests {
+		t.Run(tt.seed, func(t *testing.T) {
+			header, claims := readSeed(t, filepath.Join("testdata", "fuzz", "FuzzHeaderClaims", tt.seed))
+			signing := enc(header) + "." + enc(claims)
+			raw := signing + "." + enc(ed25519.Sign(priv, []byte(signing)))
+			_, err := v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT})
+			if tt.wantAccept && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.wantAccept && !errors.Is(err, extauthz.ErrInvalidToken) {
+				t.Fatalf("err = %v, want ErrInvalidToken", err)
+			}
+		})
+	}
+}
+
+// readSeed reads a two-[]byte corpus file of FuzzHeaderClaims.
+func readSeed(t *testing.T, path string) (header, claims []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vals [][]byte
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
+		s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(line, "[]byte("), ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		vals = append(vals, []byte(s))
+	}
+	if len(vals) != 2 {
+		t.Fatalf("%s: %d values, want 2", path, len(vals))
+	}
+	return vals[0], vals[1]
 }

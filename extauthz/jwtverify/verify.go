@@ -7,7 +7,7 @@
 //	its exact bytes) and claims once, as strict JSON → the unverified iss
 //	picks the configured issuer → header rules (alg allowlist, typ, crit,
 //	kid) → key from the issuer's own key source → signature → exp/nbf/iat
-//	with clock skew → aud → Principal
+//	with clock skew → token kind → aud → sub → Principal
 //
 // Signatures are checked by github.com/golang-jwt/jwt/v5's signing methods
 // and time claims by its Validator; segments are split and decoded here, once
@@ -22,6 +22,31 @@
 // critical header extensions are refused as none is understood; explicit
 // typing is enforced when RequiredType is set; the issuer must match exactly
 // and the audience must when audiences are configured.
+//
+// # Token kinds
+//
+// An authorization server signs more than access tokens with its keys: ID
+// tokens, logout tokens, security events, RFC 9701 introspection answers.
+// None of them may pass as an access token (RFC 8725 §2.8, §3.11, §3.12), so
+// even without RequiredType:
+//
+//   - the typ header must be absent, "JWT" or "at+jwt" (compared
+//     case-insensitively, "application/" prefix optional, RFC 7515 §4.1.9);
+//     every other value is refused: any other "+jwt" type (dpop+jwt,
+//     token-introspection+jwt, secevent+jwt, logout+jwt, …) names another
+//     kind, and an unknown one is not known to be an access token. An issuer
+//     whose access tokens carry another typ sets RequiredType to it.
+//   - claims that only another kind carries are refused: "events" (security
+//     event and logout tokens, RFC 8417, OIDC Back-Channel Logout),
+//     "token_introspection" (RFC 9701), "htm"/"htu" (DPoP proofs, RFC 9449),
+//     "at_hash", "c_hash", "s_hash" (ID tokens, OIDC Core / FAPI), and a
+//     payload "typ" of "ID", "Refresh", "Offline" or "Logout" (Keycloak's
+//     ID, refresh and logout tokens). "nonce" is not refused: Keycloak before
+//     25 copied it into access tokens. An ID token with none of these markers
+//     cannot be told from an access token by its content; the audience check
+//     (its aud is the client's id) and RequiredType "at+jwt" keep it out.
+//   - sub is required (RFC 9068 §2.2) unless the issuer sets
+//     AllowMissingSub.
 //
 // Results are cached by token hash until the token's exp, never longer, so a
 // token seen before costs a hash and a map lookup.
@@ -74,7 +99,13 @@ type Issuer struct {
 	ClockSkew time.Duration
 	// RequiredType, when set (e.g. "at+jwt"), must equal the typ header,
 	// compared case-insensitively with an optional "application/" prefix.
+	// Empty accepts no typ, "JWT" and "at+jwt" (see Token kinds). A type
+	// that names another kind of JWT (dpop+jwt, logout+jwt, …) is refused by New.
 	RequiredType string
+	// AllowMissingSub accepts access tokens without a sub claim. RFC 9068
+	// §2.2 requires sub, so tokens without it are refused unless this is set
+	// for an issuer known to omit it (some client-credentials tokens).
+	AllowMissingSub bool
 	// ScopeClaims names the claims scopes are read from, first present wins;
 	// empty means DefaultScopeClaims. A string claim is split on spaces, an
 	// array is taken as is.
@@ -115,6 +146,35 @@ var DefaultScopeClaims = []string{"scope", "scp"}
 var clientIDClaims = []string{"client_id", "azp", "cid"}
 
 var hmacMinBytes = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
+
+// accessTypes are the typ values (normalised by normType) accepted when an
+// issuer sets no RequiredType: none, the generic "JWT" (RFC 7519 §5.1) and
+// RFC 9068's "at+jwt". Everything else is refused; see Token kinds.
+var accessTypes = map[string]bool{"": true, "jwt": true, "at+jwt": true}
+
+// otherKindTypes are typ values (normalised: lower case, no "application/")
+// of JWTs that are never access tokens. New refuses them as RequiredType.
+var otherKindTypes = []string{
+	"dpop+jwt",                  // RFC 9449 DPoP proof
+	"token-introspection+jwt",   // RFC 9701 introspection answer
+	"secevent+jwt",              // RFC 8417 security event token
+	"logout+jwt",                // OIDC Back-Channel Logout token
+	"oauth-authz-req+jwt",       // RFC 9101 request object
+	"client-authentication+jwt", // RFC 7523bis client assertion
+}
+
+// otherKindClaims are claims that only JWTs of another kind carry: see
+// Token kinds in the package doc.
+var otherKindClaims = []string{
+	"events",              // RFC 8417 SETs, OIDC logout tokens
+	"token_introspection", // RFC 9701 introspection answers
+	"htm", "htu",          // RFC 9449 DPoP proofs
+	"at_hash", "c_hash", "s_hash", // OIDC Core / FAPI ID tokens
+}
+
+// otherKindPayloadTypes are values (lower-cased) of Keycloak's payload typ
+// claim on tokens that are not access tokens; its access tokens say "Bearer".
+var otherKindPayloadTypes = map[string]bool{"id": true, "refresh": true, "offline": true, "logout": true}
 
 type issuer struct {
 	cfg         Issuer
@@ -161,11 +221,7 @@ func New(opts Options) (*Verifier, error) {
 	if entries <= 0 {
 		entries = DefaultCacheEntries
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	v.cache = cache.New[entry]("jwt", entries, obs)
+	v.cache = cache.New[entry]("jwt", entries, opts.Metrics)
 
 	for i, c := range opts.Issuers {
 		is, err := newIssuer(c, v.now)
@@ -186,6 +242,9 @@ func newIssuer(c Issuer, now func() time.Time) (*issuer, error) {
 	}
 	if c.ClockSkew < 0 {
 		return nil, errors.New("negative clock skew")
+	}
+	if t := normType(c.RequiredType); slices.Contains(otherKindTypes, t) {
+		return nil, fmt.Errorf("required type %q is not an access token type", c.RequiredType)
 	}
 	algs := c.Algorithms
 	if len(algs) == 0 {
@@ -253,7 +312,7 @@ func (v *Verifier) verify(ctx context.Context, cred extauthz.Credential, audienc
 	if len(raw) > v.maxBytes {
 		return nil, fmt.Errorf("%w: token larger than %d bytes", extauthz.ErrInvalidToken, v.maxBytes)
 	}
-	key := cred.Hash()
+	key := cred.TokenHash()
 	if forAudience {
 		key = extauthz.TokenHash(key + "\x00" + strings.Join(audiences, "\x00"))
 	}
@@ -347,6 +406,9 @@ func (v *Verifier) parse(ctx context.Context, cred extauthz.Credential, audience
 	}
 	if err := is.validator.Validate(claims); err != nil {
 		return nil, mapClaimsError(err)
+	}
+	if err := checkKind(claims); err != nil {
+		return nil, err
 	}
 	if !forAudience {
 		audiences = is.cfg.Audiences
@@ -471,8 +533,8 @@ func (is *issuer) key(ctx context.Context, h *jwsHeader) (any, error) {
 	if h.B64 != nil && string(h.B64) != "true" {
 		return nil, invalid("unencoded payloads are not accepted")
 	}
-	if is.typ != "" && normType(h.Typ) != is.typ {
-		return nil, invalid("typ is not %s", is.cfg.RequiredType)
+	if err := is.checkType(h.Typ); err != nil {
+		return nil, err
 	}
 	kid := ""
 	if h.Kid != nil {
@@ -492,6 +554,40 @@ func (is *issuer) key(ctx context.Context, h *jwsHeader) (any, error) {
 	return key, nil
 }
 
+// checkType applies explicit typing (RFC 8725 §3.11): the typ header must
+// be the issuer's RequiredType, or without one a type an access token may
+// carry (accessTypes), so a DPoP proof, logout token, security event or
+// introspection answer signed with the issuer's key is never taken for one.
+func (is *issuer) checkType(typ string) error {
+	t := normType(typ)
+	if is.typ != "" {
+		if t != is.typ {
+			return invalid("typ is not %s", is.cfg.RequiredType)
+		}
+		return nil
+	}
+	if !accessTypes[t] {
+		return invalid("typ names no access token")
+	}
+	return nil
+}
+
+// checkKind refuses claims that reveal another kind of JWT than an access
+// token (otherKindClaims, Keycloak's payload typ), whatever the typ header
+// says: issuers that do not type their tokens explicitly sign ID and logout
+// tokens with the same key as access tokens.
+func checkKind(claims jwt.MapClaims) error {
+	for _, name := range otherKindClaims {
+		if _, ok := claims[name]; ok {
+			return invalid("a %s claim marks another kind of token", name)
+		}
+	}
+	if t, ok := claims["typ"].(string); ok && otherKindPayloadTypes[strings.ToLower(t)] {
+		return invalid("payload typ marks another kind of token")
+	}
+	return nil
+}
+
 func (is *issuer) principal(claims jwt.MapClaims, audiences []string, cred extauthz.Credential) (*extauthz.Principal, error) {
 	aud, _, err := stringList(claims, "aud", false)
 	if err != nil {
@@ -503,6 +599,10 @@ func (is *issuer) principal(claims jwt.MapClaims, audiences []string, cred extau
 	sub, err := claims.GetSubject()
 	if err != nil {
 		return nil, invalid("sub is not a string")
+	}
+	// RFC 9068 §2.2: sub is required. An empty one names nobody either.
+	if sub == "" && !is.cfg.AllowMissingSub {
+		return nil, invalid("sub missing")
 	}
 	exp, _ := claims.GetExpirationTime() // checked present and well-typed by the validator
 	iat, _ := claims.GetIssuedAt()

@@ -213,7 +213,7 @@ func TestKeyHeadersAreNeverFetched(t *testing.T) {
 	other := authztest.New(t)
 	other.Rotate(false)
 	attackerKey, _ := other.Key("ES256")
-	claims := jwt.MapClaims{"aud": "api", "iss": f.is.URL()}
+	claims := jwt.MapClaims{"sub": "alice", "aud": "api", "iss": f.is.URL()}
 
 	tests := []struct {
 		name    string
@@ -250,9 +250,111 @@ func mustKid(is *authztest.Issuer, alg string) string {
 	return k.Kid
 }
 
+// TestTokenKinds: a JWT of another kind signed by the issuer's own key never
+// passes as an access token, with or without RequiredType, and a token
+// without sub is refused unless the issuer allows it (RFC 9068 §2.2,
+// RFC 8725 §3.11). The accepted rows show which typ values and claims an
+// access token may carry without RequiredType.
+func TestTokenKinds(t *testing.T) {
+	access := func(extra jwt.MapClaims) jwt.MapClaims {
+		c := jwt.MapClaims{"sub": "alice", "aud": "api", "scope": "read"}
+		for k, v := range extra {
+			c[k] = v
+		}
+		return c
+	}
+	typ := authztest.WithTyp
+	logoutEvents := map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}
+	tests := []struct {
+		name    string
+		issuer  func(*Issuer) // nil: no RequiredType, sub required
+		claims  jwt.MapClaims
+		opts    []authztest.SignOption
+		wantErr error
+	}{
+		// typ header, no RequiredType.
+		{name: "at+jwt", claims: access(nil), opts: []authztest.SignOption{typ("at+jwt")}},
+		{name: "application/AT+JWT", claims: access(nil), opts: []authztest.SignOption{typ("application/AT+JWT")}},
+		{name: "JWT", claims: access(nil), opts: []authztest.SignOption{typ("JWT")}},
+		{name: "jwt", claims: access(nil), opts: []authztest.SignOption{typ("jwt")}},
+		{name: "application/jwt", claims: access(nil), opts: []authztest.SignOption{typ("application/jwt")}},
+		{name: "typ missing", claims: access(nil), opts: []authztest.SignOption{authztest.WithoutTyp()}},
+		{name: "typ empty", claims: access(nil), opts: []authztest.SignOption{typ("")}},
+		{name: "DPoP proof", claims: access(jwt.MapClaims{"jti": "j", "htm": "GET", "htu": "https://api/x"}),
+			opts: []authztest.SignOption{typ("dpop+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "dpop+jwt typ alone", claims: access(nil), opts: []authztest.SignOption{typ("dpop+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "DPOP+JWT", claims: access(nil), opts: []authztest.SignOption{typ("DPOP+JWT")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "introspection answer", claims: access(jwt.MapClaims{"token_introspection": map[string]any{"active": true, "sub": "alice"}}),
+			opts: []authztest.SignOption{typ("token-introspection+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "application/token-introspection+jwt typ alone", claims: access(nil),
+			opts: []authztest.SignOption{typ("application/token-introspection+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "secevent+jwt typ alone", claims: access(nil), opts: []authztest.SignOption{typ("secevent+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "logout token", claims: access(jwt.MapClaims{"jti": "j", "sid": "s", "events": logoutEvents}),
+			opts: []authztest.SignOption{typ("logout+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "logout+jwt typ alone", claims: access(nil), opts: []authztest.SignOption{typ("Logout+JWT")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "any other +jwt", claims: access(nil), opts: []authztest.SignOption{typ("txntoken+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "bare +jwt", claims: access(nil), opts: []authztest.SignOption{typ("+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "at+jwt with a space", claims: access(nil), opts: []authztest.SignOption{typ("at+jwt ")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "prefix twice", claims: access(nil), opts: []authztest.SignOption{typ("application/application/at+jwt")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "JOSE", claims: access(nil), opts: []authztest.SignOption{typ("JOSE")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "Bearer", claims: access(nil), opts: []authztest.SignOption{typ("Bearer")}, wantErr: extauthz.ErrInvalidToken},
+
+		// Claims that reveal another kind, whatever the typ header says.
+		{name: "logout token typed JWT", claims: access(jwt.MapClaims{"sid": "s", "events": logoutEvents}),
+			opts: []authztest.SignOption{typ("JWT")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "security event without typ", claims: access(jwt.MapClaims{"events": map[string]any{"urn:x": map[string]any{}}}),
+			opts: []authztest.SignOption{authztest.WithoutTyp()}, wantErr: extauthz.ErrInvalidToken},
+		{name: "introspection answer without typ", claims: access(jwt.MapClaims{"token_introspection": map[string]any{"active": true}}),
+			opts: []authztest.SignOption{authztest.WithoutTyp()}, wantErr: extauthz.ErrInvalidToken},
+		{name: "DPoP claims typed at+jwt", claims: access(jwt.MapClaims{"htm": "GET", "htu": "https://api/x"}), wantErr: extauthz.ErrInvalidToken},
+		{name: "ID token with at_hash", claims: access(jwt.MapClaims{"at_hash": "x", "nonce": "n"}),
+			opts: []authztest.SignOption{typ("JWT")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "ID token with c_hash", claims: access(jwt.MapClaims{"c_hash": "x"}), wantErr: extauthz.ErrInvalidToken},
+		{name: "ID token with s_hash", claims: access(jwt.MapClaims{"s_hash": "x"}), wantErr: extauthz.ErrInvalidToken},
+		{name: "Keycloak ID token", claims: access(jwt.MapClaims{"typ": "ID", "azp": "web"}),
+			opts: []authztest.SignOption{typ("JWT")}, wantErr: extauthz.ErrInvalidToken},
+		{name: "Keycloak refresh token", claims: access(jwt.MapClaims{"typ": "Refresh"}), wantErr: extauthz.ErrInvalidToken},
+		{name: "Keycloak logout token", claims: access(jwt.MapClaims{"typ": "Logout"}), wantErr: extauthz.ErrInvalidToken},
+		{name: "Keycloak access token", claims: access(jwt.MapClaims{"typ": "Bearer", "azp": "web", "nonce": "n"}),
+			opts: []authztest.SignOption{typ("JWT")}},
+		{name: "kind claims refused even with RequiredType", issuer: func(c *Issuer) { c.RequiredType = "at+jwt" },
+			claims: access(jwt.MapClaims{"events": logoutEvents}), wantErr: extauthz.ErrInvalidToken},
+
+		// sub (RFC 9068 §2.2).
+		{name: "sub missing", claims: jwt.MapClaims{"aud": "api"}, wantErr: extauthz.ErrInvalidToken},
+		{name: "sub empty", claims: jwt.MapClaims{"aud": "api", "sub": ""}, wantErr: extauthz.ErrInvalidToken},
+		{name: "sub missing, allowed", issuer: func(c *Issuer) { c.AllowMissingSub = true }, claims: jwt.MapClaims{"aud": "api"}},
+		{name: "sub not a string, even when allowed to be missing", issuer: func(c *Issuer) { c.AllowMissingSub = true },
+			claims: jwt.MapClaims{"aud": "api", "sub": 7}, wantErr: extauthz.ErrInvalidToken},
+
+		// RequiredType set: exactly that type.
+		{name: "required JWT", issuer: func(c *Issuer) { c.RequiredType = "JWT" }, claims: access(nil), opts: []authztest.SignOption{typ("application/jwt")}},
+		{name: "required JWT, at+jwt sent", issuer: func(c *Issuer) { c.RequiredType = "JWT" }, claims: access(nil), wantErr: extauthz.ErrInvalidToken},
+		{name: "required vendor type", issuer: func(c *Issuer) { c.RequiredType = "application/vnd.example.at+jwt" },
+			claims: access(nil), opts: []authztest.SignOption{typ("vnd.example.at+jwt")}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t, tc.issuer)
+			raw := f.is.Sign(t, tc.claims, tc.opts...)
+			p, err := f.auth(raw)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Authenticate: err = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil && p != nil {
+				t.Fatal("principal returned with an error")
+			}
+			// Embedded tokens follow the same rules.
+			if _, err := f.v.VerifyForAudience(context.Background(), raw, []string{"api"}); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("VerifyForAudience: err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
 func TestRequiredType(t *testing.T) {
 	f := setup(t, func(c *Issuer) { c.RequiredType = "at+jwt" })
-	claims := jwt.MapClaims{"aud": "api"}
+	claims := jwt.MapClaims{"sub": "alice", "aud": "api"}
 	tests := []struct {
 		name    string
 		opts    []authztest.SignOption
@@ -278,7 +380,7 @@ func TestHMAC(t *testing.T) {
 		c.Algorithms = []string{"RS256", "HS256"}
 		c.HMACSecret = hmacSecret
 	})
-	claims := jwt.MapClaims{"aud": "api"}
+	claims := jwt.MapClaims{"sub": "alice", "aud": "api"}
 	tests := []struct {
 		name    string
 		opts    []authztest.SignOption
@@ -315,6 +417,9 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{name: "unknown alg", cfg: Issuer{Issuer: "i", Keys: keys, Algorithms: []string{"RS1"}}},
 		{name: "no key source", cfg: Issuer{Issuer: "i"}},
 		{name: "negative skew", cfg: Issuer{Issuer: "i", Keys: keys, ClockSkew: -time.Second}},
+		{name: "DPoP proofs required", cfg: Issuer{Issuer: "i", Keys: keys, RequiredType: "dpop+jwt"}},
+		{name: "introspection answers required", cfg: Issuer{Issuer: "i", Keys: keys, RequiredType: "application/Token-Introspection+JWT"}},
+		{name: "logout tokens required", cfg: Issuer{Issuer: "i", Keys: keys, RequiredType: "logout+jwt"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -380,7 +485,7 @@ func TestPrincipal(t *testing.T) {
 
 func TestCache(t *testing.T) {
 	f := setup(t, nil)
-	raw := f.is.Sign(t, jwt.MapClaims{"aud": "api", "exp": f.clk.Now().Add(time.Minute).Unix()})
+	raw := f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "api", "exp": f.clk.Now().Add(time.Minute).Unix()})
 	p1, err := f.auth(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -426,7 +531,7 @@ func TestCache(t *testing.T) {
 
 func TestVerifyForAudience(t *testing.T) {
 	f := setup(t, nil)
-	raw := f.is.Sign(t, jwt.MapClaims{"aud": "orders", "scope": "orders:read"})
+	raw := f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "orders", "scope": "orders:read"})
 	ctx := context.Background()
 	if _, err := f.v.VerifyForAudience(ctx, raw, []string{"orders"}); err != nil {
 		t.Fatal(err)
@@ -490,7 +595,7 @@ func TestRotationAndOutage(t *testing.T) {
 			if tc.forged {
 				opts = append(opts, authztest.WithKid("never-published"))
 			}
-			_, err := f.auth(f.is.Sign(t, jwt.MapClaims{"aud": "api"}, opts...))
+			_, err := f.auth(f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "api"}, opts...))
 			if tc.wantErr == nil && err != nil {
 				t.Fatalf("err = %v, want accepted", err)
 			}
@@ -567,7 +672,7 @@ func TestHeaderCacheBounded(t *testing.T) {
 	v, priv := fuzzVerifier(t)
 	enc := base64.RawURLEncoding.EncodeToString
 	tok := func(header string, i int) string {
-		claims := fmt.Sprintf(`{"iss":"https://as.example","aud":"api","exp":1893456300,"jti":"%d"}`, i)
+		claims := fmt.Sprintf(`{"iss":"https://as.example","sub":"alice","aud":"api","exp":1893456300,"jti":"%d"}`, i)
 		signing := enc([]byte(header)) + "." + enc([]byte(claims))
 		return signing + "." + enc(ed25519.Sign(priv, []byte(signing)))
 	}

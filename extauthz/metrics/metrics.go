@@ -15,6 +15,7 @@ type Metrics struct {
 	checkLatency prometheus.Histogram
 	cacheLookups *prometheus.CounterVec
 	issuerCalls  *prometheus.CounterVec
+	issuerLimit  *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
 }
 
@@ -38,12 +39,16 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: "tokentailor", Name: "issuer_requests_total",
 			Help: "Outbound calls toward each issuer by endpoint (jwks, discovery, introspection, token) and result (ok, error).",
 		}, []string{"issuer", "endpoint", "result"}),
+		issuerLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "tokentailor", Name: "issuer_requests_limited_total",
+			Help: "Outbound calls toward each issuer not made because its rate limit was reached, by endpoint (introspection); each one denied a Check with 503.",
+		}, []string{"issuer", "endpoint"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "tokentailor", Name: "config_reloads_total",
 			Help: "Configuration reloads by result (ok, error).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.decisions, m.checkLatency, m.cacheLookups, m.issuerCalls, m.reloads)
+	reg.MustRegister(m.decisions, m.checkLatency, m.cacheLookups, m.issuerCalls, m.issuerLimit, m.reloads)
 	return m
 }
 
@@ -79,6 +84,15 @@ func (m *Metrics) IssuerCall(issuer, endpoint string, err error) {
 		result = "error"
 	}
 	m.issuerCalls.WithLabelValues(issuer, endpoint, result).Inc()
+}
+
+// IssuerCallLimited counts one call to an issuer's endpoint that its rate
+// limit refused.
+func (m *Metrics) IssuerCallLimited(issuer, endpoint string) {
+	if m == nil {
+		return
+	}
+	m.issuerLimit.WithLabelValues(issuer, endpoint).Inc()
 }
 
 // Reload counts one configuration reload attempt.

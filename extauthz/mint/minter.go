@@ -124,11 +124,7 @@ func New(opts Options) (*Minter, error) {
 	if n == 0 {
 		n = DefaultCacheEntries
 	}
-	var obs cache.Observer
-	if opts.Metrics != nil {
-		obs = opts.Metrics
-	}
-	m.cache = cache.New[cachedToken](CacheName, n, obs)
+	m.cache = cache.New[cachedToken](CacheName, n, opts.Metrics)
 	return m, nil
 }
 
@@ -136,6 +132,10 @@ func New(opts Options) (*Minter, error) {
 // one and those only published, each with kid, alg and use "sig". Serve it at
 // /.well-known/jwks.json as application/jwk-set+json.
 func (m *Minter) JWKS() []byte { return slices.Clone(m.jwks) }
+
+// SigningKey returns the key new tokens are signed with, for other token
+// kinds tokentailor signs under the same published JWKS (Txn-Tokens).
+func (m *Minter) SigningKey() *Key { return m.signing }
 
 // SigningKeyID returns the kid of the key that signs new tokens.
 func (m *Minter) SigningKeyID() string { return m.signing.ID }
@@ -408,8 +408,8 @@ func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
 // introspection answer changed), and the grant. Fields are length-prefixed
 // so that no two inputs share an encoding.
 func appendCacheKey(b []byte, p *extauthz.Principal, g *extauthz.Grant) []byte {
-	b = append(b, 1)                        // key format version
-	b = appendField(b, p.Credential.Hash()) // the token's SHA-256, computed once per Check
+	b = append(b, 1)                             // key format version
+	b = appendField(b, p.Credential.TokenHash()) // the token's SHA-256, computed once per Check
 	b = appendField(b, p.Issuer)
 	b = appendField(b, p.Subject)
 	b = appendField(b, p.ClientID)

@@ -169,7 +169,7 @@ func TestJTIUnique(t *testing.T) {
 	}
 }
 
-// TestInvariantInternalTokenNeverOutlivesIncoming: DESIGN invariant 2, the
+// TestInvariantInternalTokenNeverOutlivesIncoming: README invariant 2, the
 // internal token's exp is never later than the incoming token's.
 func TestInvariantInternalTokenNeverOutlivesIncoming(t *testing.T) {
 	tests := []struct {

@@ -138,7 +138,7 @@ func compile(c *config.Route) (*Route, error) {
 		}
 	}
 	if x := u.Exchange; x != nil {
-		r.grant.Exchange = &extauthz.ExchangeSpec{Issuer: x.Issuer, Resource: x.Resource, RequestedTokenType: x.RequestedTokenType, Actor: x.Actor}
+		r.grant.Exchange = &extauthz.ExchangeSpec{Issuer: x.Issuer, Resource: x.Resource, SubjectTokenType: x.SubjectTokenType, RequestedTokenType: x.RequestedTokenType, Actor: x.Actor}
 	}
 	from := make([]string, 0, len(u.CopyClaims))
 	for f := range u.CopyClaims {

@@ -204,3 +204,35 @@ func TestInvariantScopesAreSubsetOfIncomingAndRoute(t *testing.T) {
 		t.Fatalf("the route's scopes were modified: %v", rt.grant.Scopes)
 	}
 }
+
+// TestExchangeTypesReachTheGrant checks that both RFC 8693 token types of a
+// route, defaulted or set, arrive in its grant.
+func TestExchangeTypesReachTheGrant(t *testing.T) {
+	const accessToken = "urn:ietf:params:oauth:token-type:access_token"
+	tests := []struct {
+		name          string
+		exchange      string
+		wantSubject   string
+		wantRequested string
+	}{
+		{name: "defaults", exchange: "", wantSubject: accessToken, wantRequested: accessToken},
+		{
+			name:          "set",
+			exchange:      ", exchange: {subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', requested_token_type: 'urn:x:custom'}",
+			wantSubject:   "urn:ietf:params:oauth:token-type:jwt",
+			wantRequested: "urn:x:custom",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := engine(t, "  - name: x\n    match: {path_prefix: /x}\n    upstream: {mode: exchange, audience: b"+tt.exchange+"}\n").Route("x")
+			g, err := r.Authorize(&extauthz.Principal{Subject: "u1", ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Exchange == nil || g.Exchange.SubjectTokenType != tt.wantSubject || g.Exchange.RequestedTokenType != tt.wantRequested {
+				t.Fatalf("grant exchange = %+v, want subject %q, requested %q", g.Exchange, tt.wantSubject, tt.wantRequested)
+			}
+		})
+	}
+}

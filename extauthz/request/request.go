@@ -41,6 +41,8 @@ func FromCheck(req *authv3.CheckRequest) (extauthz.Request, error) {
 	r := extauthz.Request{
 		ContextExtensions: attrs.GetContextExtensions(),
 		SourcePrincipal:   attrs.GetSource().GetPrincipal(),
+		SourceCertificate: attrs.GetSource().GetCertificate(),
+		SourceAddress:     attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
 
 	// header_map wins when present: Envoy then leaves `headers` empty, and

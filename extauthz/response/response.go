@@ -17,7 +17,7 @@
 // headers_to_remove would therefore delete the token that was just set.
 // So Allow never removes that header: the token header is set with
 // OVERWRITE_IF_EXISTS_OR_ADD, which replaces every value a client sent under
-// that name (DESIGN invariant 3), and headers_to_remove only names other
+// that name (README invariant 3), and headers_to_remove only names other
 // headers (the client's credential header when the route strips it). When
 // there is no token to set, the header is removed instead.
 //
@@ -54,6 +54,7 @@ package response
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,21 @@ import (
 type Builder struct {
 	// Realm is the realm of WWW-Authenticate challenges; empty omits it.
 	Realm string
+	// InternalHeaders names the header of every route's internal token, lower
+	// case. A client-sent header under one of these names never reaches the
+	// upstream (invariant 3): a sidecar's app may trust that header whichever
+	// route the request took. Not copied: it must not change after first use.
+	InternalHeaders []string
+	// CredentialHeader is where clients send their token, lower case; public
+	// routes that strip the credential remove it.
+	CredentialHeader string
+	// DPoP renders DPoP denials (WWW-Authenticate: DPoP …, DPoP-Nonce);
+	// nil when no route checks DPoP proofs.
+	DPoP DPoPChallenger
+	// ConsumedHeaders are request headers tokentailor consumed (the DPoP
+	// proof): removed before the upstream on every allowed request that
+	// carries them. Not copied: it must not change after first use.
+	ConsumedHeaders []string
 
 	once     sync.Once
 	denials  [len(rows)]*authv3.DeniedHttpResponse
@@ -83,6 +99,9 @@ type Builder struct {
 	appendFalse *wrapperspb.BoolValue
 	jsonCT      *corev3.HeaderValueOption
 	noStore     *corev3.HeaderValueOption
+	// publicStrip is InternalHeaders plus CredentialHeader: what a public
+	// route that strips the credential removes.
+	publicStrip []string
 }
 
 // NewBuilder returns a Builder for realm with its static parts built.
@@ -100,6 +119,10 @@ func (b *Builder) init() {
 	for i, r := range rows {
 		b.statuses[i] = &rpcstatus.Status{Code: int32(grpcCode(r.status)), Message: r.reason}
 		b.denials[i] = b.denied(i, "")
+	}
+	b.publicStrip = b.InternalHeaders
+	if h := b.CredentialHeader; h != "" && !slices.Contains(b.InternalHeaders, h) {
+		b.publicStrip = append(slices.Clip(b.InternalHeaders), h)
 	}
 }
 
@@ -185,18 +208,23 @@ type allowedResponse struct {
 	remove [2]string
 }
 
-// Deny returns the denial for err as classified by the table. A nil or
-// unknown error denies with 503 (fail closed).
-func (b *Builder) Deny(err error) *authv3.CheckResponse {
+// Deny returns the denial for err and its classification by the table, so
+// that logs and metrics use the very row the client's answer came from. A
+// nil or unknown error denies with 503 (fail closed).
+func (b *Builder) Deny(err error) (*authv3.CheckResponse, Denial) {
 	b.once.Do(b.init)
 	i, scopes := classify(err)
-	d := b.denials[i]
+	if resp, class, ok := b.dpopDenial(i, err); ok {
+		return resp, class
+	}
+	d, class := b.denials[i], denials[i]
 	if len(scopes) > 0 {
 		if scope := scopeParam(scopes); scope != "" {
 			d = b.denied(i, scope)
+			class.Challenge = challenge("", class.Code, class.Description, scope)
 		}
 	}
-	return b.deny(i, d)
+	return b.deny(i, d), class
 }
 
 func (b *Builder) deny(i int, d *authv3.DeniedHttpResponse) *authv3.CheckResponse {
@@ -210,17 +238,19 @@ func (b *Builder) deny(i int, d *authv3.DeniedHttpResponse) *authv3.CheckRespons
 // Allow lets the request through and hands the upstream its token:
 //
 //   - g.Header is set to g.Prefix+tok.Value, overwriting whatever the client
-//     sent under that name (DESIGN invariant 3);
+//     sent under that name (README invariant 3);
 //   - with an empty tok.Value (ModeNone) g.Header is removed instead, so a
 //     client-sent value never reaches the upstream either;
 //   - the client's credential header is removed when g.StripCredential and it
-//     differs from g.Header (when it is the same header it is overwritten).
+//     differs from g.Header (when it is the same header it is overwritten);
+//   - every other route's internal header that the client sent (sent holds
+//     the request's headers by lower-case name) is removed (invariant 3).
 //
 // A nil grant, a token without a header to carry it, or a token that cannot
 // be a header value (control characters) is a tokentailor bug or a broken
 // token endpoint answer: Allow then denies with 503 rather than let the
 // request through without its token.
-func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential) *authv3.CheckResponse {
+func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) *authv3.CheckResponse {
 	b.once.Do(b.init)
 	// A minted token is base64url and dots by construction (extauthz/mint),
 	// so only tokens from elsewhere (forward, exchange, embedded) are scanned.
@@ -251,17 +281,29 @@ func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Cre
 		a.remove[n] = cred.Header
 		n++
 	}
-	if n > 0 {
-		a.ok.HeadersToRemove = a.remove[:n]
+	remove := a.remove[:n]
+	if len(b.InternalHeaders) > 1 {
+		for _, h := range b.InternalHeaders {
+			if _, spoofed := sent[h]; spoofed && h != g.Header {
+				remove = append(remove, h) // allocates only for a spoofing client
+			}
+		}
+	}
+	for _, h := range b.ConsumedHeaders {
+		if _, sentIt := sent[h]; sentIt && h != g.Header {
+			remove = append(remove, h)
+		}
+	}
+	if len(remove) > 0 {
+		a.ok.HeadersToRemove = remove
 	}
 	return &a.resp
 }
 
-// AllowPublic lets a request through on a public route, removing every header
-// in internalHeaders (the names that carry internal tokens) so a client cannot
-// smuggle a token of its own to the upstream. internalHeaders is referenced,
-// not copied: it must not change afterwards (compute it once per config).
-func (b *Builder) AllowPublic(internalHeaders []string) *authv3.CheckResponse {
+// AllowPublic lets a request through on the public route of g, removing every
+// internal header (b.InternalHeaders) so a client cannot smuggle a token of
+// its own to the upstream, and the credential header when g.StripCredential.
+func (b *Builder) AllowPublic(g *extauthz.Grant) *authv3.CheckResponse {
 	b.once.Do(b.init)
 	a := &struct {
 		resp  authv3.CheckResponse
@@ -271,8 +313,12 @@ func (b *Builder) AllowPublic(internalHeaders []string) *authv3.CheckResponse {
 	a.resp.Status = b.ok
 	a.resp.HttpResponse = &a.oneof
 	a.oneof.OkResponse = &a.ok
-	if len(internalHeaders) > 0 {
-		a.ok.HeadersToRemove = internalHeaders
+	strip := b.InternalHeaders
+	if g != nil && g.StripCredential {
+		strip = b.publicStrip
+	}
+	if len(strip) > 0 {
+		a.ok.HeadersToRemove = strip
 	}
 	return &a.resp
 }
@@ -289,6 +335,6 @@ func validHeaderValue(s string) bool {
 }
 
 // String describes o for logs: status and reason only.
-func (o Outcome) String() string {
+func (o Denial) String() string {
 	return strconv.Itoa(o.Status) + " " + o.Reason
 }

@@ -218,7 +218,7 @@ func TestChallengeRealm(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := NewBuilder(tt.realm).Deny(tt.err)
+			resp := deny(NewBuilder(tt.realm), tt.err)
 			if got := headerValue(resp.GetDeniedResponse().GetHeaders(), "www-authenticate"); got != tt.want {
 				t.Errorf("WWW-Authenticate = %q, want %q", got, tt.want)
 			}
@@ -245,39 +245,39 @@ func goldenCases() []goldenCase {
 	cases := []goldenCase{}
 	for _, r := range rows {
 		err := r.err
-		cases = append(cases, goldenCase{name: "deny_" + r.reason, resp: func(b *Builder) *authv3.CheckResponse { return b.Deny(err) }})
+		cases = append(cases, goldenCase{name: "deny_" + r.reason, resp: func(b *Builder) *authv3.CheckResponse { return deny(b, err) }})
 	}
 	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	bearer := extauthz.Credential{Raw: "client-token", Kind: extauthz.KindOpaque, Header: "authorization"}
 	return append(cases,
 		goldenCase{name: "deny_scope_error", resp: func(b *Builder) *authv3.CheckResponse {
-			return b.Deny(fmt.Errorf("policy: %w", &extauthz.ScopeError{Required: []string{"orders:read", "orders:write"}}))
+			return deny(b, fmt.Errorf("policy: %w", &extauthz.ScopeError{Required: []string{"orders:read", "orders:write"}}))
 		}},
-		goldenCase{name: "deny_unclassified", resp: func(b *Builder) *authv3.CheckResponse { return b.Deny(errors.New("boom")) }},
+		goldenCase{name: "deny_unclassified", resp: func(b *Builder) *authv3.CheckResponse { return deny(b, errors.New("boom")) }},
 		goldenCase{name: "allow_mint_same_header", resp: func(b *Builder) *authv3.CheckResponse {
 			g := &extauthz.Grant{Route: "orders", Mode: extauthz.ModeMint, Header: "authorization", Prefix: "Bearer ", StripCredential: true}
-			return b.Allow(g, extauthz.Token{Value: "eyJ.internal.sig", ExpiresAt: exp}, bearer)
+			return b.Allow(g, extauthz.Token{Value: "eyJ.internal.sig", ExpiresAt: exp}, bearer, nil)
 		}},
 		goldenCase{name: "allow_mint_custom_header_strip", resp: func(b *Builder) *authv3.CheckResponse {
 			g := &extauthz.Grant{Route: "orders", Mode: extauthz.ModeMint, Header: "x-internal-token", StripCredential: true}
-			return b.Allow(g, extauthz.Token{Value: "eyJ.internal.sig", ExpiresAt: exp}, bearer)
+			return b.Allow(g, extauthz.Token{Value: "eyJ.internal.sig", ExpiresAt: exp}, bearer, nil)
 		}},
 		goldenCase{name: "allow_forward_keep_credential", resp: func(b *Builder) *authv3.CheckResponse {
 			g := &extauthz.Grant{Route: "legacy", Mode: extauthz.ModeForward, Header: "x-forwarded-token", Prefix: "Bearer "}
-			return b.Allow(g, extauthz.Token{Value: "eyJ.client.sig", ExpiresAt: exp}, bearer)
+			return b.Allow(g, extauthz.Token{Value: "eyJ.client.sig", ExpiresAt: exp}, bearer, nil)
 		}},
 		goldenCase{name: "allow_no_token", resp: func(b *Builder) *authv3.CheckResponse {
 			g := &extauthz.Grant{Route: "plain", Mode: extauthz.ModeNone, Header: "x-internal-token", StripCredential: true}
-			return b.Allow(g, extauthz.Token{}, bearer)
+			return b.Allow(g, extauthz.Token{}, bearer, nil)
 		}},
 		goldenCase{name: "allow_public", resp: func(b *Builder) *authv3.CheckResponse {
-			return b.AllowPublic([]string{"x-internal-token", "authorization"})
+			return b.AllowPublic(&extauthz.Grant{Route: "public", StripCredential: true})
 		}},
 	)
 }
 
 func TestGolden(t *testing.T) {
-	b := NewBuilder("tokentailor")
+	b := &Builder{Realm: "tokentailor", InternalHeaders: []string{"x-internal-token"}, CredentialHeader: "authorization"}
 	for _, tc := range goldenCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.resp(b)
@@ -316,7 +316,10 @@ func TestDenyShape(t *testing.T) {
 	for name, sentinel := range sentinels {
 		t.Run(name, func(t *testing.T) {
 			o := Classify(sentinel)
-			resp := b.Deny(fmt.Errorf("wrapped: %w", sentinel))
+			resp, class := b.Deny(fmt.Errorf("wrapped: %w", sentinel))
+			if class != o {
+				t.Errorf("Deny classified %+v, Classify says %+v", class, o)
+			}
 			if got := rpccode.Code(resp.GetStatus().GetCode()); got != wantCode[o.Status] {
 				t.Errorf("status code %v, want %v", got, wantCode[o.Status])
 			}
@@ -389,30 +392,30 @@ func TestInvariant3_ClientInternalHeaderNeverReachesUpstream(t *testing.T) {
 		{
 			name: "same header as the credential",
 			resp: b.Allow(&extauthz.Grant{Header: "authorization", Prefix: "Bearer ", StripCredential: true},
-				extauthz.Token{Value: "minted"}, cred),
+				extauthz.Token{Value: "minted"}, cred, nil),
 			wantToken: map[string]string{"authorization": "Bearer minted", "x-internal-token": "forged-internal"},
 		},
 		{
 			name: "custom header, credential stripped",
 			resp: b.Allow(&extauthz.Grant{Header: "x-internal-token", StripCredential: true},
-				extauthz.Token{Value: "minted"}, cred),
+				extauthz.Token{Value: "minted"}, cred, nil),
 			wantToken: map[string]string{"x-internal-token": "minted", "authorization": ""},
 		},
 		{
 			name: "custom header in another case, credential kept",
 			resp: b.Allow(&extauthz.Grant{Header: "X-Internal-Token"},
-				extauthz.Token{Value: "minted"}, cred),
+				extauthz.Token{Value: "minted"}, cred, nil),
 			wantToken: map[string]string{"x-internal-token": "minted", "authorization": "Bearer client,Bearer second"},
 		},
 		{
 			name: "no token to set",
 			resp: b.Allow(&extauthz.Grant{Header: "x-internal-token", Mode: extauthz.ModeNone},
-				extauthz.Token{}, cred),
+				extauthz.Token{}, cred, nil),
 			wantToken: map[string]string{"x-internal-token": ""},
 		},
 		{
 			name:      "public route",
-			resp:      b.AllowPublic([]string{"x-internal-token"}),
+			resp:      (&Builder{Realm: "r", InternalHeaders: []string{"x-internal-token"}}).AllowPublic(&extauthz.Grant{}),
 			wantToken: map[string]string{"x-internal-token": ""},
 		},
 	}
@@ -451,7 +454,7 @@ func TestAllowFailsClosed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := b.Allow(tt.g, tt.tok, extauthz.Credential{})
+			resp := b.Allow(tt.g, tt.tok, extauthz.Credential{}, nil)
 			if resp.GetStatus().GetCode() == 0 || resp.GetDeniedResponse().GetStatus().GetCode() != 503 {
 				t.Errorf("Allow() = %v, want a 503 denial", resp)
 			}
@@ -462,7 +465,7 @@ func TestAllowFailsClosed(t *testing.T) {
 // TestZeroBuilder checks that a Builder literal works without NewBuilder.
 func TestZeroBuilder(t *testing.T) {
 	b := &Builder{Realm: "lit"}
-	if got := headerValue(b.Deny(extauthz.ErrNoCredential).GetDeniedResponse().GetHeaders(), "www-authenticate"); got != `Bearer realm="lit"` {
+	if got := headerValue(deny(b, extauthz.ErrNoCredential).GetDeniedResponse().GetHeaders(), "www-authenticate"); got != `Bearer realm="lit"` {
 		t.Errorf("challenge %q", got)
 	}
 }
@@ -480,9 +483,9 @@ func TestSharedPartsConcurrently(t *testing.T) {
 			for j := range 50 {
 				var resp *authv3.CheckResponse
 				if (i+j)%2 == 0 {
-					resp = b.Deny(extauthz.ErrTokenExpired)
+					resp = deny(b, extauthz.ErrTokenExpired)
 				} else {
-					resp = b.Allow(g, extauthz.Token{Value: "t"}, extauthz.Credential{})
+					resp = b.Allow(g, extauthz.Token{Value: "t"}, extauthz.Credential{}, nil)
 				}
 				if _, err := proto.Marshal(resp); err != nil {
 					t.Error(err)
@@ -499,16 +502,15 @@ func TestHotPathAllocations(t *testing.T) {
 	g := &extauthz.Grant{Header: "x-internal-token", Prefix: "Bearer ", StripCredential: true}
 	tok := extauthz.Token{Value: "eyJ.internal.sig"}
 	cred := extauthz.Credential{Raw: "c", Header: "authorization"}
-	internal := []string{"x-internal-token"}
 	tests := []struct {
 		name string
 		fn   func()
 		max  float64
 	}{
 		// One block for all messages, one for prefix+token.
-		{name: "Allow", fn: func() { _ = b.Allow(g, tok, cred) }, max: 2},
-		{name: "AllowPublic", fn: func() { _ = b.AllowPublic(internal) }, max: 1},
-		{name: "Deny", fn: func() { _ = b.Deny(extauthz.ErrTokenExpired) }, max: 1},
+		{name: "Allow", fn: func() { _ = b.Allow(g, tok, cred, nil) }, max: 2},
+		{name: "AllowPublic", fn: func() { _ = b.AllowPublic(g) }, max: 1},
+		{name: "Deny", fn: func() { _ = deny(b, extauthz.ErrTokenExpired) }, max: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -526,8 +528,15 @@ func BenchmarkAllow(b *testing.B) {
 	cred := extauthz.Credential{Raw: "c", Header: "authorization"}
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = bld.Allow(g, tok, cred)
+		_ = bld.Allow(g, tok, cred, nil)
 	}
+}
+
+// deny returns b's denial response for err, for tests that look only at the
+// response (TestDenyShape checks the classification that comes with it).
+func deny(b *Builder, err error) *authv3.CheckResponse {
+	resp, _ := b.Deny(err)
+	return resp
 }
 
 func BenchmarkDeny(b *testing.B) {
@@ -535,6 +544,65 @@ func BenchmarkDeny(b *testing.B) {
 	err := fmt.Errorf("jwtverify: %w", extauthz.ErrTokenExpired)
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = bld.Deny(err)
+		_ = deny(bld, err)
+	}
+}
+
+// TestOtherRoutesInternalHeadersAreRemoved checks invariant 3 across routes:
+// a header the client sends under another route's internal token name is
+// removed in the response as built, never patched in afterwards.
+func TestOtherRoutesInternalHeadersAreRemoved(t *testing.T) {
+	b := &Builder{Realm: "r", InternalHeaders: []string{"x-internal-token", "x-legacy-token"}, CredentialHeader: "authorization"}
+	cred := extauthz.Credential{Raw: "client", Kind: extauthz.KindOpaque, Header: "authorization"}
+	tests := []struct {
+		name       string
+		grant      *extauthz.Grant
+		public     bool
+		sent       map[string]string
+		wantRemove []string
+	}{
+		{
+			name:       "nothing spoofed",
+			grant:      &extauthz.Grant{Header: "x-internal-token", StripCredential: true},
+			sent:       map[string]string{"authorization": "Bearer client"},
+			wantRemove: []string{"authorization"},
+		},
+		{
+			name:       "another route's header spoofed",
+			grant:      &extauthz.Grant{Header: "x-internal-token", StripCredential: true},
+			sent:       map[string]string{"authorization": "Bearer client", "x-legacy-token": "forged", "x-internal-token": "forged"},
+			wantRemove: []string{"authorization", "x-legacy-token"},
+		},
+		{
+			name:       "credential kept, other header spoofed",
+			grant:      &extauthz.Grant{Header: "x-legacy-token"},
+			sent:       map[string]string{"authorization": "Bearer client", "x-internal-token": "forged"},
+			wantRemove: []string{"x-internal-token"},
+		},
+		{
+			name:       "public route strips every internal header",
+			grant:      &extauthz.Grant{},
+			public:     true,
+			wantRemove: []string{"x-internal-token", "x-legacy-token"},
+		},
+		{
+			name:       "public route stripping the credential",
+			grant:      &extauthz.Grant{StripCredential: true},
+			public:     true,
+			wantRemove: []string{"x-internal-token", "x-legacy-token", "authorization"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var resp *authv3.CheckResponse
+			if tt.public {
+				resp = b.AllowPublic(tt.grant)
+			} else {
+				resp = b.Allow(tt.grant, extauthz.Token{Value: "minted"}, cred, tt.sent)
+			}
+			if diff := cmp.Diff(tt.wantRemove, resp.GetOkResponse().GetHeadersToRemove()); diff != "" {
+				t.Errorf("headers_to_remove (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz"
 )
 
-// Outcome is what a denial reason means for the client and for operators.
-type Outcome struct {
+// Denial is what a deny reason means for the client and for operators: its
+// classification by the table, computed once per denial (Builder.Deny) and
+// carried to logs and metrics with the request's outcome.
+type Denial struct {
 	// Status is the HTTP status sent to the client: 400, 401, 403 or 503.
 	Status int
 	// Reason is a stable snake_case label for logs and the metric "reason"
@@ -99,11 +101,11 @@ var rows = [...]row{
 // internalRow is the index of the fail-closed fallback row.
 const internalRow = len(rows) - 1
 
-// outcomes holds the Outcome of each row, computed once.
-var outcomes = func() [len(rows)]Outcome {
-	var out [len(rows)]Outcome
+// denials holds the Denial of each row, computed once.
+var denials = func() [len(rows)]Denial {
+	var out [len(rows)]Denial
 	for i, r := range rows {
-		o := Outcome{Status: r.status, Reason: r.reason, Code: r.code, Description: r.desc}
+		o := Denial{Status: r.status, Reason: r.reason, Code: r.code, Description: r.desc}
 		if r.challenge {
 			o.Challenge = challenge("", r.code, r.desc, "")
 		}
@@ -112,13 +114,13 @@ var outcomes = func() [len(rows)]Outcome {
 	return out
 }()
 
-// Classify maps err to its Outcome with errors.Is over the table. A nil or
+// Classify maps err to its Denial with errors.Is over the table. A nil or
 // unknown error is a 503 "internal": tokentailor fails closed and never lets a
 // request through because it could not tell what went wrong. For an
 // *extauthz.ScopeError the challenge names the required scopes (RFC 6750 §3).
-func Classify(err error) Outcome {
+func Classify(err error) Denial {
 	i, scopes := classify(err)
-	o := outcomes[i]
+	o := denials[i]
 	if len(scopes) > 0 {
 		o.Challenge = challenge("", o.Code, o.Description, scopeParam(scopes))
 	}

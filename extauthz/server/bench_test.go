@@ -19,6 +19,11 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,12 +34,15 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
 	"github.com/tokentailor/tokentailor/extauthz/cache"
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
+	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/request"
 )
 
@@ -72,7 +80,7 @@ type benchEnv struct {
 	is    *authztest.Issuer
 	intro *authztest.Introspection
 	authz *Authz
-	pipe  *Pipeline
+	pipe  *pipeline.Pipeline
 	// signer is the mint key, for the crypto-only benchmarks.
 	signer crypto.Signer
 }
@@ -117,7 +125,7 @@ func newBenchEnv(b *testing.B, mintAlg string, cacheEntries int) *benchEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	m := metrics.New(prometheus.NewRegistry())
-	e.pipe, err = Build(ctx, cfg, Env{Metrics: m, KeySets: NewKeySets(ctx)})
+	e.pipe, err = pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -453,7 +461,7 @@ func BenchmarkStage(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	principal, err := e.pipe.JWT.Authenticate(ctx, cred)
+	principal, err := e.pipe.Authenticate(ctx, route, cred)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -473,10 +481,10 @@ func BenchmarkStage(b *testing.B) {
 		{name: "policy-select", run: func() error { _, err := e.pipe.Policy.Select(r); return err }},
 		{name: "credential-extract", run: func() error { _, err := e.pipe.Credential.Extract(r); return err }},
 		{name: "token-hash", run: func() error { _ = extauthz.TokenHash(cred.Raw); return nil }},
-		{name: "authenticate-cached", run: func() error { _, err := e.pipe.JWT.Authenticate(ctx, cred); return err }},
+		{name: "authenticate-cached", run: func() error { _, err := e.pipe.Authenticate(ctx, route, cred); return err }},
 		{name: "policy-authorize", run: func() error { _, err := route.Authorize(principal, time.Now()); return err }},
 		{name: "mint-cached", run: func() error { _, err := e.pipe.Minter.Token(ctx, principal, grant); return err }},
-		{name: "response-allow", run: func() error { _ = e.pipe.Response.Allow(grant, tok, cred); return nil }},
+		{name: "response-allow", run: func() error { _ = e.pipe.Response.Allow(grant, tok, cred, r.Headers); return nil }},
 		{name: "decide", run: func() error { return e.pipe.Decide(ctx, r).Err }},
 	}
 	for _, s := range stages {
@@ -524,3 +532,124 @@ func BenchmarkCacheLookup(b *testing.B) {
 		})
 	})
 }
+
+// benchForwardAuth is the subrequest nginx's auth_request sends for the same
+// GET /orders/42 as benchCheckRequest (docs/proxies/nginx.conf): the
+// client's headers plus the X-Original-* description of the request.
+func benchForwardAuth(token string) http.Header {
+	return http.Header{
+		"Accept": {"application/json"}, "Accept-Encoding": {"gzip, br"}, "User-Agent": {"bench/1"},
+		"X-Request-Id": {"3f1b2c4d-1"}, "Authorization": {"Bearer " + token},
+		"X-Original-Method": {"GET"}, "X-Original-Uri": {"/orders/42?view=full"},
+		"X-Forwarded-Host": {"orders.example.com"}, "X-Forwarded-Proto": {"https"},
+	}
+}
+
+// BenchmarkHTTPvsGRPCWarm compares the HTTP authorization listener's warm
+// check with the gRPC one, timed in turns in one loop so that drift in the
+// machine's speed falls on both alike: "handler" calls both handlers in
+// process (ServeHTTP on a recorder, Check on a decoded request), "loopback"
+// goes through real servers on 127.0.0.1 with keep-alive clients. It reports
+// http-ns/op, grpc-ns/op and x-grpc, their ratio.
+func BenchmarkHTTPvsGRPCWarm(b *testing.B) {
+	e := newBenchEnv(b, "EdDSA", 100_000)
+	tok := e.jwt(b, "ES256", "alice")
+	creq := benchCheckRequest(tok)
+	hdr := benchForwardAuth(tok)
+	h := NewHTTPAuthz(e.authz, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+
+	b.Run("handler", func(b *testing.B) {
+		// As net/http hands it over; ServeHTTP only reads it.
+		r := httptest.NewRequest(http.MethodGet, "/forward-auth", nil)
+		r.RemoteAddr = "127.0.0.1:40000"
+		r.Header = hdr
+		w := &discardWriter{h: http.Header{}}
+		serve := func() {
+			clear(w.h)
+			h.ServeHTTP(w, r)
+			if w.code != http.StatusOK {
+				b.Fatalf("HTTP denied: %d", w.code)
+			}
+		}
+		ratio(b, serve, func() { e.check(b, creq) })
+	})
+
+	b.Run("loopback", func(b *testing.B) {
+		hl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		hs := newHTTPServer(h)
+		go func() { _ = hs.Serve(hl) }()
+		b.Cleanup(func() { _ = hs.Close() })
+		gl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		gs := grpc.NewServer()
+		authv3.RegisterAuthorizationServer(gs, e.authz)
+		go func() { _ = gs.Serve(gl) }()
+		b.Cleanup(gs.Stop)
+		conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		gc := authv3.NewAuthorizationClient(conn)
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+		b.Cleanup(hc.CloseIdleConnections)
+		u := "http://" + hl.Addr().String() + "/forward-auth"
+		viaHTTP := func() {
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil)
+			req.Header = hdr.Clone()
+			resp, err := hc.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("HTTP denied: %d", resp.StatusCode)
+			}
+		}
+		viaGRPC := func() {
+			resp, err := gc.Check(context.Background(), creq)
+			if err != nil || resp.GetStatus().GetCode() != 0 {
+				b.Fatalf("gRPC: %v %v", err, resp.GetDeniedResponse())
+			}
+		}
+		ratio(b, viaHTTP, viaGRPC)
+	})
+}
+
+// ratio runs viaHTTP and viaGRPC in turns (each warmed once) and reports
+// their times per op and x-grpc = HTTP time / gRPC time.
+func ratio(b *testing.B, viaHTTP, viaGRPC func()) {
+	viaHTTP()
+	viaGRPC()
+	var ht, gt time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		viaHTTP()
+		t1 := time.Now()
+		viaGRPC()
+		gt += time.Since(t1)
+		ht += t1.Sub(t0)
+	}
+	b.ReportMetric(float64(ht.Nanoseconds())/float64(b.N), "http-ns/op")
+	b.ReportMetric(float64(gt.Nanoseconds())/float64(b.N), "grpc-ns/op")
+	b.ReportMetric(float64(ht)/float64(gt), "x-grpc")
+}
+
+// discardWriter is the cheapest http.ResponseWriter: the handler's own cost,
+// not a recorder's, is measured.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }

@@ -130,7 +130,7 @@ func TestConcurrentIdenticalOpaqueChecksMakeOneCall(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 5 (opaque side): the authorization server down means 503,
+// README invariant 5 (opaque side): the authorization server down means 503,
 // except for answers still valid in cache.
 func TestInvariantIntrospectionDownFailsClosedExceptCached(t *testing.T) {
 	h, intro, _ := newModesHarness(t)
@@ -276,7 +276,7 @@ func TestOtherRoutesInternalHeadersAreRemoved(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 6: cached validations, introspection answers and minted
+// README invariant 6: cached validations, introspection answers and minted
 // tokens never outlive the token they came from, whatever the cache bounds.
 func TestInvariantCachesNeverOutliveTheToken(t *testing.T) {
 	t.Setenv("TT_TEST_CLIENT_SECRET", "s3cret")

@@ -32,6 +32,7 @@ import (
 
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
 	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
 
 // harness runs a real Server on loopback with an authorization-server double.
@@ -124,7 +125,7 @@ func newHarnessClock(t *testing.T, cfg string, setup func(*authztest.Issuer), no
 	h.write("config.yaml", strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL()))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: Env{Now: h.now}})
+	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: pipeline.Env{Now: h.now}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestCheckAllowsAndMintsNarrowedToken(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 1.
+// README invariant 1.
 func TestInvariantNoAllowWithoutValidatedCredential(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	good := h.token(nil)
@@ -311,7 +312,7 @@ func TestInvariantNoAllowWithoutValidatedCredential(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 2.
+// README invariant 2.
 func TestInvariantInternalTokenNeverOutlivesIncoming(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	for _, left := range []time.Duration{30 * time.Second, 90 * time.Second, time.Hour} {
@@ -334,7 +335,7 @@ func TestInvariantInternalTokenNeverOutlivesIncoming(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 3.
+// README invariant 3.
 func TestInvariantClientInternalHeaderNeverReachesUpstream(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	forged := "forged"
@@ -376,7 +377,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// DESIGN invariant 4.
+// README invariant 4.
 func TestInvariantTokensNeverLogged(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	var tokens []string
@@ -417,7 +418,7 @@ func TestInvariantTokensNeverLogged(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 5 (JWT side): keys never fetched ⇒ 503, not allow.
+// README invariant 5 (JWT side): keys never fetched ⇒ 503, not allow.
 func TestInvariantUnreachableIssuerFailsClosed(t *testing.T) {
 	is := authztest.New(t)
 	is.SetDown(true)
@@ -445,7 +446,7 @@ func TestInvariantUnreachableIssuerFailsClosed(t *testing.T) {
 	}
 }
 
-// DESIGN invariant 7, and the bad-input list of the core issue.
+// README invariant 7, and the bad-input list of the core issue.
 func TestInvariantDenialsFollowRFC6750(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	now := time.Now()

@@ -8,7 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 )
 
 // Annotations read and written by the webhook.
@@ -77,10 +77,10 @@ var (
 
 // reservedPorts are taken by the sidecars in the pod's network namespace.
 var reservedPorts = map[int32]string{
-	envoyconfig.InboundPort: "Envoy's inbound listener",
-	envoyconfig.AdminPort:   "Envoy's admin",
-	envoyconfig.ReadyPort:   "Envoy's readiness listener",
-	AdminPort:               "tokentailor's admin",
+	envoy.InboundPort: "Envoy's inbound listener",
+	envoy.AdminPort:   "Envoy's admin",
+	envoy.ReadyPort:   "Envoy's readiness listener",
+	AdminPort:         "tokentailor's admin",
 }
 
 // wantsInjection reports whether the pod's annotations ask for injection.

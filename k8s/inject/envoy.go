@@ -5,12 +5,12 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 )
 
 // RenderEnvoy returns the Envoy bootstrap template (envoy/sidecar.yaml, or
 // another bootstrap of the same shape) with every endpoint of the cluster
-// envoyconfig.AppCluster sent to port appPort. The template is parsed into a
+// envoy.AppCluster sent to port appPort. The template is parsed into a
 // generic tree and only that port is changed, so the injected config and the
 // file a user copies cannot drift apart. It fails when the template has no such
 // cluster or the cluster has no socket_address endpoint.
@@ -26,15 +26,15 @@ func RenderEnvoy(template []byte, appPort int32) ([]byte, error) {
 	clusters, _ := sr["clusters"].([]any)
 	var app map[string]any
 	for _, c := range clusters {
-		if m, ok := c.(map[string]any); ok && m["name"] == envoyconfig.AppCluster {
+		if m, ok := c.(map[string]any); ok && m["name"] == envoy.AppCluster {
 			if app != nil {
-				return nil, fmt.Errorf("envoy template: cluster %q defined twice", envoyconfig.AppCluster)
+				return nil, fmt.Errorf("envoy template: cluster %q defined twice", envoy.AppCluster)
 			}
 			app = m
 		}
 	}
 	if app == nil {
-		return nil, fmt.Errorf("envoy template: static_resources.clusters has no cluster %q", envoyconfig.AppCluster)
+		return nil, fmt.Errorf("envoy template: static_resources.clusters has no cluster %q", envoy.AppCluster)
 	}
 	la, _ := app["load_assignment"].(map[string]any)
 	endpoints, _ := la["endpoints"].([]any)
@@ -55,7 +55,7 @@ func RenderEnvoy(template []byte, appPort int32) ([]byte, error) {
 		}
 	}
 	if changed == 0 {
-		return nil, fmt.Errorf("envoy template: cluster %q has no socket_address endpoint to point at the app", envoyconfig.AppCluster)
+		return nil, fmt.Errorf("envoy template: cluster %q has no socket_address endpoint to point at the app", envoy.AppCluster)
 	}
 	out, err := yaml.Marshal(root)
 	if err != nil {

@@ -18,13 +18,19 @@ import (
 // request limit is 3 MiB).
 const MaxReviewBytes = 4 << 20
 
-// MutatePath is the URL path the webhook answers on.
-const MutatePath = "/mutate"
+// URL paths of the webhook.
+const (
+	// MutatePath answers the mutating webhook (pod CREATE: injection).
+	MutatePath = "/mutate"
+	// ValidatePath answers the validating webhook (pod UPDATE: the injected
+	// sidecars, their annotations and volumes cannot change).
+	ValidatePath = "/validate"
+)
 
 var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
 
-// Handler answers AdmissionReviews for pods (POST MutatePath) and liveness
-// (GET /healthz). Create it with NewHandler.
+// Handler answers AdmissionReviews for pods (POST MutatePath and
+// ValidatePath) and liveness (GET /healthz). Create it with NewHandler.
 type Handler struct {
 	injector *Injector
 	logger   *slog.Logger
@@ -51,7 +57,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 		return
-	case MutatePath:
+	case MutatePath, ValidatePath:
 	default:
 		http.NotFound(w, r)
 		return
@@ -74,7 +80,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("%v: body larger than %d bytes", ErrMalformedReview, MaxReviewBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
-	review, err := h.Review(body)
+	answer := h.Review
+	if r.URL.Path == ValidatePath {
+		answer = h.Validate
+	}
+	review, err := answer(body)
 	if err != nil {
 		h.logger.Warn("rejected admission review", "err", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -90,11 +100,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// Review answers one AdmissionReview (the request body) with the response
-// review. Pods that don't concern the webhook are allowed unchanged; an
-// opted-in pod gets a JSON patch, or a denial naming a bad annotation. An
-// unusable review fails with ErrMalformedReview.
+// Review answers one AdmissionReview sent to MutatePath (the request body)
+// with the response review. A pod CREATE that opts in gets a JSON patch, or a
+// denial naming a bad annotation; a pod UPDATE that would change an injected
+// pod's sidecars is denied (see Guard); everything else is allowed unchanged.
+// An unusable review fails with ErrMalformedReview.
 func (h *Handler) Review(body []byte) (*admissionv1.AdmissionReview, error) {
+	return h.review(body, true)
+}
+
+// Validate answers one AdmissionReview sent to ValidatePath: a pod UPDATE
+// that would change an injected pod's sidecars, their annotations or volumes
+// is denied (see Guard); everything else is allowed. It never returns a
+// patch. An unusable review fails with ErrMalformedReview.
+func (h *Handler) Validate(body []byte) (*admissionv1.AdmissionReview, error) {
+	return h.review(body, false)
+}
+
+// review decodes the envelope and dispatches on the operation; mutate says
+// whether a CREATE may be patched.
+func (h *Handler) review(body []byte, mutate bool) (*admissionv1.AdmissionReview, error) {
 	req, err := decodeReview(body)
 	if err != nil {
 		return nil, err
@@ -104,18 +129,53 @@ func (h *Handler) Review(body []byte) (*admissionv1.AdmissionReview, error) {
 		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
 		Response: resp,
 	}
-	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
+	if req.Resource != podResource || req.SubResource != "" {
 		return out, nil
 	}
+	switch {
+	case req.Operation == admissionv1.Update:
+		return out, h.guard(req, resp)
+	case req.Operation == admissionv1.Create && mutate:
+		return out, h.inject(req, resp)
+	}
+	return out, nil
+}
+
+// guard denies an UPDATE that changes what injection put into a pod.
+func (h *Handler) guard(req *admissionv1.AdmissionRequest, resp *admissionv1.AdmissionResponse) error {
+	if len(req.Object.Raw) == 0 || len(req.OldObject.Raw) == 0 {
+		return fmt.Errorf("%w: request.object and request.oldObject are required for a pod UPDATE", ErrMalformedReview)
+	}
+	err := Guard(req.OldObject.Raw, req.Object.Raw)
+	switch {
+	case errors.Is(err, ErrMalformedReview):
+		return err
+	case err != nil:
+		h.logger.Warn("denied update of an injected pod", "namespace", req.Namespace, "pod", req.Name,
+			"user", req.UserInfo.Username, "err", err)
+		resp.Allowed = false
+		resp.Result = &metav1.Status{
+			Status:  metav1.StatusFailure,
+			Reason:  metav1.StatusReasonForbidden,
+			Code:    http.StatusForbidden,
+			Message: "tokentailor: " + err.Error() + "; delete the pod and let its controller create a new one instead",
+		}
+	}
+	return nil
+}
+
+// inject answers a pod CREATE: a patch adding the sidecars, a denial naming a
+// bad annotation, or nothing for a pod that does not opt in.
+func (h *Handler) inject(req *admissionv1.AdmissionRequest, resp *admissionv1.AdmissionResponse) error {
 	if h.injector.opts.Namespace != "" && req.Namespace == h.injector.opts.Namespace {
-		return out, nil
+		return nil
 	}
 	if len(req.Object.Raw) == 0 {
-		return nil, fmt.Errorf("%w: request.object is empty for a pod CREATE", ErrMalformedReview)
+		return fmt.Errorf("%w: request.object is empty for a pod CREATE", ErrMalformedReview)
 	}
 	var pod corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-		return nil, fmt.Errorf("%w: request.object is not a Pod: %v", ErrMalformedReview, err)
+		return fmt.Errorf("%w: request.object is not a Pod: %v", ErrMalformedReview, err)
 	}
 	ops, err := h.injector.Patch(&pod)
 	name := podName(&pod)
@@ -129,7 +189,7 @@ func (h *Handler) Review(body []byte) (*admissionv1.AdmissionReview, error) {
 			Code:    http.StatusUnprocessableEntity,
 			Message: "tokentailor sidecar injection: " + err.Error(),
 		}
-		return out, nil
+		return nil
 	case err != nil:
 		h.logger.Error("injecting pod", "namespace", req.Namespace, "pod", name, "err", err)
 		resp.Allowed = false
@@ -139,18 +199,18 @@ func (h *Handler) Review(body []byte) (*admissionv1.AdmissionReview, error) {
 			Code:    http.StatusInternalServerError,
 			Message: "tokentailor sidecar injection failed: " + err.Error(),
 		}
-		return out, nil
+		return nil
 	case len(ops) == 0:
-		return out, nil
+		return nil
 	}
 	patch, err := json.Marshal(ops)
 	if err != nil {
-		return nil, fmt.Errorf("encoding patch: %w", err)
+		return fmt.Errorf("encoding patch: %w", err)
 	}
 	pt := admissionv1.PatchTypeJSONPatch
 	resp.Patch, resp.PatchType = patch, &pt
 	h.logger.Info("injected sidecars", "namespace", req.Namespace, "pod", name)
-	return out, nil
+	return nil
 }
 
 // decodeReview parses and checks the envelope of an AdmissionReview.

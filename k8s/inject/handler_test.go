@@ -37,7 +37,7 @@ func TestServeHTTP(t *testing.T) {
 		{name: "too large", method: http.MethodPost, path: MutatePath, contentType: "application/json", body: bytes.Repeat([]byte(" "), MaxReviewBytes+1), wantStatus: http.StatusRequestEntityTooLarge, wantBody: "larger"},
 		{name: "empty body", method: http.MethodPost, path: MutatePath, contentType: "application/json", wantStatus: http.StatusBadRequest, wantBody: "AdmissionReview"},
 		{name: "healthz", method: http.MethodGet, path: "/healthz", wantStatus: http.StatusOK, wantBody: "ok"},
-		{name: "unknown path", method: http.MethodPost, path: "/validate", contentType: "application/json", body: good, wantStatus: http.StatusNotFound},
+		{name: "unknown path", method: http.MethodPost, path: "/inject", contentType: "application/json", body: good, wantStatus: http.StatusNotFound},
 	}
 	h := newTestHandler(t)
 	for _, tt := range tests {

@@ -15,7 +15,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 	"github.com/tokentailor/tokentailor/envoy/validate"
 )
 
@@ -121,6 +121,10 @@ func TestReviewInjects(t *testing.T) {
 			wantAppPort: 3000, wantConfigMap: DefaultConfigMap, wantSecret: DefaultSigningKeySecret, wantVolumes: 5},
 		{name: "port from the only containerPort, named config and key, no volumes", fixture: "review-annotated-no-volumes.json",
 			wantAppPort: 8081, wantConfigMap: "orders-policy", wantSecret: "orders-signing-key", wantVolumes: 4},
+		{name: "created with the status annotation preset", fixture: "review-create-status-preset.json",
+			wantAppPort: 3000, wantConfigMap: DefaultConfigMap, wantSecret: DefaultSigningKeySecret, wantVolumes: 5},
+		{name: "created with a look-alike sidecar, bootstrap and volume", fixture: "review-create-lookalike-sidecar.json",
+			wantAppPort: 3000, wantConfigMap: DefaultConfigMap, wantSecret: DefaultSigningKeySecret, wantVolumes: 5},
 	}
 	h := newTestHandler(t)
 	for _, tt := range tests {
@@ -131,7 +135,8 @@ func TestReviewInjects(t *testing.T) {
 			}
 			orig, pod := strictPod(t, origRaw), strictPod(t, patchedRaw)
 
-			// The app is untouched and stays first.
+			// The app is untouched and stays first; a look-alike sidecar is
+			// replaced, never kept next to the real one.
 			if len(pod.Spec.Containers) != 3 {
 				t.Fatalf("containers = %d, want 3", len(pod.Spec.Containers))
 			}
@@ -147,6 +152,9 @@ func TestReviewInjects(t *testing.T) {
 				t.Errorf("status annotation = %q", pod.Annotations[AnnotationStatus])
 			}
 			for k, v := range orig.Annotations {
+				if k == AnnotationStatus || k == AnnotationEnvoyConfig {
+					continue // never trusted on CREATE
+				}
 				if pod.Annotations[k] != v {
 					t.Errorf("annotation %s changed to %q", k, pod.Annotations[k])
 				}
@@ -159,10 +167,19 @@ func TestReviewInjects(t *testing.T) {
 			if proxy.Image != "envoy:test" || authz.Image != "tokentailor:test" {
 				t.Errorf("images = %q, %q", proxy.Image, authz.Image)
 			}
-			if !slices.Contains(proxy.Ports, corev1.ContainerPort{Name: "tt-envoy", ContainerPort: envoyconfig.InboundPort, Protocol: corev1.ProtocolTCP}) {
+			if l := proxy.Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Sleep == nil || l.PreStop.Sleep.Seconds != ProxyPreStopSeconds {
+				t.Errorf("envoy lifecycle = %+v, want a preStop sleep of %d s", l, ProxyPreStopSeconds)
+			}
+			if g := pod.Spec.TerminationGracePeriodSeconds; g == nil || *g < MinTerminationGracePeriodSeconds {
+				t.Errorf("terminationGracePeriodSeconds = %v, want ≥ %d", g, MinTerminationGracePeriodSeconds)
+			}
+			if og := orig.Spec.TerminationGracePeriodSeconds; og != nil && *og >= MinTerminationGracePeriodSeconds && *pod.Spec.TerminationGracePeriodSeconds != *og {
+				t.Errorf("terminationGracePeriodSeconds %d lowered to %d", *og, *pod.Spec.TerminationGracePeriodSeconds)
+			}
+			if !slices.Contains(proxy.Ports, corev1.ContainerPort{Name: "tt-envoy", ContainerPort: envoy.InboundPort, Protocol: corev1.ProtocolTCP}) {
 				t.Errorf("envoy ports = %+v", proxy.Ports)
 			}
-			if got := proxy.ReadinessProbe.HTTPGet; got == nil || got.Path != envoyconfig.ReadyPath || got.Port.IntValue() != envoyconfig.ReadyPort {
+			if got := proxy.ReadinessProbe.HTTPGet; got == nil || got.Path != envoy.ReadyPath || got.Port.IntValue() != envoy.ReadyPort {
 				t.Errorf("envoy readiness probe = %+v", proxy.ReadinessProbe)
 			}
 			if got := authz.ReadinessProbe.HTTPGet; got == nil || got.Path != "/readyz" || got.Port.IntValue() != AdminPort {
@@ -215,13 +232,13 @@ func TestReviewInjects(t *testing.T) {
 			}
 
 			// The injected bootstrap is valid and points at the app's port.
-			b, err := validate.File([]byte(pod.Annotations[AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoyconfig.AuthzSocket})
+			b, err := validate.File([]byte(pod.Annotations[AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoy.AuthzSocket})
 			if err != nil {
 				t.Fatalf("injected Envoy config invalid: %v", err)
 			}
 			var port uint32
 			for _, c := range b.GetStaticResources().GetClusters() {
-				if c.GetName() == envoyconfig.AppCluster {
+				if c.GetName() == envoy.AppCluster {
 					port = c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
 				}
 			}
@@ -229,16 +246,19 @@ func TestReviewInjects(t *testing.T) {
 				t.Errorf("app cluster port = %d, want %d", port, tt.wantAppPort)
 			}
 
-			// Idempotent: the injected pod sent again gets no patch.
+			// Idempotent: the injected pod created again comes out the same.
 			var review admissionv1.AdmissionReview
 			if err := json.Unmarshal(readFixture(t, tt.fixture), &review); err != nil {
 				t.Fatal(err)
 			}
 			review.Request.Object.Raw = patchedRaw
 			again, _ := json.Marshal(review)
-			out2, _, _ := applyReview(t, h, again)
-			if !out2.Response.Allowed || out2.Response.Patch != nil {
-				t.Errorf("second review: allowed=%v patch=%s, want allowed without patch", out2.Response.Allowed, out2.Response.Patch)
+			out2, _, patchedTwice := applyReview(t, h, again)
+			if !out2.Response.Allowed {
+				t.Fatalf("second review denied: %+v", out2.Response.Result)
+			}
+			if !jsonpatch.Equal(patchedRaw, patchedTwice) {
+				t.Errorf("injecting twice differs from injecting once:\n%s\n%s", patchedRaw, patchedTwice)
 			}
 		})
 	}
@@ -268,13 +288,14 @@ func TestReviewLeavesAlone(t *testing.T) {
 
 func TestReviewAnnotations(t *testing.T) {
 	tests := []struct {
-		name        string
-		annotations map[string]string
-		ports       []int32
-		volumes     []string
-		wantDenied  bool
-		wantPatch   bool
-		wantInMsg   string
+		name           string
+		annotations    map[string]string
+		ports          []int32
+		volumes        []string
+		initContainers []string
+		wantDenied     bool
+		wantPatch      bool
+		wantInMsg      string
 	}{
 		{name: "inject false", annotations: map[string]string{AnnotationInject: "false"}},
 		{name: "inject TRUE", annotations: map[string]string{AnnotationInject: "TRUE", AnnotationPort: "3000"}, wantPatch: true},
@@ -289,8 +310,14 @@ func TestReviewAnnotations(t *testing.T) {
 		{name: "app declares Envoy's port", annotations: map[string]string{AnnotationInject: "true", AnnotationPort: "3000"}, ports: []int32{3000, 8080}, wantDenied: true, wantInMsg: "8080"},
 		{name: "bad ConfigMap name", annotations: map[string]string{AnnotationInject: "true", AnnotationPort: "3000", AnnotationConfig: "Orders_Policy"}, wantDenied: true, wantInMsg: AnnotationConfig},
 		{name: "bad Secret name", annotations: map[string]string{AnnotationInject: "true", AnnotationPort: "3000", AnnotationSigningKey: "-key"}, wantDenied: true, wantInMsg: AnnotationSigningKey},
-		{name: "reserved volume name", annotations: map[string]string{AnnotationInject: "true", AnnotationPort: "3000"}, volumes: []string{"tokentailor-run"}, wantDenied: true, wantInMsg: "tokentailor-run"},
-		{name: "already marked injected", annotations: map[string]string{AnnotationInject: "true", AnnotationStatus: StatusInjected, AnnotationPort: "bad"}},
+		{name: "reserved volume name", annotations: map[string]string{AnnotationInject: "true", AnnotationPort: "3000"}, volumes: []string{"tokentailor-extra"}, wantDenied: true, wantInMsg: "tokentailor-extra"},
+		{name: "sidecar volume name is replaced", annotations: map[string]string{AnnotationInject: "true", AnnotationPort: "3000"}, volumes: []string{"tokentailor-run"}, wantPatch: true},
+		// The status annotation is the creator's word, not the webhook's.
+		{name: "marked injected, bad port", annotations: map[string]string{AnnotationInject: "true", AnnotationStatus: StatusInjected, AnnotationPort: "bad"}, wantDenied: true, wantInMsg: AnnotationPort},
+		{name: "marked injected", annotations: map[string]string{AnnotationInject: "true", AnnotationStatus: StatusInjected, AnnotationPort: "3000"}, wantPatch: true},
+		{name: "bootstrap preset", annotations: map[string]string{AnnotationInject: "true", AnnotationEnvoyConfig: "admin: {}", AnnotationPort: "3000"}, wantPatch: true},
+		{name: "marked injected, not opted in", annotations: map[string]string{AnnotationStatus: StatusInjected}},
+		{name: "reserved init container name", annotations: map[string]string{AnnotationInject: "true", AnnotationPort: "3000"}, initContainers: []string{ProxyContainer}, wantDenied: true, wantInMsg: ProxyContainer},
 	}
 	h := newTestHandler(t)
 	base := readFixture(t, "review-annotated.json")
@@ -313,6 +340,9 @@ func TestReviewAnnotations(t *testing.T) {
 			}
 			for _, v := range tt.volumes {
 				pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: v})
+			}
+			for _, c := range tt.initContainers {
+				pod.Spec.InitContainers = append(pod.Spec.InitContainers, corev1.Container{Name: c, Image: "registry.example/init:1"})
 			}
 			raw, _ := json.Marshal(&pod)
 			review.Request.Object.Raw = raw
@@ -340,7 +370,13 @@ func TestReviewAnnotations(t *testing.T) {
 				t.Errorf("patch = %s, want patch %v", r.Patch, tt.wantPatch)
 			}
 			if tt.wantPatch {
-				strictPod(t, patched)
+				p := strictPod(t, patched)
+				if p.Annotations[AnnotationStatus] != StatusInjected || container(p, ProxyContainer) == nil {
+					t.Errorf("patched pod not injected: annotations %v", p.Annotations)
+				}
+				if _, err := validate.File([]byte(p.Annotations[AnnotationEnvoyConfig]), validate.Tokentailor{Socket: envoy.AuthzSocket}); err != nil {
+					t.Errorf("bootstrap: %v", err)
+				}
 			}
 		})
 	}
@@ -388,6 +424,12 @@ func FuzzReview(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// The validating path never patches and fails only on a malformed review.
+		if v, err := h.Validate(body); err != nil && !errors.Is(err, ErrMalformedReview) {
+			t.Fatalf("Validate error %v does not wrap ErrMalformedReview", err)
+		} else if err == nil && v.Response.Patch != nil {
+			t.Fatal("Validate returned a patch")
+		}
 		out, err := h.Review(body)
 		if err != nil {
 			if !errors.Is(err, ErrMalformedReview) {

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 )
 
 // Names of the volumes the webhook adds.
@@ -21,10 +21,11 @@ const (
 	volumeSigningKey  = "tokentailor-signing-key"
 )
 
-// PatchOperation is one RFC 6902 JSON patch operation. The webhook only emits
-// "add".
+// PatchOperation is one RFC 6902 JSON patch operation. The webhook emits
+// "add", and "replace" for a container or volume the pod already has under a
+// sidecar's name.
 type PatchOperation struct {
-	// Op is the operation ("add").
+	// Op is the operation ("add" or "replace").
 	Op string `json:"op"`
 	// Path is the JSON pointer (RFC 6901) of the target.
 	Path string `json:"path"`
@@ -32,15 +33,21 @@ type PatchOperation struct {
 	Value any `json:"value,omitempty"`
 }
 
-// Injected reports whether the pod already carries the sidecars (or was marked
-// injected): such a pod is left as it is.
+// Injected reports whether the pod carries any mark of tokentailor's
+// injection: the status or bootstrap annotation, or a container named like a
+// sidecar. An UPDATE of such a pod may not change what injection put there
+// (see Guard). A CREATE never trusts these marks: whoever creates the pod
+// writes them, so Patch injects over them.
 func Injected(pod *corev1.Pod) bool {
-	if pod.Annotations[AnnotationStatus] == StatusInjected {
+	if _, ok := pod.Annotations[AnnotationStatus]; ok {
+		return true
+	}
+	if _, ok := pod.Annotations[AnnotationEnvoyConfig]; ok {
 		return true
 	}
 	for _, cs := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
 		for _, c := range cs {
-			if c.Name == ProxyContainer || c.Name == AuthzContainer {
+			if isSidecar(c.Name) {
 				return true
 			}
 		}
@@ -48,16 +55,39 @@ func Injected(pod *corev1.Pod) bool {
 	return false
 }
 
-// Patch returns the JSON patch that injects the sidecars into pod, or nil when
-// the pod is not opted in or already injected. A bad annotation on an opted-in
-// pod fails with ErrInvalidAnnotation.
+// isSidecar reports whether name is one of the injected containers' names.
+func isSidecar(name string) bool {
+	return name == ProxyContainer || name == AuthzContainer
+}
+
+// isSidecarVolume reports whether name is one of the injected volumes' names.
+func isSidecarVolume(name string) bool {
+	return slices.Contains(sidecarVolumes, name)
+}
+
+// sidecarVolumes are the names of the volumes the webhook adds.
+var sidecarVolumes = []string{volumeSocket, volumeEnvoyConfig, volumeConfig, volumeSigningKey}
+
+// Patch returns the JSON patch that injects the sidecars into pod on CREATE,
+// or nil when the pod is not opted in. What the pod already carries under
+// the sidecars' names (the status and bootstrap annotations, containers
+// tokentailor-proxy and tokentailor, volumes tokentailor-run, ...) is
+// overwritten with what this webhook renders, never trusted: a pod created
+// with tokentailor.io/status: injected, or with a look-alike sidecar, still
+// gets the real ones. Running Patch on its own output therefore yields the
+// same pod (idempotent). A bad annotation, or a sidecar name used where the
+// webhook cannot replace it (an init container, an unknown tokentailor-*
+// volume), fails with ErrInvalidAnnotation.
 func (in *Injector) Patch(pod *corev1.Pod) ([]PatchOperation, error) {
 	want, err := wantsInjection(pod.Annotations)
-	if err != nil || !want || Injected(pod) {
+	if err != nil || !want {
 		return nil, err
 	}
 	var ports []int32
 	for _, c := range pod.Spec.Containers {
+		if isSidecar(c.Name) {
+			continue
+		}
 		for _, p := range c.Ports {
 			if !slices.Contains(ports, p.ContainerPort) {
 				ports = append(ports, p.ContainerPort)
@@ -80,34 +110,65 @@ func (in *Injector) Patch(pod *corev1.Pod) ([]PatchOperation, error) {
 	if pod.Annotations == nil {
 		ops = append(ops, PatchOperation{Op: "add", Path: "/metadata/annotations", Value: map[string]string{}})
 	}
+	// "add" on an existing member replaces it (RFC 6902 §4.1): a preset
+	// status or bootstrap is overwritten.
 	ops = append(ops,
 		PatchOperation{Op: "add", Path: "/metadata/annotations/" + escapePointer(AnnotationEnvoyConfig), Value: string(envoyYAML)},
 		PatchOperation{Op: "add", Path: "/metadata/annotations/" + escapePointer(AnnotationStatus), Value: StatusInjected},
 	)
 	for _, c := range in.containers() {
-		ops = append(ops, PatchOperation{Op: "add", Path: "/spec/containers/-", Value: c})
+		i := slices.IndexFunc(pod.Spec.Containers, func(x corev1.Container) bool { return x.Name == c.Name })
+		if i >= 0 {
+			ops = append(ops, PatchOperation{Op: "replace", Path: fmt.Sprintf("/spec/containers/%d", i), Value: c})
+		} else {
+			ops = append(ops, PatchOperation{Op: "add", Path: "/spec/containers/-", Value: c})
+		}
 	}
 	vols := volumes(s)
 	if len(pod.Spec.Volumes) == 0 {
 		ops = append(ops, PatchOperation{Op: "add", Path: "/spec/volumes", Value: vols})
 	} else {
 		for _, v := range vols {
-			ops = append(ops, PatchOperation{Op: "add", Path: "/spec/volumes/-", Value: v})
+			i := slices.IndexFunc(pod.Spec.Volumes, func(x corev1.Volume) bool { return x.Name == v.Name })
+			if i >= 0 {
+				ops = append(ops, PatchOperation{Op: "replace", Path: fmt.Sprintf("/spec/volumes/%d", i), Value: v})
+			} else {
+				ops = append(ops, PatchOperation{Op: "add", Path: "/spec/volumes/-", Value: v})
+			}
 		}
+	}
+	// The sidecars' drain must fit in the pod's grace period (see
+	// MinTerminationGracePeriodSeconds); a longer one is the app's choice.
+	if g := pod.Spec.TerminationGracePeriodSeconds; g == nil || *g < MinTerminationGracePeriodSeconds {
+		ops = append(ops, PatchOperation{Op: "add", Path: "/spec/terminationGracePeriodSeconds", Value: MinTerminationGracePeriodSeconds})
 	}
 	return ops, nil
 }
 
-// checkNameClashes refuses a pod whose own volumes or ports collide with the
-// sidecars' (the API server would reject the patched pod with a less clear
-// message).
+// checkNameClashes refuses a pod whose own volumes, containers or ports
+// collide with the sidecars' in a way Patch cannot overwrite (the API server
+// would reject the patched pod with a less clear message, or a look-alike
+// would survive next to the real sidecars).
 func checkNameClashes(pod *corev1.Pod) error {
 	for _, v := range pod.Spec.Volumes {
-		if strings.HasPrefix(v.Name, "tokentailor-") {
+		if strings.HasPrefix(v.Name, "tokentailor-") && !isSidecarVolume(v.Name) {
 			return fmt.Errorf("%w: the pod already has a volume named %q: names starting with tokentailor- are reserved for the sidecars", ErrInvalidAnnotation, v.Name)
 		}
 	}
+	for _, c := range pod.Spec.InitContainers {
+		if isSidecar(c.Name) {
+			return fmt.Errorf("%w: the pod has an init container named %q: the name is reserved for the sidecars", ErrInvalidAnnotation, c.Name)
+		}
+	}
+	for _, c := range pod.Spec.EphemeralContainers {
+		if isSidecar(c.Name) {
+			return fmt.Errorf("%w: the pod has an ephemeral container named %q: the name is reserved for the sidecars", ErrInvalidAnnotation, c.Name)
+		}
+	}
 	for _, c := range pod.Spec.Containers {
+		if isSidecar(c.Name) {
+			continue
+		}
 		for _, p := range c.Ports {
 			if what, taken := reservedPorts[p.ContainerPort]; taken {
 				return fmt.Errorf("%w: container %q declares port %d, which is %s in the injected pod", ErrInvalidAnnotation, c.Name, p.ContainerPort, what)
@@ -161,21 +222,26 @@ func (in *Injector) containers() []corev1.Container {
 			"--log-level", "info",
 		},
 		Ports: []corev1.ContainerPort{
-			{Name: "tt-envoy", ContainerPort: envoyconfig.InboundPort, Protocol: corev1.ProtocolTCP},
-			{Name: "tt-envoy-ready", ContainerPort: envoyconfig.ReadyPort, Protocol: corev1.ProtocolTCP},
+			{Name: "tt-envoy", ContainerPort: envoy.InboundPort, Protocol: corev1.ProtocolTCP},
+			{Name: "tt-envoy-ready", ContainerPort: envoy.ReadyPort, Protocol: corev1.ProtocolTCP},
 		},
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: envoyconfig.ReadyPath, Port: intstr.FromInt32(envoyconfig.ReadyPort),
+				Path: envoy.ReadyPath, Port: intstr.FromInt32(envoy.ReadyPort),
 			}},
 			PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2,
 		},
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{
-				Port: intstr.FromInt32(envoyconfig.InboundPort),
+				Port: intstr.FromInt32(envoy.InboundPort),
 			}},
 			InitialDelaySeconds: 10, PeriodSeconds: 10, FailureThreshold: 3, TimeoutSeconds: 2,
 		},
+		// Keep taking traffic while the pod's endpoints are withdrawn; the
+		// image has no shell, hence the kubelet's own sleep (see drain.go).
+		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+			Sleep: &corev1.SleepAction{Seconds: ProxyPreStopSeconds},
+		}},
 		Resources:       resources("50m", "64Mi", "1", "256Mi"),
 		SecurityContext: restricted(),
 		VolumeMounts: []corev1.VolumeMount{
@@ -201,6 +267,8 @@ func (in *Injector) containers() []corev1.Container {
 		Env: []corev1.EnvVar{{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{
 			ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"},
 		}}},
+		// No preStop: on SIGTERM tokentailor itself drains (listen.drain),
+		// answering Envoy until Envoy has stopped (see drain.go).
 		Resources:       resources("50m", "32Mi", "1", "128Mi"),
 		SecurityContext: restricted(),
 		VolumeMounts: []corev1.VolumeMount{

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 )
 
 // Defaults applied by Options.withDefaults.
@@ -42,7 +42,7 @@ type Options struct {
 	// annotations name none.
 	DefaultConfigMap, DefaultSigningKeySecret string
 	// EnvoyTemplate is the Envoy bootstrap to render (default
-	// envoyconfig.Sidecar(), i.e. envoy/sidecar.yaml).
+	// envoy.Sidecar(), i.e. envoy/sidecar.yaml).
 	EnvoyTemplate []byte
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -69,12 +69,12 @@ func (o Options) withDefaults() (Options, error) {
 		o.DefaultSigningKeySecret = DefaultSigningKeySecret
 	}
 	if len(o.EnvoyTemplate) == 0 {
-		o.EnvoyTemplate = envoyconfig.Sidecar()
+		o.EnvoyTemplate = envoy.Sidecar()
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if _, err := RenderEnvoy(o.EnvoyTemplate, envoyconfig.AppPort); err != nil {
+	if _, err := RenderEnvoy(o.EnvoyTemplate, envoy.AppPort); err != nil {
 		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	return o, nil

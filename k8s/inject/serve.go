@@ -14,8 +14,9 @@ import (
 	"time"
 )
 
-// shutdownGrace bounds how long in-flight reviews may finish on shutdown.
-const shutdownGrace = 10 * time.Second
+// ShutdownGrace bounds how long reviews in flight may finish on shutdown; the
+// webhook Deployment's terminationGracePeriodSeconds covers it and its preStop.
+const ShutdownGrace = 10 * time.Second
 
 // Run serves the webhook over TLS on opts.Addr until ctx is done, then shuts
 // down gracefully. See Serve.
@@ -79,7 +80,7 @@ func Serve(ctx context.Context, ln net.Listener, opts Options, logger *slog.Logg
 		return fmt.Errorf("inject webhook: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	if serr := <-done; !errors.Is(serr, http.ErrServerClosed) && err == nil {

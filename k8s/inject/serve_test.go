@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	envoyconfig "github.com/tokentailor/tokentailor/envoy"
+	"github.com/tokentailor/tokentailor/envoy"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 with the given
@@ -151,8 +151,8 @@ func TestRenderEnvoy(t *testing.T) {
 		port     int32
 		wantErr  bool
 	}{
-		{name: "sidecar template", template: string(envoyconfig.Sidecar()), port: 8081},
-		{name: "port zero", template: string(envoyconfig.Sidecar()), port: 0, wantErr: true},
+		{name: "sidecar template", template: string(envoy.Sidecar()), port: 8081},
+		{name: "port zero", template: string(envoy.Sidecar()), port: 0, wantErr: true},
 		{name: "not YAML", template: "{", port: 3000, wantErr: true},
 		{name: "no app cluster", template: "static_resources: {clusters: [{name: other}]}", port: 3000, wantErr: true},
 		{name: "app cluster on a pipe", template: "static_resources: {clusters: [{name: app, load_assignment: {endpoints: [{lb_endpoints: [{endpoint: {address: {pipe: {path: /x}}}}]}]}}]}", port: 3000, wantErr: true},
@@ -167,11 +167,11 @@ func TestRenderEnvoy(t *testing.T) {
 			if err != nil {
 				return
 			}
-			again, err := RenderEnvoy(out, envoyconfig.AppPort)
+			again, err := RenderEnvoy(out, envoy.AppPort)
 			if err != nil {
 				t.Fatal(err)
 			}
-			orig, err := RenderEnvoy([]byte(tt.template), envoyconfig.AppPort)
+			orig, err := RenderEnvoy([]byte(tt.template), envoy.AppPort)
 			if err != nil {
 				t.Fatal(err)
 			}

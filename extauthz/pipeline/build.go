@@ -1,0 +1,359 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/clientauth"
+	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/credential"
+	"github.com/tokentailor/tokentailor/extauthz/discovery"
+	"github.com/tokentailor/tokentailor/extauthz/dpop"
+	"github.com/tokentailor/tokentailor/extauthz/exchange"
+	"github.com/tokentailor/tokentailor/extauthz/introspect"
+	"github.com/tokentailor/tokentailor/extauthz/jwks"
+	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
+	"github.com/tokentailor/tokentailor/extauthz/mint"
+	"github.com/tokentailor/tokentailor/extauthz/policy"
+	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
+	"github.com/tokentailor/tokentailor/extauthz/upstream"
+)
+
+// Build builds a pipeline from cfg: loads keys and secrets, sets up the
+// issuers (key sets started in the background on KeySets' context, clients
+// toward issuers, discovery metadata where endpoints must come from it),
+// the minter, and compiles every route to its own stages.
+func Build(ctx context.Context, cfg *config.Config, env Env) (*Pipeline, error) {
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.KeySets == nil {
+		env.KeySets = NewKeySets(context.Background())
+	}
+	p := &Pipeline{
+		Config: cfg,
+		Credential: credential.Options{
+			Header: cfg.Credential.Header, Scheme: *cfg.Credential.Scheme, MaxBytes: cfg.Credential.MaxBytes,
+		},
+		Response: &response.Builder{Realm: cfg.Mint.Realm, InternalHeaders: internalHeaders(cfg), CredentialHeader: cfg.Credential.Header},
+		Now:      env.Now,
+	}
+	var err error
+	if p.Policy, err = policy.New(cfg); err != nil {
+		return nil, err
+	}
+	if p.Minter, err = buildMinter(cfg, env); err != nil {
+		return nil, err
+	}
+	is, err := buildIssuers(ctx, cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	p.keySets = is.keySets
+	st := is.stages
+	if p.Minter != nil {
+		st.mint = p.Minter
+	}
+	if p.Minter != nil && cfg.TxnToken.TrustDomain != "" {
+		tm, err := txntoken.NewMinter(txntoken.MinterOptions{
+			TrustDomain: cfg.TxnToken.TrustDomain, Issuer: cfg.Mint.Issuer, Key: p.Minter.SigningKey(),
+			TTL: cfg.TxnToken.TTL.Duration, Workload: cfg.TxnToken.Workload, Context: cfg.TxnToken.Context, Now: env.Now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("txn_token: %w", err)
+		}
+		st.txn = &txntoken.Source{Minter: tm, RequestIDHeader: cfg.TxnToken.RequestIDHeader}
+	}
+	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Now)
+	if err != nil {
+		return nil, err
+	}
+	if dv != nil {
+		p.Credential.DPoP = true
+		p.Response.DPoP = dv
+		p.Response.ConsumedHeaders = []string{dpopHeader}
+	}
+	if p.routes, err = compileRoutes(cfg, p.Policy, &st, dv); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// internalHeaders lists the internal token header of every route, once each.
+func internalHeaders(cfg *config.Config) []string {
+	var hs []string
+	for _, r := range cfg.Routes {
+		if !slices.Contains(hs, r.Upstream.Header) {
+			hs = append(hs, r.Upstream.Header)
+		}
+	}
+	return hs
+}
+
+// buildMinter loads the signing keys of cfg.Mint; nil when there are none.
+// env.Minter, when set, is used instead (dev mode).
+func buildMinter(cfg *config.Config, env Env) (*mint.Minter, error) {
+	if env.Minter != nil || len(cfg.Mint.Keys) == 0 {
+		return env.Minter, nil
+	}
+	keys := make([]*mint.Key, 0, len(cfg.Mint.Keys))
+	for i, k := range cfg.Mint.Keys {
+		key, err := mint.LoadKey(cfg.Path(k.File), k.Kid)
+		if err != nil {
+			return nil, fmt.Errorf("mint.keys[%d]: %w", i, err)
+		}
+		keys = append(keys, key)
+	}
+	m, err := mint.New(mint.Options{
+		Issuer: cfg.Mint.Issuer, Keys: keys, SigningKeyID: cfg.Mint.SigningKey,
+		CacheEntries: cfg.Cache.MaxEntries, Now: env.Now, Metrics: env.Metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mint: %w", err)
+	}
+	return m, nil
+}
+
+// compileRoutes gives every route of cfg its stages. A route whose mode the
+// stages cannot serve fails the build, all such routes named at once.
+func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.Verifier) (map[*policy.Route]*route, error) {
+	routes := make(map[*policy.Route]*route, len(cfg.Routes))
+	var errs []error
+	for i, pr := range pol.Routes() {
+		rt := &route{jwt: st.jwt, opaque: st.opaque}
+		if c := cfg.Route(pr.Name); c != nil {
+			mode, err := dpop.ParseMode(c.SenderConstraint)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("routes[%d]: %w", i, err))
+			}
+			rt.binding = binding{mode: mode, origin: c.DPoPOrigin}
+			if mode != dpop.ModeOff {
+				rt.binding.dpop = dv
+			}
+		}
+		routes[pr] = rt
+		if pr.Public {
+			continue
+		}
+		m := pr.Grant().Mode
+		src, why := st.source(m)
+		if src == nil {
+			errs = append(errs, fmt.Errorf("routes[%d].upstream.mode: %s %s", i, m, why))
+			continue
+		}
+		rt.source = src
+		rt.withRequest = m == extauthz.ModeTxnToken
+	}
+	return routes, errors.Join(errs...)
+}
+
+// issuers is what the configured issuers provide to routes.
+type issuers struct {
+	stages
+	keySets []*jwks.Set
+}
+
+// buildIssuers sets up every issuer: its key set, its part of the JWT
+// verifier, its introspector and its token exchanger.
+func buildIssuers(ctx context.Context, cfg *config.Config, env Env) (issuers, error) {
+	var out issuers
+	var verifierIssuers []jwtverify.Issuer
+	exchangers := upstream.Exchange{}
+	for i := range cfg.Issuers {
+		b, err := buildIssuer(ctx, cfg, env, i)
+		if err != nil {
+			return out, err
+		}
+		if b.keys != nil {
+			out.keySets = append(out.keySets, b.keys)
+		}
+		if b.verifier != nil {
+			verifierIssuers = append(verifierIssuers, *b.verifier)
+		}
+		if b.introspector != nil {
+			out.opaque = b.introspector
+		}
+		if b.exchanger != nil {
+			exchangers[cfg.Issuers[i].Issuer] = b.exchanger
+		}
+	}
+	if len(verifierIssuers) > 0 {
+		v, err := jwtverify.New(jwtverify.Options{
+			Issuers: verifierIssuers, MaxTokenBytes: cfg.Credential.MaxBytes, CacheEntries: cfg.Cache.MaxEntries,
+			Now: env.Now, Metrics: env.Metrics,
+		})
+		if err != nil {
+			return out, fmt.Errorf("issuers: %w", err)
+		}
+		out.jwt = v
+		out.embedded = &upstream.Embedded{Verifier: v}
+	}
+	if len(exchangers) > 0 {
+		out.exchange = exchangers
+	}
+	return out, nil
+}
+
+// builtIssuer is what one issuer contributes; nil fields it does not.
+type builtIssuer struct {
+	keys         *jwks.Set
+	verifier     *jwtverify.Issuer
+	introspector *introspect.Introspector
+	exchanger    *exchange.Exchanger
+}
+
+// buildIssuer sets up cfg.Issuers[i].
+func buildIssuer(ctx context.Context, cfg *config.Config, env Env, i int) (builtIssuer, error) {
+	is := &cfg.Issuers[i]
+	field := fmt.Sprintf("issuers[%d]", i)
+	var out builtIssuer
+	client := issuerClient(is, env)
+	meta, err := issuerMetadata(ctx, is, env, client)
+	if err != nil {
+		return out, fmt.Errorf("%s: discovery: %w", field, err)
+	}
+	if is.JWKSURL != "" || is.Discovery {
+		out.keys = env.KeySets.Get(jwks.Options{
+			Issuer: is.Issuer, URL: is.JWKSURL, DiscoveryURL: is.DiscoveryURL,
+			RefreshInterval: is.JWKSRefresh.Duration, MinRefetchInterval: is.JWKSMinRefetch.Duration,
+			Client: client, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
+		})
+	}
+	if out.verifier, err = verifierIssuer(cfg, is, out.keys); err != nil {
+		return out, fmt.Errorf("%s.hmac_secret: %w", field, err)
+	}
+	auth, err := clientAuth(cfg, is, env)
+	if err != nil {
+		return out, fmt.Errorf("%s.client: %w", field, err)
+	}
+	if out.introspector, err = introspector(cfg, is, env, client, auth, meta, out.keys, field+".introspection"); err != nil {
+		return out, err
+	}
+	if out.exchanger, err = exchanger(cfg, is, env, client, auth, meta); err != nil {
+		return out, fmt.Errorf("%s: token exchange: %w", field, err)
+	}
+	return out, nil
+}
+
+// issuerClient is the HTTP client toward one issuer.
+func issuerClient(is *config.Issuer, env Env) *http.Client {
+	return &http.Client{
+		Timeout: is.HTTPTimeout.Duration, Transport: env.Transport,
+		// Never follow redirects: a 307/308 would re-send the form (the
+		// user's token, client secrets) to wherever it points.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// issuerMetadata fetches the issuer's discovery metadata when an endpoint
+// must come from it; the zero Metadata otherwise.
+func issuerMetadata(ctx context.Context, is *config.Issuer, env Env, client *http.Client) (discovery.Metadata, error) {
+	need := is.Discovery && ((is.Introspection != nil && is.Introspection.Endpoint == "") || (is.TokenEndpoint == "" && is.Client != nil))
+	if !need {
+		return discovery.Metadata{}, nil
+	}
+	mctx, cancel := context.WithTimeout(ctx, is.HTTPTimeout.Duration)
+	defer cancel()
+	// The document must name this issuer (RFC 8414 §3.3): endpoints
+	// from another realm's metadata would receive users' tokens.
+	meta, err := discovery.FetchIssuer(mctx, client, is.Issuer, is.DiscoveryURL)
+	env.Metrics.IssuerCall(is.Issuer, "discovery", err)
+	return meta, err
+}
+
+// verifierIssuer is the issuer's part of the JWT verifier, nil when it
+// verifies no JWTs: an issuer of opaque tokens only (introspection, no JWKS)
+// does not.
+func verifierIssuer(cfg *config.Config, is *config.Issuer, keys *jwks.Set) (*jwtverify.Issuer, error) {
+	if keys == nil && is.HMACSecret == nil {
+		return nil, nil
+	}
+	vi := &jwtverify.Issuer{
+		Issuer: is.Issuer, Audiences: is.Audiences, Algorithms: is.Algorithms,
+		ClockSkew: is.ClockSkew.Duration, RequiredType: is.RequiredType, ScopeClaims: is.ScopeClaims,
+	}
+	if keys != nil {
+		vi.Keys = keys
+	}
+	if is.HMACSecret != nil {
+		var err error
+		if vi.HMACSecret, err = cfg.ReadSecret(is.HMACSecret); err != nil {
+			return nil, err
+		}
+	}
+	return vi, nil
+}
+
+// clientAuth is how tokentailor authenticates to the issuer as a client; nil
+// without a client.
+func clientAuth(cfg *config.Config, is *config.Issuer, env Env) (clientauth.Method, error) {
+	cl := is.Client
+	if cl == nil {
+		return nil, nil
+	}
+	o := clientauth.Options{Method: cl.AuthMethod, ClientID: cl.ID, KeyFile: cfg.Path(cl.PrivateKeyFile), Now: env.Now}
+	if cl.Secret != nil {
+		o.SecretFile, o.SecretEnv = cfg.Path(cl.Secret.File), cl.Secret.Env
+	}
+	return clientauth.New(o)
+}
+
+// introspector is the issuer's RFC 7662 client; nil without introspection.
+// Its errors name field, the issuer's introspection block.
+func introspector(cfg *config.Config, is *config.Issuer, env Env, client *http.Client, auth clientauth.Method, meta discovery.Metadata, keys *jwks.Set, field string) (*introspect.Introspector, error) {
+	in := is.Introspection
+	if in == nil {
+		return nil, nil
+	}
+	endpoint := in.Endpoint
+	if endpoint == "" {
+		endpoint = meta.IntrospectionEndpoint
+	}
+	if endpoint == "" {
+		return nil, fmt.Errorf("%s.endpoint: not set and the issuer's metadata has no introspection_endpoint", field)
+	}
+	o := introspect.Options{
+		Issuer: is.Issuer, Endpoint: endpoint, Auth: auth, Audiences: is.Audiences, ScopeClaims: is.ScopeClaims,
+		JWTResponse: in.JWTResponse, Client: client, MaxCacheTTL: in.MaxCacheTTL.Duration, NegativeTTL: in.NegativeTTL.Duration,
+		CacheEntries: cfg.Cache.MaxEntries, MaxInFlight: in.MaxInFlight, Now: env.Now, Logger: env.Logger, Metrics: env.Metrics,
+		AudienceByServer: in.Audience == config.AudienceServer, SubjectClaims: in.SubjectClaims,
+	}
+	if keys != nil {
+		o.Keys = keys
+	}
+	o.RateLimit, o.RateBurst = in.RateLimit.PerSecond, in.RateLimit.Burst
+	if sh := in.TokenShape; sh != nil {
+		o.TokenShape = &introspect.Shape{Prefix: sh.Prefix, Alphabet: sh.Alphabet, Segments: sh.Segments, MinLength: sh.MinLength, MaxLength: sh.MaxLength}
+	}
+	intro, err := introspect.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return intro, nil
+}
+
+// exchanger is the issuer's RFC 8693 client; nil without a client or a
+// token endpoint.
+func exchanger(cfg *config.Config, is *config.Issuer, env Env, client *http.Client, auth clientauth.Method, meta discovery.Metadata) (*exchange.Exchanger, error) {
+	tokenEndpoint := is.TokenEndpoint
+	if tokenEndpoint == "" {
+		tokenEndpoint = meta.TokenEndpoint
+	}
+	if tokenEndpoint == "" || auth == nil {
+		return nil, nil
+	}
+	return exchange.New(exchange.Options{
+		Issuer: is.Issuer, TokenEndpoint: tokenEndpoint, Auth: auth, Client: client,
+		CacheEntries: cfg.Cache.MaxEntries, Now: env.Now, Metrics: env.Metrics, Logger: env.Logger,
+	})
+}

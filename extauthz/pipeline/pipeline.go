@@ -1,0 +1,179 @@
+// Package pipeline is the request path of tokentailor, compiled from one
+// config: Build turns the config into a Pipeline (issuers' authenticators,
+// the minter, and each route's own authenticators and token source), and
+// Decide walks one request down it:
+//
+//	Request → route → Credential → Principal → Grant → Token → CheckResponse
+//
+// A Pipeline is immutable once built, so a reload builds a new one and swaps
+// it in whole (extauthz/server); a request never sees half of a new config.
+// Nothing per request dispatches on a mode or re-reads config: every route
+// knows its own stages from Build on.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/credential"
+	"github.com/tokentailor/tokentailor/extauthz/dpop"
+	"github.com/tokentailor/tokentailor/extauthz/jwks"
+	"github.com/tokentailor/tokentailor/extauthz/metrics"
+	"github.com/tokentailor/tokentailor/extauthz/mint"
+	"github.com/tokentailor/tokentailor/extauthz/policy"
+	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
+)
+
+// Pipeline is one immutable generation of the request path, built from one
+// config by Build.
+type Pipeline struct {
+	// Config is the config the pipeline was built from.
+	Config *config.Config
+	// Credential finds the client's token.
+	Credential credential.Options
+	// Policy selects and authorizes routes.
+	Policy *policy.Engine
+	// Minter signs internal tokens and publishes their JWKS; nil when no key is configured.
+	Minter *mint.Minter
+	// Response builds CheckResponses, header hygiene included.
+	Response *response.Builder
+	// Now is the clock.
+	Now func() time.Time
+
+	routes  map[*policy.Route]*route
+	keySets []*jwks.Set
+}
+
+// ErrNotReady is returned by Ready while an issuer's keys were never fetched.
+var ErrNotReady = errors.New("not ready")
+
+// Ready reports whether the pipeline can serve: every issuer's keys were
+// fetched at least once.
+func (p *Pipeline) Ready() error {
+	for _, s := range p.keySets {
+		if !s.Ready() {
+			return fmt.Errorf("%w: keys of an issuer not fetched yet", ErrNotReady)
+		}
+	}
+	return nil
+}
+
+// JWKS returns the published keys of minted tokens.
+func (p *Pipeline) JWKS() []byte {
+	if p.Minter == nil {
+		return []byte(`{"keys":[]}`)
+	}
+	return p.Minter.JWKS()
+}
+
+// Env is what a Pipeline is built with besides its config.
+type Env struct {
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+	// Metrics receives metrics; may be nil.
+	Metrics *metrics.Metrics
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// KeySets shares issuer key sets across pipelines so a reload neither
+	// refetches nor loses keys; nil makes a private one.
+	KeySets *KeySets
+	// Transport is the HTTP transport toward issuers; nil means a default one.
+	Transport http.RoundTripper
+	// Minter, when set, is used instead of keys from the config (dev mode).
+	Minter *mint.Minter
+	// DPoPReplay remembers accepted DPoP proofs across pipelines, so a reload
+	// does not reopen their replay window; nil makes a private one per
+	// pipeline (sized by dpop.replay_entries). A Redis-backed one shares it
+	// between replicas.
+	DPoPReplay dpop.ReplayCache
+}
+
+// Outcome is the result of Decide: the complete answer for Envoy plus what
+// logs, metrics and explain need (never the token itself).
+type Outcome struct {
+	// Response is the answer for Envoy, complete: nothing is added later.
+	Response *authv3.CheckResponse
+	// Err is the deny reason, nil when allowed.
+	Err error
+	// Denial is Err as classified by the response table (status, reason
+	// label); the zero value when allowed.
+	Denial response.Denial
+	// Route is the matched route's name, "" when none matched.
+	Route string
+	// TokenHash is the short hash of the client's token
+	// (extauthz.ShortTokenHash), the only form of it logs may show.
+	TokenHash string
+	// Subject is the principal's sub, when one was established.
+	Subject string
+	// Mode is how the upstream token was produced.
+	Mode extauthz.Mode
+	// Principal is the validated principal, for explain.
+	Principal *extauthz.Principal
+	// Grant is what the upstream gets, for explain.
+	Grant *extauthz.Grant
+	// Token is the upstream token, for explain.
+	Token extauthz.Token
+}
+
+// Decide runs the request path for one request. It never returns an allow
+// without a validated credential unless the route is public (invariant 1).
+func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
+	var out Outcome
+	deny := func(err error) Outcome {
+		out.Err = err
+		out.Response, out.Denial = p.Response.Deny(err)
+		return out
+	}
+	pr, err := p.Policy.Select(r)
+	if err != nil {
+		return deny(err)
+	}
+	rt := p.routes[pr]
+	out.Route = pr.Name
+	if pr.Public {
+		// Public routes never look at the credential: a Basic header or a
+		// stale token must not turn a public page into a 401.
+		out.Mode = extauthz.ModeNone
+		out.Response = p.Response.AllowPublic(pr.Grant())
+		return out
+	}
+	cred, err := p.Credential.Extract(r)
+	if err != nil {
+		return deny(err)
+	}
+	out.TokenHash = cred.ShortTokenHash()
+	principal, err := rt.authenticate(ctx, cred)
+	if err != nil {
+		return deny(err)
+	}
+	out.Principal = principal
+	out.Subject = principal.Subject
+	if err := rt.binding.check(ctx, r, cred, principal); err != nil {
+		return deny(err)
+	}
+	grant, err := pr.Authorize(principal, p.Now())
+	if err != nil {
+		return deny(err)
+	}
+	out.Grant = grant
+	out.Mode = grant.Mode
+	if rt.withRequest {
+		ctx = txntoken.WithRequest(ctx, r)
+	}
+	tok, err := rt.source.Token(ctx, principal, grant)
+	if err != nil {
+		return deny(err)
+	}
+	out.Token = tok
+	out.Response = p.Response.Allow(grant, tok, cred, r.Headers)
+	return out
+}
