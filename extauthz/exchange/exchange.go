@@ -1,64 +1,10 @@
-// Package exchange gets upstream tokens from the authorization server's
-// token endpoint by OAuth 2.0 Token Exchange (RFC 8693): the route mode
-// "exchange". It implements extauthz.TokenSource, like extauthz/mint.
-//
-// # The request (RFC 8693 §2.1)
-//
-//	grant_type=urn:ietf:params:oauth:grant-type:token-exchange
-//	subject_token=<the incoming token>
-//	subject_token_type=<ExchangeSpec.SubjectTokenType>  (config's default: access_token)
-//	audience=<Grant.Audience>            (when set)
-//	resource=<ExchangeSpec.Resource>     (when set, RFC 8707)
-//	scope=<Grant.Scopes, space-separated> (when any)
-//	requested_token_type=<ExchangeSpec.RequestedTokenType>  (config's default: access_token)
-//	actor_token, actor_token_type        (when ExchangeSpec.Actor)
-//
-// plus the client authentication of Options.Auth.
-//
-// Config's default subject_token_type is urn:ietf:params:oauth:token-type:access_token
-// for every credential, JWT or opaque: what tokentailor holds is an access
-// token whatever its format, and servers verify the subject token by its
-// declared type (zitadel answers 400 invalid_request "subject_token is
-// invalid" to a JWT access token sent as ...:jwt). A route sets
-// ExchangeSpec.SubjectTokenType for a server that wants another type.
-//
-// Config's default requested_token_type is urn:ietf:params:oauth:token-type:access_token,
-// not ...:jwt. RFC 8693 §3 uses "jwt" for a JWT of any purpose, while what
-// the upstream needs is an access token for its audience; a JWT access token
-// (RFC 9068) is such an access token, and servers that issue JWT access
-// tokens issue them for this type (several servers do not support requesting
-// "jwt" at all). A route that must receive a JWT asks for ...:jwt
-// explicitly; the issued token must then have the JWT compact form.
-//
-// # Outcomes
-//
-// OAuth errors from the endpoint (invalid_target, invalid_scope,
-// invalid_grant, unauthorized_client, invalid_request, …) and issued tokens
-// that cannot be forwarded as bearer tokens deny with extauthz.ErrExchangeRefused
-// (403); the server's error and error_description are logged, bounded,
-// reduced to the characters RFC 6749 allows, and with any part of the
-// subject token cut out. invalid_client means tokentailor's own credentials are wrong: that
-// is extauthz.ErrIssuerUnavailable (503), like network errors, timeouts, 5xx
-// and malformed answers. Nothing is returned that was not a 200 answer.
-//
-// # Lifetime and caching
-//
-// The issued token's lifetime is the authorization server's decision;
-// Token.ExpiresAt reports min(now+expires_in, the issued JWT's exp, the
-// incoming token's exp), so the token is never cached or reported as valid
-// beyond the incoming one. Tokens are cached under a hash of (incoming token,
-// route, audience, scopes, resource, requested type, actor), bounded in
-// number, and renewed once 90% of their lifetime has passed. Concurrent
-// requests for the same entry share one call.
 package exchange
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -68,16 +14,7 @@ import (
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/cache"
-	"github.com/tokentailor/tokentailor/extauthz/clientauth"
-	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
-)
-
-// RFC 8693 identifiers.
-const (
-	GrantType            = "urn:ietf:params:oauth:grant-type:token-exchange"
-	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
-	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
 )
 
 const (
@@ -87,48 +24,6 @@ const (
 	// renewFraction of a token's lifetime passes before it is renewed.
 	renewFraction = 0.9
 )
-
-// Options configures an Exchanger. Issuer, Auth, one of TokenEndpoint and
-// TokenEndpointFunc, Client, Timeout and CacheEntries are required: the
-// values come already defaulted from config, and New refuses zero values
-// rather than invent its own.
-type Options struct {
-	// Issuer names the issuer whose token endpoint this is; routes whose
-	// ExchangeSpec.Issuer names another are refused. Also the metric label.
-	Issuer string
-	// TokenEndpoint is the token endpoint URL.
-	TokenEndpoint string
-	// TokenEndpointFunc, instead of TokenEndpoint, gives the endpoint at each
-	// call, e.g. a discovery.Resolver's TokenEndpoint, so that an issuer whose
-	// metadata cannot be fetched at start delays its own exchanges (503) and
-	// nothing else. Its errors should wrap extauthz.ErrIssuerUnavailable.
-	TokenEndpointFunc func(ctx context.Context) (string, error)
-	// Auth authenticates tokentailor to the endpoint.
-	Auth clientauth.Method
-	// ActorToken returns tokentailor's own token, sent as actor_token for
-	// routes with ExchangeSpec.Actor. Nil means an access token for
-	// tokentailor's own client from the client credentials grant at
-	// TokenEndpoint, cached until the last tenth of its life.
-	ActorToken func(ctx context.Context) (string, error)
-	// ActorTokenType is the actor_token_type; default TokenTypeAccessToken.
-	ActorTokenType string
-	// Client makes the calls.
-	Client *http.Client
-	// Timeout bounds one call.
-	Timeout time.Duration
-	// CacheEntries bounds the cache.
-	CacheEntries int
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
-	// Metrics counts calls and cache lookups; may be nil.
-	Metrics *metrics.Metrics
-	// Logger receives failures, never tokens; nil discards.
-	Logger *slog.Logger
-	// Shared, when set, is the cache shared by the replicas: looked up on a
-	// local miss before the token endpoint is called, and told every token
-	// obtained. nil: off.
-	Shared *sharedcache.Cache
-}
 
 // Exchanger is an extauthz.TokenSource for ModeExchange.
 type Exchanger struct {
@@ -140,11 +35,6 @@ type Exchanger struct {
 }
 
 var _ extauthz.TokenSource = (*Exchanger)(nil)
-
-type entry struct {
-	tok     extauthz.Token
-	renewAt time.Time
-}
 
 // New validates opts and returns an Exchanger.
 func New(opts Options) (*Exchanger, error) {
@@ -218,31 +108,6 @@ func (e *Exchanger) Token(ctx context.Context, p *extauthz.Principal, g *extauth
 		return extauthz.Token{}, fmt.Errorf("%w: waiting for token exchange: %w", extauthz.ErrIssuerUnavailable, ctx.Err())
 	}
 }
-
-// validate refuses options a caller forgot to fill.
-func (o *Options) validate() error {
-	u, err := url.Parse(o.TokenEndpoint)
-	switch {
-	case o.Issuer == "":
-		return errors.New("Issuer is required")
-	case o.Auth == nil:
-		return errors.New("Auth is required")
-	case o.TokenEndpointFunc != nil && o.TokenEndpoint != "":
-		return errors.New("TokenEndpoint and TokenEndpointFunc are exclusive")
-	case o.TokenEndpointFunc == nil && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == ""):
-		return fmt.Errorf("TokenEndpoint %q is not an http(s) URL", o.TokenEndpoint)
-	case o.Client == nil:
-		return errors.New("Client is required")
-	case o.Timeout <= 0:
-		return errors.New("Timeout must be positive")
-	case o.CacheEntries <= 0:
-		return errors.New("CacheEntries must be positive")
-	}
-	return nil
-}
-
-// Options returns the options the Exchanger was built with.
-func (e *Exchanger) Options() Options { return e.opts }
 
 // resolve builds the RFC 8693 form (without actor token and client
 // authentication) and the cache key.
@@ -340,44 +205,6 @@ func (e *Exchanger) exchange(ctx context.Context, req request, p *extauthz.Princ
 	return tok, nil
 }
 
-// store caches tok locally until renewFraction of its remaining life has
-// passed.
-func (e *Exchanger) store(key string, tok extauthz.Token, now time.Time) {
-	renew := time.Duration(float64(tok.ExpiresAt.Sub(now)) * renewFraction)
-	e.cache.Set(key, entry{tok: tok, renewAt: now.Add(renew)}, renew)
-}
-
-// fromShared looks key up in the shared cache and stores a token it finds
-// locally. Redis unavailable, a miss, an unreadable value and a token past
-// its renewal point are all a miss.
-func (e *Exchanger) fromShared(ctx context.Context, key string) (extauthz.Token, bool) {
-	if e.opts.Shared == nil {
-		return extauthz.Token{}, false
-	}
-	b, ok, err := e.opts.Shared.Get(ctx, sharedcache.KindExchange, e.opts.Issuer, key)
-	if err != nil || !ok {
-		return extauthz.Token{}, false
-	}
-	tok, err := sharedcache.DecodeToken(b)
-	if err != nil {
-		e.log.WarnContext(ctx, "shared cache: ignoring an unreadable exchanged token", "issuer", e.opts.Issuer)
-		return extauthz.Token{}, false
-	}
-	now := e.now()
-	if !now.Before(tok.ExpiresAt) {
-		return extauthz.Token{}, false
-	}
-	e.store(key, tok, now)
-	return tok, true
-}
-
-func unavailableOnly(err error) error {
-	if errors.Is(err, extauthz.ErrIssuerUnavailable) {
-		return err
-	}
-	return nil
-}
-
 // earliest returns the earlier of two times, a zero time meaning "unknown".
 func earliest(a, b time.Time) time.Time {
 	switch {
@@ -405,132 +232,4 @@ func unverifiedExp(tok string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return c.ExpiresAt.Time, true
-}
-
-// call posts form and parses the answer.
-func (e *Exchanger) call(ctx context.Context, form url.Values, subject string) (*Response, error) {
-	endpoint := e.opts.TokenEndpoint
-	if e.opts.TokenEndpointFunc != nil {
-		var err error
-		if endpoint, err = e.opts.TokenEndpointFunc(ctx); err != nil {
-			return nil, fmt.Errorf("%w: token endpoint unknown: %w", extauthz.ErrIssuerUnavailable, err)
-		}
-	}
-	ans, err := clientauth.Post(ctx, e.opts.Client, e.opts.Auth, endpoint, form, "application/json", MaxBodyBytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: token endpoint: %w", extauthz.ErrIssuerUnavailable, err)
-	}
-	body, mt := ans.Body, ans.MediaType
-	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
-	if ans.Status != http.StatusOK {
-		return nil, statusError(ans.Status, body, isJSON, subject)
-	}
-	if !isJSON {
-		return nil, fmt.Errorf("%w: answer of media type %q", extauthz.ErrIssuerUnavailable, mt)
-	}
-	r, err := ParseResponse(body)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", extauthz.ErrIssuerUnavailable, err)
-	}
-	if !strings.EqualFold(r.TokenType, "bearer") && r.TokenType != "N_A" {
-		return nil, fmt.Errorf("%w: issued token_type %q cannot be forwarded as a bearer token", extauthz.ErrExchangeRefused, r.TokenType)
-	}
-	return r, nil
-}
-
-// statusError maps a non-200 answer: an OAuth error (RFC 6749 §5.2) of a
-// 4xx status is a refusal, except invalid_client (our own credentials);
-// anything else is unavailability. The error names the server's error code
-// and its error_description (see describe), so that the log says why.
-func statusError(status int, body []byte, isJSON bool, subject string) error {
-	var oe struct {
-		Error       string `json:"error"`
-		Description any    `json:"error_description"`
-	}
-	if status >= 400 && status < 500 && isJSON && json.Unmarshal(body, &oe) == nil && validErrorCode(oe.Error) {
-		desc := describe(oe.Description, subject)
-		if oe.Error == "invalid_client" {
-			return fmt.Errorf("%w: token endpoint rejected tokentailor's client credentials (HTTP %d invalid_client%s)", extauthz.ErrIssuerUnavailable, status, desc)
-		}
-		return fmt.Errorf("%w: HTTP %d %s%s", extauthz.ErrExchangeRefused, status, oe.Error, desc)
-	}
-	return fmt.Errorf("%w: token endpoint answered HTTP %d", extauthz.ErrIssuerUnavailable, status)
-}
-
-// redactEcho replaces each run of token characters (RFC 6750 b64token) of
-// at least minEchoRedact bytes that is part of subject by "[token]".
-func redactEcho(d, subject string) string {
-	if subject == "" {
-		return d
-	}
-	var b strings.Builder
-	for i := 0; i < len(d); {
-		j := i
-		for j < len(d) && isTokenChar(d[j]) {
-			j++
-		}
-		if j == i {
-			b.WriteByte(d[i])
-			i++
-			continue
-		}
-		if run := d[i:j]; len(run) >= minEchoRedact && strings.Contains(subject, run) {
-			b.WriteString("[token]")
-		} else {
-			b.WriteString(run)
-		}
-		i = j
-	}
-	return b.String()
-}
-
-func isTokenChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0
-}
-
-// maxDescription bounds the error_description kept for the log.
-const maxDescription = 200
-
-// minEchoRedact is the length from which a word of the description that is
-// part of the subject token is cut out.
-const minEchoRedact = 8
-
-// describe renders an error_description for the log as `: "text"`, or ""
-// when there is none. Only RFC 6749's characters (%x20-21 / %x23-5B /
-// %x5D-7E) are kept, others become '?'; it is cut at maxDescription bytes;
-// and any word that is part of the subject token (a server echoing it) is
-// replaced by "[token]", so the token never reaches the log.
-func describe(v any, subject string) string {
-	d, ok := v.(string)
-	if !ok || d == "" {
-		return ""
-	}
-	if len(d) > 4*maxDescription {
-		d = d[:4*maxDescription]
-	}
-	clean := []byte(d)
-	for i, c := range clean {
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			clean[i] = '?'
-		}
-	}
-	d = redactEcho(string(clean), subject)
-	if len(d) > maxDescription {
-		d = d[:maxDescription] + "…"
-	}
-	return fmt.Sprintf(": %q", d)
-}
-
-// validErrorCode accepts RFC 6749 error codes (%x20-21 / %x23-5B / %x5D-7E),
-// short enough to be logged.
-func validErrorCode(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }

@@ -3,13 +3,10 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,14 +174,6 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// newHTTPServer serves the HTTP authorization listener. Proxies keep
-// connections open, so the idle timeout is generous; a subrequest has no
-// body worth reading.
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 20}
-}
-
 func (s *Server) env() pipeline.Env {
 	env := s.opts.Env
 	env.Logger = s.log
@@ -199,80 +188,8 @@ func (s *Server) env() pipeline.Env {
 	return env
 }
 
-func (s *Server) listen(cfg *config.Config) error {
-	var err error
-	if cfg.Listen.GRPC != "" {
-		if s.grpcLn, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
-			return fmt.Errorf("listen.grpc: %w", err)
-		}
-	}
-	if s.socketLn, err = listenUnix("listen.socket", cfg.Listen.Socket); err != nil {
-		return err
-	}
-	if cfg.Listen.Admin != "" {
-		if s.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
-			return fmt.Errorf("listen.admin: %w", err)
-		}
-	}
-	if cfg.Listen.HTTP != "" {
-		if s.httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
-			return fmt.Errorf("listen.http: %w", err)
-		}
-	}
-	if s.httpSocketLn, err = listenUnix("listen.http_socket", cfg.Listen.HTTPSocket); err != nil {
-		return err
-	}
-	return nil
-}
-
-// listenUnix binds the unix socket path (field names it in errors); an empty
-// path binds nothing.
-func listenUnix(field, path string) (net.Listener, error) {
-	if path == "" {
-		return nil, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	// A socket left by a crashed process would make Listen fail.
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		_ = os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	// The proxy runs as another user in the same pod: let the group in.
-	_ = os.Chmod(path, 0o660)
-	return ln, nil
-}
-
-func (s *Server) closeListeners() {
-	for _, ln := range []net.Listener{s.grpcLn, s.socketLn, s.adminLn, s.httpLn, s.httpSocketLn} {
-		if ln != nil {
-			_ = ln.Close()
-		}
-	}
-}
-
-// GRPCAddr is the bound TCP address of the gRPC listener, or nil.
-func (s *Server) GRPCAddr() net.Addr { return addr(s.grpcLn) }
-
-// HTTPAddr is the bound TCP address of the HTTP authorization listener, or nil.
-func (s *Server) HTTPAddr() net.Addr { return addr(s.httpLn) }
-
-// AdminAddr is the bound address of the admin listener, or nil.
-func (s *Server) AdminAddr() net.Addr { return addr(s.adminLn) }
-
 // Authz returns the ext_authz service.
 func (s *Server) Authz() *Authz { return s.authz }
-
-func addr(ln net.Listener) net.Addr {
-	if ln == nil {
-		return nil
-	}
-	return ln.Addr()
-}
 
 // Serve serves until ctx ends, reloading on reload signals and on changes of
 // the config file or the files it names. Then it drains (listen.drain: not
@@ -325,89 +242,4 @@ func (s *Server) Serve(ctx context.Context, reload <-chan struct{}) error {
 	}
 	s.stop()
 	return err
-}
-
-// drain tells everyone who asks that this process is going away — /readyz
-// answers 503, gRPC health NOT_SERVING — and keeps answering Checks for
-// listen.drain, so that Envoy's health checks and Kubernetes' endpoint
-// removal move traffic away before the listener closes. Closing at once
-// would turn the Checks still on their way into Unavailable errors, which
-// Envoy answers by status_on_error (or lets through, with failure_mode_allow).
-func (s *Server) drain() {
-	d := s.authz.Pipeline().Config.Listen.Drain.Duration
-	s.draining.Store(true)
-	s.health.Shutdown()
-	s.log.Info("draining: not ready, still answering checks", "drain", d)
-	time.Sleep(d)
-}
-
-func addrString(ln net.Listener) string {
-	if ln == nil {
-		return ""
-	}
-	return ln.Addr().String()
-}
-
-func (s *Server) stop() {
-	s.draining.Store(true)
-	s.health.Shutdown()
-	grace := s.authz.Pipeline().Config.Listen.ShutdownGrace.Duration
-	done := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(done) }()
-	// The HTTP authorization listeners drain within the same grace.
-	hctx, hcancel := context.WithTimeout(context.Background(), grace)
-	var hwg sync.WaitGroup
-	for _, hs := range []*http.Server{s.httpTCP, s.httpSock} {
-		if hs != nil {
-			hwg.Go(func() {
-				if hs.Shutdown(hctx) != nil {
-					_ = hs.Close()
-				}
-			})
-		}
-	}
-	select {
-	case <-done:
-	case <-time.After(grace):
-		s.log.Warn("shutdown grace exceeded; closing remaining streams")
-		s.grpc.Stop()
-	}
-	hwg.Wait()
-	hcancel()
-	if s.admin != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = s.admin.Shutdown(ctx)
-		cancel()
-	}
-	for _, ln := range []net.Listener{s.socketLn, s.httpSocketLn} {
-		if ln != nil {
-			_ = os.Remove(ln.Addr().String())
-		}
-	}
-	s.keySets.Close()
-	s.shared.Close()
-	s.log.Info("stopped")
-}
-
-func (s *Server) setHealth() {
-	st := healthpb.HealthCheckResponse_SERVING
-	if s.authz.Pipeline().Ready() != nil {
-		st = healthpb.HealthCheckResponse_NOT_SERVING
-	}
-	s.health.SetServingStatus("", st)
-	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
-}
-
-// watchReady keeps the gRPC health status in step with readiness.
-func (s *Server) watchReady(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.setHealth()
-		}
-	}
 }

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tokentailor/tokentailor/extauthz/config"
+)
+
+// newHTTPServer serves the HTTP authorization listener. Proxies keep
+// connections open, so the idle timeout is generous; a subrequest has no
+// body worth reading.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 20}
+}
+
+func (s *Server) listen(cfg *config.Config) error {
+	var err error
+	if cfg.Listen.GRPC != "" {
+		if s.grpcLn, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
+			return fmt.Errorf("listen.grpc: %w", err)
+		}
+	}
+	if s.socketLn, err = listenUnix("listen.socket", cfg.Listen.Socket); err != nil {
+		return err
+	}
+	if cfg.Listen.Admin != "" {
+		if s.adminLn, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
+			return fmt.Errorf("listen.admin: %w", err)
+		}
+	}
+	if cfg.Listen.HTTP != "" {
+		if s.httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
+			return fmt.Errorf("listen.http: %w", err)
+		}
+	}
+	if s.httpSocketLn, err = listenUnix("listen.http_socket", cfg.Listen.HTTPSocket); err != nil {
+		return err
+	}
+	return nil
+}
+
+// listenUnix binds the unix socket path (field names it in errors); an empty
+// path binds nothing.
+func listenUnix(field, path string) (net.Listener, error) {
+	if path == "" {
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	// A socket left by a crashed process would make Listen fail.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		_ = os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	// The proxy runs as another user in the same pod: let the group in.
+	_ = os.Chmod(path, 0o660)
+	return ln, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range []net.Listener{s.grpcLn, s.socketLn, s.adminLn, s.httpLn, s.httpSocketLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+// GRPCAddr is the bound TCP address of the gRPC listener, or nil.
+func (s *Server) GRPCAddr() net.Addr { return addr(s.grpcLn) }
+
+// HTTPAddr is the bound TCP address of the HTTP authorization listener, or nil.
+func (s *Server) HTTPAddr() net.Addr { return addr(s.httpLn) }
+
+// AdminAddr is the bound address of the admin listener, or nil.
+func (s *Server) AdminAddr() net.Addr { return addr(s.adminLn) }
+
+func addr(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
+func addrString(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
