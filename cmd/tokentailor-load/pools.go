@@ -6,12 +6,20 @@ import (
 	"sync"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // tokenPools are the pre-built requests of the scenarios.
 type tokenPools struct {
 	warmJWT, warmOpaque  []*authv3.CheckRequest
-	coldES256, coldRS256 [][]*authv3.CheckRequest // one pool per transport
+	coldES256, coldRS256 *coldPool
+}
+
+// coldPool is a cold scenario's requests, marshalled once and sent round and
+// round (source.cycle), and one of its tokens for the crypto sub-mode.
+type coldPool struct {
+	raw    [][]byte
+	sample string
 }
 
 // pools signs every token the scenarios need, on all CPUs.
@@ -25,27 +33,53 @@ func (b *benchRun) pools() (*tokenPools, error) {
 	for i := range o.warmTokens {
 		p.warmOpaque = append(p.warmOpaque, checkRequest(opaque(i), i))
 	}
-	for _, tr := range o.transports {
-		var es, rs []*authv3.CheckRequest
-		if o.scenarioSet["cold-es256-es256"] {
-			if es, err = b.signPool("ES256", "cold-"+tr, o.coldES256); err != nil {
-				return nil, err
-			}
+	if o.scenarioSet["cold-es256-es256"] {
+		if p.coldES256, err = b.coldPool("ES256"); err != nil {
+			return nil, err
 		}
-		if o.scenarioSet["cold-rs256-eddsa"] {
-			if rs, err = b.signPool("RS256", "cold-"+tr, o.coldRS256); err != nil {
-				return nil, err
-			}
+	}
+	if o.scenarioSet["cold-rs256-eddsa"] {
+		if p.coldRS256, err = b.coldPool("RS256"); err != nil {
+			return nil, err
 		}
-		p.coldES256 = append(p.coldES256, es)
-		p.coldRS256 = append(p.coldRS256, rs)
 	}
 	return p, nil
 }
 
+// coldPool signs o.coldPool tokens with alg and marshals their requests.
+func (b *benchRun) coldPool(alg string) (*coldPool, error) {
+	toks, err := b.signTokens(alg, "cold", b.o.coldPool)
+	if err != nil {
+		return nil, err
+	}
+	cp := &coldPool{raw: make([][]byte, len(toks)), sample: toks[0]}
+	for i, t := range toks {
+		if cp.raw[i], err = proto.Marshal(checkRequest(t, i)); err != nil {
+			return nil, err
+		}
+	}
+	return cp, nil
+}
+
 // signPool signs n tokens with alg in parallel and builds their requests.
 func (b *benchRun) signPool(alg, prefix string, n int) ([]*authv3.CheckRequest, error) {
+	toks, err := b.signTokens(alg, prefix, n)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*authv3.CheckRequest, n)
+	for i, t := range toks {
+		out[i] = checkRequest(t, i)
+	}
+	return out, nil
+}
+
+// signTokens signs n tokens with alg in parallel, one subject each.
+func (b *benchRun) signTokens(alg, prefix string, n int) ([]string, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("%s pool of %d tokens: need at least one", alg, n)
+	}
+	out := make([]string, n)
 	errs := make([]error, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	for w := range errs {
@@ -58,7 +92,7 @@ func (b *benchRun) signPool(alg, prefix string, n int) ([]*authv3.CheckRequest, 
 					errs[w] = err
 					return
 				}
-				out[i] = checkRequest(tok, i)
+				out[i] = tok
 			}
 		}()
 	}

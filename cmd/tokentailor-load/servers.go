@@ -118,12 +118,11 @@ func (b *benchRun) startFloor(ctx context.Context) (c *child, err error) {
 	// default (runtime.gc_percent, runtime.memory_limit: auto for this
 	// run's cache bound); GOMAXPROCS is the same for both, set by the Go
 	// runtime from the CPUs each may use (the same taskset prefix).
-	limit, err := config.Runtime{MemoryLimit: "auto"}.Limit(b.o.cacheMax)
+	rt, err := b.runtimeFlags()
 	if err != nil {
 		return nil, err
 	}
-	argv := []string{self, "floor", "-listen", targets["tcp"], "-listen", targets["unix"],
-		"-gc-percent", strconv.Itoa(config.DefaultGCPercent), "-memory-limit", strconv.FormatInt(limit, 10)}
+	argv := append([]string{self, "floor", "-listen", targets["tcp"], "-listen", targets["unix"]}, rt...)
 	c, err = b.start("floor", argv, targets)
 	if err != nil {
 		return nil, err
@@ -152,6 +151,16 @@ func (b *benchRun) startFloor(ctx context.Context) (c *child, err error) {
 		}
 		return nil
 	})
+}
+
+// runtimeFlags are the floor's (and the crypto sub-mode's) flags for the
+// runtime settings tokentailor applies by default.
+func (b *benchRun) runtimeFlags() ([]string, error) {
+	limit, err := config.Runtime{MemoryLimit: "auto"}.Limit(b.o.cacheMax)
+	if err != nil {
+		return nil, err
+	}
+	return []string{"-gc-percent", strconv.Itoa(config.DefaultGCPercent), "-memory-limit", strconv.FormatInt(limit, 10)}, nil
 }
 
 const configTemplate = `# written by tokentailor-load bench
