@@ -237,13 +237,19 @@ func newIssuer(c Issuer, now func() time.Time) (*issuer, error) {
 	if asymmetric && c.Keys == nil {
 		return nil, errors.New("asymmetric algorithms need a key source")
 	}
-	is.validator = jwt.NewValidator(
+	is.validator = is.validatorAt(now)
+	return is, nil
+}
+
+// validatorAt returns golang-jwt's validator of exp, nbf and iat, with the
+// issuer's clock skew, judging at the clock now.
+func (is *issuer) validatorAt(now func() time.Time) *jwt.Validator {
+	return jwt.NewValidator(
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(c.ClockSkew),
+		jwt.WithLeeway(is.cfg.ClockSkew),
 		jwt.WithTimeFunc(now),
 	)
-	return is, nil
 }
 
 // Options returns the options the Verifier was built with.
@@ -283,7 +289,10 @@ func (v *Verifier) verify(ctx context.Context, cred extauthz.Credential, audienc
 	if forAudience {
 		key = extauthz.TokenHash(key + "\x00" + strings.Join(audiences, "\x00"))
 	}
-	now := v.now()
+	now := cred.PresentedAt
+	if now.IsZero() {
+		now = v.now()
+	}
 	if e, ok := v.cache.Get(key); ok && now.Before(e.exp) {
 		p := *e.p // share the claims and lists; the credential is this request's
 		p.Credential = cred

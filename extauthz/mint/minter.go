@@ -129,7 +129,10 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 	if p == nil || g == nil {
 		return extauthz.Token{}, fmt.Errorf("%w: mint: nil principal or grant", extauthz.ErrInternal)
 	}
-	now := m.now()
+	now := p.Credential.PresentedAt // the Check's one clock reading
+	if now.IsZero() {
+		now = m.now()
+	}
 	if p.ExpiresAt.IsZero() {
 		return extauthz.Token{}, fmt.Errorf("%w: mint: incoming token has no expiry", extauthz.ErrInvalidToken)
 	}

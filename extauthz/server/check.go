@@ -86,7 +86,9 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 // decide runs r down the current pipeline and records the outcome: the one
 // path shared by the gRPC and the HTTP front ends.
 func (a *Authz) decide(ctx context.Context, r *extauthz.Request, start time.Time) pipeline.Outcome {
-	out := a.pipe.Load().Decide(ctx, r)
+	p := a.pipe.Load()
+	r.Time = p.RequestTime(start)
+	out := p.Decide(ctx, r)
 	a.record(&out, time.Since(start))
 	return out
 }
