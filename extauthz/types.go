@@ -38,6 +38,10 @@ type Request struct {
 	SourceCertificate string
 	// SourceAddress is the downstream peer's IP address as Envoy saw it.
 	SourceAddress string
+	// Time is when the request arrived, read from the pipeline's clock once
+	// per Check so that no later stage reads it again (issue 14); zero lets
+	// the pipeline read its clock itself.
+	Time time.Time
 }
 
 // CredentialKind tells how a credential is to be checked.
@@ -79,6 +83,10 @@ type Credential struct {
 	// extracted so that no later stage hashes the token again; empty when not
 	// computed. Read it through the TokenHash method.
 	CachedTokenHash string
+	// PresentedAt is the request's Time: the instant expiry and lifetimes
+	// are judged at by the verifier and the token sources of this Check, so
+	// that a Check reads the clock once. Zero means they read their own.
+	PresentedAt time.Time
 }
 
 // A token has one hash under one name, in two lengths: TokenHash, the hex

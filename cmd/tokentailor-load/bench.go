@@ -2,26 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
-	"text/template"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -31,19 +19,19 @@ import (
 
 // benchOptions configures the whole comparison.
 type benchOptions struct {
-	load        loadOptions
-	binary      string
-	transports  []string
-	distinct    int64
-	cacheMax    int
-	warmTokens  int
-	coldES256   int
-	coldRS256   int
-	pin         bool
-	keep        bool
-	logLevel    string
-	scenarioSet map[string]bool
-	rounds      int
+	load         loadOptions
+	binary       string
+	transports   []string
+	distinct     int64
+	cacheMax     int
+	warmTokens   int
+	coldPool     int
+	coldDuration time.Duration
+	pin          bool
+	keep         bool
+	logLevel     string
+	scenarioSet  map[string]bool
+	rounds       int
 }
 
 // Scenario names, in the order they run. "alternating" repeats floor and
@@ -59,8 +47,8 @@ func benchCmd(ctx context.Context, args []string) int {
 	fs.Int64Var(&o.distinct, "distinct", 1_000_000, "distinct tokens for the memory scenario")
 	fs.IntVar(&o.cacheMax, "cache-entries", config.DefaultMaxEntries, "cache.max_entries of the tokentailor under test")
 	fs.IntVar(&o.warmTokens, "warm-tokens", 100, "distinct tokens in the warm pools")
-	fs.IntVar(&o.coldES256, "cold-es256", 40_000, "pre-signed ES256 tokens per transport for the cold scenario (a run ends when they are used up)")
-	fs.IntVar(&o.coldRS256, "cold-rs256", 12_000, "pre-signed RS256 tokens per transport for the cold scenario")
+	fs.IntVar(&o.coldPool, "cold-pool", 0, "pre-signed tokens of each cold scenario, sent round and round (default 3 × -cache-entries: each comes back after its cache entry was shed)")
+	fs.DurationVar(&o.coldDuration, "cold-duration", minColdDuration, "measured time of each cold run, after the caches are full (issue 14's target asks for ≥ 10s)")
 	fs.BoolVar(&o.pin, "pin", true, "pin the generator to CPU 0 and the servers to CPU 1 with taskset, when there are two CPUs and taskset")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, keys, server logs)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "tokentailor's log level during the bench")
@@ -70,6 +58,9 @@ func benchCmd(ctx context.Context, args []string) int {
 		return 2
 	}
 	o.transports = strings.Split(*transports, ",")
+	if o.coldPool == 0 {
+		o.coldPool = 3 * o.cacheMax
+	}
 	o.scenarioSet = map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
 		o.scenarioSet[strings.TrimSpace(s)] = true
@@ -155,23 +146,24 @@ func bench(ctx context.Context, o benchOptions) error {
 		if err != nil {
 			return err
 		}
-		steps := []struct {
+		for _, s := range []struct {
 			name string
-			src  func(tr int) *source
-		}{
-			{"warm-jwt", func(int) *source { return &source{warm: pools.warmJWT} }},
-			{"warm-opaque", func(int) *source { return &source{warm: pools.warmOpaque} }},
-			{"cold-rs256-eddsa", func(i int) *source { return &source{cold: pools.coldRS256[i]} }},
-		}
-		for _, s := range steps {
+			warm []*authv3.CheckRequest
+		}{{"warm-jwt", pools.warmJWT}, {"warm-opaque", pools.warmOpaque}} {
 			if !o.scenarioSet[s.name] {
 				continue
 			}
-			for i, tr := range o.transports {
-				if err := b.scenario(ctx, tt, s.name, tr, s.src(i)); err != nil {
+			for _, tr := range o.transports {
+				if err := b.scenario(ctx, tt, s.name, tr, &source{warm: s.warm}); err != nil {
 					tt.stop()
 					return err
 				}
+			}
+		}
+		if o.scenarioSet["cold-rs256-eddsa"] {
+			if err := b.cold(ctx, tt, "cold-rs256-eddsa", "RS256", "eddsa", pools.coldRS256); err != nil {
+				tt.stop()
+				return err
 			}
 		}
 		tt.stop()
@@ -181,13 +173,11 @@ func bench(ctx context.Context, o benchOptions) error {
 		if err != nil {
 			return err
 		}
-		for i, tr := range o.transports {
-			if err := b.scenario(ctx, tt, "cold-es256-es256", tr, &source{cold: pools.coldES256[i]}); err != nil {
-				tt.stop()
-				return err
-			}
-		}
+		err = b.cold(ctx, tt, "cold-es256-es256", "ES256", "es256", pools.coldES256)
 		tt.stop()
+		if err != nil {
+			return err
+		}
 	}
 	if o.scenarioSet["alternating"] && o.rounds > 0 {
 		if err := b.alternating(ctx, pools); err != nil {
@@ -215,126 +205,6 @@ func buildTokentailor(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// alternating runs the floor and warm-jwt in turns, o.rounds times over each
-// transport, with both servers up (only one is loaded at a time), so that a
-// slow spell of a shared machine falls on both alike. It prints every round's
-// ratios and their medians: the figures to hold against issue 6's warm
-// targets (throughput ≥ 0.85 ×, p99 ≤ 1.5 × the floor's).
-func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
-	floor, err := b.startFloor(ctx)
-	if err != nil {
-		return err
-	}
-	defer floor.stop()
-	tt, err := b.startTokentailor(ctx, "eddsa")
-	if err != nil {
-		return err
-	}
-	defer tt.stop()
-	fmt.Printf("\nalternating floor and warm-jwt, %d rounds of %s each (ratios tokentailor / floor):\n", b.o.rounds, b.o.load.Duration)
-	fmt.Printf("%-6s %-5s %10s %10s %8s %8s %10s %10s %8s\n", "via", "round", "floor r/s", "warm r/s", "×r/s", "×p99", "floor CPU", "warm CPU", "×CPU/rq")
-	for _, tr := range b.o.transports {
-		var rps, p99, cpu []float64
-		for r := range b.o.rounds {
-			f, err := b.measure(ctx, floor, tr, &source{warm: []*authv3.CheckRequest{pools.warmJWT[0]}}, nil)
-			if err != nil {
-				return fmt.Errorf("floor over %s: %w", tr, err)
-			}
-			w, err := b.measure(ctx, tt, tr, &source{warm: pools.warmJWT}, nil)
-			if err != nil {
-				return fmt.Errorf("warm-jwt over %s: %w", tr, err)
-			}
-			if w.Errors+w.Denied > 0 {
-				return fmt.Errorf("warm-jwt over %s: %d errors, %d denials (%s)", tr, w.Errors, w.Denied, w.FirstError)
-			}
-			rps = append(rps, w.RPS()/f.RPS())
-			p99 = append(p99, float64(w.Hist.Quantile(.99))/float64(f.Hist.Quantile(.99)))
-			cpu = append(cpu, float64(w.CPUPerReq())/float64(f.CPUPerReq()))
-			fmt.Printf("%-6s %-5d %10.0f %10.0f %8.2f %8.2f %10s %10s %8.2f\n", tr, r+1, f.RPS(), w.RPS(), rps[r], p99[r],
-				fmtDur(f.CPUPerReq()), fmtDur(w.CPUPerReq()), cpu[r])
-		}
-		fmt.Printf("%-6s %-5s %10s %10s %8.2f %8.2f %10s %10s %8.2f\n", tr, "median", "", "", median(rps), median(p99), "", "", median(cpu))
-	}
-	return nil
-}
-
-// median returns the middle value of v (the mean of the two middle ones when
-// len(v) is even), 0 for none.
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
-// tokenPools are the pre-built requests of the scenarios.
-type tokenPools struct {
-	warmJWT, warmOpaque  []*authv3.CheckRequest
-	coldES256, coldRS256 [][]*authv3.CheckRequest // one pool per transport
-}
-
-// pools signs every token the scenarios need, on all CPUs.
-func (b *benchRun) pools() (*tokenPools, error) {
-	o := b.o
-	p := &tokenPools{}
-	var err error
-	if p.warmJWT, err = b.signPool("ES256", "warm", o.warmTokens); err != nil {
-		return nil, err
-	}
-	for i := range o.warmTokens {
-		p.warmOpaque = append(p.warmOpaque, checkRequest(opaque(i), i))
-	}
-	for _, tr := range o.transports {
-		var es, rs []*authv3.CheckRequest
-		if o.scenarioSet["cold-es256-es256"] {
-			if es, err = b.signPool("ES256", "cold-"+tr, o.coldES256); err != nil {
-				return nil, err
-			}
-		}
-		if o.scenarioSet["cold-rs256-eddsa"] {
-			if rs, err = b.signPool("RS256", "cold-"+tr, o.coldRS256); err != nil {
-				return nil, err
-			}
-		}
-		p.coldES256 = append(p.coldES256, es)
-		p.coldRS256 = append(p.coldRS256, rs)
-	}
-	return p, nil
-}
-
-// signPool signs n tokens with alg in parallel and builds their requests.
-func (b *benchRun) signPool(alg, prefix string, n int) ([]*authv3.CheckRequest, error) {
-	out := make([]*authv3.CheckRequest, n)
-	errs := make([]error, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for w := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += len(errs) {
-				tok, err := b.iss.sign(alg, fmt.Sprintf("%s-%s-%d", prefix, alg, i))
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				out[i] = checkRequest(tok, i)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 // pinning pins this process to CPU 0 and returns the prefix that starts
 // servers on CPU 1, when taskset exists and there are at least two CPUs.
 func (b *benchRun) pinning() []string {
@@ -358,256 +228,6 @@ func (b *benchRun) pinning() []string {
 	runtime.GOMAXPROCS(1)
 	fmt.Println("pinning: generator on CPU 0 (GOMAXPROCS 1), servers on CPU 1 (taskset -c 1, GOMAXPROCS 1)")
 	return []string{ts, "-c", "1"}
-}
-
-// child is a server process started by the bench.
-type child struct {
-	name    string
-	cmd     *exec.Cmd
-	log     string
-	targets map[string]string // transport → target
-	admin   string
-	done    chan struct{}
-}
-
-// start runs argv (with the pinning prefix) and logs its output to a file.
-func (b *benchRun) start(name string, argv []string, targets map[string]string) (*child, error) {
-	argv = append(append([]string(nil), b.pinSrv...), argv...)
-	logPath := filepath.Join(b.dir, name+".log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, err
-	}
-	c := &child{name: name, cmd: cmd, log: logPath, targets: targets, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); lf.Close(); close(c.done) }()
-	return c, nil
-}
-
-// stop ends the child with SIGTERM, then SIGKILL after 10 seconds.
-func (c *child) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
-
-// waitUp waits until ready succeeds or the child exits.
-func (c *child) waitUp(ctx context.Context, ready func() error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := ready()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-c.done:
-			return fmt.Errorf("%s exited before it was ready; see %s", c.name, c.log)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return fmt.Errorf("%s not ready after 30s (%v); see %s", c.name, err, c.log)
-		}
-	}
-}
-
-// freePort returns a loopback port free right now.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func (b *benchRun) targetsFor(name string) (map[string]string, error) {
-	tcp, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{"tcp": tcp, "unix": "unix://" + filepath.Join(b.dir, name+".sock")}, nil
-}
-
-// startFloor starts this binary's floor on both transports.
-func (b *benchRun) startFloor(ctx context.Context) (c *child, err error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	targets, err := b.targetsFor("floor")
-	if err != nil {
-		return nil, err
-	}
-	// The floor runs with the runtime settings tokentailor applies by
-	// default (runtime.gc_percent, runtime.memory_limit: auto for this
-	// run's cache bound); GOMAXPROCS is the same for both, set by the Go
-	// runtime from the CPUs each may use (the same taskset prefix).
-	limit, err := config.Runtime{MemoryLimit: "auto"}.Limit(b.o.cacheMax)
-	if err != nil {
-		return nil, err
-	}
-	argv := []string{self, "floor", "-listen", targets["tcp"], "-listen", targets["unix"],
-		"-gc-percent", strconv.Itoa(config.DefaultGCPercent), "-memory-limit", strconv.FormatInt(limit, 10)}
-	c, err = b.start("floor", argv, targets)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err == nil {
-			var rt string
-			if rt, err = floorRuntime(c.log); err == nil {
-				b.noteRuntime("floor", rt)
-			} else {
-				c.stop()
-			}
-		}
-	}()
-	return c, c.waitUp(ctx, func() error {
-		for _, t := range targets {
-			network, addr := "tcp", t
-			if p, ok := unixPath(t); ok {
-				network, addr = "unix", p
-			}
-			conn, err := net.DialTimeout(network, addr, time.Second)
-			if err != nil {
-				return err
-			}
-			conn.Close()
-		}
-		return nil
-	})
-}
-
-const configTemplate = `# written by tokentailor-load bench
-listen:
-  grpc: {{.TCP}}
-  socket: {{.Socket}}
-  admin: {{.Admin}}
-  pprof: true
-log: {level: {{.Level}}, format: json}
-mint:
-  issuer: https://tokentailor.bench.internal
-  keys: [{file: {{.Key}}}]
-issuers:
-  - issuer: {{.Issuer}}
-    jwks_url: {{.Issuer}}/jwks.json
-    audiences: [{{.Audience}}]
-    algorithms: [RS256, ES256, EdDSA]
-    required_typ: at+jwt
-    introspection: {endpoint: {{.Issuer}}/introspect{{.Introspection}}}
-    client: {id: {{.ClientID}}, secret: {file: {{.Secret}}}}
-cache: {max_entries: {{.CacheMax}}}
-routes:
-  - name: {{.Route}}
-    match: {path_prefix: /orders, methods: [GET, HEAD]}
-    require: {scopes: [{{.Scope}}]}
-    upstream:
-      audience: orders-api
-      scopes: [{{.Scope}}]
-      copy_claims: {email: "", tenant: ""}
-      ttl: 2m
-`
-
-// startTokentailor writes a config whose mint key is of kind (eddsa or
-// es256), starts tokentailor on it and waits until /readyz answers 200.
-func (b *benchRun) startTokentailor(ctx context.Context, kind string) (c *child, err error) {
-	name := "tokentailor-" + kind
-	keyPath := filepath.Join(b.dir, name+".pem")
-	if err := writeKey(keyPath, kind); err != nil {
-		return nil, err
-	}
-	secret := filepath.Join(b.dir, "client-secret")
-	if err := os.WriteFile(secret, []byte(benchSecret+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	targets, err := b.targetsFor(name)
-	if err != nil {
-		return nil, err
-	}
-	admin, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	sock, _ := unixPath(targets["unix"])
-	var cfg strings.Builder
-	err = template.Must(template.New("cfg").Parse(configTemplate)).Execute(&cfg, map[string]any{
-		"TCP": targets["tcp"], "Socket": sock, "Admin": admin, "Level": b.o.logLevel, "Key": keyPath,
-		"Issuer": b.iss.url, "Audience": benchAudience, "ClientID": benchClientID, "Secret": secret,
-		"CacheMax": b.o.cacheMax, "Route": benchRoute, "Scope": benchScope, "Introspection": b.introspection,
-	})
-	if err != nil {
-		return nil, err
-	}
-	cfgPath := filepath.Join(b.dir, name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
-		return nil, err
-	}
-	c, err = b.start(name, []string{b.o.binary, "serve", "-config", cfgPath}, targets)
-	if err != nil {
-		return nil, err
-	}
-	c.admin = admin
-	hc := &http.Client{Timeout: time.Second}
-	defer func() {
-		if err == nil {
-			var rt string
-			if rt, err = serverRuntime(ctx, admin); err == nil {
-				b.noteRuntime(name, rt)
-			} else {
-				c.stop()
-			}
-		}
-	}()
-	return c, c.waitUp(ctx, func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/readyz", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: HTTP %d", resp.StatusCode)
-		}
-		return nil
-	})
-}
-
-// writeKey writes a fresh PKCS#8 signing key: Ed25519 or P-256.
-func writeKey(path, kind string) error {
-	var key any
-	var err error
-	switch kind {
-	case "eddsa":
-		_, key, err = ed25519.GenerateKey(rand.Reader)
-	case "es256":
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	default:
-		return fmt.Errorf("unknown key kind %q", kind)
-	}
-	if err != nil {
-		return err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 // measure runs one load against c over transport tr.

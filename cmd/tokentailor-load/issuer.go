@@ -7,8 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -201,4 +203,25 @@ func opaque(seq int) string {
 	var b [12]byte
 	_, _ = io.ReadFull(rand.Reader, b[:])
 	return fmt.Sprintf("%s%d-%s", opaquePrefix, seq, base64.RawURLEncoding.EncodeToString(b[:]))
+}
+
+// publicPEM returns the PEM (PKIX) of the public key that verifies tokens
+// signed with alg.
+func (is *issuer) publicPEM(alg string) ([]byte, error) {
+	var pub crypto.PublicKey
+	switch alg {
+	case "RS256":
+		pub = is.rsa.Public()
+	case "ES256":
+		pub = is.ec.Public()
+	case "EdDSA":
+		pub = is.ed.Public()
+	default:
+		return nil, fmt.Errorf("unsupported algorithm %q", alg)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }

@@ -58,6 +58,12 @@ type source struct {
 	coldEvery uint64
 	// limit bounds the cold requests (0: no bound).
 	limit int64
+	// cycle, when set, sends the marshalled cold requests round and round
+	// instead of each once: a pool several times the server's cache bound
+	// keeps every request a miss (the bench checks it from the server's
+	// cache metrics) for as long as a run lasts, without signing a token per
+	// request. warm must be empty.
+	cycle [][]byte
 
 	next atomic.Int64
 	// warmRaw holds warm, marshalled once (prepare).
@@ -85,6 +91,9 @@ func (s *source) prepare() error {
 func (s *source) NextRaw(w int, n uint64) (rawRequest, error) {
 	if len(s.warmRaw) > 0 && (s.coldEvery == 0 || n%s.coldEvery != 0) {
 		return s.warmRaw[(n+uint64(w)*7919)%uint64(len(s.warmRaw))], nil
+	}
+	if len(s.cycle) > 0 {
+		return s.cycle[(s.next.Add(1)-1)%int64(len(s.cycle))], nil
 	}
 	r, err := s.Next(w, n)
 	if err != nil {
@@ -129,6 +138,9 @@ type loadOptions struct {
 	Workers int
 	// Warmup runs before measuring; nothing of it is recorded.
 	Warmup time.Duration
+	// WarmupCold makes the warm-up go on until the source has handed out at
+	// least this many cold requests (the server's caches full).
+	WarmupCold int64
 	// Duration is how long to measure (a run ends earlier when its cold
 	// tokens are used up).
 	Duration time.Duration
@@ -212,6 +224,15 @@ func runLoad(ctx context.Context, o loadOptions, src *source) (*result, error) {
 	if o.Warmup > 0 {
 		if _, err := phase(ctx, o, clients, src, o.Warmup, false); err != nil {
 			return nil, fmt.Errorf("warmup: %w", err)
+		}
+	}
+	for src.Used() < o.WarmupCold {
+		res, err := phase(ctx, o, clients, src, 250*time.Millisecond, false)
+		if err != nil {
+			return nil, fmt.Errorf("warmup: %w", err)
+		}
+		if res.Requests == 0 {
+			return nil, errors.New("warmup: cold requests used up before the caches were full")
 		}
 	}
 	if o.OnMeasure != nil {

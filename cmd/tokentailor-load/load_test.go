@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,5 +165,23 @@ func TestMedian(t *testing.T) {
 		if !slices.Equal(in, tc.in) {
 			t.Errorf("median reordered its input: %v", tc.in)
 		}
+	}
+}
+
+func TestSourceCycle(t *testing.T) {
+	src := &source{cycle: [][]byte{[]byte("a"), []byte("b"), []byte("c")}}
+	var got []string
+	for n := range 7 {
+		r, err := src.NextRaw(n%2, uint64(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(r))
+	}
+	if want := "abcabca"; strings.Join(got, "") != want {
+		t.Errorf("cycled %q, want %q", strings.Join(got, ""), want)
+	}
+	if src.Used() != 7 {
+		t.Errorf("Used = %d, want 7", src.Used())
 	}
 }

@@ -4,6 +4,7 @@
 //	tokentailor-load run   -target unix:///run/tokentailor/ext_authz.sock -tokens FILE -pid PID
 //	tokentailor-load bench                      (from the repository root)
 //	tokentailor-load flood                      (from the repository root)
+//	tokentailor-load crypto -token F -pubkey F -minted F -key F
 //
 // floor is a trivial ext_authz server that answers OK with one header and
 // does no work: what gRPC and the transport cost by themselves. run drives
@@ -17,7 +18,9 @@
 // tokentailor with made-up opaque tokens while new legitimate ones arrive,
 // against an issuer that takes 50 ms to introspect, and prints how many
 // legitimate ones were allowed within Envoy's ext_authz timeout and how
-// often the issuer was called. See docs/performance.md.
+// often the issuer was called. crypto times, in its own process, the
+// cryptography a cold Check cannot avoid (bench runs it on the server's CPU
+// for the cold target). See docs/performance.md.
 package main
 
 import (
@@ -49,6 +52,8 @@ Usage:
   tokentailor-load run -target ADDR [flags]            measure one running server
   tokentailor-load bench [flags]                       floor vs tokentailor, every scenario, one table
   tokentailor-load flood [flags]                       2,000 streams of made-up opaque tokens vs new real ones
+  tokentailor-load crypto -token F -pubkey F -minted F -key F
+                                                       the cryptography of a cold Check alone (bench runs it)
 
 ADDR is host:port or unix:///path. Run "tokentailor-load COMMAND -h" for flags.
 `
@@ -67,6 +72,8 @@ func dispatch(ctx context.Context, args []string) int {
 		return benchCmd(ctx, args[1:])
 	case "flood":
 		return floodCmd(ctx, args[1:])
+	case "crypto":
+		return cryptoCmd(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0

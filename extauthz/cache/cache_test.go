@@ -91,3 +91,21 @@ func TestCacheResolvesCountersOnce(t *testing.T) {
 		t.Errorf("hits %d misses %d, want 2 and 1", obs.hits, obs.misses)
 	}
 }
+
+// BenchmarkSetShedding is a cold path's insert into a full cache: every key
+// is new, so shards keep filling and shedding (issue 14).
+func BenchmarkSetShedding(b *testing.B) {
+	c := New[int]("bench", 10000, nil)
+	keys := make([]string, 1<<16)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%064x", i*7919)
+	}
+	for i := range 2 * 10000 { // full, as in a server that has run a while
+		c.Set(keys[i%len(keys)], i, time.Hour)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		c.Set(keys[i%len(keys)], i, time.Hour)
+	}
+}

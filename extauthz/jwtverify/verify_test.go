@@ -755,3 +755,31 @@ func newKeySet(t testing.TB, o jwks.Options) *jwks.Set {
 	}
 	return s
 }
+
+// A Check reads the clock once (issue 14): the cached path judges expiry at
+// the credential's PresentedAt, the request's time, and reads its own clock
+// only without one.
+func TestCachedPrincipalJudgedAtPresentedAt(t *testing.T) {
+	f := setup(t, nil)
+	raw := f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "api", "exp": f.clk.Now().Add(time.Minute).Unix()})
+	if _, err := f.auth(raw); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		at      time.Time
+		wantErr error
+	}{
+		{name: "no PresentedAt: the verifier's clock, within exp", at: time.Time{}},
+		{name: "PresentedAt within exp", at: f.clk.Now().Add(30 * time.Second)},
+		{name: "PresentedAt after exp", at: f.clk.Now().Add(2 * time.Minute), wantErr: extauthz.ErrTokenExpired},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT, PresentedAt: tc.at})
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("error %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -834,3 +834,33 @@ func TestTokenConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The minter judges lifetimes at the credential's PresentedAt, the
+// request's one clock reading (issue 14), and at its own clock without one.
+func TestTokenJudgedAtPresentedAt(t *testing.T) {
+	clock := newClock()
+	m := newMinter(t, clock, testKey(t, AlgEdDSA))
+	g := &extauthz.Grant{Audience: testAudience, Scopes: []string{"orders:read"}, TTL: time.Minute}
+	tests := []struct {
+		name    string
+		at      time.Time
+		wantErr error
+	}{
+		{name: "no PresentedAt: the minter's clock", at: time.Time{}},
+		{name: "PresentedAt before the incoming exp", at: clock.Now().Add(5 * time.Minute)},
+		{name: "PresentedAt after the incoming exp", at: clock.Now().Add(11 * time.Minute), wantErr: extauthz.ErrTokenExpired},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := principal(clock, "tok-"+tc.name, 10*time.Minute)
+			p.Credential.PresentedAt = tc.at
+			tok, err := m.Token(context.Background(), p, g)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("error %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && !tc.at.IsZero() && tok.ExpiresAt.After(tc.at.Add(g.TTL)) {
+				t.Errorf("minted exp %v, want at most PresentedAt + ttl %v", tok.ExpiresAt, tc.at.Add(g.TTL))
+			}
+		})
+	}
+}

@@ -29,16 +29,18 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
 	}
-	if env.Now == nil {
+	wallClock := env.Now == nil
+	if wallClock {
 		env.Now = time.Now
 	}
 	if env.KeySets == nil {
 		env.KeySets = NewKeySets(context.Background())
 	}
 	p := &Pipeline{
-		Config:   cfg,
-		Response: &response.Builder{Realm: cfg.Mint.Realm, InternalHeaders: internalHeaders(cfg), CredentialHeader: cfg.Credential.Header},
-		Now:      env.Now,
+		Config:    cfg,
+		Response:  &response.Builder{Realm: cfg.Mint.Realm, InternalHeaders: internalHeaders(cfg), CredentialHeader: cfg.Credential.Header},
+		Now:       env.Now,
+		wallClock: wallClock,
 	}
 	defer func() {
 		if err != nil {

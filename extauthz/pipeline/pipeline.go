@@ -51,6 +51,8 @@ type Pipeline struct {
 	// Now is the clock.
 	Now func() time.Time
 
+	// wallClock is set when Now is time.Now (Env.Now was nil).
+	wallClock bool
 	routes    map[*policy.Route]*route
 	keySets   []usedKeySet
 	resolvers []usedResolver
@@ -194,10 +196,25 @@ type Outcome struct {
 	Decisions *metrics.RouteDecisions
 }
 
+// RequestTime returns the instant a request that arrived at start is judged
+// at (extauthz.Request.Time): start itself when the pipeline's clock is the
+// wall clock, so that a Check reads the clock once for its decisions and
+// the start of its duration metric alike; otherwise the injected clock.
+func (p *Pipeline) RequestTime(start time.Time) time.Time {
+	if p.wallClock {
+		return start
+	}
+	return p.Now()
+}
+
 // Decide runs the request path for one request. It never returns an allow
 // without a validated credential unless the route is public (invariant 1).
 func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	var out Outcome
+	now := r.Time
+	if now.IsZero() {
+		now = p.Now()
+	}
 	deny := func(err error) Outcome {
 		out.Err = err
 		out.Response, out.Denial = p.Response.Deny(err)
@@ -220,6 +237,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	if err != nil {
 		return deny(err)
 	}
+	cred.PresentedAt = now
 	out.TokenHash = cred.ShortTokenHash()
 	principal, err := rt.authenticate(ctx, cred)
 	if err != nil {
@@ -230,7 +248,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	if err := rt.binding.check(ctx, r, cred, principal); err != nil {
 		return deny(err)
 	}
-	grant, err := pr.Authorize(principal, p.Now())
+	grant, err := pr.Authorize(principal, now)
 	if err != nil {
 		return deny(err)
 	}

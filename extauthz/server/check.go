@@ -18,7 +18,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/logsample"
@@ -67,7 +66,7 @@ func (a *Authz) Swap(p *pipeline.Pipeline) *pipeline.Pipeline { return a.pipe.Sw
 func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	p := a.pipe.Load()
-	if max := p.Config.Listen.MaxRequestBytes; max > 0 && proto.Size(req) > max {
+	if max := p.Config.Listen.MaxRequestBytes; max > 0 && overMaxRequestBytes(req, max) {
 		// Judged by size alone: headers this large are no request a route
 		// was written for. An answer, never a gRPC error (invariant 5).
 		out := pipeline.Outcome{Err: fmt.Errorf("%w: more than listen.max_request_bytes (%d)", extauthz.ErrRequestTooLarge, max)}
@@ -87,7 +86,9 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 // decide runs r down the current pipeline and records the outcome: the one
 // path shared by the gRPC and the HTTP front ends.
 func (a *Authz) decide(ctx context.Context, r *extauthz.Request, start time.Time) pipeline.Outcome {
-	out := a.pipe.Load().Decide(ctx, r)
+	p := a.pipe.Load()
+	r.Time = p.RequestTime(start)
+	out := p.Decide(ctx, r)
 	a.record(&out, time.Since(start))
 	return out
 }

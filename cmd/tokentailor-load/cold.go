@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// minColdDuration is the sustained load issue 14's cold target asks for.
+const minColdDuration = 10 * time.Second
+
+// cryptoDuration is how long the crypto sub-mode times its loop.
+const cryptoDuration = 3 * time.Second
+
+// cold runs a cold scenario on tt over every transport: the cryptography
+// alone first (the crypto sub-mode, on the server's CPU), then a run of
+// -cold-duration on caches filled first, and for each transport the row, the
+// cache hits the run had (none means every Check was cold) and issue 14's
+// target line.
+func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string, pool *coldPool) error {
+	crypto, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	fmt.Printf("  %s: the cryptography alone (SHA-256 + %s verify + %s sign, same keys, on the server's CPU): %s CPU per Check\n",
+		name, inAlg, mintAlgOf(kind), fmtDur(crypto))
+	for _, tr := range b.o.transports {
+		o := b.o.load
+		o.Target, o.PID = tt.targets[tr], tt.cmd.Process.Pid
+		o.Duration = b.o.coldDuration
+		o.WarmupCold = 2 * int64(b.o.cacheMax) // every shard of both caches full and shedding
+		var hits0, miss0 float64
+		o.OnMeasure = func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin) }
+		res, err := runLoad(ctx, o, &source{cycle: pool.raw})
+		if err != nil {
+			return fmt.Errorf("%s over %s: %w", name, tr, err)
+		}
+		b.out.row(row{name: name, transport: tr, res: res, floor: b.floors[tr]})
+		hits1, miss1, err := jwtLookups(ctx, tt.admin)
+		if err != nil {
+			return fmt.Errorf("%s over %s: %w", name, tr, err)
+		}
+		fmt.Printf("  %s over %s: %s of sustained load on full caches, %.0f validation-cache hits of %.0f lookups\n",
+			name, tr, res.Elapsed.Round(100*time.Millisecond), hits1-hits0, hits1-hits0+miss1-miss0)
+		if f := b.floors[tr]; f != nil && res.Requests > 0 {
+			line := coldVerdict(res.CPUPerReq(), f.CPUPerReq(), crypto)
+			if res.Elapsed < minColdDuration {
+				line += fmt.Sprintf(" — run shorter than %s, not a verdict", minColdDuration)
+			}
+			fmt.Printf("  %s over %s: %s\n", name, tr, line)
+		}
+	}
+	return nil
+}
+
+// mintAlgOf names the alg of a mint key kind.
+func mintAlgOf(kind string) string {
+	if kind == "es256" {
+		return "ES256"
+	}
+	return "EdDSA"
+}
+
+// coldCrypto runs the crypto sub-mode for a cold scenario on tt: a token of
+// the pool, its issuer's public key, a token tt minted for it (one Check)
+// and tt's mint key, under the servers' taskset prefix and runtime settings.
+func (b *benchRun) coldCrypto(ctx context.Context, tt *child, inAlg, kind string, pool *coldPool) (time.Duration, error) {
+	minted, err := mintedToken(ctx, tt.targets[b.o.transports[0]], pool.sample)
+	if err != nil {
+		return 0, err
+	}
+	pub, err := b.iss.publicPEM(inAlg)
+	if err != nil {
+		return 0, err
+	}
+	files := []string{
+		filepath.Join(b.dir, "crypto-"+kind+"-in.jwt"),
+		filepath.Join(b.dir, "crypto-"+kind+"-in.pub.pem"),
+		filepath.Join(b.dir, "crypto-"+kind+"-minted.jwt"),
+		filepath.Join(b.dir, "tokentailor-"+kind+".pem"), // written by startTokentailor
+	}
+	for i, content := range [][]byte{[]byte(pool.sample), pub, []byte(minted)} {
+		if err := os.WriteFile(files[i], content, 0o600); err != nil {
+			return 0, err
+		}
+	}
+	rt, err := b.runtimeFlags()
+	if err != nil {
+		return 0, err
+	}
+	return runCrypto(ctx, b.pinSrv, rt, files, cryptoDuration)
+}
+
+// mintedToken sends one Check with token and returns the token tokentailor
+// minted (the authorization header it sets, without "Bearer ").
+func mintedToken(ctx context.Context, target, token string) (string, error) {
+	cc, err := dial(target)
+	if err != nil {
+		return "", err
+	}
+	defer cc.Close()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp := new(authv3.CheckResponse)
+	if err := cc.Invoke(cctx, checkMethod, checkRequest(token, 0), resp); err != nil {
+		return "", fmt.Errorf("a Check for the minted token: %w", err)
+	}
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		if strings.EqualFold(h.GetHeader().GetKey(), "authorization") {
+			if tok, ok := strings.CutPrefix(h.GetHeader().GetValue(), "Bearer "); ok {
+				return tok, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("a Check for the minted token: no minted token in the answer (status code %d)", resp.GetStatus().GetCode())
+}
+
+// jwtLookups reads the validation cache's hit and miss counters from
+// tokentailor's admin /metrics.
+func jwtLookups(ctx context.Context, admin string) (hits, misses float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("metrics: HTTP %d", resp.StatusCode)
+	}
+	return parseJWTLookups(resp.Body)
+}
+
+// parseJWTLookups picks tokentailor_cache_lookups_total{cache="jwt",…} out
+// of a Prometheus text exposition.
+func parseJWTLookups(r io.Reader) (hits, misses float64, err error) {
+	const prefix = `tokentailor_cache_lookups_total{cache="jwt",result="`
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		result, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("metric jwt %s: %w", result, err)
+		}
+		switch result {
+		case "hit":
+			hits = v
+		case "miss":
+			misses = v
+		}
+	}
+	return hits, misses, sc.Err()
+}

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokentailor/tokentailor/extauthz/mint"
+)
+
+// cryptoCmd times, in this process, the cryptography a cold Check cannot
+// avoid: SHA-256 of the incoming token (the caches' key), verification of
+// its signature with its issuer's public key, and signing a token of the
+// size tokentailor minted with tokentailor's own mint key. bench runs it
+// under the server's taskset prefix and runtime settings, so "the
+// cryptography alone" of issue 14's cold target is measured on the server's
+// CPU, the same way as the server's CPU per Check (CPU time, not wall time).
+// It prints one line, "crypto: N rounds, D CPU per round (NS ns)".
+func cryptoCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("crypto", flag.ContinueOnError)
+	token := fs.String("token", "", "file holding an incoming JWT")
+	pubkey := fs.String("pubkey", "", "PEM file of its issuer's public key (PKIX)")
+	minted := fs.String("minted", "", "file holding a token tokentailor minted for it")
+	key := fs.String("key", "", "tokentailor's mint key (PEM, PKCS#8)")
+	d := fs.Duration("duration", 3*time.Second, "how long to time the loop")
+	gcPercent := fs.Int("gc-percent", 400, "GOGC to run with (an environment GOGC wins)")
+	memLimit := fs.Int64("memory-limit", -1, "soft memory limit in bytes, -1 for none (an environment GOMEMLIMIT wins)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fmt.Printf("runtime of crypto: %s\n", tuneFloorRuntime(*gcPercent, *memLimit))
+	round, err := loadCryptoRound(*token, *pubkey, *minted, *key)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crypto:", err)
+		return 1
+	}
+	n, cpu, err := timeCrypto(ctx, round, *d)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crypto:", err)
+		return 1
+	}
+	per := cpu / time.Duration(n)
+	fmt.Printf("crypto: %d rounds, %s CPU per round (%d ns)\n", n, fmtDur(per), per.Nanoseconds())
+	return 0
+}
+
+// timeCrypto runs round for d (after a short warm-up) and returns how many
+// rounds ran and the process CPU time they took.
+func timeCrypto(ctx context.Context, round func() error, d time.Duration) (int, time.Duration, error) {
+	for range 50 {
+		if err := round(); err != nil {
+			return 0, 0, err
+		}
+	}
+	n := 0
+	cpu0 := selfCPU()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		for range 16 {
+			if err := round(); err != nil {
+				return 0, 0, err
+			}
+		}
+		n += 16
+	}
+	return n, selfCPU() - cpu0, ctx.Err()
+}
+
+// loadCryptoRound reads the files and returns one round of the cryptography:
+// what jwtverify and mint call for a new token, the same library calls with
+// the same keys.
+func loadCryptoRound(tokenFile, pubFile, mintedFile, keyFile string) (func() error, error) {
+	tok, err := readOne(tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	out, err := readOne(mintedFile)
+	if err != nil {
+		return nil, err
+	}
+	pubPEM, err := os.ReadFile(pubFile)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(pubPEM)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", pubFile)
+	}
+	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", pubFile, err)
+	}
+	verify, err := jwsVerifier(tok, pub)
+	if err != nil {
+		return nil, err
+	}
+	k, err := mint.LoadKey(keyFile, "bench")
+	if err != nil {
+		return nil, err
+	}
+	dot := strings.LastIndexByte(out, '.')
+	if dot < 0 {
+		return nil, errors.New("the minted token is not a compact JWS")
+	}
+	sign, err := jwsSigner(k, []byte(out[:dot]))
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		_ = sha256.Sum256([]byte(tok))
+		if err := verify(); err != nil {
+			return err
+		}
+		return sign()
+	}, nil
+}
+
+// readOne returns a file's content without surrounding white space.
+func readOne(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+// jwsVerifier returns a function that verifies tok's signature with pub by
+// golang-jwt's signing method for its alg, as jwtverify does.
+func jwsVerifier(tok string, pub crypto.PublicKey) (func() error, error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("the incoming token is not a compact JWS")
+	}
+	hdr, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return nil, err
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if err := json.Unmarshal(hdr, &h); err != nil {
+		return nil, err
+	}
+	method := jwt.GetSigningMethod(h.Alg)
+	if method == nil {
+		return nil, fmt.Errorf("unknown alg %q", h.Alg)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return nil, err
+	}
+	input := tok[:len(parts[0])+1+len(parts[1])]
+	if err := method.Verify(input, sig, pub); err != nil {
+		return nil, fmt.Errorf("the incoming token does not verify: %w", err)
+	}
+	return func() error { return method.Verify(input, sig, pub) }, nil
+}
+
+// jwsSigner returns a function that signs input with k as mint does: Ed25519
+// over the message, ECDSA and RSA over its SHA-256 (the ECDSA DER to raw
+// conversion left out: it is not cryptography and costs next to nothing).
+func jwsSigner(k *mint.Key, input []byte) (func() error, error) {
+	s := k.Signer()
+	switch k.Alg {
+	case mint.AlgEdDSA:
+		return func() error { _, err := s.Sign(nil, input, crypto.Hash(0)); return err }, nil
+	case mint.AlgES256, mint.AlgRS256:
+		return func() error {
+			d := sha256.Sum256(input)
+			_, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
+			return err
+		}, nil
+	}
+	return nil, fmt.Errorf("unsupported mint alg %q", k.Alg)
+}
+
+// runCrypto runs the crypto sub-mode as a child under prefix (the servers'
+// taskset) with the floor's runtime flags and returns its CPU per round.
+func runCrypto(ctx context.Context, prefix, runtimeFlags []string, files []string, d time.Duration) (time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	argv := append(append(append([]string(nil), prefix...), self, "crypto"), runtimeFlags...)
+	argv = append(argv, "-token", files[0], "-pubkey", files[1], "-minted", files[2], "-key", files[3], "-duration", d.String())
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("crypto sub-mode: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return parseCryptoOutput(out.String())
+}
+
+// parseCryptoOutput finds the ns figure of the crypto sub-mode's result line.
+func parseCryptoOutput(s string) (time.Duration, error) {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "crypto: ") {
+			continue
+		}
+		i := strings.LastIndexByte(line, '(')
+		j := strings.LastIndex(line, " ns)")
+		if i < 0 || j < i {
+			break
+		}
+		ns, err := strconv.ParseInt(line[i+1:j], 10, 64)
+		if err != nil || ns <= 0 {
+			break
+		}
+		return time.Duration(ns), nil
+	}
+	return 0, fmt.Errorf("crypto sub-mode printed no result: %q", strings.TrimSpace(s))
+}
+
+// coldTarget is issue 14's cold target: whole-process CPU per cold Check ≤
+// the floor's CPU per Check + 1.3 × the cryptography alone.
+const coldTarget = 1.3
+
+// coldVerdict formats the cold target line for one run.
+func coldVerdict(check, floor, crypto time.Duration) string {
+	limit := floor + time.Duration(coldTarget*float64(crypto))
+	met := "met"
+	if check > limit {
+		met = "not met"
+	}
+	return fmt.Sprintf("cold CPU/Check %s vs floor %s + %.1f × crypto %s = %s: %s (%.2f × crypto beyond the floor)",
+		fmtDur(check), fmtDur(floor), coldTarget, fmtDur(crypto), fmtDur(limit), met, float64(check-floor)/float64(crypto))
+}

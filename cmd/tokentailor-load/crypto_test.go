@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestColdVerdict(t *testing.T) {
+	tests := []struct {
+		name                  string
+		check, floor, crypto  time.Duration
+		wantMet, wantContains string
+	}{
+		{name: "within", check: 100 * time.Microsecond, floor: 24 * time.Microsecond, crypto: 60 * time.Microsecond,
+			wantMet: ": met", wantContains: "= 102µs"},
+		{name: "exactly at the limit", check: 102 * time.Microsecond, floor: 24 * time.Microsecond, crypto: 60 * time.Microsecond,
+			wantMet: ": met", wantContains: "1.30 × crypto beyond the floor"},
+		{name: "over", check: 112 * time.Microsecond, floor: 24 * time.Microsecond, crypto: 60 * time.Microsecond,
+			wantMet: ": not met", wantContains: "cold CPU/Check 112µs vs floor 24µs + 1.3 × crypto 60µs"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := coldVerdict(tc.check, tc.floor, tc.crypto)
+			if !strings.Contains(got, tc.wantMet+" (") || !strings.Contains(got, tc.wantContains) {
+				t.Errorf("coldVerdict = %q, want %q and %q", got, tc.wantMet, tc.wantContains)
+			}
+		})
+	}
+}
+
+func TestParseCryptoOutput(t *testing.T) {
+	tests := []struct {
+		name    string
+		out     string
+		want    time.Duration
+		wantErr bool
+	}{
+		{name: "result line", out: "runtime of crypto: GOGC=400\ncrypto: 41024 rounds, 73µs CPU per round (73125 ns)\n", want: 73125},
+		{name: "no result", out: "crypto: open x: no such file\n", wantErr: true},
+		{name: "zero", out: "crypto: 0 rounds, 0µs CPU per round (0 ns)\n", wantErr: true},
+		{name: "empty", out: "", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseCryptoOutput(tc.out)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("parseCryptoOutput = %v, %v; want %v, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseJWTLookups(t *testing.T) {
+	exp := `# HELP tokentailor_cache_lookups_total Cache lookups by cache and result (hit, miss).
+tokentailor_cache_lookups_total{cache="jwt",result="hit"} 12
+tokentailor_cache_lookups_total{cache="jwt",result="miss"} 30001
+tokentailor_cache_lookups_total{cache="mint",result="hit"} 999
+`
+	hits, misses, err := parseJWTLookups(strings.NewReader(exp))
+	if err != nil || hits != 12 || misses != 30001 {
+		t.Errorf("parseJWTLookups = %v, %v, %v; want 12, 30001, nil", hits, misses, err)
+	}
+}
+
+// TestCryptoRound builds the crypto sub-mode's round from files as bench
+// writes them (a real token of the issuer double, its public key, a minted
+// token and a mint key of each kind) and checks that a token signed by
+// another key does not pass for one.
+func TestCryptoRound(t *testing.T) {
+	iss, err := newIssuer(time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, inAlg, kind string
+		pubAlg            string
+		wantErr           bool
+	}{
+		{name: "RS256 in, EdDSA out", inAlg: "RS256", kind: "eddsa", pubAlg: "RS256"},
+		{name: "ES256 in, ES256 out", inAlg: "ES256", kind: "es256", pubAlg: "ES256"},
+		{name: "wrong public key", inAlg: "ES256", kind: "eddsa", pubAlg: "EdDSA", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := iss.sign(tc.inAlg, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub, err := iss.publicPEM(tc.pubAlg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := filepath.Join(dir, tc.kind+".pem")
+			if err := writeKey(key, tc.kind); err != nil {
+				t.Fatal(err)
+			}
+			minted := write("minted", []byte(tok)) // any compact JWS of the right size will do
+			round, err := loadCryptoRound(write("in", []byte(tok)), write("pub", pub), minted, key)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("a token under another key verified")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, cpu, err := timeCrypto(context.Background(), round, 20*time.Millisecond)
+			if err != nil || n == 0 || cpu <= 0 {
+				t.Errorf("timeCrypto = %d rounds, %v CPU, %v", n, cpu, err)
+			}
+		})
+	}
+}
