@@ -4,6 +4,7 @@
 //	tokentailor-load run   -target unix:///run/tokentailor/ext_authz.sock -tokens FILE -pid PID
 //	tokentailor-load bench                      (from the repository root)
 //	tokentailor-load flood                      (from the repository root)
+//	tokentailor-load replicas                   (from the repository root; needs redis-server)
 //
 // floor is a trivial ext_authz server that answers OK with one header and
 // does no work: what gRPC and the transport cost by themselves. run drives
@@ -49,6 +50,7 @@ Usage:
   tokentailor-load run -target ADDR [flags]            measure one running server
   tokentailor-load bench [flags]                       floor vs tokentailor, every scenario, one table
   tokentailor-load flood [flags]                       2,000 streams of made-up opaque tokens vs new real ones
+  tokentailor-load replicas [flags]                    3 replicas, with and without shared_cache on one redis-server
 
 ADDR is host:port or unix:///path. Run "tokentailor-load COMMAND -h" for flags.
 `
@@ -67,6 +69,8 @@ func dispatch(ctx context.Context, args []string) int {
 		return benchCmd(ctx, args[1:])
 	case "flood":
 		return floodCmd(ctx, args[1:])
+	case "replicas":
+		return replicasCmd(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0
