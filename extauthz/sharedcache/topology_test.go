@@ -81,7 +81,7 @@ func TestTopologiesShareAnswersAndRevocations(t *testing.T) {
 		}},
 		{name: "cluster", block: func(t *testing.T) (string, []*redistest.Server) {
 			c := redistest.StartCluster(t, 3)
-			return "  mode: cluster\n  addresses: " + yamlList(c.Addrs()) + "\n", c.Nodes
+			return "  mode: cluster\n  addresses: " + yamlList(c.Addrs()) + "\n", c.Masters
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,4 +174,55 @@ func TestSentinelFailover(t *testing.T) {
 	if revoked, err := b.Revoked(ctx, issuer, after); !revoked || err != nil {
 		t.Errorf("Revoked after the failover = %v, %v", revoked, err)
 	}
+}
+
+// TestClusterFailover: a master of a Cluster dies; once its replica has
+// taken its slots over, both replicas of tokentailor read what was written
+// before (on every master), write again, and revocations flow again.
+func TestClusterFailover(t *testing.T) {
+	c := redistest.StartClusterWithReplicas(t, 3)
+	block := "  mode: cluster\n  addresses: " + yamlList(c.Addrs()) + "\n"
+	a, b := fromBlock(t, block), fromBlock(t, block)
+	heard := &revocations{}
+	b.OnRevoke(heard.add)
+	ctx := context.Background()
+	hashes := make([]string, 48)
+	for i := range hashes {
+		hashes[i] = extauthz.TokenHash("cluster-failover-" + strconv.Itoa(i))
+		if err := a.Set(ctx, KindIntrospection, issuer, hashes[i], []byte("v"+strconv.Itoa(i)), time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range c.Masters {
+		if got := m.Command("WAIT", "1", "2000"); got != ":1" {
+			t.Fatalf("WAIT on master %d: %s", i, got)
+		}
+	}
+	killed := c.Masters[0].Command("DBSIZE")
+	took := c.KillMaster(t, 0)
+	t.Logf("replica took over %v after its master (%s keys) was killed", took, killed)
+
+	after := extauthz.TokenHash("cluster-written-after")
+	recovered := eventually(t, 15*time.Second, "writes succeed again", func() bool {
+		return a.Set(ctx, KindIntrospection, issuer, after, []byte("after"), time.Now().Add(time.Minute)) == nil
+	})
+	t.Logf("writes back %v after the take-over", recovered)
+	eventually(t, 10*time.Second, "the other replica reads every value written before", func() bool {
+		for i, h := range hashes {
+			v, ok, err := b.Get(ctx, KindIntrospection, issuer, h)
+			if err != nil || !ok || string(v) != "v"+strconv.Itoa(i) {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, 10*time.Second, "a revocation after the failover reaches the other replica", func() bool {
+		_ = a.Revoke(ctx, issuer, hashes[0], time.Now().Add(time.Minute))
+		return heard.has(Revocation{Issuer: issuer, TokenHash: hashes[0]})
+	})
+	eventually(t, time.Second, "the mark and the answer on the other replica", func() bool {
+		revoked, _ := b.Revoked(ctx, issuer, hashes[0])
+		_, ok, _ := b.Get(ctx, KindIntrospection, issuer, hashes[0])
+		return revoked && !ok
+	})
 }

@@ -1,7 +1,8 @@
 // Package redistest starts real redis-server processes on 127.0.0.1 for tests
 // of the packages that use extauthz/sharedcache: a standalone server (plain,
 // TLS, with ACL lines, killed, frozen, restarted), a Sentinel set (master,
-// replica, Sentinel) and a three-master Cluster. Tests skip, with a message
+// replica, Sentinel) and a Cluster (masters, a replica each if asked),
+// each with a failover helper. Tests skip, with a message
 // saying how to install it, when no redis-server binary is found; .ci/run
 // installs one and fails when a test skips there.
 package redistest

@@ -64,40 +64,54 @@ func (s *SentinelSet) KillMaster(t testing.TB) time.Duration {
 	return time.Since(start)
 }
 
-// Cluster is a Redis Cluster of masters on 127.0.0.1, the slots split
-// evenly between them, without replicas.
+// Cluster is a Redis Cluster on 127.0.0.1: masters with the slots split
+// evenly between them and, when asked for, one replica each.
 type Cluster struct {
-	Nodes []*Server
+	// Masters hold the slots; Replicas[i], when present, replicates
+	// Masters[i].
+	Masters, Replicas []*Server
+	bus               map[*Server]int // cluster bus port of each node
 }
 
-// StartCluster starts n masters (cluster-enabled), gives each a third (for
-// n = 3) of the slots, introduces them to each other with CLUSTER MEET and
-// waits until every node says cluster_state:ok.
+// StartCluster starts n masters (cluster-enabled), gives each an even share
+// of the slots, introduces them to each other with CLUSTER MEET (no
+// redis-cli needed) and waits until every node says cluster_state:ok.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{}
-	bus := make([]int, n)
-	for i := range n {
-		bus[i] = FreePort(t)
-		c.Nodes = append(c.Nodes, StartWith(t, Options{Config: fmt.Sprintf(
-			"cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 2000\ncluster-port %d\n", bus[i])}))
+	c := &Cluster{bus: map[*Server]int{}}
+	for range n {
+		c.Masters = append(c.Masters, c.startNode(t))
 	}
 	const slots = 16384
-	for i, node := range c.Nodes {
+	for i, node := range c.Masters {
 		from, to := i*slots/n, (i+1)*slots/n-1
 		if got := node.Command("CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(from), strconv.Itoa(to)); got != "+OK" {
 			t.Fatalf("CLUSTER ADDSLOTSRANGE %d %d on node %d: %s", from, to, i, got)
 		}
 	}
-	for i, node := range c.Nodes[1:] {
-		if got := c.Nodes[0].Command("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(node.Port()), strconv.Itoa(bus[i+1])); got != "+OK" {
-			t.Fatalf("CLUSTER MEET node %d: %s", i+1, got)
-		}
+	c.meet(t, c.Masters[1:])
+	return c
+}
+
+// StartClusterWithReplicas is StartCluster plus one replica per master, in
+// sync when it returns: a killed master fails over to its replica after
+// the node timeout (2 s).
+func StartClusterWithReplicas(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := StartCluster(t, n)
+	for range n {
+		c.Replicas = append(c.Replicas, c.startNode(t))
 	}
-	waitFor(t, 20*time.Second, "every node to say cluster_state:ok", func() bool {
-		for _, node := range c.Nodes {
-			info := ParseInfo(node.Command("CLUSTER", "INFO"))
-			if info["cluster_state"] != "ok" || info["cluster_known_nodes"] != strconv.Itoa(n) {
+	c.meet(t, c.Replicas)
+	for i, r := range c.Replicas {
+		id := c.Masters[i].Command("CLUSTER", "MYID")
+		waitFor(t, 10*time.Second, "the new node to learn its master", func() bool {
+			return r.Command("CLUSTER", "REPLICATE", id) == "+OK"
+		})
+	}
+	waitFor(t, 20*time.Second, "every replica in sync", func() bool {
+		for _, r := range c.Replicas {
+			if r.Info("replication")["master_link_status"] != "up" {
 				return false
 			}
 		}
@@ -106,11 +120,59 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
+func (c *Cluster) startNode(t testing.TB) *Server {
+	t.Helper()
+	bus := FreePort(t)
+	s := StartWith(t, Options{Config: fmt.Sprintf(
+		"cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 2000\ncluster-port %d\n", bus)})
+	c.bus[s] = bus
+	return s
+}
+
+// meet introduces nodes to the cluster through its first master and waits
+// until every node knows every other and says cluster_state:ok.
+func (c *Cluster) meet(t testing.TB, nodes []*Server) {
+	t.Helper()
+	for _, node := range nodes {
+		if got := c.Masters[0].Command("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(node.Port()), strconv.Itoa(c.bus[node])); got != "+OK" {
+			t.Fatalf("CLUSTER MEET %s: %s", node.Addr(), got)
+		}
+	}
+	all := c.Nodes()
+	waitFor(t, 20*time.Second, "every node to say cluster_state:ok", func() bool {
+		for _, node := range all {
+			info := ParseInfo(node.Command("CLUSTER", "INFO"))
+			if info["cluster_state"] != "ok" || info["cluster_known_nodes"] != strconv.Itoa(len(all)) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Nodes are the masters, then the replicas.
+func (c *Cluster) Nodes() []*Server {
+	return append(append([]*Server(nil), c.Masters...), c.Replicas...)
+}
+
+// KillMaster kills master i (SIGKILL) and waits until its replica has taken
+// over (role master, cluster_state:ok on it); it returns how long that took.
+func (c *Cluster) KillMaster(t testing.TB, i int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.Masters[i].Stop()
+	r := c.Replicas[i]
+	waitFor(t, 30*time.Second, "the replica to take over the killed master's slots", func() bool {
+		return r.Info("replication")["role"] == "master" && ParseInfo(r.Command("CLUSTER", "INFO"))["cluster_state"] == "ok"
+	})
+	return time.Since(start)
+}
+
 // Addrs are the nodes' addresses: the seed nodes of a cluster-mode client.
 func (c *Cluster) Addrs() []string {
-	out := make([]string, len(c.Nodes))
-	for i, n := range c.Nodes {
-		out[i] = n.Addr()
+	var out []string
+	for _, n := range c.Nodes() {
+		out = append(out, n.Addr())
 	}
 	return out
 }
