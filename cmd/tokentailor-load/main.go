@@ -5,6 +5,7 @@
 //	tokentailor-load bench                      (from the repository root)
 //	tokentailor-load flood                      (from the repository root)
 //	tokentailor-load crypto -token F -pubkey F -minted F -key F
+//	tokentailor-load replicas                   (from the repository root; needs redis-server)
 //
 // floor is a trivial ext_authz server that answers OK with one header and
 // does no work: what gRPC and the transport cost by themselves. run drives
@@ -54,6 +55,7 @@ Usage:
   tokentailor-load flood [flags]                       2,000 streams of made-up opaque tokens vs new real ones
   tokentailor-load crypto -token F -pubkey F -minted F -key F
                                                        the cryptography of a cold Check alone (bench runs it)
+  tokentailor-load replicas [flags]                    3 replicas, with and without shared_cache on one redis-server
 
 ADDR is host:port or unix:///path. Run "tokentailor-load COMMAND -h" for flags.
 `
@@ -74,6 +76,8 @@ func dispatch(ctx context.Context, args []string) int {
 		return floodCmd(ctx, args[1:])
 	case "crypto":
 		return cryptoCmd(ctx, args[1:])
+	case "replicas":
+		return replicasCmd(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0

@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
 )
 
 // BenchmarkGet compares a Get answered by the client-side (tracked) copy
 // with one that makes the round trip to a real redis-server on loopback.
 func BenchmarkGet(b *testing.B) {
-	srv := startRedis(b, "", nil)
+	srv := redistest.Start(b)
 	h := extauthz.TokenHash("bench-token")
 	value, err := EncodeToken(extauthz.Token{Value: "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2ln", ExpiresAt: time.Now().Add(time.Hour)})
 	if err != nil {
@@ -25,7 +26,7 @@ func BenchmarkGet(b *testing.B) {
 		{name: "round_trip", disableLocal: true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			c := newTestCache(b, srv.addr(), func(o *Options) { o.disableLocal = bc.disableLocal; o.Timeout = time.Second })
+			c := newTestCache(b, srv.Addr(), func(o *Options) { o.disableLocal = bc.disableLocal; o.Timeout = time.Second })
 			ctx := context.Background()
 			if err := c.Set(ctx, KindExchange, issuer, h, value, time.Now().Add(time.Hour)); err != nil {
 				b.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
 )
 
 const baseConfig = `
@@ -54,8 +55,8 @@ func TestFromConfigRefusesAShortSecret(t *testing.T) {
 // TestFromConfigOverTLSWithACL: a config naming files for the key secret,
 // the ACL password and the CA reaches a real TLS redis-server as an ACL user.
 func TestFromConfigOverTLSWithACL(t *testing.T) {
-	files := makeTLSFiles(t)
-	srv := startRedis(t, "user default off\nuser tt on >pw-from-file ~tokentailor:* &tokentailor:* +@all\n", files)
+	files := redistest.NewTLSFiles(t)
+	srv := redistest.StartWith(t, redistest.Options{Config: "user default off\nuser tt on >pw-from-file ~tokentailor:* &tokentailor:* +@all\n", TLS: files})
 	dir := t.TempDir()
 	for name, content := range map[string]string{"key": string(testSecret) + "\n", "pw": "pw-from-file\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
@@ -64,10 +65,10 @@ func TestFromConfigOverTLSWithACL(t *testing.T) {
 	}
 	c, err := config.Parse([]byte(baseConfig+`
 shared_cache:
-  addresses: `+srv.addr()+`
+  addresses: `+srv.Addr()+`
   username: tt
   password: {file: pw}
-  tls: {ca_file: `+files.ca+`}
+  tls: {ca_file: `+files.CA+`}
   key_secret: {file: key}
   timeout: 200ms
 `), dir)

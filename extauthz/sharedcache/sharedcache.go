@@ -4,22 +4,17 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"github.com/sony/gobreaker/v2"
-
-	"github.com/tokentailor/tokentailor/extauthz/config"
 )
 
 // Kind names what an entry holds; each kind has its own key space.
@@ -53,33 +48,6 @@ func (k Kind) String() string {
 	}
 }
 
-// Mode says how Options.Addresses are read.
-type Mode string
-
-// The deployment modes.
-const (
-	// ModeStandalone: one Redis or Valkey server at Addresses[0].
-	ModeStandalone Mode = "standalone"
-	// ModeCluster: Addresses are seed nodes of a Redis Cluster.
-	ModeCluster Mode = "cluster"
-	// ModeSentinel: Addresses are Sentinels watching SentinelMaster.
-	ModeSentinel Mode = "sentinel"
-)
-
-// Defaults applied by New to zero Options fields: the config package's,
-// which owns them.
-const (
-	DefaultKeyPrefix       = config.DefaultSharedCacheKeyPrefix
-	DefaultTimeout         = config.DefaultSharedCacheTimeout
-	DefaultLocalTTL        = config.DefaultSharedCacheLocalTTL
-	DefaultLocalCacheBytes = config.DefaultSharedCacheLocalCacheBytes
-	DefaultMaxTTL          = config.DefaultSharedCacheMaxTTL
-	DefaultBreakerFailures = config.DefaultSharedCacheBreakerFailures
-	DefaultBreakerCooldown = config.DefaultSharedCacheBreakerCooldown
-	// MinSecretBytes is the shortest accepted key secret.
-	MinSecretBytes = config.MinSharedCacheKeySecret
-)
-
 // Errors.
 var (
 	// ErrUnavailable wraps every failure to reach Redis: not connected yet,
@@ -90,61 +58,6 @@ var (
 	// ErrMalformedValue is returned by the decoders for a value they cannot read.
 	ErrMalformedValue = errors.New("shared cache: malformed value")
 )
-
-// Options configures a Cache. Addresses and Secret are required.
-type Options struct {
-	// Addresses are host:port of the server (standalone), the seed nodes
-	// (cluster) or the Sentinels (sentinel).
-	Addresses []string
-	// Mode is standalone (default), cluster or sentinel.
-	Mode Mode
-	// SentinelMaster is the master set name; required in sentinel mode.
-	SentinelMaster string
-	// Username and Password are the ACL credentials (AUTH); Username empty
-	// with a Password means the "default" user.
-	Username, Password string
-	// TLS, when not nil, is used for every connection (Sentinels included).
-	TLS *tls.Config
-	// Secret keys the HMAC of every key and the seal of revocation notices;
-	// at least MinSecretBytes. Every replica must hold the same secret.
-	Secret []byte
-	// KeyPrefix starts every key and the notice channel; default DefaultKeyPrefix.
-	KeyPrefix string
-	// Timeout bounds each call to Redis; default DefaultTimeout.
-	Timeout time.Duration
-	// LocalTTL bounds how long a client-side copy is kept without Redis
-	// saying it changed; default DefaultLocalTTL.
-	LocalTTL time.Duration
-	// LocalCacheBytes bounds the client-side copies per Redis node; default
-	// DefaultLocalCacheBytes.
-	LocalCacheBytes int
-	// MaxTTL caps every entry's life in Redis; default DefaultMaxTTL.
-	MaxTTL time.Duration
-	// BreakerFailures consecutive failures open the breaker; default DefaultBreakerFailures.
-	BreakerFailures int
-	// BreakerCooldown is how long the breaker stays open before one probe;
-	// default DefaultBreakerCooldown.
-	BreakerCooldown time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
-	// Logger receives state changes and failures, never tokens; nil discards.
-	Logger *slog.Logger
-	// Registerer receives the metrics; nil means none. Registering twice on
-	// one registry (a reload) reuses the collectors already there.
-	Registerer prometheus.Registerer
-
-	// disableLocal turns client-side caching off (benchmarks compare).
-	disableLocal bool
-}
-
-// Revocation is what OnRevoke functions are told.
-type Revocation struct {
-	// Issuer and TokenHash name the revoked token, as given to Revoke.
-	Issuer, TokenHash string
-	// All says notices may have been missed (the subscription was lost and
-	// is back): drop every local entry a revocation could concern.
-	All bool
-}
 
 // Cache is a shared cache on Redis. Its methods are safe for concurrent use
 // and on a nil *Cache (a disabled cache: lookups miss, writes do nothing).
@@ -214,95 +127,6 @@ func New(opts Options) (*Cache, error) {
 	c.stop = stop
 	go c.run(ctx)
 	return c, nil
-}
-
-func (o *Options) defaults() error {
-	if len(o.Addresses) == 0 {
-		return fmt.Errorf("%w: Addresses is required", ErrInvalidOptions)
-	}
-	for _, a := range o.Addresses {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("%w: address %q is not host:port", ErrInvalidOptions, a)
-		}
-	}
-	if o.Mode == "" {
-		o.Mode = ModeStandalone
-	}
-	switch o.Mode {
-	case ModeStandalone:
-		if len(o.Addresses) != 1 {
-			return fmt.Errorf("%w: standalone mode takes one address", ErrInvalidOptions)
-		}
-	case ModeCluster:
-	case ModeSentinel:
-		if o.SentinelMaster == "" {
-			return fmt.Errorf("%w: sentinel mode needs SentinelMaster", ErrInvalidOptions)
-		}
-	default:
-		return fmt.Errorf("%w: mode %q is not standalone, cluster or sentinel", ErrInvalidOptions, o.Mode)
-	}
-	if len(o.Secret) < MinSecretBytes {
-		return fmt.Errorf("%w: Secret must hold at least %d bytes", ErrInvalidOptions, MinSecretBytes)
-	}
-	if o.KeyPrefix == "" {
-		o.KeyPrefix = DefaultKeyPrefix
-	}
-	setDefault(&o.Timeout, DefaultTimeout)
-	setDefault(&o.LocalTTL, DefaultLocalTTL)
-	setDefault(&o.MaxTTL, DefaultMaxTTL)
-	setDefault(&o.BreakerCooldown, DefaultBreakerCooldown)
-	setDefault(&o.LocalCacheBytes, DefaultLocalCacheBytes)
-	setDefault(&o.BreakerFailures, DefaultBreakerFailures)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	return nil
-}
-
-func setDefault[T int | time.Duration](v *T, d T) {
-	if *v <= 0 {
-		*v = d
-	}
-}
-
-// clientOption maps Options to rueidis.
-func (o *Options) clientOption() rueidis.ClientOption {
-	dialer := net.Dialer{Timeout: time.Second, KeepAlive: time.Second}
-	ro := rueidis.ClientOption{
-		InitAddress: o.Addresses,
-		Username:    o.Username,
-		Password:    o.Password,
-		TLSConfig:   o.TLS,
-		ClientName:  "tokentailor",
-		// No CLIENT SETINFO: one command fewer for the ACL to allow.
-		ClientSetInfo:     rueidis.DisableClientSetInfo,
-		Dialer:            dialer,
-		CacheSizeEachConn: o.LocalCacheBytes,
-		// One connection per node: every key has one client-side copy,
-		// and auto-pipelining keeps one connection busy enough.
-		PipelineMultiplex: -1,
-		// A server that stops answering is found within this, not after
-		// the kernel's keepalive probes.
-		ConnWriteTimeout: 2 * time.Second,
-		// Failures fall back to the local path; retries would only hold a
-		// Check longer.
-		DisableRetry:      true,
-		ForceSingleClient: o.Mode == ModeStandalone,
-		DisableCache:      o.disableLocal,
-	}
-	if o.Mode == ModeSentinel {
-		ro.Sentinel = rueidis.SentinelOption{
-			MasterSet: o.SentinelMaster,
-			Username:  o.Username,
-			Password:  o.Password,
-			TLSConfig: o.TLS,
-			Dialer:    dialer,
-		}
-	}
-	return ro
 }
 
 // run connects (retrying with backoff) and then keeps the revocation
@@ -482,85 +306,4 @@ func (c *Cache) Set(ctx context.Context, kind Kind, issuer, tokenHash string, va
 func (c *Cache) ttl(expiresAt time.Time) (time.Duration, bool) {
 	ttl := min(expiresAt.Sub(c.now()), c.opts.MaxTTL).Truncate(time.Millisecond)
 	return ttl, ttl >= time.Millisecond
-}
-
-// Revoke marks issuer's token hash inactive until until (the token's exp;
-// capped by MaxTTL): it writes the revocation mark, deletes the shared
-// introspection answer, tells this replica's OnRevoke functions at once and
-// publishes a sealed notice so every other replica's are told too. Local
-// functions are told even when Redis is unavailable; the error says the
-// other replicas may not have been.
-func (c *Cache) Revoke(ctx context.Context, issuer, tokenHash string, until time.Time) error {
-	if c == nil {
-		return nil
-	}
-	c.dispatch(Revocation{Issuer: issuer, TokenHash: tokenHash})
-	ttl, ok := c.ttl(until)
-	if !ok {
-		return nil
-	}
-	mark, answer := c.key(kindRevoked, issuer, tokenHash), c.key(KindIntrospection, issuer, tokenHash)
-	notice, err := c.sealNotice(issuer, tokenHash)
-	if err != nil {
-		return fmt.Errorf("sharedcache: sealing a notice: %w", err)
-	}
-	err = c.do(ctx, "revoke", kindRevoked, func(ctx context.Context, cl rueidis.Client) error {
-		for _, r := range cl.DoMulti(ctx,
-			cl.B().Set().Key(mark).Value("1").Px(ttl).Build(),
-			cl.B().Del().Key(answer).Build(),
-			cl.B().Publish().Channel(c.channel).Message(notice).Build(),
-		) {
-			if err := r.Error(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		c.metrics.request("revoke", kindRevoked, "ok")
-	}
-	return err
-}
-
-// Revoked reports whether issuer's token hash was revoked by any replica
-// and the mark has not expired. Answers are kept client-side and dropped
-// when the mark is written, so a warm check costs no round trip.
-func (c *Cache) Revoked(ctx context.Context, issuer, tokenHash string) (bool, error) {
-	if c == nil {
-		return false, nil
-	}
-	_, ok, err := c.get(ctx, kindRevoked, c.key(kindRevoked, issuer, tokenHash))
-	return ok, err
-}
-
-// OnRevoke registers f to be told of every revocation (this replica's and
-// the others'); the returned function unregisters it. f runs on the
-// notice-reading goroutine (or Revoke's caller) and must be quick: drop a
-// local cache entry, nothing more.
-func (c *Cache) OnRevoke(f func(Revocation)) (unregister func()) {
-	if c == nil {
-		return func() {}
-	}
-	c.mu.Lock()
-	id := c.nextID
-	c.nextID++
-	c.handlers[id] = f
-	c.mu.Unlock()
-	return func() {
-		c.mu.Lock()
-		delete(c.handlers, id)
-		c.mu.Unlock()
-	}
-}
-
-func (c *Cache) dispatch(r Revocation) {
-	c.mu.Lock()
-	fs := make([]func(Revocation), 0, len(c.handlers))
-	for _, f := range c.handlers {
-		fs = append(fs, f)
-	}
-	c.mu.Unlock()
-	for _, f := range fs {
-		f(r)
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef-test-secret")
@@ -73,8 +75,8 @@ func counter(c *Cache, op string, kind Kind, result string) float64 {
 }
 
 func TestTwoReplicasShareAnswersAndStayCoherent(t *testing.T) {
-	srv := startRedis(t, "", nil)
-	a, b := newTestCache(t, srv.addr(), nil), newTestCache(t, srv.addr(), nil)
+	srv := redistest.Start(t)
+	a, b := newTestCache(t, srv.Addr(), nil), newTestCache(t, srv.Addr(), nil)
 	ctx := context.Background()
 	h := extauthz.TokenHash("opaque-token-1")
 
@@ -129,7 +131,7 @@ func TestTwoReplicasShareAnswersAndStayCoherent(t *testing.T) {
 }
 
 func TestRevocationReachesEveryReplicaWithinASecond(t *testing.T) {
-	srv := startRedis(t, "", nil)
+	srv := redistest.Start(t)
 	ctx := context.Background()
 	h := extauthz.TokenHash("opaque-token-revoked")
 	type seen struct {
@@ -139,7 +141,7 @@ func TestRevocationReachesEveryReplicaWithinASecond(t *testing.T) {
 	var replicas []*Cache
 	var heard []*seen
 	for range 3 {
-		c := newTestCache(t, srv.addr(), nil)
+		c := newTestCache(t, srv.Addr(), nil)
 		s := &seen{}
 		c.OnRevoke(func(r Revocation) { s.mu.Lock(); s.list = append(s.list, r); s.mu.Unlock() })
 		replicas, heard = append(replicas, c), append(heard, s)
@@ -188,8 +190,8 @@ func TestRevocationReachesEveryReplicaWithinASecond(t *testing.T) {
 }
 
 func TestRedisSeesNoTokenAndCannotMoveValues(t *testing.T) {
-	srv := startRedis(t, "", nil)
-	c := newTestCache(t, srv.addr(), nil)
+	srv := redistest.Start(t)
+	c := newTestCache(t, srv.Addr(), nil)
 	ctx := context.Background()
 	token := "opaque-token-secret-value"
 	h := extauthz.TokenHash(token)
@@ -199,7 +201,7 @@ func TestRedisSeesNoTokenAndCannotMoveValues(t *testing.T) {
 	if err := c.Revoke(ctx, issuer, extauthz.TokenHash("other-token"), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	keys := srv.command("KEYS", "*")
+	keys := srv.Do("KEYS", "*")
 	if len(keys) != 2 {
 		t.Fatalf("keys %q, want an answer and a revocation mark", keys)
 	}
@@ -207,7 +209,7 @@ func TestRedisSeesNoTokenAndCannotMoveValues(t *testing.T) {
 		if !strings.HasPrefix(k, DefaultKeyPrefix) {
 			t.Errorf("key %q lacks the prefix", k)
 		}
-		v := strings.Join(srv.command("GET", k), "")
+		v := strings.Join(srv.Do("GET", k), "")
 		for _, secret := range []string{token, h, h[:12], issuer, "alice"} {
 			if strings.Contains(k, secret) || strings.Contains(v, secret) {
 				t.Errorf("Redis holds %q in key %q or its value", secret, k)
@@ -215,13 +217,13 @@ func TestRedisSeesNoTokenAndCannotMoveValues(t *testing.T) {
 		}
 	}
 	// A reader with another secret finds nothing.
-	other := newTestCache(t, srv.addr(), func(o *Options) { o.Secret = bytes.Repeat([]byte("x"), 32) })
+	other := newTestCache(t, srv.Addr(), func(o *Options) { o.Secret = bytes.Repeat([]byte("x"), 32) })
 	if _, ok, err := other.Get(ctx, KindIntrospection, issuer, h); ok || err != nil {
 		t.Errorf("another secret: ok=%v err=%v, want a miss", ok, err)
 	}
 	// A value copied under another token's key is refused (sealed with its key).
 	h2 := extauthz.TokenHash("attacker-token")
-	srv.command("SET", c.key(KindIntrospection, issuer, h2), srv.command("GET", c.key(KindIntrospection, issuer, h))[0])
+	srv.Do("SET", c.key(KindIntrospection, issuer, h2), srv.Do("GET", c.key(KindIntrospection, issuer, h))[0])
 	if _, ok, err := c.Get(ctx, KindIntrospection, issuer, h2); ok || err != nil {
 		t.Errorf("moved value: ok=%v err=%v, want a miss", ok, err)
 	}
@@ -231,9 +233,9 @@ func TestRedisSeesNoTokenAndCannotMoveValues(t *testing.T) {
 }
 
 func TestEntriesNeverOutliveTheirExpiryOrMaxTTL(t *testing.T) {
-	srv := startRedis(t, "", nil)
+	srv := redistest.Start(t)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	c := newTestCache(t, srv.addr(), func(o *Options) {
+	c := newTestCache(t, srv.Addr(), func(o *Options) {
 		o.MaxTTL = 30 * time.Second
 		o.Now = func() time.Time { return now }
 	})
@@ -259,9 +261,9 @@ func TestEntriesNeverOutliveTheirExpiryOrMaxTTL(t *testing.T) {
 			}
 			for _, key := range []string{c.key(KindExchange, issuer, h), c.key(kindRevoked, issuer, h)} {
 				var pttl time.Duration
-				if r := srv.command("PTTL", key); len(r) == 1 {
-					var ms int64
-					if _, err := fmtSscan(r[0], &ms); err != nil {
+				if r := srv.Command("PTTL", key); r != "" {
+					ms, err := strconv.ParseInt(strings.TrimPrefix(r, ":"), 10, 64)
+					if err != nil {
 						t.Fatal(err)
 					}
 					pttl = time.Duration(ms) * time.Millisecond
@@ -288,8 +290,8 @@ func TestEntriesNeverOutliveTheirExpiryOrMaxTTL(t *testing.T) {
 // network; once Redis is back, calls succeed again, the breaker closes and
 // the handlers are told to drop what notices they may have missed.
 func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
-	srv := startRedis(t, "", nil)
-	c := newTestCache(t, srv.addr(), nil)
+	srv := redistest.Start(t)
+	c := newTestCache(t, srv.Addr(), nil)
 	var all atomic.Int32
 	c.OnRevoke(func(r Revocation) {
 		if r.All {
@@ -344,7 +346,7 @@ func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
 		}()
 	}
 	time.Sleep(300 * time.Millisecond)
-	srv.stop()
+	srv.Stop()
 	eventually(t, time.Second, "breaker opens", func() bool { return c.breaker.State() == gobreaker.StateOpen })
 	wg.Wait()
 	t.Logf("%d calls, %d failed, slowest %v", calls, failures, slowest)
@@ -366,7 +368,7 @@ func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
 		}
 	}
 
-	srv.restart()
+	srv.Restart()
 	took := eventually(t, 10*time.Second, "calls succeed again and the breaker closes", func() bool {
 		err := c.Set(ctx, KindIntrospection, issuer, hashes[0], []byte("again"), time.Now().Add(time.Minute))
 		return err == nil && c.breaker.State() == gobreaker.StateClosed
@@ -386,7 +388,7 @@ func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
 			heard.Store(true)
 		}
 	})
-	other := newTestCache(t, srv.addr(), nil)
+	other := newTestCache(t, srv.Addr(), nil)
 	if err := other.Revoke(ctx, issuer, hashes[1], time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -394,11 +396,11 @@ func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
 }
 
 func TestACLUserAndPassword(t *testing.T) {
-	srv := startRedis(t, "user default off\nuser tokentailor on >s3cret-pw ~tokentailor:* &tokentailor:* +get +set +del +publish +subscribe +ping +hello +multi +exec +pttl +client|tracking +client|caching +client|setname\n", nil)
+	srv := redistest.StartWith(t, redistest.Options{Config: "user default off\nuser tokentailor on >s3cret-pw ~tokentailor:* &tokentailor:* +get +set +del +publish +subscribe +ping +hello +multi +exec +pttl +client|tracking +client|caching +client|setname\n"})
 	ctx := context.Background()
 	h := extauthz.TokenHash("acl-token")
 
-	c := newTestCache(t, srv.addr(), func(o *Options) { o.Username, o.Password = "tokentailor", "s3cret-pw" })
+	c := newTestCache(t, srv.Addr(), func(o *Options) { o.Username, o.Password = "tokentailor", "s3cret-pw" })
 	if err := c.Set(ctx, KindIntrospection, issuer, h, []byte("v"), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +409,7 @@ func TestACLUserAndPassword(t *testing.T) {
 	}
 	var heard atomic.Bool
 	c.OnRevoke(func(Revocation) { heard.Store(true) })
-	other := newTestCache(t, srv.addr(), func(o *Options) { o.Username, o.Password = "tokentailor", "s3cret-pw" })
+	other := newTestCache(t, srv.Addr(), func(o *Options) { o.Username, o.Password = "tokentailor", "s3cret-pw" })
 	if err := other.Revoke(ctx, issuer, h, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +417,7 @@ func TestACLUserAndPassword(t *testing.T) {
 
 	// Wrong password: New still returns (readiness never waits for Redis),
 	// calls fail fast as unavailable.
-	bad, err := New(Options{Addresses: []string{srv.addr()}, Secret: testSecret, Username: "tokentailor", Password: "wrong"})
+	bad, err := New(Options{Addresses: []string{srv.Addr()}, Secret: testSecret, Username: "tokentailor", Password: "wrong"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,12 +433,12 @@ func TestACLUserAndPassword(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	redisBinary(t)
-	files := makeTLSFiles(t)
-	s := startRedis(t, "", files)
+	redistest.Binary(t)
+	files := redistest.NewTLSFiles(t)
+	s := redistest.StartWith(t, redistest.Options{Config: "", TLS: files})
 	ctx := context.Background()
 	h := extauthz.TokenHash("tls-token")
-	c := newTestCache(t, s.addr(), func(o *Options) { o.TLS = files.client.Clone() })
+	c := newTestCache(t, s.Addr(), func(o *Options) { o.TLS = files.Client.Clone() })
 	if err := c.Set(ctx, KindExchange, issuer, h, []byte("over tls"), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +446,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("over TLS: %q %v %v", v, ok, err)
 	}
 	// A client that does not trust the CA never connects.
-	untrusting, err := New(Options{Addresses: []string{s.addr()}, Secret: testSecret, TLS: &tls.Config{MinVersion: tls.VersionTLS12}})
+	untrusting, err := New(Options{Addresses: []string{s.Addr()}, Secret: testSecret, TLS: &tls.Config{MinVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,15 +522,15 @@ func TestUnreachableRedisNeverBlocksNew(t *testing.T) {
 // connections but stops answering holds no call beyond Timeout, and once
 // the breaker is open no call waits at all.
 func TestFrozenRedisCostsNoMoreThanTheTimeout(t *testing.T) {
-	srv := startRedis(t, "", nil)
-	c := newTestCache(t, srv.addr(), nil)
+	srv := redistest.Start(t)
+	c := newTestCache(t, srv.Addr(), nil)
 	ctx := context.Background()
 	h := extauthz.TokenHash("frozen")
 	if err := c.Set(ctx, KindExchange, issuer, h, []byte("v"), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	srv.freeze()
-	defer srv.thaw()
+	srv.Freeze()
+	defer srv.Thaw()
 	const timeout, slack = 50 * time.Millisecond, 150 * time.Millisecond
 	var slowest time.Duration
 	for i := range 10 {
@@ -547,7 +549,7 @@ func TestFrozenRedisCostsNoMoreThanTheTimeout(t *testing.T) {
 	if slowest > timeout+slack {
 		t.Errorf("a call took %v, beyond its %v timeout", slowest, timeout)
 	}
-	srv.thaw()
+	srv.Thaw()
 	took := eventually(t, 10*time.Second, "calls succeed once Redis answers again", func() bool {
 		_, ok, err := c.Get(ctx, KindExchange, issuer, h)
 		return ok && err == nil && c.breaker.State() == gobreaker.StateClosed

@@ -1,4 +1,4 @@
-package sharedcache
+package redistest
 
 import (
 	"crypto/ecdsa"
@@ -16,8 +16,19 @@ import (
 	"time"
 )
 
-// makeTLSFiles writes a fresh CA and a server certificate for 127.0.0.1.
-func makeTLSFiles(t testing.TB) *tlsFiles {
+// TLSFiles are PEM files for a TLS-enabled server, and a client config
+// that trusts its CA.
+type TLSFiles struct {
+	// CA, Cert and Key are the paths of the CA certificate, the server
+	// certificate (for 127.0.0.1) and its key.
+	CA, Cert, Key string
+	// Client trusts CA; clone it before changing it.
+	Client *tls.Config
+}
+
+// NewTLSFiles writes a fresh CA and a server certificate for 127.0.0.1 into
+// a temporary directory of the test.
+func NewTLSFiles(t testing.TB) *TLSFiles {
 	t.Helper()
 	dir := t.TempDir()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -52,17 +63,17 @@ func makeTLSFiles(t testing.TB) *tlsFiles {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &tlsFiles{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem")}
+	f := &TLSFiles{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
 	write := func(path, typ string, b []byte) {
 		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(f.ca, "CERTIFICATE", caDER)
-	write(f.cert, "CERTIFICATE", der)
-	write(f.key, "EC PRIVATE KEY", keyDER)
+	write(f.CA, "CERTIFICATE", caDER)
+	write(f.Cert, "CERTIFICATE", der)
+	write(f.Key, "EC PRIVATE KEY", keyDER)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	f.client = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	f.Client = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return f
 }
