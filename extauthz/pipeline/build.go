@@ -83,7 +83,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 		}
 		st.txn = &txntoken.Source{Minter: tm, RequestIDHeader: cfg.TxnToken.RequestIDHeader}
 	}
-	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Now)
+	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Shared, env.Now)
 	if err != nil {
 		return nil, err
 	}
