@@ -95,6 +95,9 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 	if p.routes, err = compileRoutes(cfg, p.Policy, &st, dv, env.Metrics); err != nil {
 		return nil, err
 	}
+	if p.RevocationPush, err = buildRevocationPush(cfg, is.keySets, env); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
