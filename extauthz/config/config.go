@@ -200,6 +200,11 @@ type DPoP struct {
 	NonceSecret *Secret `json:"nonce_secret"`
 	// NonceLifetime is how long an issued nonce is accepted (default 5m).
 	NonceLifetime Duration `json:"nonce_lifetime"`
+	// SharedReplayDown says what happens to a proof when shared_cache is
+	// configured and Redis cannot record it: "refuse" (default: 503, the
+	// proof could have been seen by another replica) or "local" (this
+	// replica's replay cache alone decides).
+	SharedReplayDown string `json:"shared_replay_down"`
 }
 
 // Dir is the directory of the loaded file; relative paths resolve against it.

@@ -179,6 +179,9 @@ func emptySecret(s **Secret) {
 
 func (is *Issuer) defaults() {
 	emptySecret(&is.HMACSecret)
+	if is.RevocationPush != nil {
+		is.RevocationPush.applyDefaults(is.Issuer)
+	}
 	if is.Client != nil {
 		emptySecret(&is.Client.Secret)
 	}

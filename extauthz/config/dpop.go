@@ -17,6 +17,17 @@ const (
 	DefaultDPoPReplayEntries = 100_000
 	// DefaultDPoPNonceLifetime is how long a server nonce is accepted.
 	DefaultDPoPNonceLifetime = 5 * time.Minute
+	// DefaultDPoPSharedReplayDown: a proof the shared replay cache cannot
+	// record is refused (RFC 9449 §11.1; see extauthz/sharedcache Replay).
+	DefaultDPoPSharedReplayDown = DPoPSharedReplayRefuse
+)
+
+// The values of dpop.shared_replay_down.
+const (
+	// DPoPSharedReplayRefuse: Redis down ⇒ DPoP proofs are refused (503).
+	DPoPSharedReplayRefuse = "refuse"
+	// DPoPSharedReplayLocal: Redis down ⇒ each replica's own replay cache decides.
+	DPoPSharedReplayLocal = "local"
 )
 
 // DefaultTxnTokenTTL is a Txn-Token's lifetime when none is configured.
@@ -49,6 +60,9 @@ func (c *Config) applyDPoPDefaults() {
 	}
 	if !d.NonceLifetime.IsSet() {
 		d.NonceLifetime.Duration = DefaultDPoPNonceLifetime
+	}
+	if d.SharedReplayDown == "" {
+		d.SharedReplayDown = DefaultDPoPSharedReplayDown
 	}
 	for i := range c.Routes {
 		if c.Routes[i].SenderConstraint == "" {
@@ -86,6 +100,9 @@ func (c *Config) validateDPoP(p *problems) {
 	}
 	if d.NonceSecret != nil {
 		d.NonceSecret.validate(p, "dpop.nonce_secret")
+	}
+	if d.SharedReplayDown != DPoPSharedReplayRefuse && d.SharedReplayDown != DPoPSharedReplayLocal {
+		bad("dpop.shared_replay_down", "%q is not %s or %s", d.SharedReplayDown, DPoPSharedReplayRefuse, DPoPSharedReplayLocal)
 	}
 }
 

@@ -14,7 +14,8 @@ func TestDPoPDefaults(t *testing.T) {
 	}
 	d := c.DPoP
 	if !slices.Equal(d.Algorithms, DefaultDPoPAlgorithms) || d.MaxAge.Duration != DefaultDPoPMaxAge || d.Leeway.Duration != DefaultDPoPLeeway ||
-		d.ReplayEntries != DefaultDPoPReplayEntries || d.NonceLifetime.Duration != DefaultDPoPNonceLifetime || d.NonceSecret != nil {
+		d.ReplayEntries != DefaultDPoPReplayEntries || d.NonceLifetime.Duration != DefaultDPoPNonceLifetime || d.NonceSecret != nil ||
+		d.SharedReplayDown != DPoPSharedReplayRefuse {
 		t.Errorf("dpop defaults = %+v", d)
 	}
 	if c.Routes[0].SenderConstraint != "off" || c.Routes[0].DPoPOrigin != "" || c.UsesDPoP() {
@@ -33,6 +34,7 @@ dpop:
   replay_entries: 500
   nonce_secret: {env: TT_NONCE}
   nonce_lifetime: 90s
+  shared_replay_down: local
 `
 	c, err := Parse([]byte(cfg), "/etc/tt")
 	if err != nil {
@@ -40,7 +42,8 @@ dpop:
 	}
 	d, r := c.DPoP, c.Routes[0]
 	if !slices.Equal(d.Algorithms, []string{"EdDSA"}) || d.MaxAge.Duration != 30*time.Second || d.Leeway.Duration != 2*time.Second ||
-		d.ReplayEntries != 500 || d.NonceSecret == nil || d.NonceSecret.Env != "TT_NONCE" || d.NonceLifetime.Duration != 90*time.Second {
+		d.ReplayEntries != 500 || d.NonceSecret == nil || d.NonceSecret.Env != "TT_NONCE" || d.NonceLifetime.Duration != 90*time.Second ||
+		d.SharedReplayDown != DPoPSharedReplayLocal {
 		t.Errorf("dpop = %+v", d)
 	}
 	if r.SenderConstraint != "required" || r.DPoPOrigin != "https://api.example.com" || !c.UsesDPoP() {
@@ -64,6 +67,7 @@ func TestDPoPRefusesBadValues(t *testing.T) {
 		{name: "zero max_age", dpop: "dpop: {max_age: 0s}\n", wantField: "dpop.max_age"},
 		{name: "negative leeway", dpop: "dpop: {leeway: -1s}\n", wantField: "dpop.leeway"},
 		{name: "negative replay_entries", dpop: "dpop: {replay_entries: -1}\n", wantField: "dpop.replay_entries"},
+		{name: "unknown shared_replay_down", dpop: "dpop: {shared_replay_down: allow}\n", wantField: "dpop.shared_replay_down"},
 		{name: "nonce secret with both sources", dpop: "dpop: {nonce_secret: {file: a, env: B}}\n", wantField: "dpop.nonce_secret"},
 	}
 	for _, tt := range tests {

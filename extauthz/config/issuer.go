@@ -60,6 +60,9 @@ type Issuer struct {
 	// Client is tokentailor's own client registration at this issuer, used for
 	// introspection and token exchange.
 	Client *Client `json:"client"`
+	// RevocationPush, when set, accepts token revocations pushed by this
+	// issuer as Security Event Tokens (RFC 8417, RFC 8935).
+	RevocationPush *RevocationPush `json:"revocation_push"`
 }
 
 // Introspection configures RFC 7662 calls.

@@ -75,6 +75,30 @@ func commentedBlocks(data []byte) []byte {
 	return out
 }
 
+// uncommentNested uncomments, in place, the optional blocks documented
+// inside another block: an indented "# key:" line (nothing else on it)
+// and the lines under it that start with the same indentation and "#   ".
+func uncommentNested(data []byte) []byte {
+	var out []byte
+	prefix := ""
+	for line := range strings.Lines(string(data)) {
+		body := strings.TrimLeft(line, " ")
+		indent := line[:len(line)-len(body)]
+		switch {
+		case prefix != "" && strings.HasPrefix(line, prefix+"#   "):
+			line = prefix + line[len(prefix)+2:]
+		case indent != "" && strings.HasPrefix(body, "# ") && len(body) > 2 && body[2] != ' ' &&
+			strings.HasSuffix(strings.TrimRight(body, "\n"), ":") && !strings.Contains(body[2:], " "):
+			prefix = indent
+			line = indent + body[2:]
+		default:
+			prefix = ""
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
 // occurrences walks a YAML file against Config's types.
 func occurrences(t *testing.T, file string) []occurrence {
 	t.Helper()
@@ -83,6 +107,7 @@ func occurrences(t *testing.T, file string) []occurrence {
 		t.Fatal(err)
 	}
 	var doc yamlv3.Node
+	data = uncommentNested(data)
 	if err := yamlv3.Unmarshal(append(data, commentedBlocks(data)...), &doc); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +161,7 @@ func defaults() *Config {
 	c := &Config{
 		Mint:        Mint{Keys: []SigningKey{{}}},
 		SharedCache: &SharedCache{},
-		Issuers:     []Issuer{{Introspection: &Introspection{}, Client: &Client{}, HMACSecret: &Secret{}}},
+		Issuers:     []Issuer{{Introspection: &Introspection{}, Client: &Client{}, HMACSecret: &Secret{}, RevocationPush: &RevocationPush{}}},
 		Routes: []Route{
 			{Match: &Match{}},
 			{Upstream: Upstream{Mode: "exchange"}},

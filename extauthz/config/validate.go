@@ -31,6 +31,9 @@ func (c *Config) problems() []FieldError {
 	c.Credential.validate(&p)
 	c.validateCacheRuntime(&p)
 	c.validateIssuers(&p)
+	for i := range c.Issuers {
+		c.validateRevocationPush(&p, i)
+	}
 	c.validateDPoP(&p)
 	if c.SharedCache != nil {
 		c.validateSharedCache(&p, "shared_cache", c.SharedCache)

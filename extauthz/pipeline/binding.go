@@ -9,6 +9,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/dpop"
 	"github.com/tokentailor/tokentailor/extauthz/mtls"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 )
 
 // dpopHeader is the request header of DPoP proofs (RFC 9449 §4.1), consumed
@@ -67,14 +68,20 @@ func proofs(r *extauthz.Request) []string {
 
 // buildDPoP makes the DPoP verifier of cfg, nil when no route uses DPoP.
 // replay is shared across reloads (Env.DPoPReplay) so a reload does not
-// forget which proofs were seen; nil makes a private one.
-func buildDPoP(cfg *config.Config, replay dpop.ReplayCache, now func() time.Time) (*dpop.Verifier, error) {
+// forget which proofs were seen; nil makes a private one. With a shared
+// cache, proofs are recorded in Redis behind it, so a proof replayed to
+// another replica is refused too (dpop.shared_replay_down says what happens
+// when Redis cannot record one).
+func buildDPoP(cfg *config.Config, replay dpop.ReplayCache, shared *sharedcache.Cache, now func() time.Time) (*dpop.Verifier, error) {
 	if !cfg.UsesDPoP() {
 		return nil, nil
 	}
 	d := cfg.DPoP
 	if replay == nil {
 		replay = dpop.NewMemoryReplay(d.ReplayEntries, now)
+	}
+	if shared != nil {
+		replay = &sharedcache.Replay{Cache: shared, Local: replay, FallBackLocal: d.SharedReplayDown == config.DPoPSharedReplayLocal}
 	}
 	var nonces *dpop.Nonces
 	if d.NonceSecret != nil {

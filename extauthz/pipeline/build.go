@@ -77,7 +77,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 		}
 		st.txn = &txntoken.Source{Minter: tm, RequestIDHeader: cfg.TxnToken.RequestIDHeader}
 	}
-	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Now)
+	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Shared, env.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +87,9 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 		p.Response.ConsumedHeaders = []string{dpopHeader}
 	}
 	if p.routes, err = compileRoutes(cfg, p.Policy, &st, dv, env.Metrics); err != nil {
+		return nil, err
+	}
+	if p.RevocationPush, err = buildRevocationPush(cfg, is.keySets, env); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -31,6 +31,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/secevent"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 )
@@ -50,6 +51,9 @@ type Pipeline struct {
 	Response *response.Builder
 	// Now is the clock.
 	Now func() time.Time
+	// RevocationPush receives revocations pushed as SETs (RFC 8417/8935) by
+	// issuers with revocation_push; nil when none is configured.
+	RevocationPush *secevent.Receiver
 
 	// wallClock is set when Now is time.Now (Env.Now was nil).
 	wallClock bool

@@ -25,6 +25,8 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
 	"github.com/tokentailor/tokentailor/extauthz/upstream"
 )
 
@@ -75,9 +77,16 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 	t.Setenv("TT_NONDEFAULT_SECRET", "secret-of-a")
 	t.Setenv("TT_NONDEFAULT_NONCE", strings.Repeat("n", 40))
 	cfgText := strings.NewReplacer("https://issuer-a.test", a.URL(), "https://issuer-b.test", b.URL()).Replace(string(text))
-	p := buildFrom(t, cfgText, dir, Env{})
+	// A shared cache nothing answers for: revocation_push needs one to be built.
+	shared, err := sharedcache.New(sharedcache.Options{Addresses: []string{redistest.ClosedAddr(t)}, Secret: []byte(strings.Repeat("s", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(shared.Close)
+	p := buildFrom(t, cfgText, dir, Env{Shared: shared})
 
 	rt := p.routes[p.Policy.Route("r-exchange")]
+	push := p.RevocationPush.Transmitters()[0]
 	v := rt.jwt.(*jwtverify.Verifier).Options()
 	in := rt.opaque.(*introspect.Introspector).Options()
 	exA := rt.source.(upstream.Exchange)[a.URL()].(*exchange.Exchanger).Options()
@@ -127,6 +136,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		"routes[1].upstream.exchange":       *exch.Exchange,
 		"routes[2].upstream.embedded_claim": emb.EmbeddedClaim,
 		"routes[3].public":                  p.Policy.Route("r-public").Public,
+		"issuers[0].revocation_push":        []any{push.SETIssuer, push.TokenIssuer, push.Audience, push.MaxAge, push.RevokeFor, push.Leeway, push.Algorithms},
 	}
 	want := map[string]any{
 		"credential":                        credential.Options{Header: "x-token", Scheme: "Token", MaxBytes: 4321, DPoP: true},
@@ -175,6 +185,8 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 		},
 		"routes[2].upstream.embedded_claim": "nested",
 		"routes[3].public":                  true,
+		"issuers[0].revocation_push": []any{"https://ssf.issuer-a.test", a.URL(), []string{"https://tt.nondefault.test/push"},
+			2 * time.Minute, 17 * time.Second, 7 * time.Second, []string{"ES256", "HS256"}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("values built into the components differ from the config (-want +got):\n%s", diff)

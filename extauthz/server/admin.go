@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokentailor/tokentailor/extauthz/config"
 )
 
 // adminHandler serves the admin endpoints:
@@ -18,6 +20,7 @@ import (
 //	/readyz                 keys are loaded and every issuer's JWKS was fetched once;
 //	                        503 from the start of a shutdown's drain
 //	/metrics                Prometheus metrics
+//	/revocations/push       POST: revocations pushed as SETs (RFC 8935), when an issuer has revocation_push
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
@@ -40,6 +43,16 @@ func (s *Server) adminHandler() http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	// Pushed revocations (issuers[].revocation_push), reload-aware: the
+	// current pipeline's receiver answers, 404 when none is configured.
+	mux.HandleFunc(config.RevocationPushPath, func(w http.ResponseWriter, r *http.Request) {
+		rp := s.authz.Pipeline().RevocationPush
+		if rp == nil {
+			http.NotFound(w, r)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
 	if s.authz.Pipeline().Config.Listen.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -56,4 +56,13 @@
 // cut), notices may have been missed: on resubscribing, OnRevoke functions are
 // called with Revocation.All set, and callers drop every local entry that a
 // revocation could concern.
+//
+// # Replay marks
+//
+// Replay records one-time values (DPoP proofs' jti, keyed by
+// dpop.ReplayKey) with SET NX behind a local store: the first replica to
+// record a proof wins and every other one sees it. Unlike a cache miss, a
+// replay mark that cannot be written is not something a replica can decide
+// alone, so by default Add fails with ErrUnavailable (the proof is refused,
+// 503); Replay.FallBackLocal lets the local store decide instead.
 package sharedcache

@@ -21,7 +21,7 @@ func newCollectors(reg prometheus.Registerer) (m *collectors, err error) {
 	m = &collectors{
 		requests: register(reg, &err, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "tokentailor", Name: "shared_cache_requests_total",
-			Help: "Shared cache calls by op (get, set, revoke), kind and result (hit, local_hit, miss, ok, error, breaker_open).",
+			Help: "Shared cache calls by op (get, set, add, revoke), kind and result (hit, local_hit, miss, ok, seen, error, breaker_open).",
 		}, []string{"op", "kind", "result"})),
 		breaker: register(reg, &err, prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "tokentailor", Name: "shared_cache_breaker_state",
