@@ -64,6 +64,8 @@ var (
 	ErrInvalid = fmt.Errorf("%w: invalid Txn-Token", extauthz.ErrInvalidToken)
 	// ErrType: the typ header is not txntoken+jwt.
 	ErrType = fmt.Errorf("%w: typ is not txntoken+jwt", ErrInvalid)
+	// ErrLifetime: exp − iat is longer than MaxTTL.
+	ErrLifetime = fmt.Errorf("%w: lifetime longer than 10m", ErrInvalid)
 	// ErrMissingClaim: a required claim is absent or of the wrong type.
 	ErrMissingClaim = fmt.Errorf("%w: required claim missing", ErrInvalid)
 	// ErrExpired: the Txn-Token's exp has passed.
