@@ -260,6 +260,10 @@ type seen struct {
 	Header    http.Header    `json:"header"`
 	Claims    map[string]any `json:"claims"`
 	VerifyErr string         `json:"verify_err"`
+	// TxnClaims and TxnVerifyErr are the app's verdict on a Txn-Token
+	// header, by verifyTxnToken (go-jose); empty without one.
+	TxnClaims    map[string]any `json:"txn_claims"`
+	TxnVerifyErr string         `json:"txn_verify_err"`
 }
 
 // newApp is an unmodified upstream: it echoes what it got and verifies a
@@ -274,6 +278,18 @@ func newApp(t *testing.T, name, jwksURL, issuer, audience string) *httptest.Serv
 		if r.URL.Path == "/healthz" {
 			_ = json.NewEncoder(w).Encode(s)
 			return
+		}
+		if txn := r.Header.Values("Txn-Token"); nonEmpty(txn) > 0 {
+			s.TxnClaims, s.TxnVerifyErr = nil, "want exactly one Txn-Token header"
+			if len(txn) == 1 {
+				claims, err := verifyTxnToken(r.Context(), client, jwksURL, txn[0])
+				s.TxnClaims = claims
+				if err != nil {
+					s.TxnVerifyErr = err.Error()
+				} else {
+					s.TxnVerifyErr = ""
+				}
+			}
 		}
 		if auth := r.Header.Values("Authorization"); len(auth) == 1 && strings.HasPrefix(auth[0], "Bearer ") {
 			claims, err := verifyWithJWKS(r.Context(), client, jwksURL, strings.TrimPrefix(auth[0], "Bearer "), issuer, audience)

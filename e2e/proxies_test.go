@@ -42,23 +42,28 @@ func TestRealProxyJourneys(t *testing.T) {
 	fronts := []struct {
 		name  string
 		start proxyFront
+		// routesTxn: the front routes the test's /txn path to the app
+		// (the shipped nginx and Caddy files route every path; the shipped
+		// Envoy bootstrap only the example's routes).
+		routesTxn bool
 	}{
 		{name: "envoy-model-grpc", start: envoyModelFront},
-		{name: "nginx", start: nginxFront},
-		{name: "caddy", start: caddyFront},
+		{name: "nginx", start: nginxFront, routesTxn: true},
+		{name: "caddy", start: caddyFront, routesTxn: true},
 	}
 	for _, f := range fronts {
-		t.Run(f.name, func(t *testing.T) { proxyJourneys(t, f.start) })
+		t.Run(f.name, func(t *testing.T) { proxyJourneys(t, f.start, f.routesTxn) })
 	}
 }
 
-func proxyJourneys(t *testing.T, start proxyFront) {
+func proxyJourneys(t *testing.T, start proxyFront, routesTxn bool) {
 	is := authztest.New(t)
 	intro := is.Introspection(t, authztest.WithClientSecret("tokentailor", clientSecret))
 	dir := shortTempDir(t)
 	cfg, tt := exampleConfig(t, "tokentailor-sidecar.yaml", is, dir, true)
 	tt.http = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg = setListen(t, cfg, "http", tt.http)
+	cfg = withTxnRoute(t, cfg)
 	startTokentailor(t, tt, dir, cfg)
 	app := newApp(t, "app", "http://"+tt.admin+"/.well-known/jwks.json", mintIssuer, "orders-api")
 	base := start(t, tt, app.URL)
@@ -86,6 +91,10 @@ func proxyJourneys(t *testing.T, start proxyFront) {
 		wantSub  string
 		// noForged: the app got no Authorization holding forged.
 		noForged bool
+		// txn: the app got a Txn-Token (verified by go-jose) and no Authorization.
+		txn bool
+		// noTxn: the app got no Txn-Token header.
+		noTxn bool
 		// stop stops tokentailor before the request.
 		stop bool
 	}{
@@ -99,6 +108,12 @@ func proxyJourneys(t *testing.T, start proxyFront) {
 		{name: "spoofed internal header stripped on a public route", method: "GET", path: "/docs/intro",
 			header: http.Header{"Authorization": {forged}}, wantStatus: 200, noForged: true},
 		{name: "public route without a token", method: "GET", path: "/docs/intro", wantStatus: 200, noForged: true},
+		{name: "Txn-Token for the upstream, verified by go-jose", method: "GET", path: txnPath + "/7", header: bearer(jwtIn),
+			wantStatus: 200, txn: true, incoming: jwtIn, wantSub: "alice"},
+		{name: "Txn-Token from a phantom token", method: "GET", path: txnPath + "/7", header: bearer(opaque),
+			wantStatus: 200, txn: true, incoming: opaque, wantSub: "bob"},
+		{name: "client-sent Txn-Token stripped on a mint route", method: "GET", path: "/orders/1",
+			header: http.Header{"Authorization": {"Bearer " + jwtIn}, "Txn-Token": {"forged.txn.token"}}, wantStatus: 200, noTxn: true},
 		{name: "spoofed forwarded-request headers do not open a route", method: "GET", path: "/orders",
 			header: http.Header{"X-Forwarded-Uri": {"/docs/x"}, "X-Forwarded-Method": {"GET"},
 				"X-Original-Uri": {"/docs/x"}, "X-Original-Method": {"GET"}, "X-Forwarded-Host": {"evil.example"}},
@@ -107,6 +122,9 @@ func proxyJourneys(t *testing.T, start proxyFront) {
 			wantStatus: 503, stop: true},
 	}
 	for _, tc := range tests {
+		if tc.txn && !routesTxn {
+			continue // the Envoy model's Txn-Token journeys: extauthz/server's tests
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.stop {
 				tt.stop()
@@ -129,6 +147,12 @@ func proxyJourneys(t *testing.T, start proxyFront) {
 				if s.Path != tc.path {
 					t.Errorf("app path = %q, want %q", s.Path, tc.path)
 				}
+			}
+			if tc.txn {
+				checkTxnToken(t, s, tc.wantSub, exp)
+			}
+			if tc.noTxn && nonEmpty(s.Header.Values("Txn-Token")) != 0 {
+				t.Errorf("the app got a client-sent Txn-Token %q", s.Header.Values("Txn-Token"))
 			}
 			if tc.noForged {
 				for _, v := range s.Header.Values("Authorization") {

@@ -43,6 +43,9 @@ type Config struct {
 	// TxnToken configures the Transaction Tokens of routes with upstream
 	// mode txn_token.
 	TxnToken TxnToken `json:"txn_token"`
+	// TxnTokenService, when set, is an external Txn-Token Service asked
+	// instead of minting Txn-Tokens; nil means tokentailor mints them.
+	TxnTokenService *TxnTokenService `json:"txn_token_service"`
 	// DPoP configures the checking of DPoP proofs (RFC 9449) for routes whose
 	// sender_constraint is optional or required.
 	DPoP DPoP `json:"dpop"`
@@ -161,23 +164,6 @@ type Runtime struct {
 	// plus room to work. It is soft: near it the GC runs more often; nothing
 	// fails. It does not count the binary's own pages (≈ 25 MiB resident).
 	MemoryLimit string `json:"memory_limit"`
-}
-
-// TxnToken configures Transaction Tokens (draft-ietf-oauth-transaction-tokens).
-type TxnToken struct {
-	// TrustDomain is the aud of every Txn-Token (required with mode txn_token).
-	TrustDomain string `json:"trust_domain"`
-	// Workload is req_wl, the requesting workload, unless the caller's
-	// certificate names a SPIFFE ID (required with mode txn_token).
-	Workload string `json:"workload"`
-	// TTL is a Txn-Token's lifetime, never beyond the incoming token (default 1m, at most 10m).
-	TTL Duration `json:"ttl"`
-	// Context is tctx: immutable context claims every Txn-Token carries.
-	Context map[string]any `json:"context"`
-	// RequestIDHeader names a request header whose value (1–128 visible
-	// ASCII characters) becomes txn, e.g. x-request-id (Envoy sets it); ""
-	// means a random UUID per token.
-	RequestIDHeader string `json:"request_id_header"`
 }
 
 // DPoP configures DPoP proof checking (RFC 9449).

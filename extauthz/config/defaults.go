@@ -109,6 +109,7 @@ func (c *Config) applyDefaults() {
 	c.Cache.defaults()
 	c.Runtime.defaults()
 	c.applyDPoPDefaults()
+	c.applyTxnTokenDefaults()
 	setDefault(&c.RouteKey, DefaultRouteKey)
 	for i := range c.Issuers {
 		c.Issuers[i].defaults()
@@ -235,6 +236,7 @@ func (r *Route) defaults() {
 			m.Hosts[j] = strings.ToLower(h)
 		}
 	}
+	r.acceptDefaults()
 	r.Upstream.defaults()
 }
 

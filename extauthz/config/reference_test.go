@@ -159,9 +159,10 @@ func markedDeep(n *yamlv3.Node) bool {
 // routes[0] mints, routes[1] exchanges, routes[2] is embedded.
 func defaults() *Config {
 	c := &Config{
-		Mint:        Mint{Keys: []SigningKey{{}}},
-		SharedCache: &SharedCache{},
-		Issuers:     []Issuer{{Introspection: &Introspection{}, Client: &Client{}, HMACSecret: &Secret{}, RevocationPush: &RevocationPush{}}},
+		Mint:            Mint{Keys: []SigningKey{{}}},
+		SharedCache:     &SharedCache{},
+		TxnTokenService: &TxnTokenService{},
+		Issuers:         []Issuer{{Introspection: &Introspection{}, Client: &Client{}, HMACSecret: &Secret{}, RevocationPush: &RevocationPush{}}},
 		Routes: []Route{
 			{Match: &Match{}},
 			{Upstream: Upstream{Mode: "exchange"}},
@@ -281,6 +282,8 @@ func TestNonDefaultConfigSetsEveryField(t *testing.T) {
 	// So are shared_cache's password (env set) and key_secret (file set).
 	nonDefault["shared_cache.password.file"] = true
 	nonDefault["shared_cache.key_secret.env"] = true
+	// txn_token_service.client.secret: env set; file as the issuers'.
+	nonDefault["txn_token_service.client.secret.file"] = true
 	for _, p := range leafPaths(reflect.TypeFor[Config](), "") {
 		if !nonDefault[p] {
 			t.Errorf("%s: %s is not set to a non-default value", nonDefaultConfig, p)

@@ -41,6 +41,9 @@ type Route struct {
 	// empty means Envoy's scheme and :authority. A proof's htu must equal
 	// this origin plus the request path.
 	DPoPOrigin string `json:"dpop_origin"`
+	// Accept is the credential the route takes: access_token (default) or
+	// txn_token (an incoming Txn-Token, see TxnToken).
+	Accept string `json:"accept"`
 	// Upstream says what the upstream gets.
 	Upstream Upstream `json:"upstream"`
 }
@@ -160,6 +163,7 @@ func (c *Config) validateRoutes(p *problems) {
 		f := fmt.Sprintf("routes[%d]", i)
 		c.validateRoute(p, f, &c.Routes[i], names)
 		c.validateRouteIssuers(f, &c.Routes[i], p.add)
+		c.validateRouteAccept(f, &c.Routes[i], p.add)
 	}
 	if c.DefaultRoute != "" && !names[c.DefaultRoute] {
 		p.add("default_route", "%q names no route", c.DefaultRoute)
@@ -269,8 +273,8 @@ func (c *Config) validateMode(p *problems, uf string, u *Upstream) {
 			}
 		}
 	case "txn_token":
-		if c.TxnToken.TrustDomain == "" || c.TxnToken.Workload == "" {
-			p.add(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload")
+		if c.TxnToken.TrustDomain == "" || (c.TxnToken.Workload == "" && c.TxnTokenService == nil) {
+			p.add(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload (or txn_token_service)")
 		}
 		if len(u.Scopes) == 0 {
 			p.add(uf+".scopes", "required for mode txn_token: a Txn-Token's scope is its purpose")

@@ -35,6 +35,7 @@ func (c *Config) problems() []FieldError {
 		c.validateRevocationPush(&p, i)
 	}
 	c.validateDPoP(&p)
+	c.validateTxnToken(&p)
 	if c.SharedCache != nil {
 		c.validateSharedCache(&p, "shared_cache", c.SharedCache)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
-	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 )
 
 // Build builds a pipeline from cfg: loads keys and secrets, sets up the
@@ -67,15 +66,11 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 	if p.Minter != nil {
 		st.mint = p.Minter
 	}
-	if p.Minter != nil && cfg.TxnToken.TrustDomain != "" {
-		tm, err := txntoken.NewMinter(txntoken.MinterOptions{
-			TrustDomain: cfg.TxnToken.TrustDomain, Issuer: cfg.Mint.Issuer, Key: p.Minter.SigningKey(),
-			TTL: cfg.TxnToken.TTL.Duration, Workload: cfg.TxnToken.Workload, Context: cfg.TxnToken.Context, Now: env.Now,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("txn_token: %w", err)
-		}
-		st.txn = &txntoken.Source{Minter: tm, RequestIDHeader: cfg.TxnToken.RequestIDHeader}
+	if st.txnIn, err = buildTxnToken(cfg, env, p.Minter); err != nil {
+		return nil, err
+	}
+	if st.txn = st.txnIn.source; st.txnIn.keySet != nil {
+		p.keySets = append(p.keySets, *st.txnIn.keySet)
 	}
 	dv, err := buildDPoP(cfg, env.DPoPReplay, env.Shared, env.Now)
 	if err != nil {
@@ -147,6 +142,9 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 			var err error
 			if rt.jwt, rt.opaque, err = st.authenticators(accepts); err != nil {
 				errs = append(errs, fmt.Errorf("routes[%d].issuers: %w", i, err))
+			}
+			if err := st.txnIn.acceptTxnToken(rt, c); err != nil {
+				errs = append(errs, fmt.Errorf("routes[%d].%w", i, err))
 			}
 		}
 		if c != nil {

@@ -237,7 +237,11 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 		out.Response = p.Response.AllowPublic(pr.Grant())
 		return out
 	}
-	cred, err := p.Credential.Extract(r)
+	creds := &p.Credential
+	if rt.credential != nil {
+		creds = rt.credential
+	}
+	cred, err := creds.Extract(r)
 	if err != nil {
 		return deny(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/credential"
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/upstream"
@@ -29,6 +30,9 @@ type route struct {
 	// withRequest is set when source reads the request (txn_token): Decide
 	// then puts the request in source's context.
 	withRequest bool
+	// credential finds the route's token when it is not the pipeline's
+	// (accept: txn_token reads the Txn-Token header); nil otherwise.
+	credential *credential.Options
 }
 
 // authenticate validates cred with the authenticator for its kind.
@@ -61,6 +65,8 @@ type stages struct {
 	embedded      extauthz.TokenSource
 	exchange      upstream.Exchange
 	txn           extauthz.TokenSource
+	// txnIn verifies incoming Txn-Tokens (routes with accept: txn_token).
+	txnIn txnStages
 }
 
 // source returns the token source of mode m, or why these stages cannot
@@ -83,7 +89,7 @@ func (s *stages) source(m extauthz.Mode) (extauthz.TokenSource, string) {
 		return upstream.NotOutliving(s.embedded), ""
 	case extauthz.ModeTxnToken:
 		if s.txn == nil {
-			return nil, "needs mint.keys and txn_token"
+			return nil, "needs txn_token.trust_domain and either txn_token.workload with mint.keys, or txn_token_service"
 		}
 		return upstream.NotOutliving(s.txn), ""
 	case extauthz.ModeExchange:

@@ -27,6 +27,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 	"github.com/tokentailor/tokentailor/extauthz/upstream"
 )
 
@@ -76,6 +77,7 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 	t.Setenv("TT_NONDEFAULT_HMAC", strings.Repeat("h", 32))
 	t.Setenv("TT_NONDEFAULT_SECRET", "secret-of-a")
 	t.Setenv("TT_NONDEFAULT_NONCE", strings.Repeat("n", 40))
+	t.Setenv("TT_NONDEFAULT_TTS_SECRET", "secret-of-tts")
 	cfgText := strings.NewReplacer("https://issuer-a.test", a.URL(), "https://issuer-b.test", b.URL()).Replace(string(text))
 	// A shared cache nothing answers for: revocation_push needs one to be built.
 	shared, err := sharedcache.New(sharedcache.Options{Addresses: []string{redistest.ClosedAddr(t)}, Secret: []byte(strings.Repeat("s", 32))})
@@ -190,6 +192,68 @@ func TestEveryFieldReachesItsComponent(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("values built into the components differ from the config (-want +got):\n%s", diff)
+	}
+	checkTxnTokenWiring(t, p, cfgText, dir, a.URL())
+}
+
+// checkTxnTokenWiring checks the txn_token and txn_token_service fields of
+// the non-default config: the TTS client and the verifier from the full
+// config, the minter (which a TTS replaces) from the same config without
+// txn_token_service.
+func checkTxnTokenWiring(t *testing.T, p *Pipeline, cfgText, dir, issuerA string) {
+	t.Helper()
+	rt := p.routes[p.Policy.Route("r-txn")]
+	src := rt.source.(interface{ Unwrap() extauthz.TokenSource }).Unwrap().(*txntoken.Source)
+	vo := rt.jwt.(*txntoken.Authenticator).Verifier.Options()
+	ex := src.Service.Poster().(*exchange.Exchanger).Options()
+	ks := keySetOf(t, p, "txn_token_service")
+	var txnSet *jwks.Set
+	for _, u := range p.keySets {
+		if u.opts.Issuer == "txn_token_service" {
+			txnSet = u.set
+		}
+	}
+	cfg, err := config.Parse([]byte(cfgText), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TxnTokenService = nil
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	local, err := Build(ctx, cfg, Env{KeySets: NewKeySets(ctx)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsrc := local.routes[local.Policy.Route("r-txn")].source.(interface{ Unwrap() extauthz.TokenSource }).Unwrap().(*txntoken.Source)
+	mo := lsrc.Minter.Options()
+	got := map[string]any{
+		"routes[4].accept":                  []any{rt.credential.Header, rt.opaque == nil},
+		"txn_token.trust_domain":            []string{vo.TrustDomain, src.Service.TrustDomain(), mo.TrustDomain},
+		"txn_token.leeway":                  vo.Leeway,
+		"txn_token.jwks_url":                []any{ks.URL, vo.Keys.(txntoken.Keys)[1] == txntoken.KeySource(txnSet)},
+		"txn_token.request_id_header":       []string{src.RequestIDHeader, lsrc.RequestIDHeader},
+		"txn_token.context":                 []any{src.Context, mo.Context},
+		"txn_token.workload, ttl":           []any{mo.Workload, mo.TTL, mo.Key.ID},
+		"txn_token_service.token_endpoint":  ex.TokenEndpoint,
+		"txn_token_service.client":          []string{ex.Auth.Name(), ex.Auth.ClientID()},
+		"txn_token_service.http_timeout":    []time.Duration{ex.Timeout, ex.Client.Timeout, ks.Client.Timeout},
+		"credential.max_bytes (txn tokens)": []int{vo.MaxBytes, rt.credential.MaxBytes},
+	}
+	want := map[string]any{
+		"routes[4].accept":                  []any{"txn-token", true},
+		"txn_token.trust_domain":            []string{"trust.nondefault.test", "trust.nondefault.test", "trust.nondefault.test"},
+		"txn_token.leeway":                  9 * time.Second,
+		"txn_token.jwks_url":                []any{issuerA + "/txn-jwks.json", true},
+		"txn_token.request_id_header":       []string{"x-request-id", "x-request-id"},
+		"txn_token.context":                 []any{map[string]any{"env": "test"}, map[string]any{"env": "test"}},
+		"txn_token.workload, ttl":           []any{"wl-nondefault", 2 * time.Minute, "k-p256"},
+		"txn_token_service.token_endpoint":  issuerA + "/tts",
+		"txn_token_service.client":          []string{"client_secret_post", "tt-tts"},
+		"txn_token_service.http_timeout":    []time.Duration{3 * time.Second, 3 * time.Second, 3 * time.Second},
+		"credential.max_bytes (txn tokens)": []int{4321, 4321},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("txn_token values built into the components differ from the config (-want +got):\n%s", diff)
 	}
 }
 

@@ -47,7 +47,10 @@ type harness struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	mintPub ed25519.PublicKey
-	now     func() time.Time // nil: time.Now
+	// mintPriv is tokentailor's signing key, for tests that forge what only
+	// tokentailor should sign (Txn-Tokens).
+	mintPriv ed25519.PrivateKey
+	now      func() time.Time // nil: time.Now
 }
 
 type syncBuffer struct {
@@ -128,7 +131,7 @@ func startHarness(t *testing.T, cfg string, setup func(*authztest.Issuer), now f
 		setup(h.is)
 	}
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	h.mintPub = pub
+	h.mintPub, h.mintPriv = pub, priv
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
 	h.write("signing.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 	h.write("config.yaml", strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL()))

@@ -86,7 +86,7 @@ func Form(trustDomain string, r Request) (url.Values, error) {
 
 // Obtain sends r to the TTS and returns the verified Txn-Token. notAfter is
 // the incoming token's exp: a Txn-Token that outlives it is refused
-// (ErrOutlives), as are a Txn-Token with a scope not requested (never
+// (ErrServiceOutlives), as are a Txn-Token with a scope not requested (never
 // wider than asked), answers whose issued_token_type is not a Txn-Token
 // or whose token fails verification (extauthz.ErrExchangeRefused). Transport
 // and server failures are extauthz.ErrIssuerUnavailable (503).
@@ -103,14 +103,19 @@ func (s *Service) Obtain(ctx context.Context, r Request, notAfter time.Time) (*T
 		return nil, fmt.Errorf("%w: the TTS issued %q, not a Txn-Token", extauthz.ErrExchangeRefused, resp.IssuedTokenType)
 	}
 	tok, err := s.verifier.Verify(ctx, resp.AccessToken)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the TTS's Txn-Token does not verify: %w", extauthz.ErrExchangeRefused, err)
+	switch {
+	case errors.Is(err, extauthz.ErrKeysUnavailable):
+		return nil, err // the TTS's JWKS cannot be had: 503, as for any issuer
+	case err != nil:
+		// The TTS's fault, not the client's: never a 401 that would tell
+		// the client to get a new token.
+		return nil, fmt.Errorf("%w: the TTS's Txn-Token does not verify (%v)", extauthz.ErrExchangeRefused, err)
 	}
 	if len(narrow(tok.Scopes, r.Scopes)) != len(tok.Scopes) {
 		return nil, fmt.Errorf("%w: the TTS's Txn-Token has scopes that were not requested", extauthz.ErrExchangeRefused)
 	}
 	if !notAfter.IsZero() && tok.ExpiresAt.After(notAfter) {
-		return nil, ErrOutlives
+		return nil, ErrServiceOutlives
 	}
 	return tok, nil
 }

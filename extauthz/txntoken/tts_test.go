@@ -94,7 +94,7 @@ func TestServiceObtain(t *testing.T) {
 		{name: "issued and verified", answer: double.issue(TokenType, 0, "")},
 		{name: "another token type", answer: double.issue(exchange.TokenTypeAccessToken, 0, ""), wantErr: extauthz.ErrExchangeRefused},
 		{name: "wider scope than asked", answer: double.issue(TokenType, 0, "admin"), wantErr: extauthz.ErrExchangeRefused},
-		{name: "outlives the incoming token", answer: double.issue(TokenType, 0, ""), notAfter: testNow.Add(30 * time.Second), wantErr: ErrOutlives},
+		{name: "outlives the incoming token", answer: double.issue(TokenType, 0, ""), notAfter: testNow.Add(30 * time.Second), wantErr: ErrServiceOutlives},
 		{name: "signed by a key the TTS JWKS lacks", answer: func(f url.Values) (int, any) {
 			m := newMinter(t, newKey(t, "ES256"), nil)
 			tok, _ := m.Mint(context.Background(), Input{Subject: "alice", Scopes: []string{"orders:read"}})

@@ -20,7 +20,8 @@
 //     TTS outlive the presented token; tokentailor keeps its invariant that
 //     no upstream token outlives the client's, and a narrowed Txn-Token never
 //     outlives the one it replaces. A Txn-Token from an external TTS that
-//     outlives the incoming token is refused for the same reason.
+//     outlives the incoming token is refused for the same reason (403:
+//     the TTS's doing, not the client's).
 //   - txn is a random UUID, or the incoming request id (e.g. Envoy's
 //     x-request-id) when configured and well-formed, so logs of the whole
 //     chain share one id.
@@ -64,6 +65,8 @@ var (
 	ErrInvalid = fmt.Errorf("%w: invalid Txn-Token", extauthz.ErrInvalidToken)
 	// ErrType: the typ header is not txntoken+jwt.
 	ErrType = fmt.Errorf("%w: typ is not txntoken+jwt", ErrInvalid)
+	// ErrLifetime: exp − iat is longer than MaxTTL.
+	ErrLifetime = fmt.Errorf("%w: lifetime longer than 10m", ErrInvalid)
 	// ErrMissingClaim: a required claim is absent or of the wrong type.
 	ErrMissingClaim = fmt.Errorf("%w: required claim missing", ErrInvalid)
 	// ErrExpired: the Txn-Token's exp has passed.
@@ -72,9 +75,11 @@ var (
 	ErrWrongTrustDomain = fmt.Errorf("%w: Txn-Token for another trust domain", extauthz.ErrWrongAudience)
 	// ErrNoScope: narrowing leaves no scope, and a Txn-Token must have one.
 	ErrNoScope = fmt.Errorf("%w: no scope left for a Txn-Token", extauthz.ErrInsufficientScope)
-	// ErrOutlives: the incoming token has expired, or an external TTS issued
-	// a Txn-Token that outlives it.
+	// ErrOutlives: the incoming token has expired.
 	ErrOutlives = fmt.Errorf("%w: Txn-Token would outlive the incoming token", extauthz.ErrTokenExpired)
+	// ErrServiceOutlives: an external TTS issued a Txn-Token that outlives
+	// the incoming token (the TTS's doing: 403, not 401).
+	ErrServiceOutlives = fmt.Errorf("%w: the TTS's Txn-Token would outlive the incoming token", extauthz.ErrExchangeRefused)
 )
 
 // Token is a verified Txn-Token.

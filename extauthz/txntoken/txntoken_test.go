@@ -218,6 +218,7 @@ func TestVerifyEveryRule(t *testing.T) {
 		{name: "expired", mutate: func(c jwt.MapClaims) { c["exp"] = testNow.Add(-time.Minute).Unix() }, wantErr: ErrExpired},
 		{name: "no exp", mutate: func(c jwt.MapClaims) { delete(c, "exp") }, wantErr: ErrMissingClaim},
 		{name: "iat in the future", mutate: func(c jwt.MapClaims) { c["iat"] = testNow.Add(time.Minute).Unix() }, wantErr: ErrInvalid},
+		{name: "lives longer than MaxTTL", mutate: func(c jwt.MapClaims) { c["exp"] = testNow.Add(MaxTTL + time.Second).Unix() }, wantErr: ErrLifetime},
 		{name: "no iat", mutate: func(c jwt.MapClaims) { delete(c, "iat") }, wantErr: ErrMissingClaim},
 		{name: "no txn", mutate: func(c jwt.MapClaims) { delete(c, "txn") }, wantErr: ErrMissingClaim},
 		{name: "no sub", mutate: func(c jwt.MapClaims) { delete(c, "sub") }, wantErr: ErrMissingClaim},

@@ -119,7 +119,7 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 // Verify checks raw, the value of a Txn-Token header: size, typ, alg
 // allowlist, signature with Keys, aud = the trust domain, exp, iat, and the
 // required claims txn, sub, scope and req_wl (strings), tctx and rctx
-// (objects when present). Errors never contain the token.
+// (objects when present), and a lifetime (exp − iat) of at most MaxTTL. Errors never contain the token.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 	if raw == "" || len(raw) > v.opts.MaxBytes {
 		return nil, fmt.Errorf("%w: empty or too large", ErrInvalid)
@@ -153,7 +153,17 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 	default:
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, errorKind(err))
 	}
-	return tokenOf(raw, claims)
+	t, err := tokenOf(raw, claims)
+	if err != nil {
+		return nil, err
+	}
+	// iat is in the past (WithIssuedAt, within Leeway); a Txn-Token that
+	// claims to live longer than MaxTTL is not the short-lived token the
+	// draft (§Txn-Token Lifetime, "minutes or less") describes.
+	if t.ExpiresAt.Sub(t.IssuedAt) > MaxTTL {
+		return nil, ErrLifetime
+	}
+	return t, nil
 }
 
 // errorKind keeps golang-jwt's sentinel (never its message, which may quote

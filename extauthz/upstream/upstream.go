@@ -137,6 +137,9 @@ func NotOutliving(src extauthz.TokenSource) extauthz.TokenSource {
 
 type notOutliving struct{ src extauthz.TokenSource }
 
+// Unwrap returns the source held to the rule, for tests and tools.
+func (n notOutliving) Unwrap() extauthz.TokenSource { return n.src }
+
 func (n notOutliving) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.Grant) (extauthz.Token, error) {
 	tok, err := n.src.Token(ctx, p, g)
 	if err != nil {
