@@ -109,6 +109,7 @@ func (c *Config) applyDefaults() {
 	c.Cache.defaults()
 	c.Runtime.defaults()
 	c.applyDPoPDefaults()
+	c.Tracing.defaults()
 	setDefault(&c.RouteKey, DefaultRouteKey)
 	for i := range c.Issuers {
 		c.Issuers[i].defaults()

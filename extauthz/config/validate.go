@@ -41,6 +41,7 @@ func (c *Config) problems() []FieldError {
 	c.validateCacheRuntime(&p)
 	c.validateIssuers(&p)
 	c.validateDPoP(&p)
+	c.validateTracing(&p)
 	if c.SharedCache != nil {
 		c.validateSharedCache(&p, "shared_cache", c.SharedCache)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/request"
+	"github.com/tokentailor/tokentailor/extauthz/tracing"
 )
 
 // Authz implements envoy.service.auth.v3.Authorization on the current Pipeline.
@@ -35,6 +36,7 @@ type Authz struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	denyLog *logsample.Sampler // thins deny lines per reason; metrics count them all
+	tracer  *tracing.Tracer    // nil when tracing is off
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
@@ -87,6 +89,9 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 // decide runs r down the current pipeline and records the outcome: the one
 // path shared by the gRPC and the HTTP front ends.
 func (a *Authz) decide(ctx context.Context, r *extauthz.Request, start time.Time) pipeline.Outcome {
+	if a.tracer != nil {
+		return a.decideTraced(ctx, r, start)
+	}
 	out := a.pipe.Load().Decide(ctx, r)
 	a.record(&out, time.Since(start))
 	return out
