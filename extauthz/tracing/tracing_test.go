@@ -99,7 +99,7 @@ func TestResolveEnvironmentWins(t *testing.T) {
 			Attributes: map[string]string{"service.name": "from-file", "team": "auth"}, TLSFromEnv: true},
 	}, {
 		name: "the signal's variable wins over the generic one", tracing: file,
-		env:  map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
+		env: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
 		want: Settings{Protocol: "http/protobuf", Endpoint: "https://127.0.0.1:4318/v1/traces", Ratio: 0.5,
 			Attributes: map[string]string{"service.name": "from-file", "team": "auth"}, CAFile: "/etc/tt/ca.pem"},
 	}, {
