@@ -47,11 +47,13 @@ var ErrTracing = errors.New("tracing")
 type Tracer struct {
 	provider *sdktrace.TracerProvider
 	tracer   trace.Tracer
-	// extract reads the incoming trace context: B3 then W3C (W3C wins
-	// when a request carries both).
-	extract propagation.TextMapPropagator
-	// inject writes the trace context into calls to issuers: W3C only.
-	inject propagation.TextMapPropagator
+	// w3c reads W3C trace context and writes it into calls to issuers.
+	w3c propagation.TraceContext
+	// b3 reads B3 trace context, single or multi header; W3C wins when a
+	// request carries both.
+	b3 propagation.TextMapPropagator
+	// server is the span kind option of every Check span, made once.
+	server trace.SpanStartOption
 }
 
 // Options are what New takes besides the config.
@@ -201,8 +203,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Tracer, error)
 	return &Tracer{
 		provider: tp,
 		tracer:   tp.Tracer(ScopeName),
-		extract:  propagation.NewCompositeTextMapPropagator(b3.New(), propagation.TraceContext{}),
-		inject:   propagation.TraceContext{},
+		b3:       b3.New(),
+		server:   trace.WithSpanKind(trace.SpanKindServer),
 	}, nil
 }
 
@@ -314,7 +316,7 @@ func (t *Tracer) Transport(rt http.RoundTripper) http.RoundTripper {
 	}
 	return otelhttp.NewTransport(rt,
 		otelhttp.WithTracerProvider(t.provider),
-		otelhttp.WithPropagators(t.inject),
+		otelhttp.WithPropagators(t.w3c),
 	)
 }
 
@@ -322,8 +324,16 @@ func (t *Tracer) Transport(rt http.RoundTripper) http.RoundTripper {
 // context in headers (lower-case names, as Envoy sends them); it returns
 // ctx with the span.
 func (t *Tracer) Start(ctx context.Context, name string, headers map[string]string, start time.Time) (context.Context, trace.Span) {
-	ctx = t.extract.Extract(ctx, propagation.MapCarrier(headers))
-	return t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	carrier := propagation.MapCarrier(headers)
+	// B3 is asked only when its headers are there: its extractor costs
+	// two context values per request even when it finds nothing.
+	if _, ok := headers["b3"]; ok {
+		ctx = t.b3.Extract(ctx, carrier)
+	} else if _, ok := headers["x-b3-traceid"]; ok {
+		ctx = t.b3.Extract(ctx, carrier)
+	}
+	ctx = t.w3c.Extract(ctx, carrier)
+	return t.tracer.Start(ctx, name, t.server, trace.WithTimestamp(start))
 }
 
 // Flush sends the spans queued so far and returns once they are sent or

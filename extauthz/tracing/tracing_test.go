@@ -19,7 +19,7 @@ import (
 
 // parse builds a config from the tracing block text (under a minimal
 // valid config).
-func parse(t *testing.T, tracing string) *config.Config {
+func parse(t testing.TB, tracing string) *config.Config {
 	t.Helper()
 	text := "listen: {grpc: 127.0.0.1:0}\nroutes: [{name: p, public: true}]\ntracing:\n" + tracing
 	cfg, err := config.Parse([]byte(text), "/etc/tt")
