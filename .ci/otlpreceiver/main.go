@@ -6,12 +6,16 @@
 //
 // It prints one line "grpc=HOST:PORT http=HOST:PORT" once both listen, then
 // every batch of spans it receives as one line of OTLP JSON, until stdin
-// closes or it is killed.
+// closes or it is killed. -grpc and -http choose the addresses (default: free
+// loopback ports), e.g. for README "Tracing":
+//
+//	otlpreceiver -grpc 127.0.0.1:4317 -http 127.0.0.1:4318
 package main
 
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -45,22 +49,26 @@ func freeAddr() (string, error) {
 }
 
 func run() error {
-	grpcAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	httpAddr, err := freeAddr()
-	if err != nil {
-		return err
+	grpcAddr := flag.String("grpc", "", "OTLP/gRPC address (default: a free 127.0.0.1 port)")
+	httpAddr := flag.String("http", "", "OTLP/HTTP address (default: a free 127.0.0.1 port)")
+	flag.Parse()
+	for _, a := range []*string{grpcAddr, httpAddr} {
+		if *a == "" {
+			free, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			*a = free
+		}
 	}
 	f := otlpreceiver.NewFactory()
 	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
 	// Both protocols are defaults that only a config file turns on:
 	// take the defaults and turn them on here.
 	g := cfg.Protocols.GRPC.GetOrInsertDefault()
-	g.NetAddr.Endpoint = grpcAddr
+	g.NetAddr.Endpoint = *grpcAddr
 	h := cfg.Protocols.HTTP.GetOrInsertDefault()
-	h.ServerConfig.NetAddr.Endpoint = httpAddr
+	h.ServerConfig.NetAddr.Endpoint = *httpAddr
 	cfg.Protocols.GRPC = configoptional.Some(*g)
 	cfg.Protocols.HTTP = configoptional.Some(*h)
 
@@ -89,7 +97,7 @@ func run() error {
 		return err
 	}
 	mu.Lock()
-	fmt.Fprintf(out, "grpc=%s http=%s\n", grpcAddr, httpAddr)
+	fmt.Fprintf(out, "grpc=%s http=%s\n", *grpcAddr, *httpAddr)
 	out.Flush()
 	mu.Unlock()
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the test closes stdin

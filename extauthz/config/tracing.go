@@ -14,8 +14,9 @@ import (
 // injects them into every pod is obeyed; see README "Tracing". Read at
 // start only.
 type Tracing struct {
-	// Enabled turns tracing on (default false). OTEL_SDK_DISABLED=true or
-	// OTEL_TRACES_EXPORTER=none turn it off again.
+	// Enabled turns tracing on (default false). OTEL_TRACES_EXPORTER=otlp
+	// turns it on too; OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none
+	// turn it off.
 	Enabled bool `json:"enabled"`
 	// Endpoint is the collector's OTLP URL: http:// (plaintext) or https://,
 	// e.g. "http://127.0.0.1:4318" (http/protobuf; an empty path means

@@ -92,8 +92,11 @@ type Settings struct {
 	TLSFromEnv bool
 }
 
-// Enabled reports whether cfg and the environment turn tracing on: the
-// file's enabled, unless OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none.
+// Enabled reports whether cfg and the environment turn tracing on. Like
+// every other setting, the environment wins: OTEL_SDK_DISABLED=true or
+// OTEL_TRACES_EXPORTER=none turn it off, OTEL_TRACES_EXPORTER=otlp on;
+// otherwise the file's enabled decides (other exporters than otlp are not
+// offered, and their names change nothing).
 func Enabled(cfg *config.Config, getenv func(string) string) bool {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -101,8 +104,11 @@ func Enabled(cfg *config.Config, getenv func(string) string) bool {
 	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
 		return false
 	}
-	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")), "none") {
+	switch strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER"))) {
+	case "none":
 		return false
+	case "otlp":
+		return true
 	}
 	return cfg.Tracing.Enabled
 }

@@ -32,8 +32,8 @@ func parse(t testing.TB, tracing string) *config.Config {
 // envOf is a getenv over m.
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
-// TestEnabled: the file turns tracing on; the standard variables turn it
-// off again, never on.
+// TestEnabled: the file turns tracing on or off; the standard variables,
+// when set, win.
 func TestEnabled(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -45,7 +45,9 @@ func TestEnabled(t *testing.T) {
 		{name: "on in the file", enabled: true, want: true},
 		{name: "OTEL_SDK_DISABLED wins", enabled: true, env: map[string]string{"OTEL_SDK_DISABLED": "TRUE"}, want: false},
 		{name: "OTEL_TRACES_EXPORTER=none wins", enabled: true, env: map[string]string{"OTEL_TRACES_EXPORTER": "none"}, want: false},
-		{name: "OTEL_TRACES_EXPORTER=otlp does not turn it on", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, want: false},
+		{name: "OTEL_TRACES_EXPORTER=otlp turns it on", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, want: true},
+		{name: "OTEL_SDK_DISABLED wins over OTEL_TRACES_EXPORTER", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}, want: false},
+		{name: "another exporter's name changes nothing", enabled: true, env: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, want: true},
 		{name: "OTEL_SDK_DISABLED=false changes nothing", enabled: true, env: map[string]string{"OTEL_SDK_DISABLED": "false"}, want: true},
 	}
 	for _, tt := range tests {
