@@ -732,6 +732,7 @@ func TestRestartSettings(t *testing.T) {
 		{"gc_percent", "96Mi", func(c *config.Config) { c.Runtime.GCPercent = 200 }, true},
 		{"memory_limit", "96Mi", func(c *config.Config) { c.Runtime.MemoryLimit = "128Mi" }, true},
 		{"log format", "96Mi", func(c *config.Config) { c.Log.Format = "text" }, true},
+		{"tracing", "96Mi", func(c *config.Config) { c.Tracing.Enabled = true }, true},
 	}
 	for _, tc := range tests {
 		cfg := func() *config.Config {

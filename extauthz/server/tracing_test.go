@@ -248,3 +248,21 @@ func TestTracingOffBuildsNoTracer(t *testing.T) {
 		t.Fatalf("%d spans exported with tracing off", n)
 	}
 }
+
+// TestHTTPListenerChecksAreTracedToo: a forward_auth request's trace
+// context (here B3 multi header, as nginx or Caddy pass on) parents its
+// Check span as Envoy's does over gRPC.
+func TestHTTPListenerChecksAreTracedToo(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	h := startHarnessWith(t, httpConfig+"tracing: {enabled: true}\n", nil, nil, func(o *Options) { o.SpanExporter = exp })
+	h.waitReady()
+	r := h.forwardAuth("GET", "/orders/1", map[string]string{"authorization": "Bearer " + h.token(nil),
+		"x-b3-traceid": b3mTrace, "x-b3-spanid": b3mParent, "x-b3-sampled": "1"})
+	if r.StatusCode != 200 {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	check, _ := traceOf(t, exp, b3mTrace)
+	if got := attrs(check.Attributes); check.Parent.SpanID().String() != b3mParent || got["tokentailor.decision"] != "allow" || got["tokentailor.route"] != "orders" {
+		t.Fatalf("Check span: parent %s, attributes %v", check.Parent.SpanID(), got)
+	}
+}
