@@ -11,6 +11,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/cache"
 	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/logsample"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/tracing"
 )
@@ -87,14 +88,19 @@ func outcomeAttributes(out *pipeline.Outcome, lookups []cache.Lookup) []attribut
 
 // startTracing builds the process's tracer from cfg's tracing block and the
 // OTEL_* environment (nil when off). The OTel SDK reports export failures
-// only to its process-wide error handler: they go to the server's log.
+// only to its process-wide error handler: they go to the server's log, one
+// line a minute at most (a collector that is down fails every batch).
 func (s *Server) startTracing(ctx context.Context, cfg *config.Config) (*tracing.Tracer, error) {
 	t, err := tracing.New(ctx, cfg, tracing.Options{Exporter: s.opts.SpanExporter, Logger: s.log})
 	if err != nil || t == nil {
 		return nil, err
 	}
-	log := s.log
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: spans not exported", "error", err) }))
+	log, lines := s.log, logsample.New(1, time.Minute, time.Now)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		if ok, suppressed := lines.Admit("tracing"); ok {
+			log.Warn("tracing: spans not exported", "error", err, "suppressed", suppressed)
+		}
+	}))
 	return t, nil
 }
 

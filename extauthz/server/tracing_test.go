@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.opentelemetry.io/otel/attribute"
@@ -264,5 +265,28 @@ func TestHTTPListenerChecksAreTracedToo(t *testing.T) {
 	check, _ := traceOf(t, exp, b3mTrace)
 	if got := attrs(check.Attributes); check.Parent.SpanID().String() != b3mParent || got["tokentailor.decision"] != "allow" || got["tokentailor.route"] != "orders" {
 		t.Fatalf("Check span: parent %s, attributes %v", check.Parent.SpanID(), got)
+	}
+}
+
+// TestUnreachableCollectorCostsNoCheck: with nothing listening at the
+// endpoint, Checks are answered as ever and the failed exports are logged.
+func TestUnreachableCollectorCostsNoCheck(t *testing.T) {
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "200")
+	h := newHarness(t, baseConfig+"tracing: {enabled: true, endpoint: 'http://127.0.0.1:1'}\n")
+	for range 3 {
+		start := time.Now()
+		if st := httpStatus(h.check("GET", "/orders/1", bearer(h.token(nil)))); st != 200 {
+			t.Fatalf("status %d", st)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("a Check took %v with the collector down", d)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.logs.String(), "tracing: spans not exported"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line about the failed export:\n%s", h.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
