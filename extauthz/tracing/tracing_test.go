@@ -304,3 +304,33 @@ func names(spans tracetest.SpanStubs) []string {
 	}
 	return out
 }
+
+// TestResourceEnvironmentWinsKeyByKey: OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES win over the file's resource_attributes, each
+// key alone; the file's other keys stay.
+func TestResourceEnvironmentWinsKeyByKey(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "from-env")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "team=env-team")
+	exp := tracetest.NewInMemoryExporter()
+	cfg := parse(t, "  enabled: true\n  resource_attributes: {service.name: from-file, team: file-team, region: eu}\n")
+	tr, err := New(context.Background(), cfg, Options{Exporter: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	_, span := tr.Start(context.Background(), "check", nil, time.Now())
+	span.End()
+	spans := exp.GetSpans()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	got := map[string]string{}
+	for _, a := range spans[0].Resource.Attributes() {
+		got[string(a.Key)] = a.Value.Emit()
+	}
+	for k, v := range map[string]string{"service.name": "from-env", "team": "env-team", "region": "eu", "telemetry.sdk.language": "go"} {
+		if got[k] != v {
+			t.Errorf("resource %s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+}
