@@ -46,7 +46,7 @@ func checkConfigCmd(ctx context.Context, args []string) int {
 		// without listening.
 		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 		defer cancel()
-		failed := reachIssuers(ctx, os.Stdout, cfg, nil)
+		failed := reachIssuers(ctx, os.Stdout, cfg, nil) + checkTracing(ctx, os.Stdout, cfg)
 		ks := pipeline.NewKeySets(ctx)
 		p, err := pipeline.Build(ctx, cfg, pipeline.Env{KeySets: ks})
 		if err == nil {
@@ -59,7 +59,7 @@ func checkConfigCmd(ctx context.Context, args []string) int {
 			return 1
 		}
 		if failed > 0 {
-			fmt.Fprintf(os.Stderr, "%s: %d issuer check(s) failed\n", name, failed)
+			fmt.Fprintf(os.Stderr, "%s: %d check(s) failed\n", name, failed)
 			return 1
 		}
 	}

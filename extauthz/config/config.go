@@ -49,6 +49,8 @@ type Config struct {
 	// DPoP configures the checking of DPoP proofs (RFC 9449) for routes whose
 	// sender_constraint is optional or required.
 	DPoP DPoP `json:"dpop"`
+	// Tracing exports OpenTelemetry spans of Checks (tracing.go); off by default.
+	Tracing Tracing `json:"tracing"`
 	// Routes are tried in order when the request names no route; first match wins.
 	Routes []Route `json:"routes"`
 	// DefaultRoute names the route used when none matches; empty means deny.

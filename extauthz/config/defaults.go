@@ -110,6 +110,7 @@ func (c *Config) applyDefaults() {
 	c.Runtime.defaults()
 	c.applyDPoPDefaults()
 	c.applyTxnTokenDefaults()
+	c.Tracing.defaults()
 	setDefault(&c.RouteKey, DefaultRouteKey)
 	for i := range c.Issuers {
 		c.Issuers[i].defaults()

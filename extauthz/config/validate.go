@@ -36,6 +36,7 @@ func (c *Config) problems() []FieldError {
 	}
 	c.validateDPoP(&p)
 	c.validateTxnToken(&p)
+	c.validateTracing(&p)
 	if c.SharedCache != nil {
 		c.validateSharedCache(&p, "shared_cache", c.SharedCache)
 	}

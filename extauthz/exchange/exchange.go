@@ -81,7 +81,7 @@ func (e *Exchanger) Token(ctx context.Context, p *extauthz.Principal, g *extauth
 	if err != nil {
 		return extauthz.Token{}, err
 	}
-	if c, ok := e.cache.Get(req.key); ok && now.Before(c.renewAt) {
+	if c, ok := e.cache.Lookup(ctx, req.key); ok && now.Before(c.renewAt) {
 		return c.tok, nil
 	}
 	actor := g.Exchange != nil && g.Exchange.Actor

@@ -23,7 +23,9 @@ type entry struct {
 // lookup returns the cached entry for key or introspects raw, sharing the call
 // with concurrent lookups of the same key.
 func (i *Introspector) lookup(ctx context.Context, key, raw string) (entry, error) {
-	if e, ok := i.cached(key); ok {
+	e, ok := i.cached(key)
+	cache.Note(ctx, "introspection", ok)
+	if ok {
 		return e, nil
 	}
 	ch := i.group.DoChan(key, func() (any, error) {

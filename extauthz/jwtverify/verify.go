@@ -293,7 +293,7 @@ func (v *Verifier) verify(ctx context.Context, cred extauthz.Credential, audienc
 	if now.IsZero() {
 		now = v.now()
 	}
-	if e, ok := v.cache.Get(key); ok && now.Before(e.exp) {
+	if e, ok := v.cache.Lookup(ctx, key); ok && now.Before(e.exp) {
 		p := *e.p // share the claims and lists; the credential is this request's
 		p.Credential = cred
 		return &p, nil

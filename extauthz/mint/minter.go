@@ -147,7 +147,7 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 		kb := appendCacheKey(arr[:0], p, g)
 		// The lookup reads the key in place; only a miss, which stores it,
 		// copies it into a string of its own.
-		if c, ok := m.cache.Get(unsafe.String(unsafe.SliceData(kb), len(kb))); ok && now.Before(c.renewAt) && now.Before(c.tok.ExpiresAt) {
+		if c, ok := m.cache.Lookup(ctx, unsafe.String(unsafe.SliceData(kb), len(kb))); ok && now.Before(c.renewAt) && now.Before(c.tok.ExpiresAt) {
 			return c.tok, nil
 		}
 		key = string(kb)

@@ -24,6 +24,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/request"
+	"github.com/tokentailor/tokentailor/extauthz/tracing"
 )
 
 // Authz implements envoy.service.auth.v3.Authorization on the current Pipeline.
@@ -34,6 +35,7 @@ type Authz struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	denyLog *logsample.Sampler // thins deny lines per reason; metrics count them all
+	tracer  *tracing.Tracer    // nil when tracing is off
 }
 
 var _ authv3.AuthorizationServer = (*Authz)(nil)
@@ -88,6 +90,9 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 func (a *Authz) decide(ctx context.Context, r *extauthz.Request, start time.Time) pipeline.Outcome {
 	p := a.pipe.Load()
 	r.Time = p.RequestTime(start)
+	if a.tracer != nil {
+		return a.decideTraced(ctx, p, r, start)
+	}
 	out := p.Decide(ctx, r)
 	a.record(&out, time.Since(start))
 	return out

@@ -94,7 +94,7 @@ func (s *Server) swap(p *pipeline.Pipeline) {
 	s.log.Info("config reloaded", "routes", len(cfg.Routes), "signing_key", signingKey(p), "previous_signing_key", signingKey(old))
 	logConfigWarnings(s.log, cfg)
 	if restartSettings(cfg) != s.restartSum {
-		s.log.Warn("listen addresses, trusted proxies, pprof, log format or runtime settings changed: they take effect on restart only")
+		s.log.Warn("listen addresses, trusted proxies, pprof, log format, runtime or tracing settings changed: they take effect on restart only")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -23,6 +24,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/metrics"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
+	"github.com/tokentailor/tokentailor/extauthz/tracing"
 )
 
 // Options configures a Server.
@@ -48,6 +50,9 @@ type Options struct {
 	Settle time.Duration
 	// AdminMux, when set, gets extra handlers (dev mode's issuer).
 	AdminMux func(*http.ServeMux)
+	// SpanExporter, when set and tracing is on, receives the spans instead
+	// of the OTLP exporter of the config (tests).
+	SpanExporter sdktrace.SpanExporter
 	// TuneRuntime applies the config's runtime section (GC target and soft
 	// memory limit) to this process. Commands set it; tests, which share one
 	// process among many servers, do not.
@@ -68,6 +73,8 @@ type Server struct {
 	// shared outlives reloads too: connections and client-side copies are
 	// the process's (shared_cache; nil when off).
 	shared *sharedcache.Cache
+	// tracer is tracing's, for the process (nil when off; tracing.go).
+	tracer *tracing.Tracer
 	authz  *Authz
 	health *health.Server
 	grpc   *grpc.Server
@@ -90,7 +97,7 @@ type Server struct {
 
 // New loads the config, builds the first pipeline and binds every listener.
 // It fails, binding nothing, on a bad config or unloadable keys.
-func New(ctx context.Context, opts Options) (*Server, error) {
+func New(ctx context.Context, opts Options) (_ *Server, err error) {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 10 * time.Second
 	}
@@ -99,7 +106,6 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	cfg := opts.Config
 	if cfg == nil {
-		var err error
 		if cfg, err = config.Load(opts.ConfigPath); err != nil {
 			return nil, err
 		}
@@ -118,6 +124,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.metrics = metrics.New(s.registry)
 	s.keySets = pipeline.NewKeySets(context.WithoutCancel(ctx))
 	s.dpopReplay = dpop.NewMemoryReplay(cfg.DPoP.ReplayEntries, s.opts.Env.Now)
+	if s.tracer, err = s.startTracing(ctx, cfg); err != nil {
+		s.keySets.Close()
+		return nil, err
+	}
+	defer func() { s.stopTracingIf(err) }()
 	shared, err := sharedcache.FromConfig(cfg, s.log, s.registry)
 	if err != nil {
 		s.keySets.Close()
@@ -144,6 +155,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.lastSum = s.sum(cfg)
 	s.restartSum = restartSettings(cfg)
 	s.authz = NewAuthz(p, s.log, s.metrics)
+	s.authz.tracer = s.tracer
 	if s.adminLn != nil {
 		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	}
@@ -179,6 +191,7 @@ func (s *Server) env() pipeline.Env {
 	env.Logger = s.log
 	env.Metrics = s.metrics
 	env.KeySets = s.keySets
+	env.Transport = s.tracer.Transport(env.Transport)
 	if env.DPoPReplay == nil {
 		env.DPoPReplay = s.dpopReplay
 	}

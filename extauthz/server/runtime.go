@@ -18,7 +18,7 @@ func restartSettings(cfg *config.Config) string {
 	// takes effect on reload, but the "auto" limit derived from it does not.
 	limit, _ := cfg.Runtime.Limit(cfg.Cache.MaxEntries)
 	return fmt.Sprint(l.GRPC, "|", l.Socket, "|", l.Admin, "|", l.Pprof, "|", l.HTTP, "|", l.HTTPSocket, "|", l.HTTPTrustedProxies, "|",
-		cfg.Log.Format, "|", cfg.Runtime.GCPercent, "|", limit)
+		cfg.Log.Format, "|", cfg.Runtime.GCPercent, "|", limit, "|", cfg.Tracing.Key())
 }
 
 // tuneRuntime sets the GC target and the soft memory limit of cfg.Runtime,

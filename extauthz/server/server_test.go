@@ -126,6 +126,12 @@ func newHarnessClock(t *testing.T, cfg string, setup func(*authztest.Issuer), no
 // startHarness starts the server without waiting for it to be ready.
 func startHarness(t *testing.T, cfg string, setup func(*authztest.Issuer), now func() time.Time) *harness {
 	t.Helper()
+	return startHarnessWith(t, cfg, setup, now, nil)
+}
+
+// startHarnessWith is startHarness with opts applied to the server's Options.
+func startHarnessWith(t *testing.T, cfg string, setup func(*authztest.Issuer), now func() time.Time, opts func(*Options)) *harness {
+	t.Helper()
 	h := &harness{t: t, is: authztest.New(t), dir: t.TempDir(), logs: &syncBuffer{}, now: now}
 	if setup != nil {
 		setup(h.is)
@@ -137,7 +143,11 @@ func startHarness(t *testing.T, cfg string, setup func(*authztest.Issuer), now f
 	h.write("config.yaml", strings.ReplaceAll(cfg, "{{ISSUER}}", h.is.URL()))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	srv, err := New(ctx, Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: pipeline.Env{Now: h.now}})
+	o := Options{ConfigPath: filepath.Join(h.dir, "config.yaml"), LogOutput: h.logs, ReadyTimeout: 2 * time.Second, Env: pipeline.Env{Now: h.now}}
+	if opts != nil {
+		opts(&o)
+	}
+	srv, err := New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -725,6 +735,7 @@ func TestRestartSettings(t *testing.T) {
 		{"gc_percent", "96Mi", func(c *config.Config) { c.Runtime.GCPercent = 200 }, true},
 		{"memory_limit", "96Mi", func(c *config.Config) { c.Runtime.MemoryLimit = "128Mi" }, true},
 		{"log format", "96Mi", func(c *config.Config) { c.Log.Format = "text" }, true},
+		{"tracing", "96Mi", func(c *config.Config) { c.Tracing.Enabled = true }, true},
 	}
 	for _, tc := range tests {
 		cfg := func() *config.Config {

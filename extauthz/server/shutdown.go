@@ -49,6 +49,7 @@ func (s *Server) stop() {
 	}
 	hwg.Wait()
 	hcancel()
+	s.flushTraces(grace)
 	if s.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.admin.Shutdown(ctx)
