@@ -177,7 +177,7 @@ func (s *replicaSet) alternateWarm(ctx context.Context, local, shared *child) (b
 	fmt.Printf("  %-6s %11s %11s %7s %9s %9s %7s %11s %11s %8s %12s\n", "round", "without r/s", "with r/s", "×r/s",
 		"p99 w/o", "p99 with", "×p99", "CPU/rq w/o", "CPU/rq with", "×CPU/rq", "Redis cmds")
 	var rps, p99, cpu []float64
-	var redisDuringWarm int64
+	var redisDuringWarm, checksWithShared int64
 	for r := range s.o.rounds {
 		// Which goes first alternates too, so that neither always runs
 		// on the heels of the other.
@@ -209,6 +209,7 @@ func (s *replicaSet) alternateWarm(ctx context.Context, local, shared *child) (b
 		}
 		cmds := diff(before, after, 0).redisCommands()
 		redisDuringWarm += cmds
+		checksWithShared += int64(w.Hist.Count())
 		for _, x := range []*result{l, w} {
 			if x.Errors+x.Denied > 0 {
 				return false, fmt.Errorf("warm opaque: %d errors, %d denials (%s)", x.Errors, x.Denied, x.FirstError)
@@ -224,9 +225,14 @@ func (s *replicaSet) alternateWarm(ctx context.Context, local, shared *child) (b
 	lh, _ := s.memMetrics(ctx, local.admin)
 	wh, _ := s.memMetrics(ctx, shared.admin)
 	fmt.Printf("  live heap after the rounds: without %.1f MiB, with %.1f MiB\n", float64(lh)/(1<<20), float64(wh)/(1<<20))
-	ok := median(rps) >= 0.90 && median(cpu) <= 1.10 && redisDuringWarm == 0
-	fmt.Printf("  verdict: %s (median throughput ≥ 0.90 × and CPU per Check ≤ 1.10 × without shared_cache; no Redis command while warm: %d)\n",
-		passFail(ok), redisDuringWarm)
+	// A warm Check is answered by the local layer. The only Redis traffic
+	// left is a local copy that reached its end (max_cache_ttl, the token's
+	// exp) being read again, once per token: far below one command in a
+	// thousand Checks. More than that means warm Checks go to Redis.
+	perCheck := float64(redisDuringWarm) / float64(max(checksWithShared, 1))
+	ok := median(rps) >= 0.90 && median(cpu) <= 1.10 && perCheck <= 0.001
+	fmt.Printf("  verdict: %s (median throughput ≥ 0.90 × and CPU per Check ≤ 1.10 × without shared_cache; Redis commands per warm Check ≤ 0.001: %d in %d Checks = %.5f, local copies read again at their end)\n",
+		passFail(ok), redisDuringWarm, checksWithShared, perCheck)
 	return ok, nil
 }
 
