@@ -228,75 +228,18 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Proof, error) {
 		return Proof{}, ErrProofMalformed
 	}
 
-	// Header first: typ, alg and the jwk's members, before any key is built.
-	h, err := parseHeader(raw[:strings.IndexByte(raw, '.')])
+	h, jwk, payload, err := v.verifySignature(raw)
 	if err != nil {
 		return Proof{}, err
 	}
-	if !isDPoPType(h.Typ) {
-		return Proof{}, ErrProofType
-	}
-	alg, ok := asymmetric[h.Alg]
-	if !ok || !slices.Contains(v.algs, alg) {
-		return Proof{}, ErrProofAlgorithm
-	}
-	if err := checkPublicMembers(h.JWK); err != nil {
-		return Proof{}, err
-	}
-
-	jws, err := jose.ParseSignedCompact(raw, v.algs)
-	if err != nil || len(jws.Signatures) != 1 {
-		return Proof{}, ErrProofMalformed
-	}
-	jwk := jws.Signatures[0].Protected.JSONWebKey
-	if jwk == nil || !jwk.Valid() || !jwk.IsPublic() {
-		return Proof{}, ErrProofKey
-	}
-	if k, ok := jwk.Key.(*rsa.PublicKey); ok && k.N.BitLen() < minRSABits {
-		return Proof{}, ErrProofKey
-	}
-	payload, err := jws.Verify(jwk.Key)
-	if err != nil {
-		if errors.Is(err, jose.ErrUnsupportedCriticalHeader) {
-			return Proof{}, ErrProofMalformed
-		}
-		return Proof{}, ErrProofSignature
-	}
-
 	var c claims
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return Proof{}, ErrProofMalformed
 	}
-	if c.JTI == nil || *c.JTI == "" || c.HTM == nil || c.HTU == nil || c.IAT == nil || string(c.IAT) == "null" {
-		return Proof{}, ErrProofMissingClaim
-	}
-	if r.AccessToken != "" && (c.ATH == nil || *c.ATH == "") {
-		return Proof{}, ErrProofMissingClaim
-	}
-	if *c.HTM != r.Method {
-		return Proof{}, ErrProofMethod
-	}
-	htu, err := NormalizeURI(*c.HTU)
-	if err != nil {
-		return Proof{}, ErrProofURI
-	}
-	target, err := NormalizeURI(r.URI)
-	if err != nil || htu != target {
-		return Proof{}, ErrProofURI
-	}
 	now := v.now()
-	iat, err := unixTime(c.IAT)
+	htu, iat, err := v.checkClaims(r, &c, now)
 	if err != nil {
-		return Proof{}, ErrProofMalformed
-	}
-	if iat.After(now.Add(v.leeway)) || now.Sub(iat) > v.maxAge {
-		return Proof{}, ErrProofTime
-	}
-	if v.nonces != nil && (c.Nonce == nil || !v.nonces.Valid(*c.Nonce)) {
-		return Proof{}, ErrUseNonce
-	}
-	if r.AccessToken != "" && !equalString(*c.ATH, TokenHash(r.AccessToken)) {
-		return Proof{}, ErrProofTokenHash
+		return Proof{}, err
 	}
 	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {
@@ -316,6 +259,85 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Proof, error) {
 		return Proof{}, ErrProofReplay
 	}
 	return Proof{JKT: jkt, IssuedAt: iat, Algorithm: h.Alg}, nil
+}
+
+// verifySignature checks the proof's header (typ, alg, a public jwk) before
+// any key is built, then its signature with that jwk, and returns the
+// header, the key and the payload.
+func (v *Verifier) verifySignature(raw string) (header, *jose.JSONWebKey, []byte, error) {
+	// Header first: typ, alg and the jwk's members, before any key is built.
+	h, err := parseHeader(raw[:strings.IndexByte(raw, '.')])
+	if err != nil {
+		return header{}, nil, nil, err
+	}
+	if !isDPoPType(h.Typ) {
+		return header{}, nil, nil, ErrProofType
+	}
+	alg, ok := asymmetric[h.Alg]
+	if !ok || !slices.Contains(v.algs, alg) {
+		return header{}, nil, nil, ErrProofAlgorithm
+	}
+	if err := checkPublicMembers(h.JWK); err != nil {
+		return header{}, nil, nil, err
+	}
+
+	jws, err := jose.ParseSignedCompact(raw, v.algs)
+	if err != nil || len(jws.Signatures) != 1 {
+		return header{}, nil, nil, ErrProofMalformed
+	}
+	jwk := jws.Signatures[0].Protected.JSONWebKey
+	if jwk == nil || !jwk.Valid() || !jwk.IsPublic() {
+		return header{}, nil, nil, ErrProofKey
+	}
+	if k, ok := jwk.Key.(*rsa.PublicKey); ok && k.N.BitLen() < minRSABits {
+		return header{}, nil, nil, ErrProofKey
+	}
+	payload, err := jws.Verify(jwk.Key)
+	if err != nil {
+		if errors.Is(err, jose.ErrUnsupportedCriticalHeader) {
+			return header{}, nil, nil, ErrProofMalformed
+		}
+		return header{}, nil, nil, ErrProofSignature
+	}
+
+	return h, jwk, payload, nil
+}
+
+// checkClaims checks the proof's claims against the request (RFC 9449
+// §4.3 steps 7–11: claims present, htm, htu, iat window, nonce, ath) and
+// returns the normalised htu and iat.
+func (v *Verifier) checkClaims(r Request, c *claims, now time.Time) (string, time.Time, error) {
+	if c.JTI == nil || *c.JTI == "" || c.HTM == nil || c.HTU == nil || c.IAT == nil || string(c.IAT) == "null" {
+		return "", time.Time{}, ErrProofMissingClaim
+	}
+	if r.AccessToken != "" && (c.ATH == nil || *c.ATH == "") {
+		return "", time.Time{}, ErrProofMissingClaim
+	}
+	if *c.HTM != r.Method {
+		return "", time.Time{}, ErrProofMethod
+	}
+	htu, err := NormalizeURI(*c.HTU)
+	if err != nil {
+		return "", time.Time{}, ErrProofURI
+	}
+	target, err := NormalizeURI(r.URI)
+	if err != nil || htu != target {
+		return "", time.Time{}, ErrProofURI
+	}
+	iat, err := unixTime(c.IAT)
+	if err != nil {
+		return "", time.Time{}, ErrProofMalformed
+	}
+	if iat.After(now.Add(v.leeway)) || now.Sub(iat) > v.maxAge {
+		return "", time.Time{}, ErrProofTime
+	}
+	if v.nonces != nil && (c.Nonce == nil || !v.nonces.Valid(*c.Nonce)) {
+		return "", time.Time{}, ErrUseNonce
+	}
+	if r.AccessToken != "" && !equalString(*c.ATH, TokenHash(r.AccessToken)) {
+		return "", time.Time{}, ErrProofTokenHash
+	}
+	return htu, iat, nil
 }
 
 // TokenHash returns the ath of an access token: base64url(SHA-256(token)).
