@@ -112,20 +112,11 @@ func flood(ctx context.Context, o floodOptions) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	dir, err := os.MkdirTemp("", "tokentailor-flood-")
+	dir, done, err := workDir(ctx, "tokentailor-flood-", o.keep, &o.binary)
 	if err != nil {
 		return false, err
 	}
-	if o.keep {
-		fmt.Printf("work directory: %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	if o.binary == "" {
-		if o.binary, err = buildTokentailor(ctx, dir); err != nil {
-			return false, err
-		}
-	}
+	defer done()
 	iss, err := newIssuer(time.Now)
 	if err != nil {
 		return false, err
