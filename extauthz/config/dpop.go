@@ -86,8 +86,8 @@ func (c *Config) validateDPoP(p *problems) {
 			bad(fmt.Sprintf("dpop.algorithms[%d]", i), "%q is not an asymmetric JWS algorithm", a)
 		}
 	}
-	if d.MaxAge.Duration <= 0 {
-		bad("dpop.max_age", "must be positive")
+	if d.MaxAge.Duration <= 0 || d.MaxAge.Duration > time.Hour {
+		bad("dpop.max_age", "must be positive and at most 1h: a proof is a one-time, fresh signature, and its replay mark lives as long")
 	}
 	if d.Leeway.Duration < 0 {
 		bad("dpop.leeway", "must not be negative")

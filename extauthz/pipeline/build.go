@@ -16,6 +16,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
 	"github.com/tokentailor/tokentailor/extauthz/response"
+	"github.com/tokentailor/tokentailor/extauthz/txntoken"
 )
 
 // Build builds a pipeline from cfg: loads keys and secrets, sets up the
@@ -90,9 +91,12 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 	return p, nil
 }
 
-// internalHeaders lists the internal token header of every route, once each.
+// internalHeaders lists the internal token header of every route, once
+// each, and always the Txn-Token header: only tokentailor may hand an
+// upstream a Txn-Token, so one a client sent is removed on every route that
+// does not set it, whether or not a route of this config issues them.
 func internalHeaders(cfg *config.Config) []string {
-	var hs []string
+	hs := []string{txntoken.HeaderName}
 	for _, r := range cfg.Routes {
 		if !slices.Contains(hs, r.Upstream.Header) {
 			hs = append(hs, r.Upstream.Header)

@@ -284,6 +284,14 @@ func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Cre
 		n++
 	}
 	remove := a.remove[:n]
+	if h := b.CredentialHeader; g.StripCredential && h != "" && cred.Header != h && h != g.Header {
+		// The credential came from another header (a Txn-Token): what the
+		// client put in the usual one was never verified, so it does not
+		// travel on either.
+		if _, sentIt := sent[h]; sentIt {
+			remove = append(remove, h)
+		}
+	}
 	if len(b.InternalHeaders) > 1 {
 		for _, h := range b.InternalHeaders {
 			if _, spoofed := sent[h]; spoofed && h != g.Header {

@@ -141,7 +141,9 @@ type Result struct {
 	Revoked int
 	// Ignored counts the events not acted upon (unknown types, other tokens).
 	Ignored int
-	// Duplicate says the SET's jti was seen before; nothing was done.
+	// Duplicate says the SET's jti was seen before. Its revocations were
+	// applied again (they are idempotent), so that a delivery that failed
+	// half-way is never mistaken for one that succeeded.
 	Duplicate bool
 }
 
@@ -169,16 +171,21 @@ func (r *Receiver) Receive(ctx context.Context, raw string) (Result, error) {
 	if err := tr.check(&c, now); err != nil {
 		return Result{}, err
 	}
-	if r.opts.Seen != nil {
-		seen, err := r.opts.Seen.Add(ctx, jtiKey(tr.SETIssuer, c.ID), c.IssuedAt.Add(tr.MaxAge+tr.Leeway))
-		if err != nil {
-			r.log.WarnContext(ctx, "secevent: jti not recorded; processing the SET anyway", "iss", tr.SETIssuer, "error", err)
-		}
-		if seen {
-			return Result{Duplicate: true}, nil
-		}
+	// Apply first, record the jti after: a delivery whose revocation could
+	// not be applied (503, the transmitter retries, RFC 8935 §2.4) must not
+	// leave its jti behind, or the retry would be taken for a duplicate and
+	// the revocation lost. Revocations are idempotent, so a duplicate is
+	// simply applied again.
+	res, err := r.apply(ctx, tr, c.Events, now)
+	if err != nil || r.opts.Seen == nil {
+		return res, err
 	}
-	return r.apply(ctx, tr, c.Events, now)
+	seen, err := r.opts.Seen.Add(ctx, jtiKey(tr.SETIssuer, c.ID), c.IssuedAt.Add(tr.MaxAge+tr.Leeway))
+	if err != nil {
+		r.log.WarnContext(ctx, "secevent: jti not recorded", "iss", tr.SETIssuer, "error", err)
+	}
+	res.Duplicate = seen
+	return res, nil
 }
 
 // key is the keyfunc: it checks the header and picks the transmitter by the

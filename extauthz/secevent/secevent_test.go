@@ -209,7 +209,7 @@ func TestReceive(t *testing.T) {
 	}
 }
 
-func TestDuplicateJTIIsAcknowledgedOnce(t *testing.T) {
+func TestDuplicateJTIIsFlaggedAndAppliedAgain(t *testing.T) {
 	f := newFixture(t)
 	set := f.set(t, nil)
 	for i, wantDup := range []bool{false, true} {
@@ -218,8 +218,27 @@ func TestDuplicateJTIIsAcknowledgedOnce(t *testing.T) {
 			t.Fatalf("delivery %d: %+v %v, want duplicate %v", i+1, res, err, wantDup)
 		}
 	}
-	if len(f.rev.calls) != 1 {
-		t.Errorf("revoked %d times, want 1", len(f.rev.calls))
+	// Revocations are idempotent: applying a duplicate again costs one
+	// write and can never lose one.
+	if len(f.rev.calls) != 2 {
+		t.Errorf("revoked %d times, want 2", len(f.rev.calls))
+	}
+}
+
+// A delivery whose revocation failed (503) must not leave its jti behind:
+// the transmitter's retry (RFC 8935 §2.4) is then applied, not taken for a
+// duplicate.
+func TestRetryAfterFailedRevocationIsApplied(t *testing.T) {
+	f := newFixture(t)
+	set := f.set(t, nil)
+	f.rev.err = errors.New("redis down")
+	if _, err := f.recv.Receive(context.Background(), set); err == nil {
+		t.Fatal("first delivery: no error although the revocation failed")
+	}
+	f.rev.err = nil
+	res, err := f.recv.Receive(context.Background(), set)
+	if err != nil || res.Duplicate || res.Revoked != 1 || len(f.rev.calls) != 1 {
+		t.Fatalf("retry: %+v %v, revocations %v; want applied once, not a duplicate", res, err, f.rev.calls)
 	}
 }
 
@@ -264,8 +283,8 @@ func TestServeHTTP(t *testing.T) {
 			}
 		})
 	}
-	if len(f.rev.calls) != 2 {
-		t.Errorf("revoked %d times, want 2 (the duplicate and the refused ones do nothing)", len(f.rev.calls))
+	if len(f.rev.calls) != 3 {
+		t.Errorf("revoked %d times, want 3 (the SET, its duplicate again, set-2; the refused ones do nothing)", len(f.rev.calls))
 	}
 }
 

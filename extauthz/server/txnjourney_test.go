@@ -311,3 +311,47 @@ func TestTxnTokenServiceThroughTheServer(t *testing.T) {
 		})
 	}
 }
+
+// Only tokentailor hands an upstream a Txn-Token: one the client sent is
+// removed on every route that does not set it, whether or not any route of
+// the config issues Txn-Tokens (review finding 3).
+func TestClientTxnTokenNeverReachesUpstream(t *testing.T) {
+	forged := "eyJhbGciOiJub25lIiwidHlwIjoidHhudG9rZW4rand0In0.eyJzY29wZSI6ImFkbWluIn0."
+	for _, c := range []struct{ name, cfg string }{
+		{"txn_token block, no txn routes", baseConfig + "txn_token: {trust_domain: shop.example, workload: gw}\n"},
+		{"no txn_token block", baseConfig},
+		{"txn chain", txnChainConfig},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.cfg)
+			at := h.token(jwt.MapClaims{"scope": "orders:read orders:write"})
+			resp := h.check("GET", "/orders/1", map[string]string{"authorization": "Bearer " + at, "txn-token": forged})
+			if httpStatus(resp) != 200 || !removed(resp, "txn-token") {
+				t.Errorf("status %d, headers_to_remove %v: the client's Txn-Token reaches the upstream", httpStatus(resp), resp.GetOkResponse().GetHeadersToRemove())
+			}
+		})
+	}
+}
+
+// On a route that takes a Txn-Token, the client's Authorization was never
+// verified: it does not travel on (review finding 4).
+func TestAuthorizationRemovedOnTxnTokenRoutes(t *testing.T) {
+	cfg := baseConfig[:strings.Index(baseConfig, "routes:")] + `routes:
+  - name: pass
+    accept: txn_token
+    match: {path_prefix: /pass}
+    require: {}
+    upstream: {mode: forward}
+txn_token:
+  trust_domain: shop.example
+  workload: gateway.shop.example
+`
+	h := newHarness(t, cfg)
+	now := time.Now()
+	txn := h.forgeTxn(jwt.MapClaims{"aud": "shop.example", "txn": "t-1", "sub": "alice", "scope": "orders:read", "req_wl": "gw",
+		"iat": now.Add(-time.Second).Unix(), "exp": now.Add(time.Minute).Unix()}, "txntoken+jwt")
+	resp := h.check("GET", "/pass/1", map[string]string{"txn-token": txn, "authorization": "Bearer attacker-chosen"})
+	if httpStatus(resp) != 200 || !removed(resp, "authorization") {
+		t.Errorf("status %d, headers_to_remove %v: the client's Authorization reaches the upstream", httpStatus(resp), resp.GetOkResponse().GetHeadersToRemove())
+	}
+}

@@ -63,13 +63,18 @@ func (r *Replay) Add(ctx context.Context, key [sha256.Size]byte, until time.Time
 	return !first, nil
 }
 
-// addOnce records kind for issuer's hash until until (capped by MaxTTL)
-// unless it is recorded already: SET NX. first is true when this call
-// recorded it. An expiry less than a millisecond away records nothing and
-// counts as first: the value is about to stop being accepted anyway.
+// addOnce records kind for issuer's hash until until unless it is recorded
+// already: SET NX. first is true when this call recorded it. An expiry less
+// than a millisecond away records nothing and counts as first: the value is
+// about to stop being accepted anyway.
+//
+// Unlike cached answers, a mark is not capped by MaxTTL: one that ended
+// before the window it guards would let a replay through. Callers bound
+// until themselves (dpop.max_age + leeway, a SET's max_age: each at most 1h
+// by config validation).
 func (c *Cache) addOnce(ctx context.Context, kind Kind, issuer, hash string, until time.Time) (first bool, err error) {
-	ttl, ok := c.ttl(until)
-	if !ok {
+	ttl := until.Sub(c.now()).Truncate(time.Millisecond)
+	if ttl < time.Millisecond {
 		return true, nil
 	}
 	key := c.key(kind, issuer, hash)

@@ -132,3 +132,25 @@ func TestReplayWithoutCacheIsLocal(t *testing.T) {
 		t.Fatalf("full local store: %v, want dpop.ErrReplayStore", err)
 	}
 }
+
+// A replay mark lives as long as the window it guards, whatever max_ttl
+// caps cached answers at: with marks capped at 1 s, a proof good for 65 s
+// was accepted again by another replica after 1.2 s (review finding).
+func TestReplayMarkOutlivesMaxTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	mk := func() *Replay {
+		c := newTestCache(t, srv.Addr(), func(o *Options) { o.MaxTTL = time.Second })
+		return &Replay{Cache: c, Local: dpop.NewMemoryReplay(100, nil)}
+	}
+	a, b := mk(), mk()
+	key := dpop.ReplayKey("jkt", "https://api.test/x", "jti-1")
+	until := time.Now().Add(65 * time.Second)
+	if seen, err := a.Add(context.Background(), key, until); seen || err != nil {
+		t.Fatalf("first: seen %v, err %v", seen, err)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	seen, err := b.Add(context.Background(), key, until)
+	if err != nil || !seen {
+		t.Fatalf("replayed to another replica after max_ttl: seen %v, err %v; want seen", seen, err)
+	}
+}
