@@ -81,14 +81,7 @@ func floodCmd(ctx context.Context, args []string) int {
 		o.burst = int(math.Ceil(o.perSecond))
 	}
 	ok, err := flood(ctx, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "flood:", err)
-		return 1
-	}
-	if !ok {
-		return 3
-	}
-	return 0
+	return verdictExit("flood", ok, err)
 }
 
 // floodResult is what one phase measured.

@@ -66,14 +66,7 @@ func replicasCmd(ctx context.Context, args []string) int {
 		}
 	}
 	ok, err := replicasRun(ctx, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "replicas:", err)
-		return 1
-	}
-	if !ok {
-		return 3
-	}
-	return 0
+	return verdictExit("replicas", ok, err)
 }
 
 // replicaSet is a bench run with one Redis and the replicas started so far.
