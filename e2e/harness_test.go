@@ -306,9 +306,9 @@ func newApp(t *testing.T, name, jwksURL, issuer, audience string) *httptest.Serv
 	return srv
 }
 
-// verifyWithJWKS fetches the JWKS (go-jose parses it) and verifies token
-// with golang-jwt: signature by the kid's key, iss, aud, exp required.
-func verifyWithJWKS(ctx context.Context, client *http.Client, jwksURL, token, issuer, audience string) (map[string]any, error) {
+// fetchJWKS GETs the JWKS at jwksURL (at most 1 MiB) and parses it with
+// go-jose.
+func fetchJWKS(ctx context.Context, client *http.Client, jwksURL string) (*jose.JSONWebKeySet, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, jwksURL, nil)
 	if err != nil {
 		return nil, err
@@ -325,6 +325,16 @@ func verifyWithJWKS(ctx context.Context, client *http.Client, jwksURL, token, is
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	return &set, nil
+}
+
+// verifyWithJWKS fetches the JWKS (go-jose parses it) and verifies token
+// with golang-jwt: signature by the kid's key, iss, aud, exp required.
+func verifyWithJWKS(ctx context.Context, client *http.Client, jwksURL, token, issuer, audience string) (map[string]any, error) {
+	set, err := fetchJWKS(ctx, client, jwksURL)
+	if err != nil {
+		return nil, err
 	}
 	claims := jwt.MapClaims{}
 	_, err = jwt.NewParser(

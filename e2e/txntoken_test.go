@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -54,22 +53,9 @@ func withTxnRoute(t *testing.T, cfg []byte) []byte {
 // §Txn-Token Validation asks of a receiving workload — signature, aud = the
 // trust domain, not expired — and the header's typ txntoken+jwt (§JWT Header).
 func verifyTxnToken(ctx context.Context, client *http.Client, jwksURL, token string) (map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, jwksURL, nil)
+	set, err := fetchJWKS(ctx, client, jwksURL)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
 	}
 	tok, err := josejwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.RS256})
 	if err != nil {

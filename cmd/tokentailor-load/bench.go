@@ -89,21 +89,12 @@ type benchRun struct {
 }
 
 func bench(ctx context.Context, o benchOptions) error {
-	dir, err := os.MkdirTemp("", "tokentailor-load-")
+	dir, done, err := workDir(ctx, "tokentailor-load-", o.keep, &o.binary)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		fmt.Printf("work directory: %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer done()
 	b := &benchRun{o: o, dir: dir, out: newTable(os.Stdout), floors: map[string]*result{}}
-	if b.o.binary == "" {
-		if b.o.binary, err = buildTokentailor(ctx, dir); err != nil {
-			return err
-		}
-	}
 	if b.iss, err = newIssuer(time.Now); err != nil {
 		return err
 	}
@@ -191,6 +182,27 @@ func bench(ctx context.Context, o benchOptions) error {
 	}
 	fmt.Printf("\nratios are to the floor over the same transport in this run; srv%%/gen%% = CPU use of server/generator during the run (100 = one core busy)\n")
 	return nil
+}
+
+// workDir makes a scenario's work directory (named prefix…) and, when
+// *binary is empty, builds tokentailor into it and sets *binary. done
+// removes the directory, unless keep: then its path is printed and kept.
+func workDir(ctx context.Context, prefix string, keep bool, binary *string) (dir string, done func(), err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", nil, err
+	}
+	done = func() { _ = os.RemoveAll(dir) }
+	if keep {
+		fmt.Printf("work directory: %s\n", dir)
+		done = func() {}
+	}
+	if *binary == "" {
+		if *binary, err = buildTokentailor(ctx, dir); err != nil {
+			done()
+			return "", nil, err
+		}
+	}
+	return dir, done, nil
 }
 
 // buildTokentailor builds ./cmd/tokentailor into dir and returns its path.

@@ -81,14 +81,7 @@ func floodCmd(ctx context.Context, args []string) int {
 		o.burst = int(math.Ceil(o.perSecond))
 	}
 	ok, err := flood(ctx, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "flood:", err)
-		return 1
-	}
-	if !ok {
-		return 3
-	}
-	return 0
+	return verdictExit("flood", ok, err)
 }
 
 // floodResult is what one phase measured.
@@ -112,20 +105,11 @@ func flood(ctx context.Context, o floodOptions) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	dir, err := os.MkdirTemp("", "tokentailor-flood-")
+	dir, done, err := workDir(ctx, "tokentailor-flood-", o.keep, &o.binary)
 	if err != nil {
 		return false, err
 	}
-	if o.keep {
-		fmt.Printf("work directory: %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	if o.binary == "" {
-		if o.binary, err = buildTokentailor(ctx, dir); err != nil {
-			return false, err
-		}
-	}
+	defer done()
 	iss, err := newIssuer(time.Now)
 	if err != nil {
 		return false, err

@@ -186,3 +186,17 @@ func transportOf(target string) string {
 	}
 	return "tcp"
 }
+
+// verdictExit is the exit status of a scenario with a verdict: 1 (and err
+// on stderr, after cmd) when it could not run, 3 when it ran and its
+// verdict failed, else 0.
+func verdictExit(cmd string, ok bool, err error) int {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, cmd+":", err)
+		return 1
+	}
+	if !ok {
+		return 3
+	}
+	return 0
+}

@@ -4,13 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -69,14 +66,7 @@ func replicasCmd(ctx context.Context, args []string) int {
 		}
 	}
 	ok, err := replicasRun(ctx, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "replicas:", err)
-		return 1
-	}
-	if !ok {
-		return 3
-	}
-	return 0
+	return verdictExit("replicas", ok, err)
 }
 
 // replicaSet is a bench run with one Redis and the replicas started so far.
@@ -92,20 +82,11 @@ type replicaSet struct {
 }
 
 func replicasRun(ctx context.Context, o replicasOptions) (bool, error) {
-	dir, err := os.MkdirTemp("", "tokentailor-replicas-")
+	dir, done, err := workDir(ctx, "tokentailor-replicas-", o.keep, &o.binary)
 	if err != nil {
 		return false, err
 	}
-	if o.keep {
-		fmt.Printf("work directory: %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	if o.binary == "" {
-		if o.binary, err = buildTokentailor(ctx, dir); err != nil {
-			return false, err
-		}
-	}
+	defer done()
 	iss, err := newIssuer(time.Now)
 	if err != nil {
 		return false, err
@@ -250,61 +231,7 @@ func (s *replicaSet) startReplicas(ctx context.Context, prefix string, shared bo
 // startReplica writes the bench's config (plus extra) for name, starts
 // tokentailor on it and waits until /readyz answers 200.
 func (s *replicaSet) startReplica(ctx context.Context, name, extra string) (*child, error) {
-	keyPath := filepath.Join(s.dir, name+".pem")
-	if err := writeKey(keyPath, "eddsa"); err != nil {
-		return nil, err
-	}
-	secret := filepath.Join(s.dir, "client-secret")
-	if err := os.WriteFile(secret, []byte(benchSecret+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	targets, err := s.targetsFor(name)
-	if err != nil {
-		return nil, err
-	}
-	admin, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	sock, _ := unixPath(targets["unix"])
-	var cfg strings.Builder
-	err = template.Must(template.New("cfg").Parse(configTemplate)).Execute(&cfg, map[string]any{
-		"TCP": targets["tcp"], "Socket": sock, "Admin": admin, "Level": s.o.logLevel, "Key": keyPath,
-		"Issuer": s.iss.url, "Audience": benchAudience, "ClientID": benchClientID, "Secret": secret,
-		"CacheMax": config.DefaultMaxEntries, "Route": benchRoute, "Scope": benchScope,
-		"Introspection": replicasRateLimit,
-	})
-	if err != nil {
-		return nil, err
-	}
-	cfgPath := filepath.Join(s.dir, name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg.String()+extra), 0o600); err != nil {
-		return nil, err
-	}
-	c, err := s.start(name, []string{s.o.binary, "serve", "-config", cfgPath}, targets)
-	if err != nil {
-		return nil, err
-	}
-	c.admin = admin
-	return c, c.waitUp(ctx, func() error { return httpOK(ctx, "http://"+admin+"/readyz") })
-}
-
-// httpOK GETs url and wants 200.
-func httpOK(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Timeout: time.Second}).Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
-	}
-	return nil
+	return s.startServe(ctx, name, "eddsa", config.DefaultMaxEntries, replicasRateLimit, extra)
 }
 
 func stopAll(cs []*child) {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -197,6 +198,22 @@ routes:
 // es256), starts tokentailor on it and waits until /readyz answers 200.
 func (b *benchRun) startTokentailor(ctx context.Context, kind string) (c *child, err error) {
 	name := "tokentailor-" + kind
+	if c, err = b.startServe(ctx, name, kind, b.o.cacheMax, b.introspection, ""); err != nil {
+		return nil, err
+	}
+	rt, err := serverRuntime(ctx, c.admin)
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
+	b.noteRuntime(name, rt)
+	return c, nil
+}
+
+// startServe writes configTemplate for name (mint key of kind, caches of
+// cacheMax entries, introspection inside the issuer's introspection map,
+// then extra), starts tokentailor on it and waits until /readyz answers 200.
+func (b *benchRun) startServe(ctx context.Context, name, kind string, cacheMax int, introspection, extra string) (*child, error) {
 	keyPath := filepath.Join(b.dir, name+".pem")
 	if err := writeKey(keyPath, kind); err != nil {
 		return nil, err
@@ -218,46 +235,39 @@ func (b *benchRun) startTokentailor(ctx context.Context, kind string) (c *child,
 	err = template.Must(template.New("cfg").Parse(configTemplate)).Execute(&cfg, map[string]any{
 		"TCP": targets["tcp"], "Socket": sock, "Admin": admin, "Level": b.o.logLevel, "Key": keyPath,
 		"Issuer": b.iss.url, "Audience": benchAudience, "ClientID": benchClientID, "Secret": secret,
-		"CacheMax": b.o.cacheMax, "Route": benchRoute, "Scope": benchScope, "Introspection": b.introspection,
+		"CacheMax": cacheMax, "Route": benchRoute, "Scope": benchScope, "Introspection": introspection,
 	})
 	if err != nil {
 		return nil, err
 	}
 	cfgPath := filepath.Join(b.dir, name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()+extra), 0o600); err != nil {
 		return nil, err
 	}
-	c, err = b.start(name, []string{b.o.binary, "serve", "-config", cfgPath}, targets)
+	c, err := b.start(name, []string{b.o.binary, "serve", "-config", cfgPath}, targets)
 	if err != nil {
 		return nil, err
 	}
 	c.admin = admin
-	hc := &http.Client{Timeout: time.Second}
-	defer func() {
-		if err == nil {
-			var rt string
-			if rt, err = serverRuntime(ctx, admin); err == nil {
-				b.noteRuntime(name, rt)
-			} else {
-				c.stop()
-			}
-		}
-	}()
-	return c, c.waitUp(ctx, func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/readyz", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: HTTP %d", resp.StatusCode)
-		}
-		return nil
-	})
+	return c, c.waitUp(ctx, func() error { return httpOK(ctx, "http://"+admin+"/readyz") })
+}
+
+// httpOK GETs url and wants 200.
+func httpOK(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	return nil
 }
 
 // writeKey writes a fresh PKCS#8 signing key: Ed25519 or P-256.

@@ -7,28 +7,9 @@ import (
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/exchange"
-	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/sharedtest"
 )
-
-func sharedCache(t *testing.T, srv *redistest.Server) *sharedcache.Cache {
-	t.Helper()
-	c, err := sharedcache.New(sharedcache.Options{
-		Addresses: []string{srv.Addr()},
-		Secret:    []byte("a deployment secret of at least 32 bytes"),
-		Timeout:   200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	select {
-	case <-c.Connected():
-	case <-time.After(5 * time.Second):
-		t.Fatal("shared cache did not connect to redis-server")
-	}
-	return c
-}
 
 // TestSharedExchange: a token replica A obtained is used by replica B
 // without a call; with Redis killed both still exchange.
@@ -37,10 +18,10 @@ func TestSharedExchange(t *testing.T) {
 	srv := redistest.Start(t)
 	var opts exchange.Options
 	f := setup(t, func(o *exchange.Options) {
-		o.Shared = sharedCache(t, srv)
+		o.Shared = sharedtest.Connect(t, srv.Addr(), 200*time.Millisecond)
 		opts = *o
 	})
-	opts.Shared = sharedCache(t, srv)
+	opts.Shared = sharedtest.Connect(t, srv.Addr(), 200*time.Millisecond)
 	b, err := exchange.New(opts)
 	if err != nil {
 		t.Fatal(err)

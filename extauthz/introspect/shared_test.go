@@ -10,8 +10,8 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
 	"github.com/tokentailor/tokentailor/extauthz/clientauth"
 	"github.com/tokentailor/tokentailor/extauthz/introspect"
-	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/sharedtest"
 )
 
 // replicas are introspectors of one issuer, each with its own client of one
@@ -33,20 +33,7 @@ func newReplicas(t *testing.T) *replicas {
 		t.Fatal(err)
 	}
 	replica := func() *introspect.Introspector {
-		shared, err := sharedcache.New(sharedcache.Options{
-			Addresses: []string{srv.Addr()},
-			Secret:    []byte("a deployment secret of at least 32 bytes"),
-			Timeout:   200 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(shared.Close)
-		select {
-		case <-shared.Connected():
-		case <-time.After(5 * time.Second):
-			t.Fatal("shared cache did not connect to redis-server")
-		}
+		shared := sharedtest.Connect(t, srv.Addr(), 200*time.Millisecond)
 		in, err := introspect.New(withSettings(introspect.Options{
 			Issuer: is.URL(), Endpoint: is.Endpoint(authztest.PathIntrospect), Auth: auth, Client: is.Client(),
 			MaxCacheTTL: time.Minute, NegativeTTL: 10 * time.Second, Shared: shared,

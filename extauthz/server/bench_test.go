@@ -46,12 +46,12 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/request"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/sharedtest"
 )
 
-// benchConfig is the sidecar-like config of every benchmark: one issuer for
-// JWTs and opaque tokens, one minting route named by Envoy's context
-// extensions, as in cmd/tokentailor-load.
-const benchConfig = `
+// benchConfigHead is what every benchmark config starts with: the mint key
+// and one issuer of JWTs.
+const benchConfigHead = `
 listen: {grpc: 127.0.0.1:0}
 log: {level: error}
 mint:
@@ -63,7 +63,12 @@ issuers:
     audiences: [api.example.com]
     algorithms: [RS256, ES256, EdDSA]
     required_typ: at+jwt
-    introspection: {endpoint: {{ISSUER}}/introspect}
+`
+
+// benchConfig is the sidecar-like config of every benchmark: one issuer for
+// JWTs and opaque tokens, one minting route named by Envoy's context
+// extensions, as in cmd/tokentailor-load.
+const benchConfig = benchConfigHead + `    introspection: {endpoint: {{ISSUER}}/introspect}
     client: {id: tokentailor, secret: {env: TOKENTAILOR_BENCH_SECRET}}
 cache: {max_entries: {{CACHE}}}
 routes:
@@ -116,6 +121,16 @@ func newBenchEnvShared(b testing.TB, mintAlg string, cacheEntries int, shared *s
 	default:
 		b.Fatalf("mint alg %q", mintAlg)
 	}
+	text := strings.NewReplacer("{{ISSUER}}", e.is.URL(), "{{CACHE}}", strconv.Itoa(cacheEntries)).Replace(benchConfig)
+	e.pipe, e.authz = buildBenchAuthz(b, text, key, shared)
+	return e
+}
+
+// buildBenchAuthz parses cfgText with key written to signing.pem beside it,
+// builds its pipeline (with shared, nil: none) behind an Authz and waits
+// for the issuer's keys.
+func buildBenchAuthz(b testing.TB, cfgText string, key any, shared *sharedcache.Cache) (*pipeline.Pipeline, *Authz) {
+	b.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		b.Fatal(err)
@@ -124,26 +139,24 @@ func newBenchEnvShared(b testing.TB, mintAlg string, cacheEntries int, shared *s
 	if err := os.WriteFile(filepath.Join(dir, "signing.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	text := strings.NewReplacer("{{ISSUER}}", e.is.URL(), "{{CACHE}}", strconv.Itoa(cacheEntries)).Replace(benchConfig)
-	cfg, err := config.Parse([]byte(text), dir)
+	cfg, err := config.Parse([]byte(cfgText), dir)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	m := metrics.New(prometheus.NewRegistry())
-	e.pipe, err = pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx), Shared: shared})
+	p, err := pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx), Shared: shared})
 	if err != nil {
 		b.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); e.pipe.Ready() != nil; {
+	for deadline := time.Now().Add(60 * time.Second); p.Ready() != nil; {
 		if time.Now().After(deadline) {
 			b.Fatal("issuer keys not fetched within 60s (slow under valgrind)")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	e.authz = NewAuthz(e.pipe, nil, m)
-	return e
+	return p, NewAuthz(p, nil, m)
 }
 
 // jwt signs an access token for sub with the issuer's alg key.
@@ -254,14 +267,7 @@ func BenchmarkCheckWarmOpaque(b *testing.B) {
 // two should cost the same.
 func BenchmarkCheckWarmOpaqueShared(b *testing.B) {
 	srv := redistest.Start(b)
-	shared, err := sharedcache.New(sharedcache.Options{
-		Addresses: []string{srv.Addr()}, Secret: []byte("a deployment secret of at least 32 bytes"),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(shared.Close)
-	<-shared.Connected()
+	shared := sharedtest.Connect(b, srv.Addr(), 0)
 	e := newBenchEnvShared(b, "EdDSA", 100_000, shared)
 	req := benchCheckRequest(e.opaque("alice"))
 	e.check(b, req)

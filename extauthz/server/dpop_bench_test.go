@@ -1,21 +1,16 @@
 package server
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,29 +18,13 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
-	"github.com/tokentailor/tokentailor/extauthz/config"
-	"github.com/tokentailor/tokentailor/extauthz/metrics"
-	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 )
 
 // dpopBenchConfig is benchConfig's minting route twice: orders-read takes
 // Bearer tokens, orders-dpop only DPoP-bound tokens with a proof.
-const dpopBenchConfig = `
-listen: {grpc: 127.0.0.1:0}
-log: {level: error}
-mint:
-  issuer: https://tokentailor.bench
-  keys: [{file: signing.pem}]
-issuers:
-  - issuer: {{ISSUER}}
-    jwks_url: {{ISSUER}}/jwks.json
-    audiences: [api.example.com]
-    algorithms: [RS256, ES256, EdDSA]
-    required_typ: at+jwt
-dpop:
+const dpopBenchConfig = benchConfigHead + `dpop:
   algorithms: [ES256, EdDSA]
   replay_entries: 4000000
 routes:
@@ -68,32 +47,8 @@ func newDPoPBenchAuthz(b *testing.B, is *authztest.Issuer) *Authz {
 	if err != nil {
 		b.Fatal(err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "signing.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(dpopBenchConfig, "{{ISSUER}}", is.URL())), dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	m := metrics.New(prometheus.NewRegistry())
-	p, err := pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for deadline := time.Now().Add(60 * time.Second); p.Ready() != nil; {
-		if time.Now().After(deadline) {
-			b.Fatal("issuer keys not fetched within 60s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return NewAuthz(p, nil, m)
+	_, a := buildBenchAuthz(b, strings.ReplaceAll(dpopBenchConfig, "{{ISSUER}}", is.URL()), k, nil)
+	return a
 }
 
 // benchProofKey is a DPoP client key: go-jose signs its proofs (not the

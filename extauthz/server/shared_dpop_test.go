@@ -3,13 +3,12 @@ package server
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/sharedtest"
 )
 
 // TestSharedDPoPReplayThroughPipelines: with shared_cache configured, a
@@ -19,37 +18,12 @@ import (
 // its own memory.
 func TestSharedDPoPReplayThroughPipelines(t *testing.T) {
 	srv := redistest.Start(t)
-	t.Setenv("TT_SHARED_KEY", "a deployment secret of at least 32 bytes")
+	t.Setenv("TT_SHARED_KEY", sharedtest.Secret)
 	cfg := senderConfig + "shared_cache:\n  addresses: [" + srv.Addr() + "]\n  key_secret: {env: TT_SHARED_KEY}\n"
 	h := newHarness(t, cfg)
-	select {
-	case <-h.srv.shared.Connected():
-	case <-time.After(5 * time.Second):
-		t.Fatal("replica A's shared cache did not connect to redis-server")
-	}
-	shared, err := sharedcache.New(sharedcache.Options{Addresses: []string{srv.Addr()}, Secret: []byte("a deployment secret of at least 32 bytes")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(shared.Close)
-	select {
-	case <-shared.Connected():
-	case <-time.After(5 * time.Second):
-		t.Fatal("replica B's shared cache did not connect to redis-server")
-	}
+	sharedtest.WaitConnected(t, h.srv.shared, "replica A's shared cache")
+	replicaB := sharedReplica(t, h.srv.Authz().Pipeline().Config, sharedtest.Connect(t, srv.Addr(), 0))
 	ctx := context.Background()
-	p2, err := pipeline.Build(ctx, h.srv.Authz().Pipeline().Config, pipeline.Env{KeySets: pipeline.NewKeySets(ctx), Shared: shared})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
-	for deadline := time.Now().Add(10 * time.Second); p2.Ready() != nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("replica B not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	replicaB := NewAuthz(p2, nil, nil)
 	checkB := func(t *testing.T, headers map[string]string) int {
 		t.Helper()
 		resp, err := replicaB.Check(ctx, checkRequest("GET", "/opt/1", headers))
@@ -96,7 +70,7 @@ func TestSharedDPoPReplayThroughPipelines(t *testing.T) {
 func TestSharedDPoPReplayWhenRedisIsDown(t *testing.T) {
 	h := newHarness(t, senderConfig)
 	// Nothing listens there: every call fails at once, "not connected".
-	down, err := sharedcache.New(sharedcache.Options{Addresses: []string{redistest.ClosedAddr(t)}, Secret: []byte("a deployment secret of at least 32 bytes")})
+	down, err := sharedcache.New(sharedcache.Options{Addresses: []string{redistest.ClosedAddr(t)}, Secret: []byte(sharedtest.Secret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,18 +92,7 @@ func TestSharedDPoPReplayWhenRedisIsDown(t *testing.T) {
 			ctx := context.Background()
 			cfg := *h.srv.Authz().Pipeline().Config
 			cfg.DPoP.SharedReplayDown = tt.setting
-			p, err := pipeline.Build(ctx, &cfg, pipeline.Env{KeySets: pipeline.NewKeySets(ctx), Shared: down})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			for deadline := time.Now().Add(10 * time.Second); p.Ready() != nil; {
-				if time.Now().After(deadline) {
-					t.Fatal("pipeline not ready")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			a := NewAuthz(p, nil, nil)
+			a := sharedReplica(t, &cfg, down)
 			proof := c.proof("GET", htu, bound, nil)
 			for i, want := range tt.wantStatus {
 				resp, err := a.Check(ctx, checkRequest("GET", "/opt/1", map[string]string{"authorization": "DPoP " + bound, "dpop": proof}))

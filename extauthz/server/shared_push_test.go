@@ -11,10 +11,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
-	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/secevent"
-	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/sharedtest"
 )
 
 // TestSharedPushedRevocationReachesEveryReplica: the authorization server
@@ -24,7 +23,7 @@ import (
 func TestSharedPushedRevocationReachesEveryReplica(t *testing.T) {
 	srv := redistest.Start(t)
 	t.Setenv("TT_TEST_CLIENT_SECRET", "s3cret")
-	t.Setenv("TT_SHARED_KEY", "a deployment secret of at least 32 bytes")
+	t.Setenv("TT_SHARED_KEY", sharedtest.Secret)
 	const pushAud = "https://tokentailor.test/revocations/push"
 	cfg := strings.Replace(modesConfig, "    token_endpoint: {{ISSUER}}/token\n",
 		"    token_endpoint: {{ISSUER}}/token\n    revocation_push: {audience: ["+pushAud+"]}\n", 1) +
@@ -36,34 +35,9 @@ func TestSharedPushedRevocationReachesEveryReplica(t *testing.T) {
 	const token = "opaque-token-to-revoke-1"
 	intro.Register(token, map[string]any{"active": true, "sub": "bob", "scope": "orders:read", "aud": "api.example.com",
 		"exp": time.Now().Add(time.Hour).Unix()})
-	select {
-	case <-h.srv.shared.Connected():
-	case <-time.After(5 * time.Second):
-		t.Fatal("replica A's shared cache did not connect")
-	}
-	shared, err := sharedcache.New(sharedcache.Options{Addresses: []string{srv.Addr()}, Secret: []byte("a deployment secret of at least 32 bytes")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(shared.Close)
-	select {
-	case <-shared.Connected():
-	case <-time.After(5 * time.Second):
-		t.Fatal("replica B's shared cache did not connect")
-	}
+	sharedtest.WaitConnected(t, h.srv.shared, "replica A's shared cache")
+	replicaB := sharedReplica(t, h.srv.Authz().Pipeline().Config, sharedtest.Connect(t, srv.Addr(), 0))
 	ctx := context.Background()
-	p2, err := pipeline.Build(ctx, h.srv.Authz().Pipeline().Config, pipeline.Env{KeySets: pipeline.NewKeySets(ctx), Shared: shared})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
-	for deadline := time.Now().Add(10 * time.Second); p2.Ready() != nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("replica B not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	replicaB := NewAuthz(p2, nil, nil)
 	checkA := func() int { return httpStatus(h.check("GET", "/orders/1", bearer(token))) }
 	checkB := func() int {
 		resp, err := replicaB.Check(ctx, checkRequest("GET", "/orders/1", bearer(token)))

@@ -5,9 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokentailor/tokentailor/extauthz/config"
 	"github.com/tokentailor/tokentailor/extauthz/pipeline"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache"
 	"github.com/tokentailor/tokentailor/extauthz/sharedcache/redistest"
+	"github.com/tokentailor/tokentailor/extauthz/sharedcache/sharedtest"
 )
 
 // TestSharedCacheThroughPipelines: Env.Shared reaches the introspector. Two
@@ -16,35 +18,9 @@ import (
 // introspection call on the second.
 func TestSharedCacheThroughPipelines(t *testing.T) {
 	srv := redistest.Start(t)
-	client := func() *sharedcache.Cache {
-		c, err := sharedcache.New(sharedcache.Options{
-			Addresses: []string{srv.Addr()}, Secret: []byte("a deployment secret of at least 32 bytes"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		select {
-		case <-c.Connected():
-		case <-time.After(5 * time.Second):
-			t.Fatal("shared cache did not connect to redis-server")
-		}
-		return c
-	}
-	e := newBenchEnvShared(t, "EdDSA", 1000, client())
+	e := newBenchEnvShared(t, "EdDSA", 1000, sharedtest.Connect(t, srv.Addr(), 0))
 	ctx := context.Background()
-	p2, err := pipeline.Build(ctx, e.pipe.Config, pipeline.Env{KeySets: pipeline.NewKeySets(ctx), Shared: client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
-	for deadline := time.Now().Add(10 * time.Second); p2.Ready() != nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("second pipeline not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	replicaB := NewAuthz(p2, nil, nil)
+	replicaB := sharedReplica(t, e.pipe.Config, sharedtest.Connect(t, srv.Addr(), 0))
 	req := benchCheckRequest(e.opaque("alice"))
 	e.check(t, req)
 	calls := e.intro.Calls()
@@ -55,4 +31,24 @@ func TestSharedCacheThroughPipelines(t *testing.T) {
 	if n := e.intro.Calls() - calls; n != 0 {
 		t.Errorf("replica B made %d introspection calls, want 0 (answer shared)", n)
 	}
+}
+
+// sharedReplica is another replica of the same deployment: a pipeline built
+// from cfg with its own client shared of the same Redis and its own memory,
+// ready, closed when the test ends.
+func sharedReplica(t *testing.T, cfg *config.Config, shared *sharedcache.Cache) *Authz {
+	t.Helper()
+	ctx := context.Background()
+	p, err := pipeline.Build(ctx, cfg, pipeline.Env{KeySets: pipeline.NewKeySets(ctx), Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	for deadline := time.Now().Add(10 * time.Second); p.Ready() != nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("replica pipeline not ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return NewAuthz(p, nil, nil)
 }

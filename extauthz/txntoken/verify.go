@@ -18,8 +18,6 @@ import (
 
 // Defaults of VerifierOptions.
 const (
-	// DefaultLeeway is the clock skew allowed on exp and iat.
-	DefaultLeeway = 5 * time.Second
 	// DefaultMaxBytes bounds a Txn-Token before parsing.
 	DefaultMaxBytes = 16 << 10
 )
@@ -68,7 +66,8 @@ type VerifierOptions struct {
 	Keys KeySource
 	// Algorithms is the alg allowlist; nil means DefaultAlgorithms.
 	Algorithms []string
-	// Leeway is the clock skew on exp and iat; default DefaultLeeway.
+	// Leeway is the clock skew on exp and iat (txn_token.leeway, defaulted
+	// by config); 0 allows none.
 	Leeway time.Duration
 	// MaxBytes bounds a token; default DefaultMaxBytes.
 	MaxBytes int
@@ -94,9 +93,6 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		if !slices.Contains(DefaultAlgorithms, a) {
 			return nil, fmt.Errorf("txntoken: algorithm %q is not an asymmetric JWS algorithm", a)
 		}
-	}
-	if opts.Leeway == 0 {
-		opts.Leeway = DefaultLeeway
 	}
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
