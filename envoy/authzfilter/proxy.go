@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/tokentailor/tokentailor/extauthz/uripath"
 )
 
 // Proxy is an http.Handler playing an Envoy listener with the ext_authz
@@ -191,8 +193,8 @@ func redactQuery(path string) string {
 }
 
 // normalizePath approximates the connection manager's normalize_path (RFC
-// 3986 §5.2.4 dot-segment removal) and merge_slashes on the raw path; the
-// query is kept as is.
+// 3986 §5.2.4 dot-segment removal, the rule DPoP's htu applies too) and
+// merge_slashes on the raw path; the query is kept as is.
 func normalizePath(target string, dots, slashes bool) string {
 	path, query, hasQuery := strings.Cut(target, "?")
 	if slashes {
@@ -201,30 +203,7 @@ func normalizePath(target string, dots, slashes bool) string {
 		}
 	}
 	if dots {
-		segs := strings.Split(path, "/")
-		out := make([]string, 0, len(segs))
-		for i, seg := range segs {
-			last := i == len(segs)-1
-			switch seg {
-			case ".":
-				if last {
-					out = append(out, "")
-				}
-			case "..":
-				if len(out) > 1 {
-					out = out[:len(out)-1]
-				}
-				if last {
-					out = append(out, "")
-				}
-			default:
-				out = append(out, seg)
-			}
-		}
-		path = strings.Join(out, "/")
-		if !strings.HasPrefix(path, "/") {
-			path = "/" + path
-		}
+		path = uripath.RemoveDotSegments(path)
 	}
 	if hasQuery {
 		return path + "?" + query

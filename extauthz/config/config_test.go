@@ -419,14 +419,14 @@ func TestIssue12Defaults(t *testing.T) {
 	}{
 		{
 			name:         "defaults",
-			issuerExtra:  "introspection: {endpoint: https://idp.test/i}",
+			issuerExtra:  "introspection: {endpoint: https://idp.test/i}\n    token_endpoint: https://idp.test/token",
 			upstream:     "{audience: api, mode: exchange}",
 			wantAudience: AudienceClaim, wantSubject: []string{"sub"},
 			wantSubType: "urn:ietf:params:oauth:token-type:access_token", wantReqType: "urn:ietf:params:oauth:token-type:access_token",
 		},
 		{
 			name:         "set in the file",
-			issuerExtra:  "introspection: {endpoint: https://idp.test/i, audience: server, subject_claims: [sub, username, client_id]}",
+			issuerExtra:  "introspection: {endpoint: https://idp.test/i, audience: server, subject_claims: [sub, username, client_id]}\n    token_endpoint: https://idp.test/token",
 			upstream:     "{audience: api, mode: exchange, exchange: {subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', requested_token_type: 'urn:ietf:params:oauth:token-type:id_token'}}",
 			wantAudience: AudienceServer, wantSubject: []string{"sub", "username", "client_id"},
 			wantSubType: "urn:ietf:params:oauth:token-type:jwt", wantReqType: "urn:ietf:params:oauth:token-type:id_token",

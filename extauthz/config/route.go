@@ -98,7 +98,8 @@ func (r Require) Stated() bool { return r.stated }
 
 // Upstream says what the upstream of a route receives.
 type Upstream struct {
-	// Mode is mint (default), forward, exchange or embedded.
+	// Mode is mint (default), forward, exchange, embedded or txn_token; what
+	// each needs is modeRules (modes.go).
 	Mode string `json:"mode"`
 	// Audience is the upstream's aud.
 	Audience string `json:"audience"`
@@ -241,55 +242,6 @@ func (m *Match) validate(p *problems, f string) {
 	}
 }
 
-// validateMode checks what each mode needs from the route.
-func (c *Config) validateMode(p *problems, uf string, u *Upstream) {
-	switch u.Mode {
-	case "mint":
-		if u.Audience == "" {
-			p.add(uf+".audience", "required for mode mint: least privilege starts with a narrow audience")
-		}
-	case "forward":
-	case "exchange":
-		if u.Audience == "" && u.Exchange.Resource == "" {
-			p.add(uf+".audience", "required for mode exchange (or set exchange.resource)")
-		}
-		if u.Exchange.Issuer != "" && !c.hasIssuer(u.Exchange.Issuer) {
-			p.add(uf+".exchange.issuer", "%q names no configured issuer", u.Exchange.Issuer)
-		}
-		for _, t := range []struct{ name, v string }{
-			{"subject_token_type", u.Exchange.SubjectTokenType}, {"requested_token_type", u.Exchange.RequestedTokenType},
-		} {
-			if !isTokenTypeURI(t.v) {
-				p.add(uf+".exchange."+t.name, "%q is not a token type URI (e.g. urn:ietf:params:oauth:token-type:access_token)", t.v)
-			}
-		}
-	case "embedded":
-		if u.Audience == "" {
-			p.add(uf+".audience", "required for mode embedded: it picks the embedded token")
-		}
-		for j, iss := range u.EmbeddedIssuers {
-			if !c.hasIssuer(iss) {
-				p.add(fmt.Sprintf("%s.embedded_issuers[%d]", uf, j), "%q names no configured issuer", iss)
-			}
-		}
-	case "txn_token":
-		if c.TxnToken.TrustDomain == "" || (c.TxnToken.Workload == "" && c.TxnTokenService == nil) {
-			p.add(uf+".mode", "txn_token needs txn_token.trust_domain and txn_token.workload (or txn_token_service)")
-		}
-		if len(u.Scopes) == 0 {
-			p.add(uf+".scopes", "required for mode txn_token: a Txn-Token's scope is its purpose")
-		}
-	default:
-		p.add(uf+".mode", "%q is not mint, forward, exchange, embedded or txn_token", u.Mode)
-	}
-	if len(u.EmbeddedIssuers) > 0 && u.Mode != "embedded" {
-		p.add(uf+".embedded_issuers", "only for mode embedded")
-	}
-	if u.Exchange != nil && u.Mode != "exchange" {
-		p.add(uf+".exchange", "only for mode exchange")
-	}
-}
-
 func (u *Upstream) validate(p *problems, uf string) {
 	if u.TTL.Duration <= 0 {
 		p.add(uf+".ttl", "must be positive")
@@ -312,9 +264,6 @@ func (u *Upstream) validate(p *problems, uf string) {
 		if extauthz.IsReservedClaim(name) {
 			p.add(uf+".claims."+name, "cannot overwrite the claim %q that tokentailor sets itself", name)
 		}
-	}
-	if u.Mode != "mint" && (len(u.CopyClaims) > 0 || len(u.Claims) > 0) {
-		p.add(uf, "copy_claims and claims only apply to mode mint")
 	}
 }
 

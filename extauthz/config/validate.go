@@ -95,13 +95,10 @@ func (l *Log) validate(p *problems) {
 	}
 }
 
-// validateMint: keys are needed as soon as one route mints.
+// validateMint: keys are needed as soon as one route's mode signs with them
+// (modeRules).
 func (c *Config) validateMint(p *problems) {
-	needsMint := false
-	for _, r := range c.Routes {
-		needsMint = needsMint || (!r.Public && r.Upstream.Mode == "mint")
-	}
-	if needsMint || len(c.Mint.Keys) > 0 {
+	if c.needsMintKeys() || len(c.Mint.Keys) > 0 {
 		if c.Mint.Issuer == "" {
 			p.add("mint.issuer", "required: the iss of minted tokens")
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/tokentailor/tokentailor/extauthz/uripath"
 )
 
 // errURI is returned by NormalizeURI for a value that is not an absolute
@@ -121,35 +123,7 @@ func normalizePath(p string) (string, bool) {
 		}
 		i += 2
 	}
-	return removeDotSegments(b.String()), true
-}
-
-// removeDotSegments is RFC 3986 §5.2.4 for an absolute path.
-func removeDotSegments(p string) string {
-	if !strings.Contains(p, ".") {
-		return p
-	}
-	segs := strings.Split(p, "/")[1:]
-	out := make([]string, 0, len(segs))
-	for i, s := range segs {
-		last := i == len(segs)-1
-		switch s {
-		case ".":
-			if last {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 0 {
-				out = out[:len(out)-1]
-			}
-			if last {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, s)
-		}
-	}
-	return "/" + strings.Join(out, "/")
+	return uripath.RemoveDotSegments(b.String()), true
 }
 
 func isHex(c byte) bool {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,15 +17,9 @@ import (
 )
 
 // clock is a settable test clock.
-type clock struct{ ns atomic.Int64 }
+type clock = authztest.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return authztest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 func newSet(t *testing.T, is *authztest.Issuer, clk *clock) *Set {
 	t.Helper()

@@ -23,15 +23,9 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/jwks"
 )
 
-type clock struct{ ns atomic.Int64 }
+type clock = authztest.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Now().Truncate(time.Second).UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return authztest.NewClock(time.Now().Truncate(time.Second)) }
 
 // countingKeys counts Key calls of the source it wraps.
 type countingKeys struct {

@@ -166,9 +166,9 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 			continue
 		}
 		m := pr.Grant().Mode
-		src, why := st.source(m)
-		if src == nil {
-			errs = append(errs, fmt.Errorf("routes[%d].upstream.mode: %s %s", i, m, why))
+		src, err := st.source(m)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("routes[%d].upstream.mode: %w", i, err))
 			continue
 		}
 		rt.source = src

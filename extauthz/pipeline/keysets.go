@@ -80,30 +80,42 @@ func (k *KeySets) Resolver(o discovery.ResolverOptions) *discovery.Resolver {
 	return r
 }
 
-// Keep stops every set and resolver not used by p: after a reload, those
-// only the old pipeline used; after a refused one, those the refused
-// pipeline started. The ones p uses get p's settings back, undoing what a
-// refused build applied to them.
-func (k *KeySets) Keep(p *Pipeline) {
-	for _, u := range p.keySets {
-		// Same ID and options that were valid once: Update cannot fail.
-		_ = u.set.Update(u.opts)
+// Keep stops every set and resolver not used by one of ps: after a reload,
+// those only the old pipeline used; after a refused one, those the refused
+// pipeline started; while a reloaded pipeline waits for its keys (ps: the
+// serving one and it), those only a superseded waiting one used. The ones
+// ps use get their settings back in order (the last one's win where they
+// share), undoing what a refused build applied to them.
+func (k *KeySets) Keep(ps ...*Pipeline) {
+	for _, p := range ps {
+		for _, u := range p.keySets {
+			// Same ID and options that were valid once: Update cannot fail.
+			_ = u.set.Update(u.opts)
+		}
+		for _, u := range p.resolvers {
+			u.r.SetClient(u.client)
+		}
 	}
-	for _, u := range p.resolvers {
-		u.r.SetClient(u.client)
-	}
-	k.retain(p)
+	k.retain(ps...)
+}
+
+// Running is the number of key sets and metadata resolvers running.
+func (k *KeySets) Running() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.sets) + len(k.resolvers)
 }
 
 // Close stops every set and resolver.
 func (k *KeySets) Close() {
-	k.retain(nil)
+	k.retain()
 }
 
-func (k *KeySets) retain(p *Pipeline) {
+// retain stops every set and resolver none of ps uses.
+func (k *KeySets) retain(ps ...*Pipeline) {
 	var sets []*jwks.Set
 	var resolvers []*discovery.Resolver
-	if p != nil {
+	for _, p := range ps {
 		for _, u := range p.keySets {
 			sets = append(sets, u.set)
 		}

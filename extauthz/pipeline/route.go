@@ -69,37 +69,36 @@ type stages struct {
 	txnIn txnStages
 }
 
-// source returns the token source of mode m, or why these stages cannot
-// serve it. This is the one place that knows what each mode needs. Every
+// source returns the token source of mode m, or ErrNotBuilt when these
+// stages lack it. What each mode needs is config's rule (config.Validate
+// refuses a route whose mode cannot be served), not restated here. Every
 // source but exchange is held to the outlive check (invariant 2; an
 // exchanged token's lifetime is the authorization server's decision).
-func (s *stages) source(m extauthz.Mode) (extauthz.TokenSource, string) {
+func (s *stages) source(m extauthz.Mode) (extauthz.TokenSource, error) {
+	var src extauthz.TokenSource
 	switch m {
 	case extauthz.ModeForward:
-		return upstream.NotOutliving(upstream.Forward{}), ""
+		src = upstream.Forward{}
 	case extauthz.ModeMint:
-		if s.mint == nil {
-			return nil, "needs mint.keys"
-		}
-		return upstream.NotOutliving(s.mint), ""
+		src = s.mint
 	case extauthz.ModeEmbedded:
-		if s.embedded == nil {
-			return nil, "needs an issuer that verifies JWTs"
-		}
-		return upstream.NotOutliving(s.embedded), ""
+		src = s.embedded
 	case extauthz.ModeTxnToken:
-		if s.txn == nil {
-			return nil, "needs txn_token.trust_domain and either txn_token.workload with mint.keys, or txn_token_service"
-		}
-		return upstream.NotOutliving(s.txn), ""
+		src = s.txn
 	case extauthz.ModeExchange:
-		if len(s.exchange) == 0 {
-			return nil, "needs an issuer with a client and a token endpoint"
+		if len(s.exchange) > 0 {
+			return s.exchange, nil
 		}
-		return s.exchange, ""
 	}
-	return nil, "is not a mode"
+	if src == nil {
+		return nil, fmt.Errorf("%w: mode %s", ErrNotBuilt, m)
+	}
+	return upstream.NotOutliving(src), nil
 }
+
+// ErrNotBuilt fails a build whose route names a mode its stages cannot
+// serve: config validation should have refused the config.
+var ErrNotBuilt = errors.New("not built: config validation should have refused this")
 
 // Authenticate validates cred as route pr (one of p.Policy's routes) would
 // in Decide: a stage on its own, for benchmarks and tools.

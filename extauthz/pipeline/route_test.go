@@ -22,41 +22,44 @@ func (s stubAuthn) Authenticate(context.Context, extauthz.Credential) (*extauthz
 	return &extauthz.Principal{Subject: s.name}, nil
 }
 
-// TestModeNeeds checks the one table of what each mode needs, and that every
-// source but exchange refuses a token that outlives the incoming one.
-func TestModeNeeds(t *testing.T) {
+// TestModeSources checks that each mode gets its source, that a mode the
+// stages lack is an internal build error (config owns the rules), and that
+// every source but exchange refuses a token that outlives the incoming one.
+func TestModeSources(t *testing.T) {
 	late := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
 	full := &stages{
-		mint: stubSource{exp: late}, embedded: stubSource{exp: late},
+		mint: stubSource{exp: late}, embedded: stubSource{exp: late}, txn: stubSource{exp: late},
 		exchange: upstream.Exchange{"https://as": stubSource{exp: late}},
 	}
 	tests := []struct {
 		name        string
 		st          *stages
 		mode        extauthz.Mode
-		wantWhy     string
+		wantErr     error
 		wantOutlive bool // the source refuses a token expiring after the incoming one
 	}{
 		{name: "forward needs nothing", st: &stages{}, mode: extauthz.ModeForward},
-		{name: "mint without keys", st: &stages{}, mode: extauthz.ModeMint, wantWhy: "needs mint.keys"},
-		{name: "embedded without a JWT issuer", st: &stages{}, mode: extauthz.ModeEmbedded, wantWhy: "needs an issuer that verifies JWTs"},
-		{name: "exchange without a token endpoint", st: &stages{}, mode: extauthz.ModeExchange, wantWhy: "needs an issuer with a client and a token endpoint"},
-		{name: "unknown mode", st: full, mode: "teleport", wantWhy: "is not a mode"},
+		{name: "mint not built", st: &stages{}, mode: extauthz.ModeMint, wantErr: ErrNotBuilt},
+		{name: "embedded not built", st: &stages{}, mode: extauthz.ModeEmbedded, wantErr: ErrNotBuilt},
+		{name: "exchange not built", st: &stages{}, mode: extauthz.ModeExchange, wantErr: ErrNotBuilt},
+		{name: "txn_token not built", st: &stages{}, mode: extauthz.ModeTxnToken, wantErr: ErrNotBuilt},
+		{name: "unknown mode", st: full, mode: "teleport", wantErr: ErrNotBuilt},
 		{name: "mint", st: full, mode: extauthz.ModeMint, wantOutlive: true},
 		{name: "embedded", st: full, mode: extauthz.ModeEmbedded, wantOutlive: true},
+		{name: "txn_token", st: full, mode: extauthz.ModeTxnToken, wantOutlive: true},
 		{name: "exchange is exempt", st: full, mode: extauthz.ModeExchange},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, why := tt.st.source(tt.mode)
-			if why != tt.wantWhy || (src == nil) != (tt.wantWhy != "") {
-				t.Fatalf("source(%s) = %v, %q; want why %q", tt.mode, src, why, tt.wantWhy)
+			src, err := tt.st.source(tt.mode)
+			if !errors.Is(err, tt.wantErr) || (src == nil) != (tt.wantErr != nil) {
+				t.Fatalf("source(%s) = %v, %v; want error %v", tt.mode, src, err, tt.wantErr)
 			}
 			if src == nil || tt.mode == extauthz.ModeForward {
 				return
 			}
 			p := &extauthz.Principal{Issuer: "https://as", ExpiresAt: late.Add(-time.Hour)}
-			_, err := src.Token(context.Background(), p, &extauthz.Grant{Mode: tt.mode})
+			_, err = src.Token(context.Background(), p, &extauthz.Grant{Mode: tt.mode})
 			if got := errors.Is(err, extauthz.ErrInternal); got != tt.wantOutlive {
 				t.Errorf("outliving token refused = %v (%v), want %v", got, err, tt.wantOutlive)
 			}

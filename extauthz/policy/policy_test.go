@@ -14,7 +14,7 @@ import (
 const testConfig = `
 listen: {grpc: "127.0.0.1:9191"}
 mint: {issuer: https://tt.internal, keys: [{file: k.pem}]}
-issuers: [{issuer: https://idp.test, jwks_url: https://idp.test/jwks, audiences: [api]}]
+issuers: [{issuer: https://idp.test, jwks_url: https://idp.test/jwks, audiences: [api], token_endpoint: https://idp.test/token, client: {id: c, secret: {env: X}}}]
 routes:
   - name: exact
     require: {}

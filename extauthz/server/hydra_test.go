@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,30 +29,8 @@ import (
 // proxy by .ci/build-hydra.sh and started here on loopback ports. They skip
 // when the binary has not been built.
 
-// hydraBinary finds the hydra binary: $TOKENTAILOR_HYDRA_BIN, else the cache
-// dir .ci/build-hydra.sh writes to; it skips the test when there is none.
-func hydraBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("TOKENTAILOR_HYDRA_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("TOKENTAILOR_HYDRA_BIN=%s: %v", p, err)
-		}
-		return p
-	}
-	dir := os.Getenv("TOKENTAILOR_HYDRA_DIR")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Skip("hydra not built: run .ci/build-hydra.sh (no home directory to look in)")
-		}
-		dir = filepath.Join(home, ".cache", "tokentailor", "hydra")
-	}
-	p := filepath.Join(dir, "hydra")
-	if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		t.Skip("hydra not built: run .ci/build-hydra.sh")
-	}
-	return p
-}
+// hydraServer is Hydra as .ci/build-hydra.sh builds it.
+var hydraServer = externalServer{name: "hydra", env: "HYDRA", dir: "hydra", file: "hydra", script: ".ci/build-hydra.sh"}
 
 // hydra is one Hydra server: its config, ports and SQLite database stay
 // the same across stop and restart, so a restart keeps its clients, tokens
@@ -68,14 +45,7 @@ type hydra struct {
 	bin     string
 	dir     string
 	cfgPath string
-	proc    *hydraProcess // nil while stopped
-}
-
-// hydraProcess is one run of `hydra serve all`.
-type hydraProcess struct {
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan error
+	proc    *process // nil while stopped
 }
 
 // freePort asks the kernel for a free loopback port. Another process may take
@@ -108,17 +78,7 @@ func startHydra(t *testing.T, bin string) *hydra {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		hy, err := tryStartHydra(t, bin, string(tmpl))
-		if err == nil {
-			return hy
-		}
-		lastErr = err
-		t.Logf("hydra start attempt %d: %v", attempt+1, err)
-	}
-	t.Fatalf("hydra did not start: %v", lastErr)
-	return nil
+	return startRetrying(t, "hydra", func() (*hydra, error) { return tryStartHydra(t, bin, string(tmpl)) })
 }
 
 func tryStartHydra(t *testing.T, bin, tmpl string) (*hydra, error) {
@@ -182,79 +142,37 @@ func tryStartHydra(t *testing.T, bin, tmpl string) (*hydra, error) {
 	return hy, nil
 }
 
-// command is a hydra command with a clean environment: Hydra reads its
-// settings from environment variables too, and none of the caller's may leak
-// in.
+// command is a hydra command with a clean environment.
 func (hy *hydra) command(args ...string) *exec.Cmd {
-	cmd := exec.Command(hy.bin, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + hy.dir, "TMPDIR=" + hy.dir}
-	cmd.Dir = hy.dir
-	return cmd
+	return cleanCommand(hy.bin, hy.dir, nil, args...)
 }
 
 // launch starts `hydra serve all` and waits until it is ready.
 func (hy *hydra) launch() error {
 	cmd := hy.command("serve", "all", "--dev", "--sqa-opt-out", "-c", hy.cfgPath)
-	p := &hydraProcess{cmd: cmd, out: &syncBuffer{}, exited: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", hy.bin, err)
+	p, err := startProcess("hydra", cmd, 90*time.Second, hy.ready)
+	if err != nil {
+		return err
 	}
-	go func() { p.exited <- cmd.Wait() }()
 	hy.proc = p
-	deadline := time.Now().Add(90 * time.Second)
-	for !hy.ready() {
-		select {
-		case err := <-p.exited:
-			p.exited <- err // for stop
-			out := p.out.String()
-			hy.stop()
-			return fmt.Errorf("hydra exited (%v):\n%s", err, tail(out, 4000))
-		default:
-		}
-		if time.Now().After(deadline) {
-			out := p.out.String()
-			hy.stop()
-			return fmt.Errorf("hydra not ready after 90s:\n%s", tail(out, 4000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	return nil
 }
 
-// stop ends the running Hydra process (SIGTERM, then SIGKILL after 10s) and
-// waits until it has exited, so its ports are free. Its database stays.
+// stop ends the running Hydra process and waits until it has exited, so its
+// ports are free. Its database stays.
 func (hy *hydra) stop() {
-	p := hy.proc
-	if p == nil {
-		return
-	}
-	hy.proc = nil
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
+	if hy.proc != nil {
+		hy.proc.stop()
+		hy.proc = nil
 	}
 }
 
-// kill ends the running Hydra process at once (SIGKILL), as a crash does,
-// and waits until it has exited.
+// kill ends the running Hydra process at once, as a crash does.
 func (hy *hydra) kill() {
-	p := hy.proc
-	if p == nil {
-		return
+	if hy.proc != nil {
+		hy.proc.kill()
+		hy.proc = nil
 	}
-	hy.proc = nil
-	_ = p.cmd.Process.Kill()
-	err := <-p.exited
-	p.exited <- err
 }
 
 // restart starts Hydra again on the same ports with the same database.
@@ -271,13 +189,6 @@ func (hy *hydra) output() string {
 		return ""
 	}
 	return hy.proc.out.String()
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
 }
 
 func (hy *hydra) ready() bool {
@@ -483,7 +394,7 @@ func newHydraHarness(t *testing.T, hy *hydra, self hydraClient) *harness {
 }
 
 func TestHydra(t *testing.T) {
-	bin := hydraBinary(t)
+	bin := hydraServer.binary(t)
 	hy := startHydra(t, bin)
 	if want := hy.public + "/"; hy.issuer != want {
 		t.Fatalf("Hydra advertises issuer %q, want %q", hy.issuer, want)

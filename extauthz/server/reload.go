@@ -58,9 +58,11 @@ func (s *Server) Reload(ctx context.Context, force bool) error {
 		if p, err = pipeline.Build(ctx, cfg, s.env()); err == nil {
 			s.cancelPending()
 			s.waitReady(ctx, p)
-			if p.Ready() != nil && s.authz.Pipeline().Ready() == nil {
+			if serving := s.authz.Pipeline(); p.Ready() != nil && serving.Ready() == nil {
 				// The old pipeline serves; the new one cannot yet. Keep the
-				// old one and swap when the new one is ready.
+				// old one and swap when the new one is ready. Key sets only
+				// a superseded pending pipeline used stop now.
+				s.keySets.Keep(serving, p)
 				s.lastSum, s.failedSum = sum, [32]byte{}
 				s.swapWhenReady(p)
 				s.log.Warn("config accepted, waiting for its issuers' keys; the previous config keeps serving", "error", p.Ready())
@@ -103,7 +105,7 @@ func (s *Server) swap(p *pipeline.Pipeline) {
 // meanwhile. reloadMu is held.
 func (s *Server) swapWhenReady(p *pipeline.Pipeline) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s.pendingCancel = cancel
+	s.pending, s.pendingCancel = p, cancel
 	go func() {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
@@ -118,7 +120,7 @@ func (s *Server) swapWhenReady(p *pipeline.Pipeline) {
 			}
 			s.reloadMu.Lock()
 			if ctx.Err() == nil && !s.closed {
-				s.pendingCancel = nil
+				s.pending, s.pendingCancel = nil, nil
 				s.swap(p)
 			}
 			s.reloadMu.Unlock()
@@ -127,12 +129,14 @@ func (s *Server) swapWhenReady(p *pipeline.Pipeline) {
 	}()
 }
 
-// cancelPending gives up a pipeline waiting for its keys. reloadMu is held;
-// the key sets only it used are stopped by the next Keep.
+// cancelPending gives up a pipeline waiting for its keys and closes it (its
+// revocation handlers and introspectors). reloadMu is held; the key sets
+// only it used are stopped by the next Keep.
 func (s *Server) cancelPending() {
 	if s.pendingCancel != nil {
 		s.pendingCancel()
-		s.pendingCancel = nil
+		s.pending.Close()
+		s.pending, s.pendingCancel = nil, nil
 	}
 }
 

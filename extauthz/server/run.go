@@ -91,7 +91,9 @@ type Server struct {
 	lastSum    [32]byte // files of the config in use
 	failedSum  [32]byte // files of the last config refused, not retried until they change
 	restartSum string   // the settings that need a restart, as in use
-	// pendingCancel gives up a reloaded pipeline waiting for its keys.
+	// pending is a reloaded pipeline waiting for its keys (nil: none);
+	// pendingCancel gives it up.
+	pending       *pipeline.Pipeline
 	pendingCancel context.CancelFunc
 }
 

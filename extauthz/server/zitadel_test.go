@@ -8,11 +8,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,30 +34,8 @@ import (
 // exchange test sees a renewal before the incoming token expires.
 const zitadelLifetime = 20 * time.Second
 
-// zitadelBinary finds the example OP: $TOKENTAILOR_ZITADEL_BIN, else the
-// cache dir .ci/build-zitadel.sh writes to; it skips the test when there is none.
-func zitadelBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("TOKENTAILOR_ZITADEL_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("TOKENTAILOR_ZITADEL_BIN=%s: %v", p, err)
-		}
-		return p
-	}
-	dir := os.Getenv("TOKENTAILOR_ZITADEL_DIR")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Skip("zitadel example OP not built: run .ci/build-zitadel.sh (no home directory to look in)")
-		}
-		dir = filepath.Join(home, ".cache", "tokentailor", "zitadel")
-	}
-	p := filepath.Join(dir, "zitadel-example-op")
-	if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		t.Skip("zitadel example OP not built: run .ci/build-zitadel.sh")
-	}
-	return p
-}
+// zitadelServer is the example OP as .ci/build-zitadel.sh builds it.
+var zitadelServer = externalServer{name: "zitadel example OP", env: "ZITADEL", dir: "zitadel", file: "zitadel-example-op", script: ".ci/build-zitadel.sh"}
 
 // zitadel is one running example OP.
 type zitadel struct {
@@ -73,77 +49,34 @@ type zitadel struct {
 // another process took the port first.
 func startZitadel(t *testing.T, bin string) *zitadel {
 	t.Helper()
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		z, err := tryStartZitadel(t, bin)
-		if err == nil {
-			return z
-		}
-		lastErr = err
-		t.Logf("zitadel start attempt %d: %v", attempt+1, err)
-	}
-	t.Fatalf("zitadel example OP did not start: %v", lastErr)
-	return nil
+	return startRetrying(t, "zitadel example OP", func() (*zitadel, error) { return tryStartZitadel(t, bin) })
 }
 
 func tryStartZitadel(t *testing.T, bin string) (*zitadel, error) {
-	dir := t.TempDir()
 	port := freePort(t)
 	z := &zitadel{
 		base:   fmt.Sprintf("http://127.0.0.1:%d", port),
 		secret: randomString(t, 24),
 		http:   &http.Client{Timeout: 10 * time.Second},
 	}
-	cmd := exec.Command(bin, "-port", strconv.Itoa(port), "-jwt-lifetime", zitadelLifetime.String())
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir, "ZITADEL_EXAMPLE_SECRET=" + z.secret}
-	cmd.Dir = dir
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		select {
-		case err := <-exited:
-			exited <- err
-			return
-		default:
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			exited <- err
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			exited <- <-exited
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			return nil, fmt.Errorf("zitadel example OP exited (%v):\n%s", err, tail(out.String(), 4000))
-		default:
-		}
+	cmd := cleanCommand(bin, t.TempDir(), []string{"ZITADEL_EXAMPLE_SECRET=" + z.secret}, "-port", strconv.Itoa(port), "-jwt-lifetime", zitadelLifetime.String())
+	p, err := startProcess("zitadel example OP", cmd, 30*time.Second, func() bool {
 		var meta struct {
 			Issuer string `json:"issuer"`
 		}
-		if z.getJSON(z.base+"/.well-known/openid-configuration", &meta) == nil && meta.Issuer != "" {
-			z.issuer = meta.Issuer
-			break
+		if z.getJSON(z.base+"/.well-known/openid-configuration", &meta) != nil || meta.Issuer == "" {
+			return false
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("zitadel example OP not ready after 30s:\n%s", tail(out.String(), 4000))
-		}
-		time.Sleep(50 * time.Millisecond)
+		z.issuer = meta.Issuer
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	t.Cleanup(func() {
-		stop()
+		p.stop()
 		if t.Failed() {
-			t.Logf("zitadel output:\n%s", tail(out.String(), 8000))
+			t.Logf("zitadel output:\n%s", tail(p.out.String(), 8000))
 		}
 	})
 	return z, nil
@@ -247,7 +180,7 @@ func expOf(t *testing.T, c jwt.MapClaims) time.Time {
 }
 
 func TestZitadel(t *testing.T) {
-	bin := zitadelBinary(t)
+	bin := zitadelServer.binary(t)
 	z := startZitadel(t, bin)
 	if want := z.base + "/"; z.issuer != want {
 		t.Fatalf("zitadel advertises issuer %q, want %q", z.issuer, want)
