@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -152,15 +153,11 @@ func floodPhase(ctx context.Context, o floodOptions, tt *child, is *issuer, phas
 	if !ok {
 		return nil, fmt.Errorf("unknown transport %q", o.transport)
 	}
-	clients := make([]authv3.AuthorizationClient, o.conns)
-	for i := range clients {
-		cc, err := dial(target)
-		if err != nil {
-			return nil, err
-		}
-		defer cc.Close()
-		clients[i] = authv3.NewAuthorizationClient(cc)
+	clients, closeAll, err := dialClients(target, o.conns)
+	if err != nil {
+		return nil, err
 	}
+	defer closeAll()
 	attackToken := func() string { return randomToken("") }
 	if phase == phaseShaped {
 		attackToken = func() string { return randomToken(opaquePrefix) }
@@ -170,29 +167,7 @@ func floodPhase(ctx context.Context, o floodOptions, tt *child, is *issuer, phas
 	var wg sync.WaitGroup
 	for w := range o.streams {
 		wg.Go(func() {
-			c := clients[w%len(clients)]
-			// One request per stream, its token replaced each time: the
-			// generator's CPU goes to sending, not to building maps.
-			req := checkRequest("-", w)
-			headers := req.GetAttributes().GetRequest().GetHttp().GetHeaders()
-			for !stop.Load() && ctx.Err() == nil {
-				headers["authorization"] = "Bearer " + attackToken()
-				cctx, cancel := context.WithTimeout(ctx, timeout)
-				resp, err := c.Check(cctx, req)
-				cancel()
-				if !measuring.Load() {
-					continue
-				}
-				atomic.AddInt64(&res.attackSent, 1)
-				switch code := resp.GetDeniedResponse().GetStatus().GetCode(); {
-				case err != nil:
-					atomic.AddInt64(&res.attackErrors, 1)
-				case code == 401:
-					atomic.AddInt64(&res.attack401, 1)
-				case code == 503:
-					atomic.AddInt64(&res.attack503, 1)
-				}
-			}
+			res.attackStream(ctx, clients[w%len(clients)], w, attackToken, timeout, &measuring, &stop)
 		})
 	}
 	select {
@@ -231,23 +206,7 @@ loop:
 				cancel()
 				mu.Lock()
 				defer mu.Unlock()
-				res.legitSent++
-				res.legitHist.Record(took)
-				switch {
-				case status.Code(err) == codes.DeadlineExceeded:
-					res.legitLate++
-				case err != nil:
-					res.legitErrors++
-				case resp.GetStatus().GetCode() != 0:
-					res.legitDenied++
-					if res.legitFirstDenial == "" {
-						res.legitFirstDenial = fmt.Sprintf("HTTP %d", resp.GetDeniedResponse().GetStatus().GetCode())
-					}
-				case took > timeout:
-					res.legitLate++
-				default:
-					res.legitAllowed++
-				}
+				res.legitDone(resp, err, took, timeout)
 			})
 		case <-sample.C:
 			samples = append(samples, is.calls.Load())
@@ -276,6 +235,75 @@ loop:
 	wg.Wait()
 	res.logBytes = fileSize(tt.log) - logBefore
 	return res, ctx.Err()
+}
+
+// dialClients opens n gRPC connections to target; closeAll closes them.
+func dialClients(target string, n int) (clients []authv3.AuthorizationClient, closeAll func(), err error) {
+	var conns []*grpc.ClientConn
+	closeAll = func() {
+		for _, cc := range conns {
+			cc.Close()
+		}
+	}
+	for range n {
+		cc, err := dial(target)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		conns = append(conns, cc)
+		clients = append(clients, authv3.NewAuthorizationClient(cc))
+	}
+	return clients, closeAll, nil
+}
+
+// attackStream is one attacker: Checks with a new made-up token each time
+// until stop, counted while measuring. One request per stream, its token
+// replaced each time: the generator's CPU goes to sending, not to building
+// maps.
+func (res *floodResult) attackStream(ctx context.Context, c authv3.AuthorizationClient, w int, next func() string, timeout time.Duration, measuring, stop *atomic.Bool) {
+	req := checkRequest("-", w)
+	headers := req.GetAttributes().GetRequest().GetHttp().GetHeaders()
+	for !stop.Load() && ctx.Err() == nil {
+		headers["authorization"] = "Bearer " + next()
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := c.Check(cctx, req)
+		cancel()
+		if !measuring.Load() {
+			continue
+		}
+		atomic.AddInt64(&res.attackSent, 1)
+		switch code := resp.GetDeniedResponse().GetStatus().GetCode(); {
+		case err != nil:
+			atomic.AddInt64(&res.attackErrors, 1)
+		case code == 401:
+			atomic.AddInt64(&res.attack401, 1)
+		case code == 503:
+			atomic.AddInt64(&res.attack503, 1)
+		}
+	}
+}
+
+// legitDone counts one legitimate Check's outcome; the caller holds the
+// result's lock.
+func (res *floodResult) legitDone(resp *authv3.CheckResponse, err error, took, timeout time.Duration) {
+	res.legitSent++
+	res.legitHist.Record(took)
+	switch {
+	case status.Code(err) == codes.DeadlineExceeded:
+		res.legitLate++
+	case err != nil:
+		res.legitErrors++
+	case resp.GetStatus().GetCode() != 0:
+		res.legitDenied++
+		if res.legitFirstDenial == "" {
+			res.legitFirstDenial = fmt.Sprintf("HTTP %d", resp.GetDeniedResponse().GetStatus().GetCode())
+		}
+	case took > timeout:
+		res.legitLate++
+	default:
+		res.legitAllowed++
+	}
 }
 
 // printFlood prints one phase's figures and verdict, and reports whether
