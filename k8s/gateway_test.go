@@ -1,7 +1,6 @@
 package k8s
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -113,19 +112,7 @@ func TestGatewayEnvoyIsGenerated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(gatewayDir, "envoy-gateway.yaml")
-	if *update {
-		if err := os.WriteFile(path, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from envoy/gateway.yaml: run go test ./k8s -run %s -update", path, t.Name())
-	}
+	checkGenerated(t, filepath.Join(gatewayDir, "envoy-gateway.yaml"), want, "envoy/gateway.yaml")
 }
 
 // gatewayBuild is the overlay built by kustomize, decoded strictly.

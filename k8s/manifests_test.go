@@ -54,7 +54,13 @@ func TestSampleEnvoyConfigIsGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append([]byte(generatedHeader), want...)
-	path := filepath.Join("base", "sample-app", "envoy.yaml")
+	checkGenerated(t, filepath.Join("base", "sample-app", "envoy.yaml"), want, "envoy/sidecar.yaml")
+}
+
+// checkGenerated fails when the file at path is not want (generated from
+// source); with -update it writes want there first.
+func checkGenerated(t *testing.T, path string, want []byte, source string) {
+	t.Helper()
 	if *update {
 		if err := os.WriteFile(path, want, 0o644); err != nil {
 			t.Fatal(err)
@@ -65,7 +71,7 @@ func TestSampleEnvoyConfigIsGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from envoy/sidecar.yaml: run go test ./k8s -run %s -update", path, t.Name())
+		t.Fatalf("%s differs from %s: run go test ./k8s -run %s -update", path, source, t.Name())
 	}
 }
 
