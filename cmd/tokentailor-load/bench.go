@@ -32,6 +32,7 @@ type benchOptions struct {
 	logLevel     string
 	scenarioSet  map[string]bool
 	rounds       int
+	profile      string
 }
 
 // Scenario names, in the order they run. "alternating" repeats floor and
@@ -54,6 +55,7 @@ func benchCmd(ctx context.Context, args []string) int {
 	fs.StringVar(&o.logLevel, "log-level", "warn", "tokentailor's log level during the bench")
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds of the alternating floor / warm-jwt comparison (0 skips it)")
+	fs.StringVar(&o.profile, "profile", "", "directory to write tokentailor's CPU profile of each warm and cold scenario into (SCENARIO-VIA.pprof, taken over the measured run from the admin listener's pprof)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -256,7 +258,11 @@ func (b *benchRun) measure(ctx context.Context, c *child, tr string, src *source
 // scenario measures one scenario and prints its row.
 func (b *benchRun) scenario(ctx context.Context, c *child, name, tr string, src *source) error {
 	var calls int64
-	res, err := b.measure(ctx, c, tr, src, func() { calls = b.iss.calls.Load() })
+	prof := b.profiler(ctx, c, name, tr)
+	res, err := b.measure(ctx, c, tr, src, func() { calls = b.iss.calls.Load(); prof.start() })
+	if perr := prof.wait(); err == nil && perr != nil {
+		err = perr
+	}
 	if err != nil {
 		return fmt.Errorf("%s over %s: %w", name, tr, err)
 	}

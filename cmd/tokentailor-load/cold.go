@@ -39,8 +39,12 @@ func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string
 		o.Duration = b.o.coldDuration
 		o.WarmupCold = 2 * int64(b.o.cacheMax) // every shard of both caches full and shedding
 		var hits0, miss0 float64
-		o.OnMeasure = func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin) }
+		prof := b.profiler(ctx, tt, name, tr)
+		o.OnMeasure = func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() }
 		res, err := runLoad(ctx, o, &source{cycle: pool.raw})
+		if perr := prof.wait(); err == nil && perr != nil {
+			err = perr
+		}
 		if err != nil {
 			return fmt.Errorf("%s over %s: %w", name, tr, err)
 		}

@@ -16,11 +16,14 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+
+	"github.com/tokentailor/tokentailor/extauthz/server"
 )
 
 // floorServer is the floor: an ext_authz server that answers every Check with
 // the same pre-built OK response setting one header, doing no work at all. It
-// measures what gRPC, the transport and the load generator cost by themselves.
+// measures what gRPC, the transport and the load generator cost by themselves,
+// served with tokentailor's own gRPC server options (server.GRPCOptions).
 type floorServer struct {
 	authv3.UnimplementedAuthorizationServer
 	ok *authv3.CheckResponse
@@ -126,7 +129,7 @@ func formatRuntime(gcPercent int, memLimit int64, procs int) string {
 // serveFloor serves the floor on every target until ctx ends; ready is
 // called with the bound addresses once all listen.
 func serveFloor(ctx context.Context, targets []string, ready func([]string)) error {
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(server.GRPCOptions()...)
 	authv3.RegisterAuthorizationServer(srv, newFloorServer())
 	var addrs []string
 	errc := make(chan error, len(targets))

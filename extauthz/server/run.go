@@ -179,7 +179,7 @@ func New(ctx context.Context, opts Options) (_ *Server, err error) {
 		}
 	}
 
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(config.MaxGRPCMessageBytes))
+	s.grpc = grpc.NewServer(GRPCOptions()...)
 	authv3.RegisterAuthorizationServer(s.grpc, s.authz)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
