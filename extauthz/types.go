@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -156,6 +157,54 @@ type Principal struct {
 	IssuedAt time.Time
 	// Credential is the credential the principal was built from.
 	Credential Credential
+	// Memo, shared by every copy of a cached principal, keeps what a route
+	// derives from the principal alone, so that a warm Check does not derive
+	// it again. Nil keeps nothing.
+	Memo *Memo
+}
+
+// Memo keeps the grant the last route to authorize a principal derived from
+// it (see Principal.Memo). Every copy of a cached principal shares its
+// Scopes and Claims, never modified; the grant is given back only to a
+// principal holding those very Scopes and Claims, so a copy that was handed
+// other ones gets a grant of its own. Safe for concurrent use.
+type Memo struct {
+	last atomic.Pointer[memoGrant]
+}
+
+type memoGrant struct {
+	owner  any
+	scopes *string // the Scopes slice the grant was derived from
+	nScope int
+	claims unsafe.Pointer // the Claims map the grant was derived from
+	grant  *Grant
+}
+
+// mapPointer is a map's identity.
+func mapPointer(m map[string]any) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&m)) }
+
+// KeptGrant returns the grant kept for owner (a compiled route) when p holds
+// the Scopes and Claims it was derived from. It is shared by concurrent
+// requests and must not be modified.
+func (p *Principal) KeptGrant(owner any) (*Grant, bool) {
+	if p.Memo == nil {
+		return nil, false
+	}
+	e := p.Memo.last.Load()
+	if e == nil || e.owner != owner || e.scopes != unsafe.SliceData(p.Scopes) || e.nScope != len(p.Scopes) ||
+		e.claims != mapPointer(p.Claims) {
+		return nil, false
+	}
+	return e.grant, true
+}
+
+// KeepGrant keeps g as owner's grant for p's Scopes and Claims, replacing
+// what another route kept; without a Memo it does nothing.
+func (p *Principal) KeepGrant(owner any, g *Grant) {
+	if p.Memo != nil {
+		p.Memo.last.Store(&memoGrant{owner: owner, scopes: unsafe.SliceData(p.Scopes), nScope: len(p.Scopes),
+			claims: mapPointer(p.Claims), grant: g})
+	}
 }
 
 // HasScope reports whether the principal was granted scope s.

@@ -309,7 +309,8 @@ func (m *matcher) hostFits(host string) bool {
 func (rt *Route) Grant() *extauthz.Grant { return &rt.grant }
 
 // Authorize checks p against the route's requirements at time now and returns
-// what the upstream gets. Errors wrap ErrInsufficientScope (as a
+// what the upstream gets, shared with every Check of the same route and
+// principal (p.Memo): it must not be modified. Errors wrap ErrInsufficientScope (as a
 // *extauthz.ScopeError), ErrClaimMismatch or ErrExpiresTooSoon.
 func (rt *Route) Authorize(p *extauthz.Principal, now time.Time) (*extauthz.Grant, error) {
 	for _, s := range rt.requireScopes {
@@ -327,6 +328,11 @@ func (rt *Route) Authorize(p *extauthz.Principal, now time.Time) (*extauthz.Gran
 	if rt.minLifetime > 0 && !p.ExpiryUnknown && p.ExpiresAt.Sub(now) < rt.minLifetime {
 		return nil, fmt.Errorf("%w: the token expires in less than %s; refresh it first", extauthz.ErrExpiresTooSoon, rt.minLifetime)
 	}
+	// The grant depends on the route and the principal alone: a cached
+	// JWT principal keeps the one this route derived the first time.
+	if g, ok := p.KeptGrant(rt); ok {
+		return g, nil
+	}
 	g := rt.grant
 	g.Scopes = intersect(rt.grant.Scopes, p)
 	if len(rt.copyClaims) > 0 {
@@ -341,6 +347,7 @@ func (rt *Route) Authorize(p *extauthz.Principal, now time.Time) (*extauthz.Gran
 		}
 		g.Claims = claims
 	}
+	p.KeepGrant(rt, &g)
 	return &g, nil
 }
 

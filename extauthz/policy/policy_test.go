@@ -171,6 +171,59 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
+// TestAuthorizeMemo: a principal with a Memo gets the grant its route
+// derived the first time, and every check still runs on each call.
+func TestAuthorizeMemo(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	e := engine(t, "")
+	orders, catchall := e.Route("orders"), e.Route("catchall")
+	p := &extauthz.Principal{
+		Subject: "u1", Scopes: []string{"orders:read"},
+		Claims:    map[string]any{"tenant": "acme", "verified": true, "email": "u@x"},
+		ExpiresAt: now.Add(10 * time.Minute),
+		Memo:      new(extauthz.Memo),
+	}
+	first, err := orders.Authorize(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyOf := *p // a cache hit hands out a copy sharing the Memo
+	again, err := orders.Authorize(&copyOf, now)
+	if err != nil || again != first {
+		t.Fatalf("second Authorize = %p, %v; want the kept grant %p", again, err, first)
+	}
+	other, err := catchall.Authorize(&copyOf, now)
+	if err != nil || other == first || other.Audience != "c" {
+		t.Fatalf("another route got %+v, %v; want its own grant", other, err)
+	}
+	// Checks are not memoized: nine minutes later the route's min_lifetime
+	// refuses, and another principal's scopes are judged on their own.
+	if _, err := orders.Authorize(&copyOf, now.Add(9*time.Minute+30*time.Second)); !errors.Is(err, extauthz.ErrExpiresTooSoon) {
+		t.Fatalf("near expiry: err = %v, want ErrExpiresTooSoon", err)
+	}
+	lacking := copyOf
+	lacking.Scopes = nil
+	if _, err := orders.Authorize(&lacking, now); !errors.Is(err, extauthz.ErrInsufficientScope) {
+		t.Fatalf("without the scope: err = %v, want ErrInsufficientScope", err)
+	}
+	// A copy handed other scopes or claims (none is, but the Memo must not
+	// rely on it) gets a grant derived from what it holds.
+	if _, err := orders.Authorize(&copyOf, now); err != nil {
+		t.Fatal(err)
+	}
+	fewer := copyOf
+	fewer.Scopes = []string{"orders:read"}
+	if g, err := orders.Authorize(&fewer, now); err != nil || g == first {
+		t.Fatalf("a copy with other scopes got the kept grant (%v)", err)
+	}
+	otherClaims := copyOf
+	otherClaims.Claims = map[string]any{"tenant": "beta", "verified": true}
+	g, err := orders.Authorize(&otherClaims, now)
+	if err != nil || g.Claims["tenant"] != "beta" || g.Claims["user_email"] != nil {
+		t.Fatalf("a copy with other claims got %v, %v; want its own claims", g.Claims, err)
+	}
+}
+
 func TestInsufficientScopeNamesTheScopes(t *testing.T) {
 	_, err := engine(t, "").Route("orders").Authorize(&extauthz.Principal{}, time.Now())
 	var se *extauthz.ScopeError
