@@ -11,8 +11,8 @@ import (
 // alternating runs the floor and warm-jwt in turns, o.rounds times over each
 // transport, with both servers up (only one is loaded at a time), so that a
 // slow spell of a shared machine falls on both alike. It prints every round's
-// ratios and their medians: the figures to hold against issue 6's warm
-// targets (throughput ≥ 0.85 ×, p99 ≤ 1.5 × the floor's).
+// ratios and their medians: the figures to hold against issue 14's warm
+// targets (throughput ≥ 0.9 ×, CPU per Check ≤ 1.1 ×, p99 ≤ 1.2 × the floor's).
 func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 	floor, err := b.startFloor(ctx)
 	if err != nil {
