@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"reflect"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -181,7 +182,7 @@ type memoGrant struct {
 }
 
 // mapPointer is a map's identity.
-func mapPointer(m map[string]any) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&m)) }
+func mapPointer(m map[string]any) unsafe.Pointer { return reflect.ValueOf(m).UnsafePointer() }
 
 // KeptGrant returns the grant kept for owner (a compiled route) when p holds
 // the Scopes and Claims it was derived from. It is shared by concurrent
@@ -328,7 +329,9 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, cred Credential) (*Principal, error)
 }
 
-// TokenSource produces the upstream token for a principal and a grant.
+// TokenSource produces the upstream token for a principal and a grant. The
+// grant may be shared with concurrent Checks (see Memo): it must not be
+// modified.
 type TokenSource interface {
 	Token(ctx context.Context, p *Principal, g *Grant) (Token, error)
 }

@@ -25,7 +25,7 @@ func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 	}
 	defer tt.stop()
 	fmt.Printf("\nalternating floor and warm-jwt, %d rounds of %s each (ratios tokentailor / floor):\n", b.o.rounds, b.o.load.Duration)
-	fmt.Printf("%-6s %-5s %10s %10s %8s %8s %10s %10s %8s\n", "via", "round", "floor r/s", "warm r/s", "×r/s", "×p99", "floor CPU", "warm CPU", "×CPU/rq")
+	fmt.Printf("%-6s %-5s %10s %10s %8s %9s %9s %8s %10s %10s %8s\n", "via", "round", "floor r/s", "warm r/s", "×r/s", "floor p99", "warm p99", "×p99", "floor CPU", "warm CPU", "×CPU/rq")
 	for _, tr := range b.o.transports {
 		var rps, p99, cpu []float64
 		for r := range b.o.rounds {
@@ -43,10 +43,10 @@ func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 			rps = append(rps, w.RPS()/f.RPS())
 			p99 = append(p99, float64(w.Hist.Quantile(.99))/float64(f.Hist.Quantile(.99)))
 			cpu = append(cpu, float64(w.CPUPerReq())/float64(f.CPUPerReq()))
-			fmt.Printf("%-6s %-5d %10.0f %10.0f %8.2f %8.2f %10s %10s %8.2f\n", tr, r+1, f.RPS(), w.RPS(), rps[r], p99[r],
-				fmtDur(f.CPUPerReq()), fmtDur(w.CPUPerReq()), cpu[r])
+			fmt.Printf("%-6s %-5d %10.0f %10.0f %8.2f %9s %9s %8.2f %10s %10s %8.2f\n", tr, r+1, f.RPS(), w.RPS(), rps[r],
+				fmtDur(f.Hist.Quantile(.99)), fmtDur(w.Hist.Quantile(.99)), p99[r], fmtDur(f.CPUPerReq()), fmtDur(w.CPUPerReq()), cpu[r])
 		}
-		fmt.Printf("%-6s %-5s %10s %10s %8.2f %8.2f %10s %10s %8.2f\n", tr, "median", "", "", median(rps), median(p99), "", "", median(cpu))
+		fmt.Printf("%-6s %-5s %10s %10s %8.2f %9s %9s %8.2f %10s %10s %8.2f\n", tr, "median", "", "", median(rps), "", "", median(p99), "", "", median(cpu))
 	}
 	return nil
 }

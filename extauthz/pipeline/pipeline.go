@@ -191,7 +191,8 @@ type Outcome struct {
 	Mode extauthz.Mode
 	// Principal is the validated principal, for explain.
 	Principal *extauthz.Principal
-	// Grant is what the upstream gets, for explain.
+	// Grant is what the upstream gets, for explain. It may be shared with
+	// other Checks of the same token and route: it must not be modified.
 	Grant *extauthz.Grant
 	// Token is the upstream token, for explain.
 	Token extauthz.Token
