@@ -171,6 +171,10 @@ type Principal struct {
 // other ones gets a grant of its own. Safe for concurrent use.
 type Memo struct {
 	last atomic.Pointer[memoGrant]
+	// offers counts KeepGrant calls: the first is not kept, so that a token
+	// seen once (a cold Check) does not hold a grant in the cache for
+	// nothing.
+	offers atomic.Uint32
 }
 
 type memoGrant struct {
@@ -200,9 +204,10 @@ func (p *Principal) KeptGrant(owner any) (*Grant, bool) {
 }
 
 // KeepGrant keeps g as owner's grant for p's Scopes and Claims, replacing
-// what another route kept; without a Memo it does nothing.
+// what another route kept, from the principal's second grant on; without a
+// Memo it does nothing.
 func (p *Principal) KeepGrant(owner any, g *Grant) {
-	if p.Memo != nil {
+	if p.Memo != nil && p.Memo.offers.Add(1) > 1 {
 		p.Memo.last.Store(&memoGrant{owner: owner, scopes: unsafe.SliceData(p.Scopes), nScope: len(p.Scopes),
 			claims: mapPointer(p.Claims), grant: g})
 	}

@@ -183,14 +183,20 @@ func TestAuthorizeMemo(t *testing.T) {
 		ExpiresAt: now.Add(10 * time.Minute),
 		Memo:      new(extauthz.Memo),
 	}
-	first, err := orders.Authorize(p, now)
+	// The first grant is not kept (a token seen once would hold it for
+	// nothing); the second is, and the third is that one.
+	once, err := orders.Authorize(p, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	copyOf := *p // a cache hit hands out a copy sharing the Memo
+	first, err := orders.Authorize(&copyOf, now)
+	if err != nil || first == once {
+		t.Fatalf("second Authorize = %p, %v; want a grant of its own, the first was not kept", first, err)
+	}
 	again, err := orders.Authorize(&copyOf, now)
 	if err != nil || again != first {
-		t.Fatalf("second Authorize = %p, %v; want the kept grant %p", again, err, first)
+		t.Fatalf("third Authorize = %p, %v; want the kept grant %p", again, err, first)
 	}
 	other, err := catchall.Authorize(&copyOf, now)
 	if err != nil || other == first || other.Audience != "c" {
