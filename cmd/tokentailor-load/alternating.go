@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 // alternating runs the floor and warm-jwt in turns, o.rounds times over each
@@ -14,11 +12,7 @@ import (
 // ratios and their medians: the figures to hold against issue 14's warm
 // targets (throughput ≥ 0.9 ×, CPU per Check ≤ 1.1 ×, p99 ≤ 1.2 × the floor's).
 func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
-	floor, err := b.startFloor(ctx)
-	if err != nil {
-		return err
-	}
-	defer floor.stop()
+	floor := b.floor
 	tt, err := b.startTokentailor(ctx, "eddsa")
 	if err != nil {
 		return err
@@ -29,7 +23,7 @@ func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 	for _, tr := range b.o.transports {
 		var rps, p99, cpu []float64
 		for r := range b.o.rounds {
-			f, err := b.measure(ctx, floor, tr, &source{warm: []*authv3.CheckRequest{pools.warmJWT[0]}}, nil)
+			f, err := b.measure(ctx, floor, tr, b.floorSource, nil)
 			if err != nil {
 				return fmt.Errorf("floor over %s: %w", tr, err)
 			}

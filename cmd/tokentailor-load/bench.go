@@ -88,6 +88,11 @@ type benchRun struct {
 	introspection string
 	// floorRT is the floor's runtime line, which tokentailor's must match.
 	floorRT string
+	// floor stays up for the whole run (idle while tokentailor is loaded),
+	// so that cold and alternating measure it again beside tokentailor;
+	// floorSource is what it is loaded with.
+	floor       *child
+	floorSource *source
 }
 
 func bench(ctx context.Context, o benchOptions) error {
@@ -117,21 +122,19 @@ func bench(ctx context.Context, o benchOptions) error {
 	fmt.Printf("\nload: %d workers over %d connections, %s warm-up + %s per run; server GOMAXPROCS = its CPUs\n\n",
 		o.load.Workers, o.load.Conns, o.load.Warmup, o.load.Duration)
 	b.out.header()
-	floor, err := b.startFloor(ctx)
-	if err != nil {
+	if b.floor, err = b.startFloor(ctx); err != nil {
 		return err
 	}
+	defer b.floor.stop()
+	b.floorSource = &source{warm: []*authv3.CheckRequest{pools.warmJWT[0]}}
 	for _, tr := range o.transports {
-		src := &source{warm: []*authv3.CheckRequest{pools.warmJWT[0]}}
-		res, err := b.measure(ctx, floor, tr, src, nil)
+		res, err := b.measure(ctx, b.floor, tr, b.floorSource, nil)
 		if err != nil {
-			floor.stop()
 			return err
 		}
 		b.floors[tr] = res
 		b.out.row(row{name: "floor", transport: tr, res: res, floor: res})
 	}
-	floor.stop()
 
 	// tokentailor minting EdDSA: warm JWT, warm opaque, cold RS256 → EdDSA.
 	if o.scenarioSet["warm-jwt"] || o.scenarioSet["warm-opaque"] || o.scenarioSet["cold-rs256-eddsa"] {
