@@ -35,13 +35,11 @@ func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string
 		}
 		fmt.Printf("  %s over %s: the cryptography alone (SHA-256 + %s verify + %s sign, same keys, on the server's CPU): %s CPU per Check\n",
 			name, tr, inAlg, mintAlgOf(kind), fmtDur(crypto))
-		floor := b.floors[tr]
-		if b.floor != nil {
-			if floor, err = b.measure(ctx, b.floor, tr, b.floorSource, nil); err != nil {
-				return fmt.Errorf("%s: floor over %s: %w", name, tr, err)
-			}
-			fmt.Printf("  %s over %s: the floor, right before: %s CPU per Check\n", name, tr, fmtDur(floor.CPUPerReq()))
+		floor, err := b.measure(ctx, b.floor, tr, b.floorSource, nil)
+		if err != nil {
+			return fmt.Errorf("%s: floor over %s: %w", name, tr, err)
 		}
+		fmt.Printf("  %s over %s: the floor, right before: %s CPU per Check\n", name, tr, fmtDur(floor.CPUPerReq()))
 		o := b.o.load
 		o.Target, o.PID = tt.targets[tr], tt.cmd.Process.Pid
 		o.Duration = b.o.coldDuration
@@ -63,7 +61,7 @@ func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string
 		}
 		fmt.Printf("  %s over %s: %s of sustained load on full caches, %.0f validation-cache hits of %.0f lookups\n",
 			name, tr, res.Elapsed.Round(100*time.Millisecond), hits1-hits0, hits1-hits0+miss1-miss0)
-		if floor != nil && res.Requests > 0 {
+		if res.Requests > 0 {
 			line := coldVerdict(res.CPUPerReq(), floor.CPUPerReq(), crypto)
 			if res.Elapsed < minColdDuration {
 				line += fmt.Sprintf(" — run shorter than %s, not a verdict", minColdDuration)
@@ -139,19 +137,12 @@ func mintedToken(ctx context.Context, target, token string) (string, error) {
 // jwtLookups reads the validation cache's hit and miss counters from
 // tokentailor's admin /metrics.
 func jwtLookups(ctx context.Context, admin string) (hits, misses float64, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	body, err := getOK(ctx, http.DefaultClient, "http://"+admin+"/metrics")
 	if err != nil {
 		return 0, 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("metrics: HTTP %d", resp.StatusCode)
-	}
-	return parseJWTLookups(resp.Body)
+	defer body.Close()
+	return parseJWTLookups(body)
 }
 
 // parseJWTLookups picks tokentailor_cache_lookups_total{cache="jwt",…} out

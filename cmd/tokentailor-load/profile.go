@@ -64,18 +64,11 @@ func (p *profile) wait() error {
 }
 
 func (p *profile) fetch() error {
-	req, err := http.NewRequestWithContext(p.ctx, http.MethodGet, p.url, nil)
+	body, err := getOK(p.ctx, http.DefaultClient, p.url)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", p.url, resp.Status)
-	}
+	defer body.Close()
 	if err := os.MkdirAll(filepath.Dir(p.path), 0o755); err != nil {
 		return err
 	}
@@ -83,7 +76,7 @@ func (p *profile) fetch() error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if _, err := io.Copy(f, body); err != nil {
 		f.Close()
 		return err
 	}

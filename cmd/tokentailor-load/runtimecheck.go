@@ -30,19 +30,12 @@ func floorRuntime(logPath string) (string, error) {
 // go_sched_gomaxprocs_threads), so what is compared is what the process
 // applied, not what its config asked for.
 func serverRuntime(ctx context.Context, admin string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	body, err := getOK(ctx, http.DefaultClient, "http://"+admin+"/metrics")
 	if err != nil {
 		return "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("metrics: HTTP %d", resp.StatusCode)
-	}
-	return parseRuntimeMetrics(resp.Body)
+	defer body.Close()
+	return parseRuntimeMetrics(body)
 }
 
 // parseRuntimeMetrics picks the three runtime gauges out of a Prometheus

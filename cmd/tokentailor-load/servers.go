@@ -254,20 +254,31 @@ func (b *benchRun) startServe(ctx context.Context, name, kind string, cacheMax i
 
 // httpOK GETs url and wants 200.
 func httpOK(ctx context.Context, url string) error {
+	body, err := getOK(ctx, &http.Client{Timeout: time.Second}, url)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, body)
+	return body.Close()
+}
+
+// getOK GETs url with client and returns the body of a 200 answer, which the
+// caller closes; any other status is an error.
+func getOK(ctx context.Context, client *http.Client, url string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp, err := (&http.Client{Timeout: time.Second}).Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
 	}
-	return nil
+	return resp.Body, nil
 }
 
 // writeKey writes a fresh PKCS#8 signing key: Ed25519 or P-256.

@@ -309,9 +309,10 @@ func (m *matcher) hostFits(host string) bool {
 func (rt *Route) Grant() *extauthz.Grant { return &rt.grant }
 
 // Authorize checks p against the route's requirements at time now and returns
-// what the upstream gets, shared with every Check of the same route and
-// principal (p.Memo): it must not be modified. Errors wrap ErrInsufficientScope (as a
-// *extauthz.ScopeError), ErrClaimMismatch or ErrExpiresTooSoon.
+// what the upstream gets, which may be shared with other Checks of the same
+// route and principal (p.Memo): it must not be modified. Errors wrap
+// ErrInsufficientScope (as a *extauthz.ScopeError), ErrClaimMismatch or
+// ErrExpiresTooSoon.
 func (rt *Route) Authorize(p *extauthz.Principal, now time.Time) (*extauthz.Grant, error) {
 	for _, s := range rt.requireScopes {
 		if !p.HasScope(s) {
@@ -329,7 +330,7 @@ func (rt *Route) Authorize(p *extauthz.Principal, now time.Time) (*extauthz.Gran
 		return nil, fmt.Errorf("%w: the token expires in less than %s; refresh it first", extauthz.ErrExpiresTooSoon, rt.minLifetime)
 	}
 	// The grant depends on the route and the principal alone: a cached
-	// JWT principal keeps the one this route derived the first time.
+	// JWT principal keeps the one this route derived (see KeepGrant).
 	if g, ok := p.KeptGrant(rt); ok {
 		return g, nil
 	}

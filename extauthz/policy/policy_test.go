@@ -171,8 +171,8 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
-// TestAuthorizeMemo: a principal with a Memo gets the grant its route
-// derived the first time, and every check still runs on each call.
+// TestAuthorizeMemo: a principal with a Memo gets back the grant its route
+// kept (from its second grant on), and every check still runs on each call.
 func TestAuthorizeMemo(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	e := engine(t, "")
