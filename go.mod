@@ -3,6 +3,7 @@ module github.com/tokentailor/tokentailor
 go 1.26.8
 
 require (
+	filippo.io/bigmod v0.1.0
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
 	github.com/evanphx/json-patch/v5 v5.9.11

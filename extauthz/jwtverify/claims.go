@@ -32,8 +32,9 @@ var otherKindClaims = []string{
 var otherKindPayloadTypes = map[string]bool{"id": true, "refresh": true, "offline": true, "logout": true}
 
 // parse decodes each segment once, picks the issuer by the unverified iss,
-// applies the header rules, verifies the signature with golang-jwt's signing
-// method and then the time claims with its validator.
+// applies the header rules, verifies the signature (RS256/384/512 in rsa.go,
+// the others with golang-jwt's signing method) and then the time claims with
+// golang-jwt's validator.
 //
 // JSON is decoded by github.com/go-json-experiment/json (encoding/json/v2):
 // it refuses duplicate member names, so {"iss":"a","iss":"b"} cannot read one
@@ -77,7 +78,7 @@ func (v *Verifier) parse(ctx context.Context, cred extauthz.Credential, audience
 	if method == nil {
 		return nil, invalid("unverifiable (unknown alg)")
 	}
-	if err := method.Verify(cred.Raw[:len(h64)+1+len(c64)], sig, key); err != nil {
+	if err := v.rsa.verifySignature(method, cred.Raw[:len(h64)+1+len(c64)], sig, key); err != nil {
 		return nil, invalid("signature invalid")
 	}
 	validator := is.validator

@@ -9,11 +9,13 @@
 //	kid) → key from the issuer's own key source → signature → exp/nbf/iat
 //	with clock skew → token kind → aud → sub → Principal
 //
-// Signatures are checked by github.com/golang-jwt/jwt/v5's signing methods
-// and time claims by its Validator; segments are split and decoded here, once
-// each, and JSON is read by github.com/go-json-experiment/json
-// (encoding/json/v2), which refuses duplicate names, invalid UTF-8 and
-// trailing data, and matches header names case-sensitively.
+// Signatures are checked by github.com/golang-jwt/jwt/v5's signing methods,
+// except RS256/384/512, checked in rsa.go with each key's modulus kept ready
+// (crypto/rsa rebuilds it per call); time claims by golang-jwt's Validator.
+// Segments are split and decoded here, once each, and JSON is read by
+// github.com/go-json-experiment/json (encoding/json/v2), which refuses
+// duplicate names, invalid UTF-8 and trailing data, and matches header names
+// case-sensitively.
 //
 // It follows RFC 8725 (JWT Best Current Practices): algorithms are allowed
 // per issuer and "none" never; HMAC only with an explicit secret, so a token
@@ -160,6 +162,7 @@ type Verifier struct {
 	now      func() time.Time
 	cache    *cache.Cache[entry]
 	headers  headerCache
+	rsa      rsaModuli
 }
 
 var _ extauthz.Authenticator = (*Verifier)(nil)
