@@ -158,6 +158,13 @@ type Principal struct {
 	IssuedAt time.Time
 	// Credential is the credential the principal was built from.
 	Credential Credential
+	// Fresh says the authenticator built the principal in this Check: no
+	// cache of its (validation, introspection, shared) knew the credential,
+	// so it may never come back. Caches further down (the minted-token
+	// cache) then keep nothing derived from it, and a token seen once costs
+	// no memory there; the credential's next Check comes from the
+	// authenticator's cache, not fresh, and is kept.
+	Fresh bool
 	// Memo, shared by every copy of a cached principal, keeps what a route
 	// derives from the principal alone, so that a warm Check does not derive
 	// it again. Nil keeps nothing.

@@ -18,6 +18,7 @@ type entry struct {
 	nbf   time.Time
 	err   error
 	until time.Time
+	fresh bool // introspected for this lookup, not found in a cache
 }
 
 // lookup returns the cached entry for key or introspects raw, sharing the call

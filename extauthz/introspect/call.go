@@ -54,7 +54,9 @@ func (i *Introspector) introspect(ctx context.Context, key, raw string) (entry, 
 	}
 	e := entry{p: p, nbf: a.NotBefore}
 	i.share(callCtx, key, e, now)
-	return i.store(key, e, now), nil
+	e = i.store(key, e, now) // the caches hold it as not fresh
+	e.fresh = true
+	return e, nil
 }
 
 // call posts the token and parses the answer.

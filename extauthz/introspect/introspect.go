@@ -144,5 +144,6 @@ func (i *Introspector) Authenticate(ctx context.Context, cred extauthz.Credentia
 	p.Scopes = slices.Clone(p.Scopes)
 	p.Claims = maps.Clone(p.Claims)
 	p.Credential = cred
+	p.Fresh = e.fresh
 	return &p, nil
 }

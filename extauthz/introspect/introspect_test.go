@@ -276,10 +276,15 @@ func TestAuthenticateAnswers(t *testing.T) {
 			want := *tt.want
 			want.Issuer = f.is.URL()
 			want.Credential = cred(token)
+			want.Fresh = true // introspected by this call
 			got := *p
 			got.Claims = nil
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("principal (-want +got):\n%s", diff)
+			}
+			again, err := f.intro.Authenticate(context.Background(), cred(token))
+			if err != nil || again.Fresh {
+				t.Errorf("from the cache: %v, Fresh %v; want no error, not fresh", err, again.Fresh)
 			}
 			for k := range tt.answer {
 				if _, ok := p.Claims[k]; !ok {

@@ -506,9 +506,13 @@ func TestCache(t *testing.T) {
 	if p1 == p2 || p2.Credential.Raw != raw {
 		t.Fatalf("hit returned a shared principal or lost the token")
 	}
+	// Only the Check that parsed the token gets a fresh principal.
+	if !p1.Fresh || p2.Fresh {
+		t.Fatalf("Fresh: first %v, hit %v; want true, false", p1.Fresh, p2.Fresh)
+	}
 	// The cache keeps the token's hash, not the token.
-	if e, ok := f.v.cache.Get(extauthz.TokenHash(raw)); !ok || e.p.Credential.Raw != "" {
-		t.Fatalf("cached entry (found %v) holds the raw token", ok)
+	if e, ok := f.v.cache.Get(extauthz.TokenHash(raw)); !ok || e.p.Credential.Raw != "" || e.p.Fresh {
+		t.Fatalf("cached entry (found %v) holds the raw token or says fresh", ok)
 	}
 	if n := f.keys.n.Load(); n != 1 {
 		t.Fatalf("key looked up %d times, want 1", n)

@@ -55,9 +55,14 @@
 //
 // # Cache
 //
-// Minted tokens are cached (extauthz/cache, bounded) under a SHA-256 of the
-// incoming token and of everything that shapes the output (route, audience,
-// scopes, TTL, claims, principal). A cached token is reused until 90% of its
-// lifetime has passed, then a new one is minted, so an upstream never gets a
-// token in the last tenth of its life, and never one past its exp.
+// Minted tokens are cached (extauthz/cache, bounded) under a key holding the
+// incoming token's SHA-256 and everything that shapes the output (route,
+// audience, scopes, TTL, claims, principal). A cached token is reused until
+// 90% of its lifetime has passed, then a new one is minted, so an upstream
+// never gets a token in the last tenth of its life, and never one past its
+// exp. Only a token seen before is admitted: the token minted for a fresh
+// principal (extauthz.Principal.Fresh, the incoming token's first Check) is
+// not kept, since most such tokens never come back in a stream of new ones;
+// the second Check mints again and keeps what it minted (one signature more
+// per incoming token, and a cache that holds only tokens in use).
 package mint

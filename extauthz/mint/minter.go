@@ -121,7 +121,8 @@ func (m *Minter) SigningKeyID() string { return m.signing.ID }
 
 // Token returns an internal token for p under grant g, from the cache when one
 // minted earlier for the same incoming token and grant still has more than a
-// tenth of its lifetime left. Errors wrap extauthz.ErrTokenExpired (the
+// tenth of its lifetime left. A token minted for a fresh principal
+// (Principal.Fresh: seen for the first time) is not cached. Errors wrap extauthz.ErrTokenExpired (the
 // incoming token has expired, or leaves no whole second of lifetime),
 // extauthz.ErrInvalidToken (it has no exp) or extauthz.ErrInternal (a broken
 // grant or a signing failure).
@@ -168,8 +169,15 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 		// renewAt, checked against the injected clock on every hit, is what
 		// counts; the entry's own TTL (on go-cache's wall clock) only frees
 		// the memory about when it stops being usable.
-		renewAt := now.Add(tok.ExpiresAt.Sub(now) * renewNum / renewDen)
-		m.cache.Set(key, cachedToken{tok: tok, renewAt: renewAt}, renewAt.Sub(now))
+		// A fresh principal's token is not kept: the incoming token may
+		// never come back (a cold Check), and if it does, its principal
+		// comes from the validation cache and the next token is kept. The
+		// flight still spares a fan-out of the new token all but one
+		// signature.
+		if !p.Fresh {
+			renewAt := now.Add(tok.ExpiresAt.Sub(now) * renewNum / renewDen)
+			m.cache.Set(key, cachedToken{tok: tok, renewAt: renewAt}, renewAt.Sub(now))
+		}
 		return tok, nil
 	})
 	return v.(extauthz.Token), err

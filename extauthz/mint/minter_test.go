@@ -495,6 +495,41 @@ func TestCacheReuseAndRenewal(t *testing.T) {
 	}
 }
 
+// TestFreshPrincipalKeepsNothing: the token minted for a principal seen for
+// the first time is not cached (it may never come back); the next one, for
+// the same principal from the validation cache, is, and is reused.
+func TestFreshPrincipalKeepsNothing(t *testing.T) {
+	clock := newClock()
+	m := newMinter(t, clock, testKey(t, AlgEdDSA))
+	p := principal(clock, "incoming", time.Hour)
+	fresh := *p
+	fresh.Fresh = true
+	g := grant()
+	first, err := m.Token(context.Background(), &fresh, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := m.cache.Len(); n != 0 {
+		t.Fatalf("%d tokens cached for a fresh principal", n)
+	}
+	second, err := m.Token(context.Background(), p, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := m.Token(context.Background(), p, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Value == first.Value || third.Value != second.Value || m.cache.Len() != 1 {
+		t.Fatalf("first %q, second %q, third %q, %d cached: want the second kept and reused",
+			first.Value[:16], second.Value[:16], third.Value[:16], m.cache.Len())
+	}
+	// A fresh principal still gets the kept token when there is one.
+	if again, _ := m.Token(context.Background(), &fresh, g); again.Value != second.Value {
+		t.Fatal("a fresh principal did not get the cached token")
+	}
+}
+
 // TestPrefixedToken: a minted token comes with the grant's prefix in front
 // (the header value Envoy gets), sharing its bytes.
 func TestPrefixedToken(t *testing.T) {

@@ -46,6 +46,11 @@ func (h *harness) forwardAuth(method, uri string, headers map[string]string) *ht
 func TestHTTPListenerAgreesWithGRPC(t *testing.T) {
 	h := newHarness(t, httpConfig)
 	tok := h.token(jwt.MapClaims{"scope": "orders:read profile"})
+	// Twice, so that the minted token is in the cache (a token's first
+	// Check keeps none) and both listeners answer with it.
+	for range 2 {
+		h.check("GET", "/orders/1", map[string]string{"authorization": "Bearer " + tok})
+	}
 	tests := []struct {
 		name    string
 		method  string
@@ -81,6 +86,8 @@ func TestHTTPListenerAgreesWithGRPC(t *testing.T) {
 func TestHTTPListenerEnvoyConvention(t *testing.T) {
 	h := newHarness(t, httpConfig)
 	tok := h.token(nil)
+	// A token's first Check keeps no minted token: this one is the second.
+	h.check("GET", "/orders/7?x=1", map[string]string{"authorization": "Bearer " + tok})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+h.srv.HTTPAddr().String()+"/envoy/orders/7?x=1", nil)
 	req.Host = "app.test"
 	req.Header.Set("Authorization", "Bearer "+tok)

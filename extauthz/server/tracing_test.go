@@ -40,6 +40,7 @@ func tracedHarness(t *testing.T) (*harness, *tracetest.InMemoryExporter, *authzt
 // Parents the journeys come with, as Envoy would send them.
 const (
 	w3cTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
+	w3cTrace2 = "5ca03f4688c45eb7b4df03a1f1f15847"
 	w3cParent = "00f067aa0ba902b7"
 	b3Trace   = "80f198ee56343ba864fe8b2a57d3eff7"
 	b3Parent  = "e457b5a2e4d86bd1"
@@ -112,7 +113,15 @@ func TestCheckSpanJoinsTheRequestsTrace(t *testing.T) {
 			"tokentailor.issuer": h.is.URL(), "tokentailor.mode": "mint", "tokentailor.cache.jwt": "miss", "tokentailor.cache.mint": "miss"},
 		absent: []string{"tokentailor.status"},
 	}, {
-		name:    "the same JWT again, B3 single-header parent, caches warm",
+		// A token's first Check keeps no minted token; its second does.
+		name:    "the same JWT again: validation cache warm",
+		path:    "/orders/2",
+		headers: map[string]string{"traceparent": "00-" + w3cTrace2 + "-" + w3cParent + "-01"},
+		trace:   w3cTrace2, parent: w3cParent,
+		want: map[string]string{"tokentailor.decision": "allow", "tokentailor.route": "orders",
+			"tokentailor.cache.jwt": "hit", "tokentailor.cache.mint": "miss"},
+	}, {
+		name:    "the same JWT a third time, B3 single-header parent, caches warm",
 		path:    "/orders/2",
 		headers: map[string]string{"b3": b3Trace + "-" + b3Parent + "-1"},
 		trace:   b3Trace, parent: b3Parent,
