@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/go-json-experiment/json"
 	"github.com/golang-jwt/jwt/v5"
@@ -81,13 +80,9 @@ func (v *Verifier) parse(ctx context.Context, cred extauthz.Credential, audience
 	if err := v.rsa.verifySignature(method, cred.Raw[:len(h64)+1+len(c64)], sig, key); err != nil {
 		return nil, invalid("signature invalid")
 	}
-	validator := is.validator
-	if at := cred.PresentedAt; !at.IsZero() {
-		// The time claims are judged at the request's time, as the cache
-		// entries are: one clock reading per Check.
-		validator = is.validatorAt(func() time.Time { return at })
-	}
-	if err := validator.Validate(claims); err != nil {
+	// The time claims are judged at the request's time, as the cache entries
+	// are: one clock reading per Check.
+	if err := is.validate(claims, cred.PresentedAt); err != nil {
 		return nil, mapClaimsError(err)
 	}
 	if err := checkKind(claims); err != nil {

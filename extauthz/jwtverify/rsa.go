@@ -10,6 +10,7 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"filippo.io/bigmod"
 	"github.com/golang-jwt/jwt/v5"
@@ -123,31 +124,35 @@ func verifyPKCS1v15(n *bigmod.Modulus, e int, h crypto.Hash, input string, sig [
 		return errRSASignature
 	}
 	em := bigmod.NewNat().ExpShortVarTime(s, uint(e), n).Bytes(n)
-	// EM = 0x00 || 0x01 || PS (0xff …) || 0x00 || DigestInfo prefix || digest
-	want := make([]byte, k)
-	want[1] = 0x01
-	for i := 2; i < k-tLen-1; i++ {
-		want[i] = 0xff
+	// EM = 0x00 || 0x01 || PS (0xff …) || 0x00 || DigestInfo prefix || digest,
+	// compared part by part with what it must be, every byte of it.
+	var sum [sha512.Size]byte
+	ok = em[0] == 0 && em[1] == 1 && em[k-tLen-1] == 0
+	for _, b := range em[2 : k-tLen-1] {
+		ok = ok && b == 0xff
 	}
-	copy(want[k-tLen:], prefix)
-	digest(h, input, want[k-h.Size():])
-	if subtle.ConstantTimeCompare(em, want) != 1 {
+	ok = ok && subtle.ConstantTimeCompare(em[k-tLen:k-h.Size()], prefix) == 1
+	ok = ok && subtle.ConstantTimeCompare(em[k-h.Size():], digest(h, input, sum[:0])) == 1
+	if !ok {
 		return errRSASignature
 	}
 	return nil
 }
 
-// digest writes input's hash under h (one digestInfoPrefixes names) to out.
-func digest(h crypto.Hash, input string, out []byte) {
+// digest appends input's hash under h (one digestInfoPrefixes names) to out.
+// The string is hashed in place: the hash functions only read their input.
+func digest(h crypto.Hash, input string, out []byte) []byte {
+	in := unsafe.Slice(unsafe.StringData(input), len(input))
 	switch h {
 	case crypto.SHA256:
-		d := sha256.Sum256([]byte(input))
-		copy(out, d[:])
+		d := sha256.Sum256(in)
+		return append(out, d[:]...)
 	case crypto.SHA384:
-		d := sha512.Sum384([]byte(input))
-		copy(out, d[:])
+		d := sha512.Sum384(in)
+		return append(out, d[:]...)
 	case crypto.SHA512:
-		d := sha512.Sum512([]byte(input))
-		copy(out, d[:])
+		d := sha512.Sum512(in)
+		return append(out, d[:]...)
 	}
+	return out
 }

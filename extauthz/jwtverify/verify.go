@@ -61,6 +61,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -143,9 +144,35 @@ var otherKindTypes = []string{
 type issuer struct {
 	cfg         Issuer
 	algs        map[string]bool
-	validator   *jwt.Validator
+	validator   *jwt.Validator // judges at the Verifier's clock
+	clocked     sync.Pool      // of *clockedValidator
 	scopeClaims []string
 	typ         string // normalised RequiredType
+}
+
+// clockedValidator is a validator that judges at a time set for each use,
+// the Check's own reading of the clock; pooled so that a Check does not
+// build one (three allocations).
+type clockedValidator struct {
+	at time.Time
+	v  *jwt.Validator
+}
+
+// validate checks claims' exp, nbf and iat at at, or at the Verifier's clock
+// when at is zero.
+func (is *issuer) validate(claims jwt.MapClaims, at time.Time) error {
+	if at.IsZero() {
+		return is.validator.Validate(claims)
+	}
+	c, _ := is.clocked.Get().(*clockedValidator)
+	if c == nil {
+		c = &clockedValidator{}
+		c.v = is.validatorAt(func() time.Time { return c.at })
+	}
+	c.at = at
+	err := c.v.Validate(claims)
+	is.clocked.Put(c)
+	return err
 }
 
 type entry struct {
