@@ -27,6 +27,7 @@ type benchOptions struct {
 	warmTokens   int
 	coldPool     int
 	coldDuration time.Duration
+	coldRounds   int
 	pin          bool
 	keep         bool
 	logLevel     string
@@ -50,6 +51,7 @@ func benchCmd(ctx context.Context, args []string) int {
 	fs.IntVar(&o.warmTokens, "warm-tokens", 100, "distinct tokens in the warm pools")
 	fs.IntVar(&o.coldPool, "cold-pool", 0, "pre-signed tokens of each cold scenario, sent round and round (default 3 × -cache-entries: each comes back after its cache entry was shed)")
 	fs.DurationVar(&o.coldDuration, "cold-duration", minColdDuration, "measured time of each cold run, after the caches are full (issue 14's target asks for ≥ 10s)")
+	fs.IntVar(&o.coldRounds, "cold-rounds", 3, "rounds of each cold scenario per transport, each with its own crypto timing and floor; the verdict is their median")
 	fs.BoolVar(&o.pin, "pin", true, "pin the generator to CPU 0 and the servers to CPU 1 with taskset, when there are two CPUs and taskset")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, keys, server logs)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "tokentailor's log level during the bench")

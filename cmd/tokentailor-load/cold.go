@@ -21,55 +21,80 @@ const minColdDuration = 10 * time.Second
 // cryptoDuration is how long the crypto sub-mode times its loop.
 const cryptoDuration = 3 * time.Second
 
-// cold runs a cold scenario on tt over every transport. For each transport,
-// within the same half minute so that the VM's drift falls on all three: the
-// cryptography alone (the crypto sub-mode, on the server's CPU), the floor
-// (b.floor, still up) and then a run of -cold-duration on caches filled
-// first; then the row, the cache hits the run had (none means every Check
-// was cold) and issue 14's target line against that floor and crypto.
+// cold runs a cold scenario on tt over every transport, in -cold-rounds
+// rounds. Each round takes, within the same half minute so that the VM's
+// drift falls on all three: the cryptography alone (the crypto sub-mode, on
+// the server's CPU), the floor (b.floor, still up) and then a run of
+// -cold-duration on caches filled first; then the row, the cache hits the
+// run had (none means every Check was cold) and issue 14's target line
+// against that round's floor and crypto. The verdict is the median of the
+// rounds' ratios: the VM's speed drifts by 10–20 % from one minute to the
+// next, more than the margins measured here.
 func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string, pool *coldPool) error {
 	for _, tr := range b.o.transports {
-		crypto, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		fmt.Printf("  %s over %s: the cryptography alone (SHA-256 + %s verify + %s sign, same keys, on the server's CPU): %s CPU per Check\n",
-			name, tr, inAlg, mintAlgOf(kind), fmtDur(crypto))
-		floor, err := b.measure(ctx, b.floor, tr, b.floorSource, nil)
-		if err != nil {
-			return fmt.Errorf("%s: floor over %s: %w", name, tr, err)
-		}
-		fmt.Printf("  %s over %s: the floor, right before: %s CPU per Check\n", name, tr, fmtDur(floor.CPUPerReq()))
-		o := b.o.load
-		o.Target, o.PID = tt.targets[tr], tt.cmd.Process.Pid
-		o.Duration = b.o.coldDuration
-		o.WarmupCold = 2 * int64(b.o.cacheMax) // every shard of both caches full and shedding
-		var hits0, miss0 float64
-		prof := b.profiler(ctx, tt, name, tr)
-		o.OnMeasure = func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() }
-		res, err := runLoad(ctx, o, &source{cycle: pool.raw})
-		if perr := prof.wait(); err == nil && perr != nil {
-			err = perr
-		}
-		if err != nil {
-			return fmt.Errorf("%s over %s: %w", name, tr, err)
-		}
-		b.out.row(row{name: name, transport: tr, res: res, floor: floor})
-		hits1, miss1, err := jwtLookups(ctx, tt.admin)
-		if err != nil {
-			return fmt.Errorf("%s over %s: %w", name, tr, err)
-		}
-		fmt.Printf("  %s over %s: %s of sustained load on full caches, %.0f validation-cache hits of %.0f lookups\n",
-			name, tr, res.Elapsed.Round(100*time.Millisecond), hits1-hits0, hits1-hits0+miss1-miss0)
-		if res.Requests > 0 {
-			line := coldVerdict(res.CPUPerReq(), floor.CPUPerReq(), crypto)
-			if res.Elapsed < minColdDuration {
-				line += fmt.Sprintf(" — run shorter than %s, not a verdict", minColdDuration)
+		var ratios []float64
+		for round := 1; round <= b.o.coldRounds; round++ {
+			r, err := b.coldRound(ctx, tt, name, inAlg, kind, tr, pool)
+			if err != nil {
+				return err
 			}
-			fmt.Printf("  %s over %s: %s\n", name, tr, line)
+			if r > 0 {
+				ratios = append(ratios, r)
+			}
+		}
+		if len(ratios) > 1 {
+			fmt.Printf("  %s over %s: %s\n", name, tr, coldMedian(ratios))
 		}
 	}
 	return nil
+}
+
+// coldRound is one round of cold over transport tr; it returns the round's
+// ratio, the cryptography beyond the floor (0 when the run was too short or
+// empty to judge).
+func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, tr string, pool *coldPool) (float64, error) {
+	crypto, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	fmt.Printf("  %s over %s: the cryptography alone (SHA-256 + %s verify + %s sign, same keys, on the server's CPU): %s CPU per Check\n",
+		name, tr, inAlg, mintAlgOf(kind), fmtDur(crypto))
+	floor, err := b.measure(ctx, b.floor, tr, b.floorSource, nil)
+	if err != nil {
+		return 0, fmt.Errorf("%s: floor over %s: %w", name, tr, err)
+	}
+	fmt.Printf("  %s over %s: the floor, right before: %s CPU per Check\n", name, tr, fmtDur(floor.CPUPerReq()))
+	o := b.o.load
+	o.Target, o.PID = tt.targets[tr], tt.cmd.Process.Pid
+	o.Duration = b.o.coldDuration
+	o.WarmupCold = 2 * int64(b.o.cacheMax) // every shard of both caches full and shedding
+	var hits0, miss0 float64
+	prof := b.profiler(ctx, tt, name, tr)
+	o.OnMeasure = func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() }
+	res, err := runLoad(ctx, o, &source{cycle: pool.raw})
+	if perr := prof.wait(); err == nil && perr != nil {
+		err = perr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s over %s: %w", name, tr, err)
+	}
+	b.out.row(row{name: name, transport: tr, res: res, floor: floor})
+	hits1, miss1, err := jwtLookups(ctx, tt.admin)
+	if err != nil {
+		return 0, fmt.Errorf("%s over %s: %w", name, tr, err)
+	}
+	fmt.Printf("  %s over %s: %s of sustained load on full caches, %.0f validation-cache hits of %.0f lookups\n",
+		name, tr, res.Elapsed.Round(100*time.Millisecond), hits1-hits0, hits1-hits0+miss1-miss0)
+	if res.Requests == 0 {
+		return 0, nil
+	}
+	line := coldVerdict(res.CPUPerReq(), floor.CPUPerReq(), crypto)
+	if res.Elapsed < minColdDuration {
+		fmt.Printf("  %s over %s: %s — run shorter than %s, not a verdict\n", name, tr, line, minColdDuration)
+		return 0, nil
+	}
+	fmt.Printf("  %s over %s: %s\n", name, tr, line)
+	return float64(res.CPUPerReq()-floor.CPUPerReq()) / float64(crypto), nil
 }
 
 // mintAlgOf names the alg of a mint key kind.

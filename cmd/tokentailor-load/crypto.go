@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -236,6 +237,27 @@ func parseCryptoOutput(s string) (time.Duration, error) {
 const coldTarget = 1.3
 
 // coldVerdict formats the cold target line for one run.
+// coldMedian is the verdict over several rounds: the median of their ratios
+// (the cryptography beyond the floor) against issue 14's 1.3.
+func coldMedian(ratios []float64) string {
+	s := slices.Clone(ratios)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	met := "met"
+	if m > coldTarget {
+		met = "not met"
+	}
+	parts := make([]string, len(ratios))
+	for i, r := range ratios {
+		parts[i] = fmt.Sprintf("%.2f", r)
+	}
+	return fmt.Sprintf("median of %d rounds (%s): %.2f × crypto beyond the floor, target ≤ %.1f: %s",
+		len(ratios), strings.Join(parts, ", "), m, coldTarget, met)
+}
+
 func coldVerdict(check, floor, crypto time.Duration) string {
 	limit := floor + time.Duration(coldTarget*float64(crypto))
 	met := "met"

@@ -32,6 +32,30 @@ func TestColdVerdict(t *testing.T) {
 	}
 }
 
+func TestColdMedian(t *testing.T) {
+	tests := []struct {
+		name   string
+		ratios []float64
+		want   string
+	}{
+		{name: "odd count, median within", ratios: []float64{1.45, 1.20, 1.25},
+			want: "median of 3 rounds (1.45, 1.20, 1.25): 1.25 × crypto beyond the floor, target ≤ 1.3: met"},
+		{name: "one slow round does not decide", ratios: []float64{1.20, 1.90, 1.28},
+			want: "median of 3 rounds (1.20, 1.90, 1.28): 1.28 × crypto beyond the floor, target ≤ 1.3: met"},
+		{name: "even count averages the middle two", ratios: []float64{1.40, 1.30, 1.20, 1.50},
+			want: "median of 4 rounds (1.40, 1.30, 1.20, 1.50): 1.35 × crypto beyond the floor, target ≤ 1.3: not met"},
+		{name: "over", ratios: []float64{1.31, 1.33, 1.29},
+			want: "median of 3 rounds (1.31, 1.33, 1.29): 1.31 × crypto beyond the floor, target ≤ 1.3: not met"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := coldMedian(tc.ratios); got != tc.want {
+				t.Errorf("coldMedian = %q\nwant          %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseCryptoOutput(t *testing.T) {
 	tests := []struct {
 		name    string

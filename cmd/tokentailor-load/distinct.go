@@ -49,11 +49,24 @@ func (b *benchRun) distinct(ctx context.Context) error {
 	// Weigh the bound: fill the caches to 80 % of cache.max_entries (no
 	// shard is full yet, so nothing was shed) and take the live heap gained
 	// per token. The caches' bound in bytes is that weight × max_entries.
+	// The probe tokens are sent twice, in two passes: the minted-token cache
+	// admits only a token seen before (the second pass), so tokens sent once
+	// would leave it empty and weigh less than what the caches can hold.
 	probeN := min(int64(b.o.cacheMax)*8/10, b.o.distinct)
 	o := b.o.load
 	o.Target, o.PID, o.Warmup, o.Duration = tt.targets[tr], pid, 0, 24*time.Hour
-	if _, err := runLoad(ctx, o, &source{limit: probeN, gen: gen(0)}); err != nil {
-		return fmt.Errorf("distinct (probe) over %s: %w", tr, err)
+	probe, sign := make([]*authv3.CheckRequest, probeN), gen(0)
+	for pass := range 2 {
+		again := func(seq int64) (*authv3.CheckRequest, error) { return probe[seq], nil }
+		if pass == 0 { // sign and keep: an ES256 token signed again is another token
+			again = func(seq int64) (r *authv3.CheckRequest, err error) {
+				probe[seq], err = sign(seq)
+				return probe[seq], err
+			}
+		}
+		if _, err := runLoad(ctx, o, &source{limit: probeN, gen: again}); err != nil {
+			return fmt.Errorf("distinct (probe) over %s: %w", tr, err)
+		}
 	}
 	heapProbe, _ := b.memMetrics(ctx, tt.admin)
 	perToken := float64(heapProbe-heap0) / float64(max(probeN, 1))
