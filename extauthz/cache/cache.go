@@ -7,10 +7,16 @@
 // are dropped; if it is still full, the whole shard is flushed. That costs one
 // shard's worth of misses, never unbounded memory, and keeps every operation
 // O(1) amortised. Keys must already be hashes (never raw tokens).
+//
+// Expired entries are swept every minute by one goroutine per Cache rather
+// than by go-cache's janitor per shard: a process with six caches held 192
+// parked janitors, each a stack the garbage collector scans on every cycle.
+// The sweeper stops once the Cache is unreachable (runtime.AddCleanup).
 package cache
 
 import (
 	"hash/maphash"
+	"runtime"
 	"time"
 
 	gocache "github.com/patrickmn/go-cache"
@@ -41,9 +47,17 @@ type Cache[V any] struct {
 
 const defaultShards = 32
 
+// sweepEvery is how often expired entries are dropped.
+const sweepEvery = time.Minute
+
 // New returns a cache called name (used as metric label) holding at most
 // maxEntries entries. obs may be nil.
 func New[V any](name string, maxEntries int, obs Observer) *Cache[V] {
+	return newSweeping[V](name, maxEntries, obs, sweepEvery)
+}
+
+// newSweeping is New with the sweep interval given.
+func newSweeping[V any](name string, maxEntries int, obs Observer, every time.Duration) *Cache[V] {
 	n := defaultShards
 	if maxEntries < n {
 		n = 1
@@ -65,10 +79,32 @@ func New[V any](name string, maxEntries int, obs Observer) *Cache[V] {
 		c.count = func(hit bool) { o.CacheLookup(name, hit) }
 	}
 	for i := range c.shards {
-		// No default expiry (every Set names its own); janitor every minute.
-		c.shards[i] = gocache.New(gocache.NoExpiration, time.Minute)
+		// No default expiry (every Set names its own) and no janitor of
+		// go-cache's own: sweep sweeps every shard.
+		c.shards[i] = gocache.New(gocache.NoExpiration, 0)
 	}
+	stop := make(chan struct{})
+	go sweep(c.shards, every, stop)
+	runtime.AddCleanup(c, func(stop chan struct{}) { close(stop) }, stop)
 	return c
+}
+
+// sweep drops the expired entries of shards every interval until stop is
+// closed. It holds the shards, never the Cache, so that the Cache can become
+// unreachable and its cleanup close stop.
+func sweep(shards []*gocache.Cache, every time.Duration, stop chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			for _, s := range shards {
+				s.DeleteExpired()
+			}
+		}
+	}
 }
 
 func (c *Cache[V]) shard(key string) *gocache.Cache {

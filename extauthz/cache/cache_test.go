@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -41,6 +42,40 @@ func TestCacheGetSet(t *testing.T) {
 	}
 	if obs.hits != 1 || obs.misses != 4 {
 		t.Fatalf("observer saw %d hits, %d misses; want 1, 4", obs.hits, obs.misses)
+	}
+}
+
+// TestOneSweeperPerCache: a cache of many shards adds one goroutine, not
+// one per shard; it drops expired entries without being asked, and its
+// goroutine ends once the cache is unreachable.
+func TestOneSweeperPerCache(t *testing.T) {
+	before := runtime.NumGoroutine()
+	c := newSweeping[int]("t", 10*defaultShards, nil, 10*time.Millisecond)
+	if len(c.shards) != defaultShards {
+		t.Fatalf("%d shards, want %d", len(c.shards), defaultShards)
+	}
+	if n := runtime.NumGoroutine() - before; n != 1 {
+		t.Fatalf("%d goroutines added for %d shards, want 1", n, len(c.shards))
+	}
+	for i := range 100 {
+		c.Set(fmt.Sprint(i), i, time.Millisecond)
+	}
+	c.Set("kept", 1, time.Hour)
+	waitFor(t, "the sweeper to drop expired entries", func() bool { return c.Len() == 1 })
+	c = nil
+	waitFor(t, "the sweeper to end with its cache", func() bool {
+		runtime.GC()
+		return runtime.NumGoroutine() <= before
+	})
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }
 
