@@ -34,11 +34,11 @@ func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string
 	for _, tr := range b.o.transports {
 		var ratios []float64
 		for round := 1; round <= b.o.coldRounds; round++ {
-			r, err := b.coldRound(ctx, tt, name, inAlg, kind, tr, pool)
+			r, judged, err := b.coldRound(ctx, tt, name, inAlg, kind, tr, pool)
 			if err != nil {
 				return err
 			}
-			if r > 0 {
+			if judged {
 				ratios = append(ratios, r)
 			}
 		}
@@ -50,24 +50,26 @@ func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string
 }
 
 // coldRound is one round of cold over transport tr; it returns the round's
-// ratio, the cryptography beyond the floor (0 when the run was too short or
-// empty to judge).
-func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, tr string, pool *coldPool) (float64, error) {
+// ratio, the cryptography beyond the floor, and whether the run was long
+// enough and not empty, so that the ratio judges.
+func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, tr string, pool *coldPool) (ratio float64, judged bool, err error) {
 	crypto, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, err)
+		return 0, false, fmt.Errorf("%s: %w", name, err)
 	}
 	fmt.Printf("  %s over %s: the cryptography alone (SHA-256 + %s verify + %s sign, same keys, on the server's CPU): %s CPU per Check\n",
 		name, tr, inAlg, mintAlgOf(kind), fmtDur(crypto))
 	floor, err := b.measure(ctx, b.floor, tr, b.floorSource, nil)
 	if err != nil {
-		return 0, fmt.Errorf("%s: floor over %s: %w", name, tr, err)
+		return 0, false, fmt.Errorf("%s: floor over %s: %w", name, tr, err)
 	}
 	fmt.Printf("  %s over %s: the floor, right before: %s CPU per Check\n", name, tr, fmtDur(floor.CPUPerReq()))
 	o := b.o.load
 	o.Target, o.PID = tt.targets[tr], tt.cmd.Process.Pid
 	o.Duration = b.o.coldDuration
-	o.WarmupCold = 2 * int64(b.o.cacheMax) // every shard of both caches full and shedding
+	// Every shard of the validation cache full and shedding. The minted-token
+	// cache stays empty: it admits only tokens seen before, and here none is.
+	o.WarmupCold = 2 * int64(b.o.cacheMax)
 	var hits0, miss0 float64
 	prof := b.profiler(ctx, tt, name, tr)
 	o.OnMeasure = func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() }
@@ -76,25 +78,25 @@ func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, 
 		err = perr
 	}
 	if err != nil {
-		return 0, fmt.Errorf("%s over %s: %w", name, tr, err)
+		return 0, false, fmt.Errorf("%s over %s: %w", name, tr, err)
 	}
 	b.out.row(row{name: name, transport: tr, res: res, floor: floor})
 	hits1, miss1, err := jwtLookups(ctx, tt.admin)
 	if err != nil {
-		return 0, fmt.Errorf("%s over %s: %w", name, tr, err)
+		return 0, false, fmt.Errorf("%s over %s: %w", name, tr, err)
 	}
 	fmt.Printf("  %s over %s: %s of sustained load on full caches, %.0f validation-cache hits of %.0f lookups\n",
 		name, tr, res.Elapsed.Round(100*time.Millisecond), hits1-hits0, hits1-hits0+miss1-miss0)
 	if res.Requests == 0 {
-		return 0, nil
+		return 0, false, nil
 	}
 	line := coldVerdict(res.CPUPerReq(), floor.CPUPerReq(), crypto)
 	if res.Elapsed < minColdDuration {
 		fmt.Printf("  %s over %s: %s — run shorter than %s, not a verdict\n", name, tr, line, minColdDuration)
-		return 0, nil
+		return 0, false, nil
 	}
 	fmt.Printf("  %s over %s: %s\n", name, tr, line)
-	return float64(res.CPUPerReq()-floor.CPUPerReq()) / float64(crypto), nil
+	return float64(res.CPUPerReq()-floor.CPUPerReq()) / float64(crypto), true, nil
 }
 
 // mintAlgOf names the alg of a mint key kind.

@@ -51,7 +51,10 @@ func (b *benchRun) distinct(ctx context.Context) error {
 	// per token. The caches' bound in bytes is that weight × max_entries.
 	// The probe tokens are sent twice, in two passes: the minted-token cache
 	// admits only a token seen before (the second pass), so tokens sent once
-	// would leave it empty and weigh less than what the caches can hold.
+	// would leave it empty and weigh less than what the caches can hold. The
+	// bound is what both caches can hold, more than the run itself fills
+	// with tokens seen once (the minted-token cache then keeps only the
+	// probe's).
 	probeN := min(int64(b.o.cacheMax)*8/10, b.o.distinct)
 	o := b.o.load
 	o.Target, o.PID, o.Warmup, o.Duration = tt.targets[tr], pid, 0, 24*time.Hour
@@ -64,8 +67,12 @@ func (b *benchRun) distinct(ctx context.Context) error {
 				return probe[seq], err
 			}
 		}
-		if _, err := runLoad(ctx, o, &source{limit: probeN, gen: again}); err != nil {
+		res, err := runLoad(ctx, o, &source{limit: probeN, gen: again})
+		if err != nil {
 			return fmt.Errorf("distinct (probe) over %s: %w", tr, err)
+		}
+		if res.OK != uint64(probeN) {
+			return fmt.Errorf("distinct (probe) over %s: pass %d: %d of %d tokens allowed", tr, pass+1, res.OK, probeN)
 		}
 	}
 	heapProbe, _ := b.memMetrics(ctx, tt.admin)

@@ -2,12 +2,14 @@ package jwtverify
 
 import (
 	"crypto"
+	"crypto/fips140"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
 	"errors"
 	"maps"
+	"math/big"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -42,25 +44,34 @@ var digestInfoPrefixes = map[crypto.Hash][]byte{
 }
 
 // maxRSAModuli bounds the moduli kept: far more keys than an issuer
-// publishes at once; when full the map starts again empty.
+// publishes at once; when full, one is dropped for each new one.
 const maxRSAModuli = 64
 
 // rsaModuli keeps the Montgomery form of the RSA public keys seen, by key
-// pointer: key sources (jwks.Set, static keys) hand out the same immutable
+// pointer: key sources (jwks.Set, static keys) hand out the same
 // *rsa.PublicKey for a key until it is rotated away. Reads take no lock (a
 // copy-on-write map); a new key costs one copy of at most maxRSAModuli
-// entries.
+// entries. Each entry also keeps the modulus and exponent it was built
+// from, and is used only while the key still holds them, so a key changed
+// in place after use is judged by what it holds now.
 type rsaModuli struct {
 	mu sync.Mutex // serialises writers
-	m  atomic.Pointer[map[*rsa.PublicKey]*bigmod.Modulus]
+	m  atomic.Pointer[map[*rsa.PublicKey]keptModulus]
+}
+
+// keptModulus is a modulus in Montgomery form and the key values it is for.
+type keptModulus struct {
+	n   *bigmod.Modulus
+	big *big.Int // a copy of the key's N
+	e   int
 }
 
 // modulus returns pub's modulus in Montgomery form, or nil when pub is not
 // one this file checks (then crypto/rsa judges it, and refuses what it must).
 func (r *rsaModuli) modulus(pub *rsa.PublicKey) *bigmod.Modulus {
 	if p := r.m.Load(); p != nil {
-		if n := (*p)[pub]; n != nil {
-			return n
+		if k, ok := (*p)[pub]; ok && pub.E == k.e && pub.N != nil && pub.N.Cmp(k.big) == 0 {
+			return k.n
 		}
 	}
 	if !fastRSAKey(pub) {
@@ -72,11 +83,17 @@ func (r *rsaModuli) modulus(pub *rsa.PublicKey) *bigmod.Modulus {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	next := map[*rsa.PublicKey]*bigmod.Modulus{}
-	if p := r.m.Load(); p != nil && len(*p) < maxRSAModuli {
+	next := map[*rsa.PublicKey]keptModulus{}
+	if p := r.m.Load(); p != nil {
 		next = maps.Clone(*p)
 	}
-	next[pub] = n
+	for k := range next {
+		if len(next) < maxRSAModuli {
+			break
+		}
+		delete(next, k) // any one: more live keys than this is not a real issuer
+	}
+	next[pub] = keptModulus{n: n, big: new(big.Int).Set(pub.N), e: pub.E}
 	r.m.Store(&next)
 	return n
 }
@@ -91,11 +108,13 @@ func fastRSAKey(pub *rsa.PublicKey) bool {
 }
 
 // verifySignature checks sig over input with key by method: RS256/384/512
-// with an RSA key here, everything else by method (golang-jwt).
+// with an RSA key here, everything else by method (golang-jwt). In FIPS
+// 140-3 mode every signature goes to crypto/rsa, whose validated module
+// also applies FIPS's stricter key rules.
 func (r *rsaModuli) verifySignature(method jwt.SigningMethod, input string, sig []byte, key crypto.PublicKey) error {
 	m, isRSA := method.(*jwt.SigningMethodRSA)
 	pub, isRSAKey := key.(*rsa.PublicKey)
-	if !isRSA || !isRSAKey {
+	if !isRSA || !isRSAKey || fips140.Enabled() {
 		return method.Verify(input, sig, key)
 	}
 	n := r.modulus(pub)

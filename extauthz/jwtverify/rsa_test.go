@@ -2,10 +2,14 @@ package jwtverify
 
 import (
 	"crypto"
+	"crypto/fips140"
 	"crypto/rand"
 	"crypto/rsa"
 	"math/big"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -145,6 +149,7 @@ func TestRSAAgreesWithCryptoRSA(t *testing.T) {
 // TestRSAKeysTakenOrLeft: keys crypto/rsa refuses are left to it (and
 // refused there); kept moduli stay bounded and still verify after a reset.
 func TestRSAKeysTakenOrLeft(t *testing.T) {
+	skipInFIPSMode(t)
 	key := rsaTestKeys()[0]
 	pub := &key.PublicKey
 	bad := []struct {
@@ -180,6 +185,70 @@ func TestRSAKeysTakenOrLeft(t *testing.T) {
 	}
 	if r.modulus(pub) != r.modulus(pub) {
 		t.Error("the same key's modulus is built twice")
+	}
+}
+
+// TestRSAKeyChangedInPlace: a key whose modulus is changed after its
+// modulus was kept is judged by what it holds now, as crypto/rsa would.
+func TestRSAKeyChangedInPlace(t *testing.T) {
+	skipInFIPSMode(t)
+	a, b := rsaTestKeys()[0], rsaTestKeys()[1]
+	pub := &rsa.PublicKey{N: new(big.Int).Set(a.N), E: a.E}
+	const input = "a.b"
+	sigA := rawSign(a, encodedMessage(crypto.SHA256, input, a.Size()))
+	sigB := rawSign(b, encodedMessage(crypto.SHA256, input, b.Size()))
+	var r rsaModuli
+	if err := r.verifySignature(jwt.SigningMethodRS256, input, sigA, pub); err != nil {
+		t.Fatal(err)
+	}
+	pub.N.Set(b.N)
+	if r.verifySignature(jwt.SigningMethodRS256, input, sigA, pub) == nil {
+		t.Fatal("a signature of the old key accepted after the key changed")
+	}
+	if err := r.verifySignature(jwt.SigningMethodRS256, input, sigB, pub); err != nil {
+		t.Fatalf("the changed key's own signature: %v", err)
+	}
+}
+
+// skipInFIPSMode skips a test of the kept moduli in FIPS 140-3 mode, where
+// none is kept (TestRSAFIPSModeLeftToCryptoRSA).
+func skipInFIPSMode(t *testing.T) {
+	if fips140.Enabled() {
+		t.Skip("FIPS 140-3 mode: every RSA signature goes to crypto/rsa")
+	}
+}
+
+// TestRSAFIPSModeLeftToCryptoRSA: in FIPS 140-3 mode (GODEBUG=fips140=on,
+// in a child process) RSA signatures are verified by crypto/rsa, inside its
+// validated module and under its stricter key rules; no modulus is kept.
+func TestRSAFIPSModeLeftToCryptoRSA(t *testing.T) {
+	if os.Getenv("TOKENTAILOR_FIPS_CHILD") == "1" {
+		if !fips140.Enabled() {
+			t.Fatal("the child is not in FIPS 140-3 mode")
+		}
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const input = "a.b"
+		sig := rawSign(key, encodedMessage(crypto.SHA256, input, key.Size()))
+		var r rsaModuli
+		if err := r.verifySignature(jwt.SigningMethodRS256, input, sig, &key.PublicKey); err != nil {
+			t.Fatalf("a valid signature: %v", err)
+		}
+		if r.verifySignature(jwt.SigningMethodRS256, input+".", sig, &key.PublicKey) == nil {
+			t.Fatal("a signature of another input accepted")
+		}
+		if r.m.Load() != nil {
+			t.Fatal("a modulus was kept in FIPS 140-3 mode")
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRSAFIPSModeLeftToCryptoRSA$", "-test.v")
+	cmd.Env = append(os.Environ(), "GODEBUG=fips140=on", "TOKENTAILOR_FIPS_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestRSAFIPSModeLeftToCryptoRSA") {
+		t.Fatalf("child in FIPS 140-3 mode: %v\n%s", err, out)
 	}
 }
 
