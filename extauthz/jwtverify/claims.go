@@ -40,46 +40,66 @@ var otherKindPayloadTypes = map[string]bool{"id": true, "refresh": true, "offlin
 // way here and another way upstream (RFC 7519 §4, RFC 8725 §3.7), refuses
 // invalid UTF-8, and decodes claims in about half the time and a third of the
 // allocations of encoding/json.
-func (v *Verifier) parse(ctx context.Context, cred extauthz.Credential, audiences []string, forAudience bool) (*extauthz.Principal, error) {
+//
+// It also returns the decoded claims segment, which the cache keeps for a
+// token seen once (see verify).
+func (v *Verifier) parse(ctx context.Context, cred extauthz.Credential, audiences []string, forAudience bool) (*extauthz.Principal, []byte, error) {
 	h64, c64, s64, err := segments(cred.Raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	header, err := v.headers.decode(h64)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// One buffer for the claims and the signature.
 	buf := make([]byte, b64.DecodedLen(len(c64))+b64.DecodedLen(len(s64)))
 	cb, err := decodeSegment(buf, c64)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sig, err := decodeSegment(buf[len(cb):], s64)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	claims, is, err := v.decodeClaims(cb)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := is.key(ctx, header)
+	if err != nil {
+		return nil, nil, err
+	}
+	method := jwt.GetSigningMethod(header.Alg) // checked against the allowlist by key
+	if method == nil {
+		return nil, nil, invalid("unverifiable (unknown alg)")
+	}
+	if err := v.rsa.verifySignature(method, cred.Raw[:len(h64)+1+len(c64)], sig, key); err != nil {
+		return nil, nil, invalid("signature invalid")
+	}
+	p, err := is.judge(claims, cred, audiences, forAudience)
+	return p, cb, err
+}
+
+// decodeClaims decodes the claims segment as strict JSON and picks the
+// issuer its iss names.
+func (v *Verifier) decodeClaims(cb []byte) (jwt.MapClaims, *issuer, error) {
 	// Sizing the map for the members it will hold spares it from growing
 	// while it is filled; nested names only make the hint larger.
 	claims := make(jwt.MapClaims, min(bytes.Count(cb, []byte(`":`)), maxClaimsHint))
 	if err := json.Unmarshal(cb, (*map[string]any)(&claims)); err != nil {
-		return nil, invalid("claims are not a JSON object without duplicate names")
+		return nil, nil, invalid("claims are not a JSON object without duplicate names")
 	}
 	is, err := v.selectIssuer(claims)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	key, err := is.key(ctx, header)
-	if err != nil {
-		return nil, err
-	}
-	method := jwt.GetSigningMethod(header.Alg) // checked against the allowlist by key
-	if method == nil {
-		return nil, invalid("unverifiable (unknown alg)")
-	}
-	if err := v.rsa.verifySignature(method, cred.Raw[:len(h64)+1+len(c64)], sig, key); err != nil {
-		return nil, invalid("signature invalid")
-	}
+	return claims, is, nil
+}
+
+// judge runs every check after the signature's: the time claims, the token
+// kind, the audience, sub; and builds the principal.
+func (is *issuer) judge(claims jwt.MapClaims, cred extauthz.Credential, audiences []string, forAudience bool) (*extauthz.Principal, error) {
 	// The time claims are judged at the request's time, as the cache entries
 	// are: one clock reading per Check.
 	if err := is.validate(claims, cred.PresentedAt); err != nil {
@@ -92,6 +112,18 @@ func (v *Verifier) parse(ctx context.Context, cred extauthz.Credential, audience
 		audiences = is.cfg.Audiences
 	}
 	return is.principal(claims, audiences, cred)
+}
+
+// rejudge builds the principal of a token whose signature was verified at
+// its first sighting, from the claims segment the cache kept: everything
+// but the header rules, the key and the signature runs again (the same
+// bytes passed those).
+func (v *Verifier) rejudge(cb []byte, cred extauthz.Credential, audiences []string, forAudience bool) (*extauthz.Principal, error) {
+	claims, is, err := v.decodeClaims(cb)
+	if err != nil {
+		return nil, err
+	}
+	return is.judge(claims, cred, audiences, forAudience)
 }
 
 // maxClaimsHint caps the size hint of a claims map.

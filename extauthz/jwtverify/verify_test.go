@@ -494,33 +494,46 @@ func TestCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A token seen once leaves its claims segment, not its principal.
+	if e, ok := f.v.cache.Get(extauthz.TokenHash(raw)); !ok || e.p != nil || !strings.Contains(string(e.claims), `"sub":"alice"`) {
+		t.Fatalf("entry after the first check (found %v): %+v, want the claims segment alone", ok, e)
+	}
 	p2, err := f.auth(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A hit shares the parsed claims (no second parse) but gives each caller
-	// its own principal carrying its own request's token.
-	if reflect.ValueOf(p1.Claims).UnsafePointer() != reflect.ValueOf(p2.Claims).UnsafePointer() {
-		t.Fatal("second check did not come from the cache")
+	// Its second check judges the kept claims again, without the key or the
+	// signature, and keeps the principal.
+	if !reflect.DeepEqual(p1.Claims, p2.Claims) || p2.Subject != "alice" || !p2.ExpiresAt.Equal(p1.ExpiresAt) {
+		t.Fatalf("second check's principal differs: %+v", p2)
 	}
-	if p1 == p2 || p2.Credential.Raw != raw {
+	p3, err := f.auth(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A hit shares the parsed claims (no third parse) but gives each caller
+	// its own principal carrying its own request's token.
+	if reflect.ValueOf(p2.Claims).UnsafePointer() != reflect.ValueOf(p3.Claims).UnsafePointer() {
+		t.Fatal("third check did not come from the cached principal")
+	}
+	if p2 == p3 || p3.Credential.Raw != raw {
 		t.Fatalf("hit returned a shared principal or lost the token")
 	}
 	// Only the Check that parsed the token gets a fresh principal.
-	if !p1.Fresh || p2.Fresh {
-		t.Fatalf("Fresh: first %v, hit %v; want true, false", p1.Fresh, p2.Fresh)
+	if !p1.Fresh || p2.Fresh || p3.Fresh {
+		t.Fatalf("Fresh: first %v, second %v, hit %v; want true, false, false", p1.Fresh, p2.Fresh, p3.Fresh)
 	}
 	// The cache keeps the token's hash, not the token.
-	if e, ok := f.v.cache.Get(extauthz.TokenHash(raw)); !ok || e.p.Credential.Raw != "" || e.p.Fresh {
-		t.Fatalf("cached entry (found %v) holds the raw token or says fresh", ok)
+	if e, ok := f.v.cache.Get(extauthz.TokenHash(raw)); !ok || e.p == nil || e.p.Credential.Raw != "" || e.p.Fresh {
+		t.Fatalf("cached entry (found %v) is no principal, holds the raw token or says fresh", ok)
 	}
 	if n := f.keys.n.Load(); n != 1 {
 		t.Fatalf("key looked up %d times, want 1", n)
 	}
 	// The same token from another header shares the cached result but names its own header.
-	p3, err := f.v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT, Header: "x-token"})
-	if err != nil || p3.Credential.Header != "x-token" || p1.Credential.Header != "authorization" {
-		t.Fatalf("other header: %v %+v", err, p3)
+	p4, err := f.v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT, Header: "x-token"})
+	if err != nil || p4.Credential.Header != "x-token" || p1.Credential.Header != "authorization" {
+		t.Fatalf("other header: %v %+v", err, p4)
 	}
 
 	t.Run("never outlives exp", func(t *testing.T) {
