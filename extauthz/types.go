@@ -161,9 +161,9 @@ type Principal struct {
 	// Fresh says the authenticator built the principal in this Check: no
 	// cache of its (validation, introspection, shared) knew the credential,
 	// so it may never come back. Caches further down (the minted-token
-	// cache) then keep nothing derived from it, and a token seen once costs
-	// no memory there; the credential's next Check comes from the
-	// authenticator's cache, not fresh, and is kept.
+	// cache, the grant kept in Memo) then keep nothing derived from it, and
+	// a token seen once costs no memory there; the credential's next Check
+	// comes from the authenticator's cache, not fresh, and is kept.
 	Fresh bool
 	// Memo, shared by every copy of a cached principal, keeps what a route
 	// derives from the principal alone, so that a warm Check does not derive
@@ -178,10 +178,6 @@ type Principal struct {
 // other ones gets a grant of its own. Safe for concurrent use.
 type Memo struct {
 	last atomic.Pointer[memoGrant]
-	// offers counts KeepGrant calls: the first is not kept, so that a token
-	// seen once (a cold Check) does not hold a grant in the cache for
-	// nothing.
-	offers atomic.Uint32
 }
 
 type memoGrant struct {
@@ -211,10 +207,10 @@ func (p *Principal) KeptGrant(owner any) (*Grant, bool) {
 }
 
 // KeepGrant keeps g as owner's grant for p's Scopes and Claims, replacing
-// what another route kept, from the principal's second grant on; without a
-// Memo it does nothing.
+// what another route kept; for a fresh principal (a token's first Check,
+// whose principal no cache keeps) and without a Memo it does nothing.
 func (p *Principal) KeepGrant(owner any, g *Grant) {
-	if p.Memo != nil && p.Memo.offers.Add(1) > 1 {
+	if p.Memo != nil && !p.Fresh {
 		p.Memo.last.Store(&memoGrant{owner: owner, scopes: unsafe.SliceData(p.Scopes), nScope: len(p.Scopes),
 			claims: mapPointer(p.Claims), grant: g})
 	}

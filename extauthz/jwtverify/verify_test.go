@@ -550,6 +550,71 @@ func TestCache(t *testing.T) {
 	})
 }
 
+// TestCompactEntry: the entry a token leaves at its first Check (its
+// claims segment) is judged again at the second, as strictly as a first
+// validation but without the key: for an embedded token's audience, at the
+// Check's own time (a refusal leaves the entry for a later Check), and
+// never at or after exp.
+func TestCompactEntry(t *testing.T) {
+	t.Run("for an audience, three times", func(t *testing.T) {
+		f := setup(t, nil)
+		raw := f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "orders", "exp": f.clk.Now().Add(time.Minute).Unix()})
+		for i := range 3 {
+			p, err := f.v.VerifyForAudience(context.Background(), raw, []string{"orders"})
+			if err != nil || p.Subject != "alice" || p.Fresh != (i == 0) {
+				t.Fatalf("check %d: %v, %+v", i+1, err, p)
+			}
+			if _, err := f.v.VerifyForAudience(context.Background(), raw, []string{"billing"}); !errors.Is(err, extauthz.ErrWrongAudience) {
+				t.Fatalf("check %d for billing: err = %v, want ErrWrongAudience", i+1, err)
+			}
+		}
+		// orders once; billing each time (a refusal is not cached).
+		if n := f.keys.n.Load(); n != 4 {
+			t.Fatalf("key looked up %d times, want 4", n)
+		}
+	})
+	t.Run("judged at the Check's time; a refusal keeps the entry", func(t *testing.T) {
+		f := setup(t, nil)
+		now := f.clk.Now()
+		raw := f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "api", "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix()})
+		at := func(t time.Time) (*extauthz.Principal, error) {
+			return f.v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT, PresentedAt: t})
+		}
+		if _, err := at(now); err != nil {
+			t.Fatal(err)
+		}
+		// A second Check presented before nbf − skew (out of order) is
+		// refused, as a first validation then would be.
+		if _, err := at(now.Add(-time.Minute)); !errors.Is(err, extauthz.ErrTokenNotYetValid) {
+			t.Fatalf("before nbf: err = %v, want ErrTokenNotYetValid", err)
+		}
+		if e, ok := f.v.cache.Get(extauthz.TokenHash(raw)); !ok || e.p != nil {
+			t.Fatalf("after a refused second Check the entry is %+v (found %v), want the claims segment", e, ok)
+		}
+		if p, err := at(now.Add(time.Second)); err != nil || p.Fresh {
+			t.Fatalf("a later Check: %v, %+v", err, p)
+		}
+		if n := f.keys.n.Load(); n != 1 {
+			t.Fatalf("key looked up %d times, want 1", n)
+		}
+	})
+	t.Run("never at or after exp", func(t *testing.T) {
+		f := setup(t, nil)
+		raw := f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "api", "exp": f.clk.Now().Add(time.Minute).Unix()})
+		if _, err := f.auth(raw); err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(time.Minute) // now == exp: the entry is not used, a full validation runs
+		if p, err := f.auth(raw); err != nil || !p.Fresh || f.keys.n.Load() != 2 {
+			t.Fatalf("at exp: %v, fresh %v, key lookups %d; want a full validation", err, p != nil && p.Fresh, f.keys.n.Load())
+		}
+		f.clk.Advance(time.Minute)
+		if _, err := f.auth(raw); !errors.Is(err, extauthz.ErrTokenExpired) {
+			t.Fatalf("after exp+skew: err = %v, want ErrTokenExpired", err)
+		}
+	})
+}
+
 func TestVerifyForAudience(t *testing.T) {
 	f := setup(t, nil)
 	raw := f.is.Sign(t, jwt.MapClaims{"sub": "alice", "aud": "orders", "scope": "orders:read"})

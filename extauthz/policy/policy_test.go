@@ -172,7 +172,8 @@ func TestAuthorize(t *testing.T) {
 }
 
 // TestAuthorizeMemo: a principal with a Memo gets back the grant its route
-// kept (from its second grant on), and every check still runs on each call.
+// kept (unless it is fresh: no cache keeps it), and every check still runs
+// on each call.
 func TestAuthorizeMemo(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	e := engine(t, "")
@@ -182,17 +183,19 @@ func TestAuthorizeMemo(t *testing.T) {
 		Claims:    map[string]any{"tenant": "acme", "verified": true, "email": "u@x"},
 		ExpiresAt: now.Add(10 * time.Minute),
 		Memo:      new(extauthz.Memo),
+		Fresh:     true,
 	}
-	// The first grant is not kept (a token seen once would hold it for
-	// nothing); the second is, and the third is that one.
+	// A fresh principal's grant is not kept (no cache keeps that principal);
+	// a cached one's is, and the next Authorize gets that one.
 	once, err := orders.Authorize(p, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	copyOf := *p // a cache hit hands out a copy sharing the Memo
+	copyOf.Fresh = false
 	first, err := orders.Authorize(&copyOf, now)
 	if err != nil || first == once {
-		t.Fatalf("second Authorize = %p, %v; want a grant of its own, the first was not kept", first, err)
+		t.Fatalf("second Authorize = %p, %v; want a grant of its own, the fresh one's was not kept", first, err)
 	}
 	again, err := orders.Authorize(&copyOf, now)
 	if err != nil || again != first {
