@@ -198,7 +198,6 @@ func (is *issuer) principal(claims jwt.MapClaims, audiences []string, cred extau
 		Claims:     map[string]any(claims),
 		ExpiresAt:  exp.Time,
 		Credential: cred,
-		Memo:       new(extauthz.Memo),
 	}
 	if iat != nil {
 		p.IssuedAt = iat.Time

@@ -331,19 +331,21 @@ func (v *Verifier) verify(ctx context.Context, cred extauthz.Credential, audienc
 	if now.IsZero() {
 		now = v.now()
 	}
-	e, ok := v.cache.Lookup(ctx, key)
-	if ok && now.Before(e.exp) && e.p != nil {
-		p := *e.p // share the claims and lists; the credential is this request's
-		p.Credential = cred
-		return &p, nil
-	}
-	if ok && now.Before(e.exp) {
+	if e, ok := v.cache.Lookup(ctx, key); ok && now.Before(e.exp) {
+		if e.p != nil {
+			p := *e.p // share the claims and lists; the credential is this request's
+			p.Credential = cred
+			return &p, nil
+		}
 		// Seen once before: its signature was verified then; every other
 		// check runs again and the principal is kept from now on.
 		p, err := v.rejudge(e.claims, cred, audiences, forAudience)
 		if err != nil {
 			return nil, err
 		}
+		// The Memo is made here, where the principal is kept, for it and
+		// every copy the cache hands out; a fresh principal needs none.
+		p.Memo = new(extauthz.Memo)
 		// The cached principal keeps the token's hash but not the token: the
 		// request that hits the entry brings the same token again, and a
 		// cache of 10 000 entries is 8 MiB lighter without a copy of each.
