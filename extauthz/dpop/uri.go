@@ -25,8 +25,9 @@ var errURI = errors.New("not an absolute http(s) URI")
 //   - query and fragment dropped (RFC 9449 §4.2: htu has none, and §4.3
 //     check 9 ignores them).
 //
-// A URI with user information, another scheme, no host, a bad port or a
-// broken percent-encoding is refused: such a proof could never match a
+// A URI with user information, another scheme, no host, an IPv6 zone, a bad
+// port, a broken percent-encoding, or longer than 8 KiB before or after
+// normalisation is refused: such a proof could never match a
 // request Envoy forwards.
 func NormalizeURI(s string) (string, error) {
 	if len(s) > maxURIBytes {
@@ -47,7 +48,7 @@ func NormalizeURI(s string) (string, error) {
 		return "", errURI
 	}
 	host, port := u.Hostname(), u.Port()
-	if host == "" {
+	if host == "" || strings.Contains(host, "%") { // no IPv6 zone (RFC 6874)
 		return "", errURI
 	}
 	if port != "" {
@@ -57,6 +58,9 @@ func NormalizeURI(s string) (string, error) {
 			}
 		}
 		port = strings.TrimLeft(port, "0")
+		if port == "" { // port 0 is no port a client can address
+			return "", errURI
+		}
 		if port == defPort {
 			port = ""
 		}
@@ -79,6 +83,9 @@ func NormalizeURI(s string) (string, error) {
 		b.WriteString(port)
 	}
 	b.WriteString(path)
+	if b.Len() > maxURIBytes { // escaping can triple a path's length
+		return "", errURI
+	}
 	return b.String(), nil
 }
 

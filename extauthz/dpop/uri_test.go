@@ -1,6 +1,9 @@
 package dpop
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNormalizeURI(t *testing.T) {
 	tests := []struct {
@@ -31,6 +34,10 @@ func TestNormalizeURI(t *testing.T) {
 		{name: "broken escape", in: "https://api.example.com/%zz", wantErr: true},
 		{name: "opaque", in: "https:api.example.com", wantErr: true},
 		{name: "empty", in: "", wantErr: true},
+		{name: "port zero", in: "https://api.example.com:00/x", wantErr: true},
+		{name: "IPv6 zone", in: "http://[fe80::1%25eth0]/x", wantErr: true},
+		{name: "too long", in: "https://h/" + strings.Repeat("a", maxURIBytes), wantErr: true},
+		{name: "too long once escaped", in: "https://h/" + strings.Repeat("é", maxURIBytes/2-6), wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
