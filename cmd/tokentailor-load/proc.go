@@ -43,8 +43,9 @@ func parseStat(b []byte, pageSize int) (ProcSample, error) {
 	var v [3]int64
 	for i, idx := range []int{utime, stime, rss} {
 		n, err := strconv.ParseInt(f[idx], 10, 64)
-		// 2^40 ticks is 348 years of CPU; 2^40 pages is 4 PiB: beyond is garbage.
-		if err != nil || n < 0 || n > 1<<40 {
+		// 2^36 ticks is 21 years of CPU at 100 Hz (and two of them in
+		// nanoseconds fit an int64); 2^36 pages is 256 TiB: beyond is garbage.
+		if err != nil || n < 0 || n > 1<<36 {
 			return ProcSample{}, fmt.Errorf("%w: field %d is not a count", errBadStat, idx+3)
 		}
 		v[i] = n
