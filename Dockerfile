@@ -17,8 +17,11 @@ COPY . .
 ARG VERSION=dev
 ARG COMMIT=unknown
 ARG BUILD_DATE=unknown
+# -tags vtprotobuf: Envoy's answers are marshalled by the code go-control-plane
+# generates for them (extauthz/server/codec.go), ten times faster than
+# protobuf-go's reflection.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
+    CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -tags vtprotobuf \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT} -X main.date=${BUILD_DATE}" \
       -o /out/tokentailor ./cmd/tokentailor
 

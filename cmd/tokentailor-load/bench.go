@@ -15,6 +15,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/tokentailor/tokentailor/extauthz/config"
+	"github.com/tokentailor/tokentailor/extauthz/server"
 )
 
 // benchOptions configures the whole comparison.
@@ -212,11 +213,17 @@ func workDir(ctx context.Context, prefix string, keep bool, binary *string) (dir
 	return dir, done, nil
 }
 
-// buildTokentailor builds ./cmd/tokentailor into dir and returns its path.
+// buildTokentailor builds ./cmd/tokentailor into dir and returns its path,
+// with the build tag vtprotobuf when this binary (the floor) has it, so
+// both marshal their answers alike.
 func buildTokentailor(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "tokentailor")
-	fmt.Println("building ./cmd/tokentailor …")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tokentailor")
+	args := []string{"build", "-o", bin}
+	if server.FastMarshal() {
+		args = append(args, "-tags", fastMarshalTag)
+	}
+	fmt.Printf("building ./cmd/tokentailor (%s) …\n", strings.Join(args, " "))
+	build := exec.CommandContext(ctx, "go", append(args, "./cmd/tokentailor")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return "", fmt.Errorf("building tokentailor (run from the repository root, or pass -tokentailor): %w", err)

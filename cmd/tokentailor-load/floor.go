@@ -106,12 +106,12 @@ func tuneFloorRuntime(gcPercent int, memLimit int64) string {
 	return runtimeLine()
 }
 
-// runtimeLine states the GC target, soft memory limit and GOMAXPROCS this
-// process runs with, in the form bench compares.
+// runtimeLine states the GC target, soft memory limit, GOMAXPROCS and
+// codec this process runs with, in the form bench compares.
 func runtimeLine() string {
 	gc := debug.SetGCPercent(-1)
 	debug.SetGCPercent(gc)
-	return formatRuntime(gc, debug.SetMemoryLimit(-1), runtime.GOMAXPROCS(0))
+	return formatRuntime(gc, debug.SetMemoryLimit(-1), runtime.GOMAXPROCS(0)) + " " + codecSetting(server.FastMarshal())
 }
 
 // formatRuntime renders runtime settings: "GOGC=400 GOMEMLIMIT=56.4MiB GOMAXPROCS=1".

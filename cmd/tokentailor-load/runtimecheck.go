@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -28,14 +30,51 @@ func floorRuntime(logPath string) (string, error) {
 // serverRuntime reads tokentailor's runtime settings from the Go collector
 // of its admin /metrics (go_gc_gogc_percent, go_gc_gomemlimit_bytes,
 // go_sched_gomaxprocs_threads), so what is compared is what the process
-// applied, not what its config asked for.
-func serverRuntime(ctx context.Context, admin string) (string, error) {
+// applied, not what its config asked for, and its codec from the build
+// settings of binary.
+func serverRuntime(ctx context.Context, admin, binary string) (string, error) {
 	body, err := getOK(ctx, http.DefaultClient, "http://"+admin+"/metrics")
 	if err != nil {
 		return "", err
 	}
 	defer body.Close()
-	return parseRuntimeMetrics(body)
+	rt, err := parseRuntimeMetrics(body)
+	if err != nil {
+		return "", err
+	}
+	fast, err := builtFastMarshal(binary)
+	if err != nil {
+		return "", err
+	}
+	return rt + " " + codecSetting(fast), nil
+}
+
+// builtFastMarshal reports whether the Go binary at path was built with the
+// build tag vtprotobuf (server.FastMarshal in that binary).
+func builtFastMarshal(path string) (bool, error) {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("build settings of %s: %w", path, err)
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-tags" && slices.Contains(strings.Split(s.Value, ","), fastMarshalTag) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// fastMarshalTag is the build tag under which go-control-plane's generated
+// marshalling code, and so server.FastMarshal, is compiled in.
+const fastMarshalTag = "vtprotobuf"
+
+// codecSetting states how a server marshals its answers, in the runtime
+// line: the floor and tokentailor must marshal alike for a fair ratio.
+func codecSetting(fast bool) string {
+	if fast {
+		return "codec=" + fastMarshalTag
+	}
+	return "codec=protobuf-go"
 }
 
 // parseRuntimeMetrics picks the three runtime gauges out of a Prometheus

@@ -8,6 +8,8 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/tokentailor/tokentailor/extauthz/server"
 )
 
 func TestParseRuntimeMetrics(t *testing.T) {
@@ -86,5 +88,29 @@ func TestSourceNextRaw(t *testing.T) {
 		if h := got.GetAttributes().GetRequest().GetHttp().GetHeaders()["authorization"]; h != want {
 			t.Errorf("call %d: authorization %q, want %q", n, h, want)
 		}
+	}
+}
+
+// builtFastMarshal reads the tag off a binary: this test binary's agrees
+// with what the binary itself reports, and a file that is no Go binary is
+// an error.
+func TestBuiltFastMarshal(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := builtFastMarshal(exe)
+	if err != nil || got != server.FastMarshal() {
+		t.Fatalf("builtFastMarshal(test binary) = %v, %v; server.FastMarshal() = %v", got, err, server.FastMarshal())
+	}
+	notGo := filepath.Join(t.TempDir(), "x")
+	if err := os.WriteFile(notGo, []byte("#!/bin/sh\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := builtFastMarshal(notGo); err == nil {
+		t.Fatal("a shell script read as a Go binary")
+	}
+	if !strings.HasSuffix(runtimeLine(), codecSetting(server.FastMarshal())) {
+		t.Fatalf("runtime line %q does not state the codec", runtimeLine())
 	}
 }

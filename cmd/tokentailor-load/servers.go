@@ -201,7 +201,7 @@ func (b *benchRun) startTokentailor(ctx context.Context, kind string) (c *child,
 	if c, err = b.startServe(ctx, name, kind, b.o.cacheMax, b.introspection, ""); err != nil {
 		return nil, err
 	}
-	rt, err := serverRuntime(ctx, c.admin)
+	rt, err := serverRuntime(ctx, c.admin, b.o.binary)
 	if err != nil {
 		c.stop()
 		return nil, err

@@ -58,6 +58,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -333,15 +334,21 @@ func (b *Builder) AllowPublic(g *extauthz.Grant) *authv3.CheckResponse {
 	return &a.resp
 }
 
-// validHeaderValue reports whether s can travel as an HTTP header value:
-// no control characters (CR, LF and NUL above all) and no DEL.
+// validHeaderValue reports whether s can travel as an HTTP header value in
+// an answer: no control characters (CR, LF and NUL above all), no DEL, and
+// valid UTF-8 (a protobuf string field must be: protobuf-go would refuse
+// to marshal the answer, and the generated code the gRPC server marshals
+// with does not check).
 func validHeaderValue(s string) bool {
+	ascii := true
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+		c := s[i]
+		if (c < 0x20 && c != '\t') || c == 0x7f {
 			return false
 		}
+		ascii = ascii && c < utf8.RuneSelf
 	}
-	return true
+	return ascii || utf8.ValidString(s)
 }
 
 // String describes o for logs: status and reason only.

@@ -453,6 +453,8 @@ func TestAllowFailsClosed(t *testing.T) {
 		{name: "token without header", g: &extauthz.Grant{}, tok: extauthz.Token{Value: "t"}},
 		{name: "CRLF in token", g: &extauthz.Grant{Header: "authorization"}, tok: extauthz.Token{Value: "t\r\nx-admin: 1"}},
 		{name: "NUL in prefix", g: &extauthz.Grant{Header: "authorization", Prefix: "Bearer\x00"}, tok: extauthz.Token{Value: "t"}},
+		{name: "token not UTF-8", g: &extauthz.Grant{Header: "authorization", Mode: extauthz.ModeForward}, tok: extauthz.Token{Value: "t\xff"}},
+		{name: "prefix not UTF-8", g: &extauthz.Grant{Header: "authorization", Prefix: "B\xc3 "}, tok: extauthz.Token{Value: "t"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

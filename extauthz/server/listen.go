@@ -24,12 +24,14 @@ const streamWorkersPerProc = 16
 // made the runtime grow and copy it on nearly every request (a fifth of the
 // server's CPU at 30k Checks/s); a worker keeps its grown stack (gRPC renews
 // it every 65,536 streams). When every worker is busy, gRPC falls back to a
-// new goroutine, so a slow Check (introspection) never queues others. The
-// load tool's floor serves with these same options.
+// new goroutine, so a slow Check (introspection) never queues others.
+// Answers are marshalled by fastCodec. The load tool's floor serves with
+// these same options.
 func GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(config.MaxGRPCMessageBytes),
 		grpc.NumStreamWorkers(uint32(streamWorkersPerProc * runtime.GOMAXPROCS(0))),
+		grpc.ForceServerCodecV2(newFastCodec()),
 	}
 }
 
