@@ -133,6 +133,14 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"bad trusted proxy", func(s string) string {
 			return strings.Replace(s, `listen: {grpc: "127.0.0.1:9191"}`, `listen: {grpc: "127.0.0.1:9191", http_trusted_proxies: [10.0.0.0/8, proxy.local]}`, 1)
 		}, `listen.http_trusted_proxies[1]: "proxy.local" is not a CIDR`},
+		{"header name with a space", func(s string) string {
+			return strings.Replace(s, "{audience: api}", `{audience: api, header: "x token"}`, 1)
+		}, `routes[0].upstream.header: "x token" is not a header name`},
+		{"header name not ASCII", func(s string) string {
+			return strings.Replace(s, "{audience: api}", `{audience: api, header: "x-tökén"}`, 1)
+		}, `routes[0].upstream.header: "x-tökén" is not a header name`},
+		{"credential header with a colon", func(s string) string { return s + "credential: {header: \"x:auth\"}\n" },
+			`credential.header: "x:auth" is not a header name`},
 		{"bad mode", func(s string) string { return strings.Replace(s, "{audience: api}", "{audience: api, mode: magic}", 1) }, `routes[0].upstream.mode: "magic" is not`},
 		{"mint without audience", func(s string) string { return strings.Replace(s, "{audience: api}", "{}", 1) }, "routes[0].upstream.audience: required for mode mint"},
 		{"registered claim", func(s string) string {

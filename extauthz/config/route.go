@@ -246,9 +246,7 @@ func (u *Upstream) validate(p *problems, uf string) {
 	if u.TTL.Duration <= 0 {
 		p.add(uf+".ttl", "must be positive")
 	}
-	if strings.ContainsAny(u.Header, " :\t") {
-		p.add(uf+".header", "%q is not a header name", u.Header)
-	}
+	checkHeaderName(p, uf+".header", u.Header)
 	if u.Header == "host" {
 		p.add(uf+".header", "cannot carry a token in host")
 	}

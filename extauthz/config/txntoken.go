@@ -89,6 +89,7 @@ func (r *Route) acceptDefaults() {
 func (c *Config) validateTxnToken(p *problems) {
 	t := &c.TxnToken
 	checkURL(p, "txn_token.jwks_url", t.JWKSURL)
+	checkHeaderName(p, "txn_token.request_id_header", t.RequestIDHeader)
 	if d := t.Leeway.Duration; d < 0 || d > time.Minute {
 		p.add("txn_token.leeway", "must be between 0 and 1m")
 	}

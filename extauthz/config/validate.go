@@ -5,7 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // problems collects FieldErrors; each validation rule adds to it.
@@ -123,9 +124,7 @@ func (c *Config) validateMint(p *problems) {
 }
 
 func (cr *Credential) validate(p *problems) {
-	if strings.ContainsAny(cr.Header, " :\t") {
-		p.add("credential.header", "%q is not a header name", cr.Header)
-	}
+	checkHeaderName(p, "credential.header", cr.Header)
 	if cr.MaxBytes < 0 {
 		p.add("credential.max_bytes", "must be positive")
 	}
@@ -154,4 +153,13 @@ func ParseTrustedProxy(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// checkHeaderName refuses a non-empty name that is not an HTTP field name
+// (RFC 9110 §5.1: a token): such a name goes into Envoy's answers, where
+// it could never match a header, and it must be valid UTF-8 there.
+func checkHeaderName(p *problems, field, name string) {
+	if name != "" && !httpguts.ValidHeaderFieldName(name) {
+		p.add(field, "%q is not a header name", name)
+	}
 }
