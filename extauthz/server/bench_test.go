@@ -160,7 +160,7 @@ func buildBenchAuthz(b testing.TB, cfgText string, key any, shared *sharedcache.
 }
 
 // jwt signs an access token for sub with the issuer's alg key.
-func (e *benchEnv) jwt(b *testing.B, alg, sub string) string {
+func (e *benchEnv) jwt(b testing.TB, alg, sub string) string {
 	return e.is.Sign(b, jwt.MapClaims{
 		"sub": sub, "aud": "api.example.com", "scope": "orders:read", "client_id": "web",
 		"email": sub + "@example.com", "tenant": "acme", "exp": time.Now().Add(time.Hour).Unix(),

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -66,9 +67,15 @@ func (a *Authz) Swap(p *pipeline.Pipeline) *pipeline.Pipeline { return a.pipe.Sw
 // that carries no HTTP attributes at all, because Envoy treats gRPC errors
 // by failure_mode_allow.
 func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return a.check(ctx, req, -1)
+}
+
+// check is Check for a request of wireBytes bytes as received (the gRPC
+// server knows them: checkService); -1 sizes req instead.
+func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes int) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	p := a.pipe.Load()
-	if max := p.Config.Listen.MaxRequestBytes; max > 0 && overMaxRequestBytes(req, max) {
+	if max := p.Config.Listen.MaxRequestBytes; max > 0 && (wireBytes > max || wireBytes < 0 && overMaxRequestBytes(req, max)) {
 		// Judged by size alone: headers this large are no request a route
 		// was written for. An answer, never a gRPC error (invariant 5).
 		out := pipeline.Outcome{Err: fmt.Errorf("%w: more than listen.max_request_bytes (%d)", extauthz.ErrRequestTooLarge, max)}
@@ -127,4 +134,37 @@ func (a *Authz) record(out *pipeline.Outcome, took time.Duration) {
 	}
 	a.log.Log(context.Background(), level, "deny", "route", out.Route, "status", o.Status, "reason", o.Reason,
 		"token", out.TokenHash, "error", out.Err.Error(), "took", took)
+}
+
+// checkService is envoy.service.auth.v3.Authorization as generated
+// (authv3.Authorization_ServiceDesc), except that its Check handler decodes
+// into a checkCall, so that Check learns the request's size from the bytes
+// gRPC received instead of sizing the decoded message again (≈ 0.25 µs of a
+// warm Check: a walk of the header map). The server registers Authz with it.
+var checkService = grpc.ServiceDesc{
+	ServiceName: "envoy.service.auth.v3.Authorization",
+	HandlerType: (*authv3.AuthorizationServer)(nil),
+	Methods:     []grpc.MethodDesc{{MethodName: "Check", Handler: handleCheck}},
+	Streams:     []grpc.StreamDesc{},
+	Metadata:    "envoy/service/auth/v3/external_auth.proto",
+}
+
+// handleCheck decodes a Check call (fastCodec records its size) and runs it
+// through interceptor when the server has one, as generated handlers do.
+func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(checkCall)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	a := srv.(*Authz)
+	if interceptor == nil {
+		return a.check(ctx, &in.req, in.wireBytes)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
+	return interceptor(ctx, &in.req, info, func(ctx context.Context, req any) (any, error) {
+		if r := req.(*authv3.CheckRequest); r != &in.req {
+			return a.Check(ctx, r) // an interceptor replaced the request: size it
+		}
+		return a.check(ctx, &in.req, in.wireBytes)
+	})
 }

@@ -72,8 +72,22 @@ func (c fastCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
-// Unmarshal is gRPC's protobuf decoding.
-func (c fastCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+// Unmarshal is gRPC's protobuf decoding; a checkCall also records how many
+// bytes its request came in.
+func (c fastCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if call, ok := v.(*checkCall); ok {
+		call.wireBytes = data.Len()
+		return c.proto.Unmarshal(data, &call.req)
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+// checkCall is what checkService decodes a Check call into: the request and
+// its size on the wire, which listen.max_request_bytes bounds.
+type checkCall struct {
+	req       authv3.CheckRequest
+	wireBytes int
+}
 
 // Name is the content-subtype the codec serves: "proto", gRPC's default.
 func (c fastCodec) Name() string { return c.proto.Name() }

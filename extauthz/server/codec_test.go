@@ -2,13 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"golang.org/x/net/http/httpguts"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -91,9 +95,9 @@ func TestFastCodecName(t *testing.T) {
 	}
 }
 
-// FuzzAnswerEncoding: for any token, prefix and header names, the answer
-// response.Builder makes is one protobuf-go can marshal (valid UTF-8
-// everywhere), and the server's codec writes the same bytes.
+// FuzzAnswerEncoding: for any token and prefix, and any header names config
+// accepts, the answer response.Builder makes is one protobuf-go can marshal
+// (valid UTF-8 everywhere), and the server's codec writes the same bytes.
 func FuzzAnswerEncoding(f *testing.F) {
 	f.Add("eyJ.a.b", "Bearer ", "authorization", "authorization", "x-internal-token", uint8(0), true)
 	f.Add("t\xff", "", "x-token", "cookie", "authorization", uint8(1), false)
@@ -105,6 +109,11 @@ func FuzzAnswerEncoding(f *testing.F) {
 		g := &extauthz.Grant{Mode: modes[int(mode)%len(modes)], Header: header, Prefix: prefix, StripCredential: strip}
 		if g.Mode == extauthz.ModeMint && !validMinted(tok) {
 			return // a minted token is base64url and dots by construction
+		}
+		for _, h := range []string{header, credHeader} {
+			if h != "" && !httpguts.ValidHeaderFieldName(h) {
+				return // config refuses it (config.checkHeaderName)
+			}
 		}
 		resp := b.Allow(g, extauthz.Token{Value: tok}, extauthz.Credential{Header: credHeader}, map[string]string{spoofed: "x"})
 		want, err := proto.Marshal(resp)
@@ -148,5 +157,82 @@ func BenchmarkAnswerEncoding(b *testing.B) {
 				data.Free()
 			}
 		})
+	}
+}
+
+// checkService is the generated service under another handler: same name,
+// method, handler type and proto file.
+func TestCheckServiceIsTheGeneratedOne(t *testing.T) {
+	gen := &authv3.Authorization_ServiceDesc
+	if checkService.ServiceName != gen.ServiceName || checkService.Metadata != gen.Metadata ||
+		len(checkService.Methods) != len(gen.Methods) || len(checkService.Streams) != len(gen.Streams) {
+		t.Fatalf("checkService %+v differs from the generated %+v", checkService, *gen)
+	}
+	for i, m := range gen.Methods {
+		if checkService.Methods[i].MethodName != m.MethodName {
+			t.Fatalf("method %d: %q, generated %q", i, checkService.Methods[i].MethodName, m.MethodName)
+		}
+	}
+	if reflect.TypeOf(checkService.HandlerType) != reflect.TypeOf(gen.HandlerType) {
+		t.Fatalf("handler type %T, generated %T", checkService.HandlerType, gen.HandlerType)
+	}
+}
+
+// handleCheck hands Check the size the codec recorded, and runs through a
+// server interceptor as a generated handler does; a request the interceptor
+// replaces is sized again.
+func TestHandleCheck(t *testing.T) {
+	e := newBenchEnvShared(t, "EdDSA", 100, nil)
+	e.pipe.Config.Listen.MaxRequestBytes = 4096
+	req := benchCheckRequest(e.jwt(t, "ES256", "alice"))
+	wire, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := func(claimed int) func(any) error {
+		return func(v any) error {
+			if err := newFastCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, v); err != nil {
+				return err
+			}
+			if claimed >= 0 {
+				v.(*checkCall).wireBytes = claimed
+			}
+			return nil
+		}
+	}
+	status := func(v any, err error) int32 {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int32(v.(*authv3.CheckResponse).GetDeniedResponse().GetStatus().GetCode())
+	}
+	pass := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(ctx, req)
+	}
+	replace := func(ctx context.Context, _ any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(ctx, proto.Clone(req))
+	}
+	tests := []struct {
+		name        string
+		claimed     int // wire size the codec reports; -1: the real one
+		interceptor grpc.UnaryServerInterceptor
+		want        int32 // denial status; 0 is an allow
+	}{
+		{name: "the real size", claimed: -1, want: 0},
+		{name: "over the bound on the wire", claimed: 4097, want: 431},
+		{name: "interceptor, over on the wire", claimed: 4097, interceptor: pass, want: 431},
+		{name: "interceptor replaced the request: sized again", claimed: 4097, interceptor: replace, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := status(handleCheck(e.authz, context.Background(), dec(tt.claimed), tt.interceptor)); got != tt.want {
+				t.Fatalf("status %d, want %d", got, tt.want)
+			}
+		})
+	}
+	var call checkCall
+	if err := newFastCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, &call); err != nil || call.wireBytes != len(wire) || !proto.Equal(&call.req, req) {
+		t.Fatalf("codec recorded %d bytes (want %d), err %v", call.wireBytes, len(wire), err)
 	}
 }

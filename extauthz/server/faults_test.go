@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // Issue 11: a CheckRequest over grpc-go's default 4 MiB (1 MiB as
@@ -53,6 +54,30 @@ func TestMaxRequestBytesIsConfigurable(t *testing.T) {
 	}
 	if got := httpStatus(h.check("GET", "/orders/1", map[string]string{"authorization": "Bearer " + tok, "x-big": strings.Repeat("a", 8192)})); got != 431 {
 		t.Fatalf("request over 8192 bytes: %d, want 431", got)
+	}
+}
+
+// Over gRPC, max_request_bytes bounds the request's bytes as received
+// (checkService): exactly the bound is let through, one byte more is not.
+func TestMaxRequestBytesBoundaryOverGRPC(t *testing.T) {
+	const max = 8192
+	h := newHarness(t, strings.Replace(baseConfig, "  shutdown_grace: 5s", "  shutdown_grace: 5s\n  max_request_bytes: 8192", 1))
+	tok := h.token(nil)
+	headers := func(pad int) map[string]string {
+		return map[string]string{"authorization": "Bearer " + tok, "x-pad": strings.Repeat("a", pad)}
+	}
+	pad := 0
+	for proto.Size(checkRequest("GET", "/orders/1", headers(pad))) < max {
+		pad++
+	}
+	if got := proto.Size(checkRequest("GET", "/orders/1", headers(pad))); got != max {
+		t.Fatalf("no padding makes the request exactly %d bytes (%d)", max, got)
+	}
+	if got := httpStatus(h.check("GET", "/orders/1", headers(pad))); got != 200 {
+		t.Fatalf("request of exactly %d bytes: %d, want 200", max, got)
+	}
+	if got := httpStatus(h.check("GET", "/orders/1", headers(pad+1))); got != 431 {
+		t.Fatalf("request of %d bytes: %d, want 431", max+1, got)
 	}
 }
 

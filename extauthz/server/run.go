@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -180,7 +179,7 @@ func New(ctx context.Context, opts Options) (_ *Server, err error) {
 	}
 
 	s.grpc = grpc.NewServer(GRPCOptions()...)
-	authv3.RegisterAuthorizationServer(s.grpc, s.authz)
+	s.grpc.RegisterService(&checkService, s.authz)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.setHealth()
