@@ -28,7 +28,7 @@ func versionCmd(context.Context, []string) int {
 // versionText renders the version: ldflags values win over build info; bi
 // may be nil (a binary built without module support).
 func versionText(bi *debug.BuildInfo, ldVersion, ldCommit, ldDate string) string {
-	ver, rev, committed, modified, goVersion := ldVersion, ldCommit, "", false, ""
+	ver, rev, committed, modified, goVersion, tags := ldVersion, ldCommit, "", false, "", ""
 	if bi != nil {
 		goVersion = bi.GoVersion
 		if ver == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
@@ -46,6 +46,8 @@ func versionText(bi *debug.BuildInfo, ldVersion, ldCommit, ldDate string) string
 				}
 			case "vcs.modified":
 				modified = s.Value == "true" && ldCommit == ""
+			case "-tags":
+				tags = s.Value // vtprotobuf: answers marshalled by generated code
 			}
 		}
 	}
@@ -70,6 +72,9 @@ func versionText(bi *debug.BuildInfo, ldVersion, ldCommit, ldDate string) string
 	}
 	if goVersion != "" {
 		details = append(details, goVersion)
+	}
+	if tags != "" {
+		details = append(details, "tags "+tags)
 	}
 	if len(details) > 0 {
 		fmt.Fprintf(&b, "%s\n", strings.Join(details, ", "))

@@ -40,6 +40,13 @@ func TestVersionText(t *testing.T) {
 			absent: "modified",
 		},
 		{
+			name: "release build with tags",
+			bi: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"},
+				Settings: []debug.BuildSetting{{Key: "-tags", Value: "vtprotobuf"}}},
+			ld:   [3]string{"v2.0.0", "abc123", ""},
+			want: "tokentailor v2.0.0\ncommit abc123, go1.26.8, tags vtprotobuf\n",
+		},
+		{
 			name: "no build info",
 			want: "tokentailor (devel)\n",
 		},
