@@ -110,6 +110,11 @@ func TestBuiltFastMarshal(t *testing.T) {
 	if _, err := builtFastMarshal(notGo); err == nil {
 		t.Fatal("a shell script read as a Go binary")
 	}
+	// A bare name is found in PATH, as exec.Command finds it.
+	t.Setenv("PATH", filepath.Dir(exe))
+	if got, err := builtFastMarshal(filepath.Base(exe)); err != nil || got != server.FastMarshal() {
+		t.Fatalf("builtFastMarshal(%q in PATH) = %v, %v", filepath.Base(exe), got, err)
+	}
 	if !strings.HasSuffix(runtimeLine(), codecSetting(server.FastMarshal())) {
 		t.Fatalf("runtime line %q does not state the codec", runtimeLine())
 	}

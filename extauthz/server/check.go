@@ -75,7 +75,7 @@ func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Ch
 func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes int) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	p := a.pipe.Load()
-	if max := p.Config.Listen.MaxRequestBytes; max > 0 && (wireBytes > max || wireBytes < 0 && overMaxRequestBytes(req, max)) {
+	if max := p.Config.Listen.MaxRequestBytes; max > 0 && tooLarge(req, wireBytes, max) {
 		// Judged by size alone: headers this large are no request a route
 		// was written for. An answer, never a gRPC error (invariant 5).
 		out := pipeline.Outcome{Err: fmt.Errorf("%w: more than listen.max_request_bytes (%d)", extauthz.ErrRequestTooLarge, max)}
@@ -134,6 +134,25 @@ func (a *Authz) record(out *pipeline.Outcome, took time.Duration) {
 	}
 	a.log.Log(context.Background(), level, "deny", "route", out.Route, "status", o.Status, "reason", o.Reason,
 		"token", out.TokenHash, "error", out.Err.Error(), "took", took)
+}
+
+// tooLarge reports whether req, received in wireBytes bytes (-1: unknown),
+// is over max: more bytes received than max, or a decoded request whose
+// canonical size (proto.Size) is. The second is computed only when the
+// received size is at least two thirds of max: an encoding can be smaller
+// than the canonical one (map entries without their empty value field, at
+// most ≈ 1.4 × here), so that no crafted encoding gets past a bound that
+// in-process Checks (Authz.Check) apply.
+func tooLarge(req *authv3.CheckRequest, wireBytes, max int) bool {
+	switch {
+	case wireBytes < 0:
+		return overMaxRequestBytes(req, max)
+	case wireBytes > max:
+		return true
+	case wireBytes >= max/3*2:
+		return overMaxRequestBytes(req, max)
+	}
+	return false
 }
 
 // checkService is envoy.service.auth.v3.Authorization as generated

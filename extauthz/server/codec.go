@@ -57,19 +57,30 @@ func (c fastCodec) Marshal(v any) (mem.BufferSlice, error) {
 	size := m.SizeVT()
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf := make([]byte, size)
-		if _, err := m.MarshalToSizedBufferVTStrict(buf); err != nil {
+		if err := marshalExactly(m, buf); err != nil {
 			return nil, fmt.Errorf("marshal %T: %w", v, err)
 		}
 		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 	}
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(size)
-	if _, err := m.MarshalToSizedBufferVTStrict((*buf)[:size]); err != nil {
+	if err := marshalExactly(m, (*buf)[:size]); err != nil {
 		pool.Put(buf)
 		return nil, fmt.Errorf("marshal %T: %w", v, err)
 	}
 	*buf = (*buf)[:size]
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+}
+
+// marshalExactly fills buf, sized by SizeVT, from its end (generated code
+// writes backwards); a message that wrote fewer bytes would leave the front
+// of buf unwritten, so it is an error rather than an answer.
+func marshalExactly(m vtMarshaler, buf []byte) error {
+	n, err := m.MarshalToSizedBufferVTStrict(buf)
+	if err == nil && n != len(buf) {
+		err = fmt.Errorf("wrote %d of %d bytes", n, len(buf))
+	}
+	return err
 }
 
 // Unmarshal is gRPC's protobuf decoding; a checkCall also records how many

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -61,5 +63,51 @@ func TestOverMaxRequestBytesDoesNotAllocate(t *testing.T) {
 	req := benchCheckRequest(strings.Repeat("t", 700))
 	if n := testing.AllocsPerRun(100, func() { overMaxRequestBytes(req, 1<<20) }); n != 0 {
 		t.Errorf("%v allocations per call, want 0", n)
+	}
+}
+
+// tooLarge agrees with the canonical size even for an encoding smaller than
+// it: map entries that leave out their empty value field decode to entries
+// proto.Size counts two bytes larger.
+func TestTooLarge(t *testing.T) {
+	var headers []byte
+	for i := range 400 {
+		entry := protowire.AppendTag(nil, 1, protowire.BytesType)
+		entry = protowire.AppendString(entry, fmt.Sprintf("x-%03d", i)) // no field 2: value ""
+		headers = protowire.AppendTag(headers, 3, protowire.BytesType)
+		headers = protowire.AppendBytes(headers, entry)
+	}
+	wrap := func(num protowire.Number, b []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), b)
+	}
+	wire := wrap(1, wrap(4, wrap(2, headers))) // attributes(1).request(4).http(2).headers(3)
+	var crafted authv3.CheckRequest
+	if err := proto.Unmarshal(wire, &crafted); err != nil {
+		t.Fatal(err)
+	}
+	size := proto.Size(&crafted)
+	if size <= len(wire) {
+		t.Fatalf("crafted encoding %d bytes, canonical %d: not smaller", len(wire), size)
+	}
+	between := (len(wire) + size) / 2
+	small := benchCheckRequest("eyJ.a.b")
+	tests := []struct {
+		name      string
+		req       *authv3.CheckRequest
+		wire, max int
+		want      bool
+	}{
+		{name: "crafted: under on the wire, over canonically", req: &crafted, wire: len(wire), max: between, want: true},
+		{name: "crafted: under both", req: &crafted, wire: len(wire), max: size, want: false},
+		{name: "over on the wire only", req: small, wire: 1 << 20, max: 1 << 19, want: true},
+		{name: "far under", req: small, wire: proto.Size(small), max: 1 << 20, want: false},
+		{name: "unknown wire size: canonical", req: &crafted, wire: -1, max: between, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tooLarge(tt.req, tt.wire, tt.max); got != tt.want {
+				t.Fatalf("tooLarge(wire %d, max %d) = %v, want %v (canonical %d)", tt.wire, tt.max, got, tt.want, proto.Size(tt.req))
+			}
+		})
 	}
 }
