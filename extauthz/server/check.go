@@ -145,11 +145,9 @@ func (a *Authz) record(out *pipeline.Outcome, took time.Duration) {
 // in-process Checks (Authz.Check) apply.
 func tooLarge(req *authv3.CheckRequest, wireBytes, max int) bool {
 	switch {
-	case wireBytes < 0:
-		return overMaxRequestBytes(req, max)
 	case wireBytes > max:
 		return true
-	case wireBytes >= max/3*2:
+	case wireBytes < 0 || wireBytes >= max/3*2:
 		return overMaxRequestBytes(req, max)
 	}
 	return false

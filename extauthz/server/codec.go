@@ -30,9 +30,10 @@ func FastMarshal() bool {
 // fastCodec is the gRPC server's codec: gRPC's own protobuf codec, except
 // that a message with generated vtprotobuf code (Envoy's, in a build with
 // -tags vtprotobuf) is marshalled by that code. An allow answer carrying a
-// 600-byte minted token then costs ≈ 0.1 µs to encode instead of ≈ 1 µs
-// (BenchmarkAnswerEncoding), into a pooled buffer. Unmarshalling is gRPC's:
-// go-control-plane ships no generated unmarshalling code.
+// 600-byte minted token is then written in ≈ 0.12 µs instead of ≈ 0.85 µs;
+// the codec call with its buffer, BenchmarkAnswerEncoding, ≈ 0.5 µs instead
+// of ≈ 0.87 µs. Unmarshalling is gRPC's: go-control-plane ships no generated
+// unmarshalling code.
 //
 // protobuf-go refuses to marshal a string field that is not valid UTF-8; the
 // generated code does not check. Every string of an answer is checked where
@@ -54,6 +55,9 @@ func (c fastCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return c.proto.Marshal(v)
 	}
+	// Answers under gRPC's pooling threshold (a warm allow is ≈ 620 bytes)
+	// get a buffer of their own, as gRPC's codec gives them; larger ones one
+	// of gRPC's pool (of length size), returned to it once sent.
 	size := m.SizeVT()
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf := make([]byte, size)
@@ -64,11 +68,10 @@ func (c fastCodec) Marshal(v any) (mem.BufferSlice, error) {
 	}
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(size)
-	if err := marshalExactly(m, (*buf)[:size]); err != nil {
+	if err := marshalExactly(m, *buf); err != nil {
 		pool.Put(buf)
 		return nil, fmt.Errorf("marshal %T: %w", v, err)
 	}
-	*buf = (*buf)[:size]
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
