@@ -77,8 +77,9 @@ type Listen struct {
 	// ShutdownGrace bounds how long in-flight checks may finish once the
 	// drain is over and the listener closed (default 10s).
 	ShutdownGrace Duration `json:"shutdown_grace"`
-	// MaxRequestBytes bounds the size of a CheckRequest that is judged;
-	// a larger one is denied with 431 (default 1048576). gRPC itself
+	// MaxRequestBytes bounds the size of a CheckRequest that is judged (the
+	// bytes received or its protobuf size, whichever is larger); a larger
+	// one is denied with 431 (default 1048576). gRPC itself
 	// accepts up to MaxGRPCMessageBytes so that the denial is an answer,
 	// never a gRPC error.
 	MaxRequestBytes int `json:"max_request_bytes"`
