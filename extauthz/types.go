@@ -85,6 +85,10 @@ type Credential struct {
 	// extracted so that no later stage hashes the token again; empty when not
 	// computed. Read it through the TokenHash method.
 	CachedTokenHash string
+	// HashRemembered says CachedTokenHash was remembered from an earlier
+	// Check of the same token (extauthz/credential.Options.Remember)
+	// rather than computed for this one.
+	HashRemembered bool
 	// PresentedAt is the request's Time: the instant expiry and lifetimes
 	// are judged at by the verifier and the token sources of this Check, so
 	// that a Check reads the clock once. Zero means they read their own.
@@ -172,7 +176,8 @@ type Principal struct {
 }
 
 // Memo keeps the grant the last route to authorize a principal derived from
-// it (see Principal.Memo). Every copy of a cached principal shares its
+// it (see Principal.Memo), and beside it what later stages derived from that
+// grant (KeepWith). Every copy of a cached principal shares its
 // Scopes and Claims, never modified; the grant is given back only to a
 // principal holding those very Scopes and Claims, so a copy that was handed
 // other ones gets a grant of its own. Safe for concurrent use.
@@ -186,7 +191,28 @@ type memoGrant struct {
 	nScope int
 	claims unsafe.Pointer // the Claims map the grant was derived from
 	grant  *Grant
+	// kept holds, per MemoSlot, what a later stage derived from the grant
+	// and the principal alone (its upstream token, its answer).
+	kept [memoSlots]atomic.Pointer[memoValue]
 }
+
+// memoValue is a value a stage kept beside a grant, with the stage it is for.
+type memoValue struct {
+	owner any
+	v     any
+}
+
+// MemoSlot names what a stage after the policy keeps beside a kept grant
+// (Principal.KeepWith): each stage has its own slot.
+type MemoSlot int
+
+const (
+	// MemoToken is the upstream token's slot (extauthz/mint).
+	MemoToken MemoSlot = iota
+	// MemoAnswer is the answer's slot (extauthz/response).
+	MemoAnswer
+	memoSlots
+)
 
 // mapPointer is a map's identity.
 func mapPointer(m map[string]any) unsafe.Pointer { return reflect.ValueOf(m).UnsafePointer() }
@@ -199,11 +225,15 @@ func (p *Principal) KeptGrant(owner any) (*Grant, bool) {
 		return nil, false
 	}
 	e := p.Memo.last.Load()
-	if e == nil || e.owner != owner || e.scopes != unsafe.SliceData(p.Scopes) || e.nScope != len(p.Scopes) ||
-		e.claims != mapPointer(p.Claims) {
+	if e == nil || e.owner != owner || !e.derivedFrom(p) {
 		return nil, false
 	}
 	return e.grant, true
+}
+
+// derivedFrom reports whether e was derived from the Scopes and Claims p holds.
+func (e *memoGrant) derivedFrom(p *Principal) bool {
+	return e.scopes == unsafe.SliceData(p.Scopes) && e.nScope == len(p.Scopes) && e.claims == mapPointer(p.Claims)
 }
 
 // KeepGrant keeps g as owner's grant for p's Scopes and Claims, replacing
@@ -213,6 +243,40 @@ func (p *Principal) KeepGrant(owner any, g *Grant) {
 	if p.Memo != nil && !p.Fresh {
 		p.Memo.last.Store(&memoGrant{owner: owner, scopes: unsafe.SliceData(p.Scopes), nScope: len(p.Scopes),
 			claims: mapPointer(p.Claims), grant: g})
+	}
+}
+
+// KeptWith returns what owner kept in slot s beside the grant g (see
+// KeepWith): only when g is the grant p's Memo keeps and was derived from
+// the very Scopes and Claims p holds, so that what was kept with it was
+// derived from this principal too. It is shared by concurrent
+// requests and must not be modified.
+func (p *Principal) KeptWith(g *Grant, s MemoSlot, owner any) (any, bool) {
+	if p.Memo == nil || g == nil {
+		return nil, false
+	}
+	e := p.Memo.last.Load()
+	if e == nil || e.grant != g || !e.derivedFrom(p) {
+		return nil, false
+	}
+	kv := e.kept[s].Load()
+	if kv == nil || kv.owner != owner {
+		return nil, false
+	}
+	return kv.v, true
+}
+
+// KeepWith keeps v in slot s beside the grant g for owner, when g is the
+// grant p's Memo keeps; otherwise (a fresh principal, a grant derived for
+// this request only, another route's grant kept since) it does nothing. v
+// must depend on nothing but g, the principal and owner's own settings, and
+// must not be modified once kept.
+func (p *Principal) KeepWith(g *Grant, s MemoSlot, owner any, v any) {
+	if p.Memo == nil || p.Fresh || g == nil {
+		return
+	}
+	if e := p.Memo.last.Load(); e != nil && e.grant == g && e.derivedFrom(p) {
+		e.kept[s].Store(&memoValue{owner: owner, v: v})
 	}
 }
 

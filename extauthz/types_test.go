@@ -53,3 +53,63 @@ func TestTokenHeaderValue(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoKeepWith: what a stage keeps beside a principal's kept grant is
+// given back for that grant, slot and owner only, to copies of the cached
+// principal holding the Scopes and Claims the grant was derived from; a
+// fresh principal, another grant or another route's kept grant keep nothing.
+func TestMemoKeepWith(t *testing.T) {
+	route, otherRoute, minter, builder := new(int), new(int), new(int), new(int)
+	cached := &Principal{Scopes: []string{"a"}, Claims: map[string]any{"k": "v"}, Memo: new(Memo)}
+	g := &Grant{Route: "r"}
+	cached.KeepGrant(route, g)
+	cached.KeepWith(g, MemoToken, minter, "token")
+
+	copyOf := *cached // a cache hit hands out a copy sharing the Memo
+	if v, ok := copyOf.KeptWith(g, MemoToken, minter); !ok || v != "token" {
+		t.Fatalf("KeptWith = %v, %v; want the kept token", v, ok)
+	}
+	otherScopes, otherClaims, noMemo := copyOf, copyOf, copyOf
+	otherScopes.Scopes = []string{"a"} // equal, but not the slice the grant came from
+	otherClaims.Claims = map[string]any{"k": "v"}
+	noMemo.Memo = nil
+	misses := []struct {
+		name  string
+		p     *Principal
+		g     *Grant
+		slot  MemoSlot
+		owner any
+	}{
+		{"other owner", &copyOf, g, MemoToken, builder},
+		{"other slot", &copyOf, g, MemoAnswer, minter},
+		{"other grant", &copyOf, &Grant{Route: "r"}, MemoToken, minter},
+		{"nil grant", &copyOf, nil, MemoToken, minter},
+		{"other scopes", &otherScopes, g, MemoToken, minter},
+		{"other claims", &otherClaims, g, MemoToken, minter},
+		{"no memo", &noMemo, g, MemoToken, minter},
+	}
+	for _, m := range misses {
+		if v, ok := m.p.KeptWith(m.g, m.slot, m.owner); ok {
+			t.Errorf("%s: KeptWith = %v, want nothing", m.name, v)
+		}
+	}
+
+	// Keeping beside a grant that is not the kept one, or for a fresh
+	// principal, keeps nothing.
+	fresh := copyOf
+	fresh.Fresh = true
+	fresh.KeepWith(g, MemoAnswer, builder, "fresh answer")
+	copyOf.KeepWith(&Grant{}, MemoAnswer, builder, "stray answer")
+	if v, ok := copyOf.KeptWith(g, MemoAnswer, builder); ok {
+		t.Fatalf("kept %v", v)
+	}
+	// Another route's grant replaces the kept one, and what was kept with it.
+	g2 := &Grant{Route: "r2"}
+	copyOf.KeepGrant(otherRoute, g2)
+	if _, ok := copyOf.KeptWith(g, MemoToken, minter); ok {
+		t.Fatal("the token kept with the replaced grant is still given back")
+	}
+	if _, ok := copyOf.KeptWith(g2, MemoToken, minter); ok {
+		t.Fatal("the new grant came with the old grant's token")
+	}
+}

@@ -69,3 +69,13 @@ func (c *Cache[V]) Lookup(ctx context.Context, key string) (V, bool) {
 	Note(ctx, c.name, ok)
 	return v, ok
 }
+
+// NoteHit records a hit of this cache that was found without a lookup (a
+// value kept beside another, such as a principal's Memo, that came from
+// this cache): counted and noted as Lookup counts and notes a hit.
+func (c *Cache[V]) NoteHit(ctx context.Context) {
+	if c.count != nil {
+		c.count(true)
+	}
+	Note(ctx, c.name, true)
+}

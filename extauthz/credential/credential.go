@@ -33,6 +33,10 @@ type Options struct {
 	// Credential.Scheme tells which one came. Whether the token may come
 	// with it is decided later, with the token's cnf (extauthz/dpop.Decide).
 	DPoP bool
+
+	// hashes remembers the hashes of tokens that came back (see Remember);
+	// made by New and shared by every copy of the Options, nil without New.
+	hashes *hashes
 }
 
 // New checks o and returns it with the header name lower-cased. It refuses
@@ -45,7 +49,19 @@ func New(o Options) (Options, error) {
 		return Options{}, errors.New("credential: MaxBytes must be positive")
 	}
 	o.Header = strings.ToLower(o.Header)
+	o.hashes = newHashes()
 	return o, nil
+}
+
+// Remember keeps the hash and kind of c's token, so that Extract finds them
+// instead of scanning and hashing the token again: call it once c's token is known to come back,
+// that is when its authenticator answered from its cache (the principal is
+// not Fresh). Without New's Options, and for a hash already remembered, it
+// does nothing.
+func (o Options) Remember(c extauthz.Credential) {
+	if !c.HashRemembered && c.CachedTokenHash != "" {
+		o.hashes.remember(c)
+	}
 }
 
 // Extract returns the credential of r.
@@ -92,13 +108,19 @@ func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
 		return extauthz.Credential{}, fmt.Errorf("%w: empty token in %s header",
 			extauthz.ErrMalformedCredential, header)
 	}
+	if e := o.hashes.find(token); e != nil {
+		// The very token passed the checks below in an earlier Check.
+		return extauthz.Credential{Raw: token, Kind: e.kind, Header: header, Scheme: used,
+			CachedTokenHash: e.sum, HashRemembered: true}, nil
+	}
 	if !isB64Token(token) {
 		return extauthz.Credential{}, fmt.Errorf("%w: token in %s header has characters outside RFC 6750 b64token",
 			extauthz.ErrMalformedCredential, header)
 	}
-	// The token is hashed here, once per Check: every cache and every log
-	// line downstream uses this sum.
-	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, Scheme: used, CachedTokenHash: extauthz.TokenHash(token)}, nil
+	// The token is hashed here, once per Check, unless it was remembered
+	// (above): every cache and every log line downstream uses this sum.
+	return extauthz.Credential{Raw: token, Kind: Kind(token), Header: header, Scheme: used,
+		CachedTokenHash: extauthz.TokenHash(token)}, nil
 }
 
 // cutScheme strips "scheme 1*SP" from the front of v, matching the scheme

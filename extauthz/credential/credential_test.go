@@ -377,5 +377,13 @@ func FuzzExtract(f *testing.F) {
 		if strings.ContainsAny(got.Raw, ", \t") {
 			t.Fatalf("token %q holds a separator", got.Raw)
 		}
+		// Remembered, the same header gives the same credential back.
+		o.Remember(got)
+		again, err := o.Extract(r)
+		want := got
+		want.HashRemembered = len(got.Raw) <= maxRememberedToken
+		if err != nil || again != want {
+			t.Fatalf("after Remember: %+v, %v; want %+v", again, err, want)
+		}
 	})
 }

@@ -701,6 +701,16 @@ func TestCacheMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A token found in a principal's Memo is a hit of this cache too.
+	kept := principal(clock, "u", time.Hour)
+	kept.Memo = new(extauthz.Memo)
+	g := grant()
+	kept.KeepGrant(m, g)
+	for range 3 { // a miss, then two hits from the Memo
+		if _, err := m.Token(context.Background(), kept, g); err != nil {
+			t.Fatal(err)
+		}
+	}
 	got := map[string]float64{}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -720,8 +730,8 @@ func TestCacheMetrics(t *testing.T) {
 			}
 		}
 	}
-	if got["hit"] != 2 || got["miss"] != 1 {
-		t.Fatalf("lookups = %v, want 2 hits and 1 miss", got)
+	if got["hit"] != 4 || got["miss"] != 2 {
+		t.Fatalf("lookups = %v, want 4 hits and 2 misses", got)
 	}
 }
 
@@ -897,5 +907,44 @@ func TestTokenJudgedAtPresentedAt(t *testing.T) {
 				t.Errorf("minted exp %v, want at most PresentedAt + ttl %v", tok.ExpiresAt, tc.at.Add(g.TTL))
 			}
 		})
+	}
+}
+
+// TestMemoKeepsTheToken: a cached principal's Memo keeps the token minted
+// for its kept grant, so that the next Check finds it without a cache
+// lookup (the cache is flushed below to tell them apart); it is given back
+// only until it would be renewed, and only for the grant it was minted under.
+func TestMemoKeepsTheToken(t *testing.T) {
+	clock := newClock()
+	m := newMinter(t, clock, testKey(t, AlgEdDSA))
+	route := new(int)
+	p := principal(clock, "incoming", time.Hour)
+	p.Memo = new(extauthz.Memo)
+	g := grant()
+	p.KeepGrant(route, g) // as policy.Route.Authorize does for a cached principal
+	first, err := m.Token(context.Background(), p, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cache.Flush()
+	copyOf := *p // the next Check's copy of the cached principal
+	kept, err := m.Token(context.Background(), &copyOf, g)
+	if err != nil || kept.Value != first.Value {
+		t.Fatalf("second Token = %v; want the token the Memo kept", err)
+	}
+	// A grant the Memo does not keep (derived for this request) is minted for.
+	if other, _ := m.Token(context.Background(), &copyOf, grant()); other.Value == first.Value {
+		t.Fatal("a grant that is not the kept one got the kept token")
+	}
+	// From nine tenths of its life on, the kept token is renewed, and the
+	// new one kept.
+	clock.Add(first.ExpiresAt.Sub(clock.Now()) * 9 / 10)
+	renewed, err := m.Token(context.Background(), &copyOf, g)
+	if err != nil || renewed.Value == first.Value {
+		t.Fatalf("near its end: %v; want a new token", err)
+	}
+	m.cache.Flush()
+	if again, _ := m.Token(context.Background(), &copyOf, g); again.Value != renewed.Value {
+		t.Fatal("the renewed token was not kept")
 	}
 }

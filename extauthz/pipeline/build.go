@@ -173,6 +173,10 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 		}
 		rt.source = src
 		rt.withRequest = m == extauthz.ModeTxnToken
+		// A Txn-Token is made per request, and a forwarded token is the
+		// client's own, which a cached principal does not keep: neither
+		// answer is worth keeping (AllowFor).
+		rt.keepAnswer = m != extauthz.ModeTxnToken && m != extauthz.ModeForward
 	}
 	return routes, errors.Join(errs...)
 }

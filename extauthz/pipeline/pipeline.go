@@ -252,6 +252,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	if err != nil {
 		return deny(err)
 	}
+	if !principal.Fresh {
+		creds.Remember(cred) // it came back: its next Check need not hash it
+	}
 	out.Principal = principal
 	out.Subject = principal.Subject
 	if err := rt.binding.check(ctx, r, cred, principal); err != nil {
@@ -271,6 +274,10 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 		return deny(err)
 	}
 	out.Token = tok
-	out.Response = p.Response.Allow(grant, tok, cred, r.Headers)
+	if rt.keepAnswer {
+		out.Response = p.Response.AllowFor(principal, grant, tok, cred, r.Headers)
+	} else {
+		out.Response = p.Response.Allow(grant, tok, cred, r.Headers)
+	}
 	return out
 }

@@ -30,6 +30,9 @@ type route struct {
 	// withRequest is set when source reads the request (txn_token): Decide
 	// then puts the request in source's context.
 	withRequest bool
+	// keepAnswer lets a cached principal keep the route's answer
+	// (response.Builder.AllowFor) so that its next Check builds none.
+	keepAnswer bool
 	// credential finds the route's token when it is not the pipeline's
 	// (accept: txn_token reads the Txn-Token header); nil otherwise.
 	credential *credential.Options

@@ -46,9 +46,10 @@
 // returned is ever modified again. The parts of a denial that do not depend
 // on the request (status, headers, body) are built once per table row and
 // shared read-only by every response; protobuf messages may be marshalled
-// concurrently as long as nobody writes to them. Callers must therefore
-// treat returned messages as read-only (they may set top-level fields of the
-// CheckResponse itself, such as DynamicMetadata, which is never shared).
+// concurrently as long as nobody writes to them. An allowed answer may be
+// handed to every Check of the same principal, route, token and headers
+// (AllowFor). Callers must therefore treat returned messages, the
+// CheckResponse itself included, as read-only.
 package response
 
 import (
@@ -255,6 +256,93 @@ func (b *Builder) deny(i int, d *authv3.DeniedHttpResponse) *authv3.CheckRespons
 // request through without its token.
 func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) *authv3.CheckResponse {
 	b.once.Do(b.init)
+	return b.allow(g, tok, cred, b.sentMask(g, cred, sent), sent)
+}
+
+// AllowFor is Allow for the principal p that g was granted to. An allowed
+// answer depends on nothing but g, tok, cred.Header and which of the
+// headers it may remove were sent (the Builder's settings aside), so p's
+// Memo keeps it beside g (extauthz.Principal.KeepWith) and the next Check of
+// the same cached principal and route gets the very same answer back when
+// those are the same: a warm Check builds no answer.
+func (b *Builder) AllowFor(p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) *authv3.CheckResponse {
+	b.once.Do(b.init)
+	mask := b.sentMask(g, cred, sent)
+	if mask == maskUnknown {
+		return b.allow(g, tok, cred, mask, sent)
+	}
+	if v, ok := p.KeptWith(g, extauthz.MemoAnswer, b); ok {
+		if k := v.(*keptAnswer); k.mask == mask && k.token == tok.Value && k.header == cred.Header {
+			return k.resp
+		}
+	}
+	resp := b.allow(g, tok, cred, mask, sent)
+	if resp.GetOkResponse() != nil {
+		p.KeepWith(g, extauthz.MemoAnswer, b, &keptAnswer{token: tok.Value, header: cred.Header, mask: mask, resp: resp})
+	}
+	return resp
+}
+
+// keptAnswer is an allowed answer kept by AllowFor with what it was built from.
+type keptAnswer struct {
+	token  string // tok.Value
+	header string // cred.Header
+	mask   uint64 // sentMask
+	resp   *authv3.CheckResponse
+}
+
+// maskUnknown is sentMask's answer when the headers an answer may remove
+// are too many to fit in a mask: AllowFor then keeps nothing.
+const maskUnknown = ^uint64(0)
+
+// candidate returns the i-th header an answer may remove besides g's own
+// and the credential's (0: the usual credential header, then
+// InternalHeaders, then ConsumedHeaders), and whether a request that sent
+// it must have it removed. ok is false past the last one.
+func (b *Builder) candidate(i int, g *extauthz.Grant, cred extauthz.Credential) (h string, removable, ok bool) {
+	switch n := len(b.InternalHeaders); {
+	case i == 0:
+		// The credential came from another header (a Txn-Token): what the
+		// client put in the usual one was never verified, so it does not
+		// travel on either.
+		h = b.CredentialHeader
+		return h, g.StripCredential && h != "" && cred.Header != h && h != g.Header, true
+	case i <= n:
+		// Another route's internal header sent by the client (invariant 3);
+		// with one route header, g.Header is that one and is overwritten.
+		h = b.InternalHeaders[i-1]
+		return h, n > 1 && h != g.Header, true
+	case i <= n+len(b.ConsumedHeaders):
+		h = b.ConsumedHeaders[i-1-n]
+		return h, h != g.Header, true
+	}
+	return "", false, false
+}
+
+// sentMask returns bit i set for each candidate header i that the answer
+// must remove because the client sent it (sent holds the request's headers
+// by lower-case name); maskUnknown when there are more than 63 candidates.
+func (b *Builder) sentMask(g *extauthz.Grant, cred extauthz.Credential, sent map[string]string) uint64 {
+	if g == nil || 1+len(b.InternalHeaders)+len(b.ConsumedHeaders) > 63 {
+		return maskUnknown
+	}
+	var mask uint64
+	for i := 0; ; i++ {
+		h, removable, ok := b.candidate(i, g, cred)
+		if !ok {
+			return mask
+		}
+		if removable {
+			if _, sentIt := sent[h]; sentIt {
+				mask |= 1 << i
+			}
+		}
+	}
+}
+
+// allow is Allow with the sent headers read into mask (sentMask); with
+// maskUnknown it reads sent itself.
+func (b *Builder) allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, mask uint64, sent map[string]string) *authv3.CheckResponse {
 	// A minted token is base64url and dots by construction (extauthz/mint),
 	// so only tokens from elsewhere (forward, exchange, embedded) are scanned.
 	if g == nil || (tok.Value != "" && (g.Header == "" || !validHeaderValue(g.Prefix) ||
@@ -285,23 +373,19 @@ func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Cre
 		n++
 	}
 	remove := a.remove[:n]
-	if h := b.CredentialHeader; g.StripCredential && h != "" && cred.Header != h && h != g.Header {
-		// The credential came from another header (a Txn-Token): what the
-		// client put in the usual one was never verified, so it does not
-		// travel on either.
-		if _, sentIt := sent[h]; sentIt {
-			remove = append(remove, h)
+	for i := 0; ; i++ {
+		h, removable, ok := b.candidate(i, g, cred)
+		if !ok {
+			break
 		}
-	}
-	if len(b.InternalHeaders) > 1 {
-		for _, h := range b.InternalHeaders {
-			if _, spoofed := sent[h]; spoofed && h != g.Header {
-				remove = append(remove, h) // allocates only for a spoofing client
+		if !removable {
+			continue
+		}
+		if mask != maskUnknown {
+			if mask&(1<<i) != 0 {
+				remove = append(remove, h) // allocates only when the client sent one
 			}
-		}
-	}
-	for _, h := range b.ConsumedHeaders {
-		if _, sentIt := sent[h]; sentIt && h != g.Header {
+		} else if _, sentIt := sent[h]; sentIt {
 			remove = append(remove, h)
 		}
 	}

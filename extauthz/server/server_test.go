@@ -401,6 +401,34 @@ func TestInvariantClientInternalHeaderNeverReachesUpstream(t *testing.T) {
 	}
 }
 
+// README invariant 3 on the warm path: a cached token's answer is kept
+// (response.Builder.AllowFor), and still every request that sends another
+// route's internal header gets it removed, and no other request does.
+func TestInvariantInternalHeaderRemovedOnWarmChecks(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	tok := h.token(jwt.MapClaims{"scope": "orders:read orders:write"})
+	var kept *authv3.CheckResponse
+	for i, forge := range []bool{false, false, false, true, false, true, true, false} {
+		hdr := map[string]string{"authorization": "Bearer " + tok}
+		if forge {
+			hdr["x-internal-token"] = "forged"
+		}
+		resp, err := h.srv.Authz().Check(context.Background(), checkRequest("GET", "/orders", hdr))
+		if err != nil || httpStatus(resp) != 200 {
+			t.Fatalf("Check %d: want allow: %v, %v", i, resp, err)
+		}
+		if removed := contains(resp.GetOkResponse().GetHeadersToRemove(), "x-internal-token"); removed != forge {
+			t.Fatalf("Check %d: x-internal-token sent %v, removed %v", i, forge, removed)
+		}
+		if i == 1 {
+			kept = resp // the second Check keeps the principal and its answer
+		}
+		if i == 2 && resp != kept {
+			t.Error("the warm answer was not kept (response.Builder.AllowFor)")
+		}
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
