@@ -58,7 +58,7 @@ func benchCmd(ctx context.Context, args []string) int {
 	fs.StringVar(&o.logLevel, "log-level", "warn", "tokentailor's log level during the bench")
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds of the alternating floor / warm-jwt comparison (0 skips it)")
-	fs.StringVar(&o.profile, "profile", "", "directory to write tokentailor's CPU profile of each warm and cold scenario into (SCENARIO-VIA.pprof, taken over the measured run from the admin listener's pprof)")
+	fs.StringVar(&o.profile, "profile", "", "directory to write the CPU profile of each scenario's server into (SCENARIO-VIA.pprof, floor-VIA.pprof for the floor), taken over the measured run from its pprof listener")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -131,7 +131,11 @@ func bench(ctx context.Context, o benchOptions) error {
 	defer b.floor.stop()
 	b.floorSource = &source{warm: []*authv3.CheckRequest{pools.warmJWT[0]}}
 	for _, tr := range o.transports {
-		res, err := b.measure(ctx, b.floor, tr, b.floorSource, nil)
+		prof := b.profiler(ctx, b.floor, "floor", tr)
+		res, err := b.measure(ctx, b.floor, tr, b.floorSource, prof.start)
+		if perr := prof.wait(); err == nil && perr != nil {
+			err = perr
+		}
 		if err != nil {
 			return err
 		}

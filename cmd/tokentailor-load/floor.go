@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -76,8 +78,17 @@ func floorCmd(ctx context.Context, args []string) int {
 	fs.Var(&targets, "listen", "address to serve: host:port or unix:///path (repeatable)")
 	gcPercent := fs.Int("gc-percent", 0, "GC target as GOGC, unless GOGC is set (0: Go's default); bench passes tokentailor's runtime.gc_percent")
 	memLimit := fs.Int64("memory-limit", 0, "soft memory limit in bytes, unless GOMEMLIMIT is set (0: none); bench passes tokentailor's runtime.memory_limit")
+	pprofAddr := fs.String("pprof", "", "host:port to serve /debug/pprof/ on, as tokentailor's admin listener does with pprof: true (bench -profile profiles the floor through it)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			return 1
+		}
+		go func() { _ = http.Serve(ln, pprofMux()) }()
 	}
 	fmt.Println(tuneFloorRuntime(*gcPercent, *memLimit))
 	if len(targets) == 0 {
@@ -91,6 +102,14 @@ func floorCmd(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// pprofMux serves net/http/pprof's handlers, and nothing else.
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	return mux
 }
 
 // tuneFloorRuntime applies the GC target and soft memory limit the way

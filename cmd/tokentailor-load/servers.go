@@ -124,10 +124,19 @@ func (b *benchRun) startFloor(ctx context.Context) (c *child, err error) {
 		return nil, err
 	}
 	argv := append([]string{self, "floor", "-listen", targets["tcp"], "-listen", targets["unix"]}, rt...)
+	var admin string
+	if b.o.profile != "" {
+		// Profiled like tokentailor (-profile), through a pprof listener.
+		if admin, err = freePort(); err != nil {
+			return nil, err
+		}
+		argv = append(argv, "-pprof", admin)
+	}
 	c, err = b.start("floor", argv, targets)
 	if err != nil {
 		return nil, err
 	}
+	c.admin = admin
 	defer func() {
 		if err == nil {
 			var rt string

@@ -28,12 +28,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -694,3 +698,96 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+// BenchmarkWarmVsFloorLoopback measures what a warm JWT Check costs the
+// process beyond the load tool's floor (an ext_authz server answering a
+// pre-built OK response), each through its own real gRPC server with
+// tokentailor's options over a unix socket, driven by 16 concurrent callers:
+// batches of Checks to the floor and to tokentailor in turns, the process's
+// CPU time (getrusage) read around each, so that the machine's drift falls on
+// both alike. Clients and servers share the process, so the difference
+// extra-cpu-ns/op is what tokentailor's side of a Check costs beyond the
+// floor's, gRPC and the transport included on both sides.
+func BenchmarkWarmVsFloorLoopback(b *testing.B) {
+	e := newBenchEnv(b, "EdDSA", 100_000)
+	creq := benchCheckRequest(e.jwt(b, "ES256", "alice"))
+	dir := b.TempDir()
+	serve := func(name string, register func(*grpc.Server)) authv3.AuthorizationClient {
+		ln, err := net.Listen("unix", filepath.Join(dir, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := grpc.NewServer(GRPCOptions()...)
+		register(s)
+		go func() { _ = s.Serve(ln) }()
+		b.Cleanup(s.Stop)
+		conn, err := grpc.NewClient("unix://"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		return authv3.NewAuthorizationClient(conn)
+	}
+	floor := serve("floor.sock", func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, floorAnswer{}) })
+	warm := serve("tt.sock", func(s *grpc.Server) { s.RegisterService(&checkService, e.authz) })
+	const callers, batch = 16, 2000
+	run := func(c authv3.AuthorizationClient) time.Duration {
+		before := processCPU(b)
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				for range batch / callers {
+					resp, err := c.Check(context.Background(), creq)
+					if err != nil || resp.GetStatus().GetCode() != 0 {
+						b.Errorf("Check: %v %v", err, resp.GetDeniedResponse())
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return processCPU(b) - before
+	}
+	run(floor)
+	run(warm)
+	var ft, wt time.Duration
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		ft += run(floor)
+		wt += run(warm)
+		n += batch
+	}
+	b.ReportMetric(float64(ft.Nanoseconds())/float64(n), "floor-cpu-ns/op")
+	b.ReportMetric(float64(wt.Nanoseconds())/float64(n), "warm-cpu-ns/op")
+	b.ReportMetric(float64((wt-ft).Nanoseconds())/float64(n), "extra-cpu-ns/op")
+}
+
+// processCPU returns the user and system CPU time the process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// floorAnswer is the load tool's floor: the same pre-built OK answer with
+// one header for every Check.
+type floorAnswer struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+var floorOK = &authv3.CheckResponse{
+	Status: &rpcstatus.Status{},
+	HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+		Headers: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: "x-floor", Value: "ok"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+	}},
+}
+
+func (floorAnswer) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return floorOK, nil
+}
