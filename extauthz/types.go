@@ -269,8 +269,9 @@ func (p *Principal) KeptWith(g *Grant, s MemoSlot, owner any) (any, bool) {
 // KeepWith keeps v in slot s beside the grant g for owner, when g is the
 // grant p's Memo keeps; otherwise (a fresh principal, a grant derived for
 // this request only, another route's grant kept since) it does nothing. v
-// must depend on nothing but g, the principal and owner's own settings, and
-// must not be modified once kept.
+// must not be modified once kept. What v was derived from besides g, the
+// principal and owner's own settings (a token value, request headers) is
+// the owner's to keep with it and compare before using it again.
 func (p *Principal) KeepWith(g *Grant, s MemoSlot, owner any, v any) {
 	if p.Memo == nil || p.Fresh || g == nil {
 		return

@@ -2,6 +2,7 @@ package credential
 
 import (
 	"hash/maphash"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 
@@ -29,13 +30,14 @@ import (
 // hashSlots recent ones longer.
 //
 // Only tokens an authenticator already knew are remembered (Remember, after
-// a cached validation): a stream of new or garbage tokens costs the table
-// nothing, not even a store. A remembered token passed Extract's checks of
+// a cached validation; a Txn-Token, verified anew on every Check, never
+// is): a stream of new or garbage tokens costs the table nothing, not even
+// a store. More tokens coming back than it holds replace its entries only
+// now and then (admitOneIn), so that most of it keeps serving. A remembered token passed Extract's checks of
 // its characters before, and its Kind is kept too: found again, it is
 // neither scanned nor hashed.
 type hashes struct {
 	seed  maphash.Seed
-	tick  atomic.Uint32 // picks the way a remembered token replaces
 	slots [hashSlots]atomic.Pointer[hashedToken]
 }
 
@@ -52,6 +54,9 @@ const (
 	// maxRememberedToken bounds the size of a remembered token, and so the
 	// table at 4 MiB; longer tokens are hashed on every Check.
 	maxRememberedToken = 4096
+	// admitOneIn: a token whose set is full replaces an entry once in this
+	// many Remember calls.
+	admitOneIn = 16
 )
 
 func newHashes() *hashes { return &hashes{seed: maphash.MakeSeed()} }
@@ -76,17 +81,29 @@ func (h *hashes) find(token string) *hashedToken {
 	return nil
 }
 
-// remember keeps c's token, sum and kind, replacing an empty slot of its
-// set or else either entry in turn.
+// remember keeps c's token, sum and kind in an empty slot of its set. When
+// both are taken it replaces one only now and then (one call in
+// admitOneIn): with more tokens coming back than the table holds, a
+// rotation through them would otherwise copy a token into the table on
+// nearly every Check and keep none of them long enough to be found. c's sum
+// is checked before it is kept, so that no caller can pair a token with
+// another's hash.
 func (h *hashes) remember(c extauthz.Credential) {
-	if h == nil || len(c.Raw) > maxRememberedToken || len(c.CachedTokenHash) != 2*32 {
+	if h == nil || len(c.Raw) > maxRememberedToken {
 		return
 	}
 	i := h.set(c.Raw)
-	if h.slots[i].Load() != nil {
-		if h.slots[i+1].Load() == nil || h.tick.Add(1)&1 == 1 {
-			i++
-		}
+	switch {
+	case h.slots[i].Load() == nil:
+	case h.slots[i+1].Load() == nil:
+		i++
+	case rand.Uint32()%admitOneIn != 0:
+		return
+	default:
+		i += int(rand.Uint32() & 1)
+	}
+	if c.CachedTokenHash != extauthz.TokenHash(c.Raw) {
+		return
 	}
 	// A copy: the token is part of the request's header value, which must
 	// not be kept alive by the table.

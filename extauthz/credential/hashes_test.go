@@ -54,38 +54,70 @@ func TestRemember(t *testing.T) {
 	}
 }
 
-// TestRememberBounded: the table holds at most hashSlots tokens of at most
-// maxRememberedToken bytes, and Options not made by New remember nothing.
+// TestRememberBounded: the table holds tokens of at most
+// maxRememberedToken bytes; more tokens coming back than it holds replace
+// its entries only now and then, so that most of what it holds stays and is
+// found; a sum that is not the token's is never kept; Options not made by
+// New remember nothing.
 func TestRememberBounded(t *testing.T) {
 	o := mustNew(t, Options{MaxBytes: 3 * maxRememberedToken})
-	for i := range 4 * hashSlots {
-		c, err := o.Extract(req(map[string]string{"authorization": fmt.Sprintf("Bearer tok-%d", i)}, nil))
+	extract := func(raw string) extauthz.Credential {
+		t.Helper()
+		c, err := o.Extract(req(map[string]string{"authorization": "Bearer " + raw}, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.Remember(c)
+		return c
 	}
-	held := 0
+	const rotation = 4 * hashSlots
+	for i := range rotation {
+		o.Remember(extract(fmt.Sprintf("tok-%d", i)))
+	}
+	held := map[*hashedToken]bool{}
 	for i := range o.hashes.slots {
-		if o.hashes.slots[i].Load() != nil {
-			held++
+		if e := o.hashes.slots[i].Load(); e != nil {
+			held[e] = true
 		}
 	}
-	if held > hashSlots || held < hashSlots/2 {
-		t.Fatalf("%d tokens held, want at most %d (and most slots used)", held, hashSlots)
+	if len(held) < hashSlots*3/4 {
+		t.Fatalf("%d of %d slots used after %d tokens", len(held), hashSlots, rotation)
 	}
-	long := "Bearer " + strings.Repeat("a", maxRememberedToken+1)
-	c, err := o.Extract(req(map[string]string{"authorization": long}, nil))
-	if err != nil {
-		t.Fatal(err)
+	// Round and round the rotation: each miss may replace an entry one
+	// time in admitOneIn, so most entries stay and keep being found.
+	found, replaced := 0, 0
+	for range 3 {
+		for i := range rotation {
+			c := extract(fmt.Sprintf("tok-%d", i))
+			if c.HashRemembered {
+				found++
+			}
+			o.Remember(c)
+		}
 	}
-	o.Remember(c)
-	if c, _ = o.Extract(req(map[string]string{"authorization": long}, nil)); c.HashRemembered {
+	for i := range o.hashes.slots {
+		if !held[o.hashes.slots[i].Load()] {
+			replaced++
+		}
+	}
+	if misses := 3*rotation - found; found < 3*hashSlots/2 || replaced > 2*misses/admitOneIn+hashSlots/8 {
+		t.Fatalf("3 rounds of %d tokens: %d found, %d of %d entries replaced after %d misses",
+			rotation, found, replaced, hashSlots, misses)
+	}
+
+	long := strings.Repeat("a", maxRememberedToken+1)
+	o.Remember(extract(long))
+	if extract(long).HashRemembered {
 		t.Fatal("a token over maxRememberedToken bytes was remembered")
+	}
+	forged := extract("fresh-token")
+	forged.CachedTokenHash = extauthz.TokenHash("another token")
+	o.Remember(forged)
+	if c := extract("fresh-token"); c.HashRemembered || c.CachedTokenHash != extauthz.TokenHash("fresh-token") {
+		t.Fatalf("a credential with another token's hash was remembered: %+v", c)
 	}
 
 	plain := filled(Options{})
-	c, _ = plain.Extract(req(map[string]string{"authorization": "Bearer " + jws}, nil))
+	c, _ := plain.Extract(req(map[string]string{"authorization": "Bearer " + jws}, nil))
 	plain.Remember(c)
 	if c, _ = plain.Extract(req(map[string]string{"authorization": "Bearer " + jws}, nil)); c.HashRemembered || c.CachedTokenHash != extauthz.TokenHash(jws) {
 		t.Fatalf("Options without New: %+v", c)
@@ -113,12 +145,18 @@ func TestRememberConcurrently(t *testing.T) {
 	wg.Wait()
 }
 
-// BenchmarkExtract: a token hashed, and the same token remembered.
+// BenchmarkExtract: a token hashed; the same token remembered; and
+// Extract then Remember, as Decide calls them, over rotations of 512 and
+// 4,096 tokens of the same size (the table holds 1,024).
 func BenchmarkExtract(b *testing.B) {
-	token := "Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0." + strings.Repeat("eyJzdWIiOiJhbGljZSJ9", 16) + "." + strings.Repeat("c2ln", 21)
-	r := req(map[string]string{"authorization": token}, nil)
+	token := func(i int) string {
+		return fmt.Sprintf("Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0.%s.%s%06d",
+			strings.Repeat("eyJzdWIiOiJhbGljZSJ9", 16), strings.Repeat("c2ln", 20), i)
+	}
+	r := req(map[string]string{"authorization": token(0)}, nil)
 	o := mustNew(b, Options{})
 	b.Run("hashed", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			_, _ = o.Extract(r)
 		}
@@ -131,4 +169,20 @@ func BenchmarkExtract(b *testing.B) {
 			_, _ = o.Extract(r)
 		}
 	})
+	for _, n := range []int{512, 4096} {
+		b.Run(fmt.Sprintf("rotation-%d", n), func(b *testing.B) {
+			o := mustNew(b, Options{})
+			reqs := make([]*extauthz.Request, n)
+			for i := range reqs {
+				reqs[i] = req(map[string]string{"authorization": token(i)}, nil)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				c, _ := o.Extract(reqs[i%n])
+				o.Remember(c)
+				i++
+			}
+		})
+	}
 }

@@ -122,10 +122,10 @@ func (m *Minter) SigningKeyID() string { return m.signing.ID }
 // Token returns an internal token for p under grant g, from the cache when one
 // minted earlier for the same incoming token and grant still has more than a
 // tenth of its lifetime left; a cached principal's Memo keeps that entry
-// beside its grant, so that its next Check finds it without a lookup. A token minted for a fresh principal
-// (Principal.Fresh: seen for the first time) is not cached. Errors wrap
-// extauthz.ErrTokenExpired (the incoming token has expired, or leaves no
-// whole second of lifetime),
+// beside its grant, so that its next Check finds it without a lookup. A
+// token minted for a fresh principal (Principal.Fresh: seen for the first
+// time) is not cached. Errors wrap extauthz.ErrTokenExpired (the incoming
+// token has expired, or leaves no whole second of lifetime),
 // extauthz.ErrInvalidToken (it has no exp) or extauthz.ErrInternal (a broken
 // grant or a signing failure).
 func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.Grant) (extauthz.Token, error) {

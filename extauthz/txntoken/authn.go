@@ -29,9 +29,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, cred extauthz.Credenti
 	if err != nil {
 		return nil, err
 	}
+	// Fresh: no cache knows a Txn-Token (each is verified anew, and most
+	// pass one hop once), so nothing downstream keeps what it derives from
+	// it (the minted-token cache, the credential's memory of hashes).
 	return &extauthz.Principal{
 		Issuer: t.Issuer, Subject: t.Subject, Audience: []string{a.Verifier.opts.TrustDomain}, Scopes: t.Scopes,
-		Claims: t.Claims, ExpiresAt: t.ExpiresAt, IssuedAt: t.IssuedAt, Credential: cred,
+		Claims: t.Claims, ExpiresAt: t.ExpiresAt, IssuedAt: t.IssuedAt, Credential: cred, Fresh: true,
 	}, nil
 }
 

@@ -26,6 +26,9 @@ func TestAuthenticatorPrincipal(t *testing.T) {
 		!p.ExpiresAt.Equal(testNow.Add(60e9)) || !IsTxnToken(p) {
 		t.Errorf("principal = %+v", p)
 	}
+	if !p.Fresh {
+		t.Error("a Txn-Token's principal is not Fresh: no cache knows it, and nothing may keep what is derived from it")
+	}
 	back, err := FromPrincipal(p)
 	if err != nil || back.Txn != "97053963-771d-49cc-a4e3-20aad399c312" || back.Workload != "gateway.shop.example" || back.Raw != raw {
 		t.Errorf("FromPrincipal = %+v, %v", back, err)
