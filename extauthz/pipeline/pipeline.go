@@ -267,7 +267,10 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	out.Grant = grant
 	out.Mode = grant.Mode
 	if rt.withRequest {
-		ctx = txntoken.WithRequest(ctx, r)
+		// A copy goes into the context, so that r itself stays where the
+		// caller put it (on its stack: one allocation fewer per Check).
+		rc := *r
+		ctx = txntoken.WithRequest(ctx, &rc)
 	}
 	tok, err := rt.source.Token(ctx, principal, grant)
 	if err != nil {
