@@ -209,7 +209,7 @@ type MemoSlot int
 const (
 	// MemoToken is the upstream token's slot (extauthz/mint).
 	MemoToken MemoSlot = iota
-	// MemoAnswer is the answer's slot (extauthz/response).
+	// MemoAnswer is the answer's slot, with its encoding (extauthz/response).
 	MemoAnswer
 	memoSlots
 )
@@ -273,12 +273,25 @@ func (p *Principal) KeptWith(g *Grant, s MemoSlot, owner any) (any, bool) {
 // principal and owner's own settings (a token value, request headers) is
 // the owner's to keep with it and compare before using it again.
 func (p *Principal) KeepWith(g *Grant, s MemoSlot, owner any, v any) {
-	if p.Memo == nil || p.Fresh || g == nil {
-		return
-	}
-	if e := p.Memo.last.Load(); e != nil && e.grant == g && e.derivedFrom(p) {
+	if e := p.keeping(g); e != nil {
 		e.kept[s].Store(&memoValue{owner: owner, v: v})
 	}
+}
+
+// Keeps reports whether KeepWith would keep a value beside g, so that an
+// owner derives what it would keep only when it will be kept.
+func (p *Principal) Keeps(g *Grant) bool { return p.keeping(g) != nil }
+
+// keeping returns the Memo's entry KeepWith keeps values beside g in; nil
+// when it keeps none.
+func (p *Principal) keeping(g *Grant) *memoGrant {
+	if p.Memo == nil || p.Fresh || g == nil {
+		return nil
+	}
+	if e := p.Memo.last.Load(); e != nil && e.grant == g && e.derivedFrom(p) {
+		return e
+	}
+	return nil
 }
 
 // HasScope reports whether the principal was granted scope s.

@@ -37,8 +37,9 @@ func Build(ctx context.Context, cfg *config.Config, env Env) (_ *Pipeline, err e
 		env.KeySets = NewKeySets(context.Background())
 	}
 	p := &Pipeline{
-		Config:    cfg,
-		Response:  &response.Builder{Realm: cfg.Mint.Realm, InternalHeaders: internalHeaders(cfg), CredentialHeader: cfg.Credential.Header},
+		Config: cfg,
+		Response: &response.Builder{Realm: cfg.Mint.Realm, InternalHeaders: internalHeaders(cfg), CredentialHeader: cfg.Credential.Header,
+			Encode: env.EncodeAnswer},
 		Now:       env.Now,
 		wallClock: wallClock,
 	}

@@ -168,6 +168,9 @@ type Env struct {
 	// Shared is the cache shared by the replicas (shared_cache), built once
 	// per process and kept across reloads; nil when not configured.
 	Shared *sharedcache.Cache
+	// EncodeAnswer, when set, encodes an answer kept for a cached principal
+	// once, as the gRPC server would (Outcome.Wire); nil encodes none.
+	EncodeAnswer func(*authv3.CheckResponse) ([]byte, error)
 }
 
 // Outcome is the result of Decide: the complete answer for Envoy plus what
@@ -175,6 +178,10 @@ type Env struct {
 type Outcome struct {
 	// Response is the answer for Envoy, complete: nothing is added later.
 	Response *authv3.CheckResponse
+	// Wire is Response as encoded once by Env.EncodeAnswer when the answer
+	// was kept for a cached principal (response.Builder.AllowFor), for the
+	// gRPC server to send as it is; nil otherwise. Never modified.
+	Wire []byte
 	// Err is the deny reason, nil when allowed.
 	Err error
 	// Denial is Err as classified by the response table (status, reason
@@ -278,7 +285,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	}
 	out.Token = tok
 	if rt.keepAnswer {
-		out.Response = p.Response.AllowFor(principal, grant, tok, cred, r.Headers)
+		out.Response, out.Wire = p.Response.AllowFor(principal, grant, tok, cred, r.Headers)
 	} else {
 		out.Response = p.Response.Allow(grant, tok, cred, r.Headers)
 	}

@@ -1,6 +1,7 @@
 package response
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -18,11 +19,15 @@ import (
 // back again only for exactly those (a kept answer is not Allow's when
 // anything differs). A stream of random Checks of one cached
 // principal (routes, tokens, credential headers, and which of the headers
-// an answer may remove the client sent) is judged both ways.
+// an answer may remove the client sent) is judged both ways. The encoding
+// given with an answer is that answer's, byte for byte, and every kept
+// answer has one.
 func TestAllowForIsAllow(t *testing.T) {
+	encode := proto.MarshalOptions{Deterministic: true}.Marshal
 	b := &Builder{
 		Realm: "r", InternalHeaders: []string{"x-internal-a", "x-internal-b", "authorization"},
 		CredentialHeader: "authorization", ConsumedHeaders: []string{"dpop"},
+		Encode: func(r *authv3.CheckResponse) ([]byte, error) { return encode(r) },
 	}
 	routes := []any{new(int), new(int)}
 	grants := []*extauthz.Grant{
@@ -52,10 +57,18 @@ func TestAllowForIsAllow(t *testing.T) {
 				sent[h] = "v"
 			}
 		}
-		got := b.AllowFor(&p, g, tok, cred, sent)
+		got, wire := b.AllowFor(&p, g, tok, cred, sent)
 		want := b.Allow(g, tok, cred, sent)
 		if !proto.Equal(got, want) {
 			t.Fatalf("Check %d: AllowFor answered\n%v\nAllow answers\n%v", i, got, want)
+		}
+		if (wire != nil) != (got.GetOkResponse() != nil) {
+			t.Fatalf("Check %d: encoding given = %v for an answer that allows = %v", i, wire != nil, got.GetOkResponse() != nil)
+		}
+		if wire != nil {
+			if enc, _ := encode(got); !bytes.Equal(wire, enc) {
+				t.Fatalf("Check %d: the encoding given is not the answer's", i)
+			}
 		}
 		key := fmt.Sprint(r, tok.Value, cred.Header, sentOf(sent, optional))
 		if prevAnswer, seen := prev[key]; seen && prevAnswer == any(got) {
@@ -105,13 +118,13 @@ func TestAllowForKeepsOnlyForACachedPrincipal(t *testing.T) {
 		{"no memo", &extauthz.Principal{}, false},
 	}
 	for _, c := range cases {
-		first := b.AllowFor(c.p, g, tok, cred, nil)
-		second := b.AllowFor(c.p, g, tok, cred, nil)
+		first, _ := b.AllowFor(c.p, g, tok, cred, nil)
+		second, _ := b.AllowFor(c.p, g, tok, cred, nil)
 		if (first == second) != c.wantSame {
 			t.Errorf("%s: same answer = %v, want %v", c.name, first == second, c.wantSame)
 		}
 	}
-	if a := testing.AllocsPerRun(100, func() { _ = b.AllowFor(cached, g, tok, cred, nil) }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { _, _ = b.AllowFor(cached, g, tok, cred, nil) }); a != 0 {
 		t.Errorf("a kept answer costs %v allocs, want 0", a)
 	}
 }
@@ -131,13 +144,17 @@ func TestAllowWithManyInternalHeaders(t *testing.T) {
 	sent := map[string]string{"x-internal-00": "forged", "x-internal-70": "forged", "x-internal-79": "forged"}
 	p := &extauthz.Principal{Memo: new(extauthz.Memo)}
 	p.KeepGrant(new(int), g)
-	for _, resp := range []*authv3.CheckResponse{b.Allow(g, tok, cred, sent), b.AllowFor(p, g, tok, cred, sent)} {
+	kept, wire := b.AllowFor(p, g, tok, cred, sent)
+	if wire != nil {
+		t.Error("an encoding was kept although the mask cannot hold the headers")
+	}
+	for _, resp := range []*authv3.CheckResponse{b.Allow(g, tok, cred, sent), kept} {
 		got := resp.GetOkResponse().GetHeadersToRemove()
 		if !slices.Equal(got, []string{"x-internal-70", "x-internal-79"}) {
 			t.Errorf("headers_to_remove = %v, want the two other internal headers sent", got)
 		}
 	}
-	if b.AllowFor(p, g, tok, cred, sent) == b.AllowFor(p, g, tok, cred, sent) {
+	if first, _ := b.AllowFor(p, g, tok, cred, sent); first == kept {
 		t.Error("an answer was kept although the mask cannot hold the headers")
 	}
 }

@@ -92,6 +92,11 @@ type Builder struct {
 	// proof): removed before the upstream on every allowed request that
 	// carries them. Not copied: it must not change after first use.
 	ConsumedHeaders []string
+	// Encode, when set, encodes an answer AllowFor keeps, once, in the bytes
+	// the gRPC server would send for it: Checks that get the kept answer
+	// back get its encoding too, and the server sends it as it is instead of
+	// encoding the same answer again. Nil keeps no encoding.
+	Encode func(*authv3.CheckResponse) ([]byte, error)
 
 	once     sync.Once
 	denials  [len(rows)]*authv3.DeniedHttpResponse
@@ -264,31 +269,42 @@ func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Cre
 // headers it may remove were sent (the Builder's settings aside), so p's
 // Memo keeps it beside g (extauthz.Principal.KeepWith) and the next Check of
 // the same cached principal and route gets the very same answer back when
-// those are the same: a warm Check builds no answer.
-func (b *Builder) AllowFor(p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) *authv3.CheckResponse {
+// those are the same: a warm Check builds no answer. wire is the kept
+// answer's encoding (Encode), nil when there is none; it is resp's, byte
+// for byte, since a kept answer is never modified.
+func (b *Builder) AllowFor(p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) (resp *authv3.CheckResponse, wire []byte) {
 	b.once.Do(b.init)
 	mask := b.sentMask(g, cred, sent)
 	if mask == maskUnknown {
-		return b.allow(g, tok, cred, mask, sent)
+		return b.allow(g, tok, cred, mask, sent), nil
 	}
 	if v, ok := p.KeptWith(g, extauthz.MemoAnswer, b); ok {
 		if k := v.(*keptAnswer); k.mask == mask && k.token == tok.Value && k.header == cred.Header {
-			return k.resp
+			return k.resp, k.wire
 		}
 	}
-	resp := b.allow(g, tok, cred, mask, sent)
-	if resp.GetOkResponse() != nil {
-		p.KeepWith(g, extauthz.MemoAnswer, b, &keptAnswer{token: tok.Value, header: cred.Header, mask: mask, resp: resp})
+	resp = b.allow(g, tok, cred, mask, sent)
+	if resp.GetOkResponse() == nil || !p.Keeps(g) {
+		return resp, nil
 	}
-	return resp
+	k := &keptAnswer{token: tok.Value, header: cred.Header, mask: mask, resp: resp}
+	if b.Encode != nil {
+		if w, err := b.Encode(resp); err == nil {
+			k.wire = w // on failure the server's codec encodes (and reports) it
+		}
+	}
+	p.KeepWith(g, extauthz.MemoAnswer, b, k)
+	return resp, k.wire
 }
 
-// keptAnswer is an allowed answer kept by AllowFor with what it was built from.
+// keptAnswer is an allowed answer kept by AllowFor with what it was built
+// from, and its encoding (nil without Builder.Encode).
 type keptAnswer struct {
 	token  string // tok.Value
 	header string // cred.Header
 	mask   uint64 // sentMask
 	resp   *authv3.CheckResponse
+	wire   []byte
 }
 
 // maskUnknown is sentMask's answer when the headers an answer may remove

@@ -150,7 +150,7 @@ func buildBenchAuthz(b testing.TB, cfgText string, key any, shared *sharedcache.
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	m := metrics.New(prometheus.NewRegistry())
-	p, err := pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx), Shared: shared})
+	p, err := pipeline.Build(ctx, cfg, pipeline.Env{Metrics: m, KeySets: pipeline.NewKeySets(ctx), Shared: shared, EncodeAnswer: encodeAnswer})
 	if err != nil {
 		b.Fatal(err)
 	}

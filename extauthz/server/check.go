@@ -67,12 +67,14 @@ func (a *Authz) Swap(p *pipeline.Pipeline) *pipeline.Pipeline { return a.pipe.Sw
 // that carries no HTTP attributes at all, because Envoy treats gRPC errors
 // by failure_mode_allow.
 func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	return a.check(ctx, req, -1)
+	resp, _, err := a.check(ctx, req, -1)
+	return resp, err
 }
 
 // check is Check for a request of wireBytes bytes as received (the gRPC
-// server knows them: checkService); -1 sizes req instead.
-func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes int) (*authv3.CheckResponse, error) {
+// server knows them: checkService); -1 sizes req instead. wire is the
+// answer's encoding when one was kept with it (pipeline.Outcome.Wire).
+func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes int) (resp *authv3.CheckResponse, wire []byte, _ error) {
 	start := time.Now()
 	p := a.pipe.Load()
 	if max := p.Config.Listen.MaxRequestBytes; max > 0 && tooLarge(req, wireBytes, max) {
@@ -81,15 +83,15 @@ func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes i
 		out := pipeline.Outcome{Err: fmt.Errorf("%w: more than listen.max_request_bytes (%d)", extauthz.ErrRequestTooLarge, max)}
 		out.Response, out.Denial = p.Response.Deny(out.Err)
 		a.record(&out, time.Since(start))
-		return out.Response, nil
+		return out.Response, nil, nil
 	}
 	r, err := request.FromCheck(req)
 	if err != nil {
 		a.metrics.Decision("error", "bad_request", "", time.Since(start))
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	out := a.decide(ctx, &r, start)
-	return out.Response, nil
+	return out.Response, out.Wire, nil
 }
 
 // decide runs r down the current pipeline and records the outcome: the one
@@ -168,6 +170,9 @@ var checkService = grpc.ServiceDesc{
 
 // handleCheck decodes a Check call (fastCodec records its size) and runs it
 // through interceptor when the server has one, as generated handlers do.
+// Without one, an answer kept with its encoding goes back as an
+// encodedAnswer, which fastCodec sends without encoding it again; an
+// interceptor always sees the CheckResponse.
 func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	in := new(checkCall)
 	if err := dec(in); err != nil {
@@ -175,13 +180,18 @@ func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor 
 	}
 	a := srv.(*Authz)
 	if interceptor == nil {
-		return a.check(ctx, &in.req, in.wireBytes)
+		resp, wire, err := a.check(ctx, &in.req, in.wireBytes)
+		if wire != nil {
+			return &encodedAnswer{resp: resp, wire: wire}, err
+		}
+		return resp, err
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
 	return interceptor(ctx, &in.req, info, func(ctx context.Context, req any) (any, error) {
 		if r := req.(*authv3.CheckRequest); r != &in.req {
 			return a.Check(ctx, r) // an interceptor replaced the request: size it
 		}
-		return a.check(ctx, &in.req, in.wireBytes)
+		resp, _, err := a.check(ctx, &in.req, in.wireBytes)
+		return resp, err
 	})
 }

@@ -49,8 +49,12 @@ func newFastCodec() fastCodec {
 	return fastCodec{proto: encoding.GetCodecV2("proto")}
 }
 
-// Marshal encodes v with its generated code when it has some.
+// Marshal encodes v with its generated code when it has some; an
+// encodedAnswer is sent as it was encoded.
 func (c fastCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if e, ok := v.(*encodedAnswer); ok {
+		return mem.BufferSlice{mem.SliceBuffer(e.wire)}, nil // read-only: gRPC copies it out
+	}
 	m, ok := v.(vtMarshaler)
 	if !ok {
 		return c.proto.Marshal(v)
@@ -73,6 +77,27 @@ func (c fastCodec) Marshal(v any) (mem.BufferSlice, error) {
 		return nil, fmt.Errorf("marshal %T: %w", v, err)
 	}
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+}
+
+// encodedAnswer is a Check's answer that was kept, for a cached principal,
+// with its encoding (pipeline.Outcome.Wire, made by encodeAnswer when the
+// answer was built): a warm Check sends those bytes instead of sizing and
+// encoding the same ≈ 620-byte answer again, which took ≈ 2.6 µs of the
+// server's CPU per Check under load where the floor's whole Check took 44.
+type encodedAnswer struct {
+	resp *authv3.CheckResponse // what wire encodes; kept answers are never modified
+	wire []byte
+}
+
+// encodeAnswer encodes resp as fastCodec.Marshal does, into bytes of its
+// own: the server's pipeline.Env.EncodeAnswer.
+func encodeAnswer(resp *authv3.CheckResponse) ([]byte, error) {
+	data, err := newFastCodec().Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	defer data.Free()
+	return data.Materialize(), nil
 }
 
 // marshalExactly fills buf, sized by SizeVT, from its end (generated code

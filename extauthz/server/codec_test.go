@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -138,19 +141,26 @@ func validMinted(s string) bool {
 }
 
 // BenchmarkAnswerEncoding: the server's codec on a warm allow answer (a
-// 600-byte minted token) against gRPC's protobuf codec.
+// 600-byte minted token) against gRPC's protobuf codec, and the same answer
+// kept with its encoding (kept), which is sent as it is.
 func BenchmarkAnswerEncoding(b *testing.B) {
 	resp := codecAnswers()["allow mint"]
+	wire, err := encodeAnswer(resp.(*authv3.CheckResponse))
+	if err != nil {
+		b.Fatal(err)
+	}
+	kept := &encodedAnswer{resp: resp.(*authv3.CheckResponse), wire: wire}
 	for _, c := range []struct {
 		name  string
 		codec interface {
 			Marshal(any) (mem.BufferSlice, error)
 		}
-	}{{"fast", newFastCodec()}, {"grpc-proto", newFastCodec().proto}} {
+		msg any
+	}{{"fast", newFastCodec(), resp}, {"grpc-proto", newFastCodec().proto, resp}, {"kept", newFastCodec(), kept}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				data, err := c.codec.Marshal(resp)
+				data, err := c.codec.Marshal(c.msg)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -205,6 +215,9 @@ func TestHandleCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if e, ok := v.(*encodedAnswer); ok {
+			v = e.resp // a warm allow, kept with its encoding
+		}
 		return int32(v.(*authv3.CheckResponse).GetDeniedResponse().GetStatus().GetCode())
 	}
 	pass := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -234,5 +247,89 @@ func TestHandleCheck(t *testing.T) {
 	var call checkCall
 	if err := newFastCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, &call); err != nil || call.wireBytes != len(wire) || !proto.Equal(&call.req, req) {
 		t.Fatalf("codec recorded %d bytes (want %d), err %v", call.wireBytes, len(wire), err)
+	}
+}
+
+// TestWarmAnswerSentEncoded: from a token's second Check on, its answer is
+// kept with its encoding, and handleCheck hands gRPC that encoding, which
+// fastCodec sends as it is; over a real gRPC connection every Check still
+// decodes to the answer an in-process Check gives. An interceptor gets the
+// CheckResponse itself.
+func TestWarmAnswerSentEncoded(t *testing.T) {
+	e := newBenchEnvShared(t, "EdDSA", 100, nil)
+	req := benchCheckRequest(e.jwt(t, "ES256", "alice"))
+	in, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := func(v any) error { return newFastCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(in)}, v) }
+	var kept *encodedAnswer
+	for i := range 4 {
+		v, err := handleCheck(e.authz, context.Background(), dec, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, ok := v.(*encodedAnswer)
+		if i == 0 {
+			if ok {
+				t.Fatal("the first Check of a token came back encoded: nothing of a token seen once is kept")
+			}
+			continue
+		}
+		if !ok {
+			t.Fatalf("Check %d answered %T, want the kept encoding", i+1, v)
+		}
+		if enc.resp.GetOkResponse() == nil || !bytes.Equal(enc.wire, marshalled(t, enc.resp)) {
+			t.Fatalf("Check %d: the kept encoding is not its answer's", i+1)
+		}
+		if kept != nil && (kept.resp != enc.resp || &kept.wire[0] != &enc.wire[0]) {
+			t.Fatalf("Check %d encoded its answer again", i+1)
+		}
+		kept = enc
+	}
+	data, err := newFastCodec().Marshal(kept)
+	if err != nil || !bytes.Equal(data.Materialize(), kept.wire) {
+		t.Fatalf("fastCodec sent %x (err %v), want the kept bytes", data.Materialize(), err)
+	}
+	pass := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(ctx, req)
+	}
+	if v, err := handleCheck(e.authz, context.Background(), dec, pass); err != nil || v.(*authv3.CheckResponse) != kept.resp {
+		t.Fatalf("through an interceptor: %T %v, want the kept CheckResponse", v, err)
+	}
+
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "tt.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(GRPCOptions()...)
+	s.RegisterService(&checkService, e.authz)
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(s.Stop)
+	conn, err := grpc.NewClient("unix://"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client := authv3.NewAuthorizationClient(conn)
+	other := benchCheckRequest(e.jwt(t, "ES256", "bob"))
+	for range 2 { // cached from its second Check on: the same answer from then on
+		if _, err := e.authz.Check(context.Background(), other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6 {
+		r := req
+		if i%2 == 1 {
+			r = other // another principal's kept answer in between
+		}
+		got, err := client.Check(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := e.authz.Check(context.Background(), r)
+		if err != nil || !proto.Equal(got, want) || got.GetOkResponse() == nil {
+			t.Fatalf("Check %d over gRPC answered\n%v\nin process\n%v (err %v)", i+1, got, want, err)
+		}
 	}
 }

@@ -196,6 +196,9 @@ func (s *Server) env() pipeline.Env {
 	if env.DPoPReplay == nil {
 		env.DPoPReplay = s.dpopReplay
 	}
+	if env.EncodeAnswer == nil {
+		env.EncodeAnswer = encodeAnswer
+	}
 	if env.Shared == nil {
 		env.Shared = s.shared
 	}
