@@ -708,28 +708,32 @@ func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 // both alike. Clients and servers share the process, so the difference
 // extra-cpu-ns/op is what tokentailor's side of a Check costs beyond the
 // floor's, gRPC and the transport included on both sides.
+// serveUnix serves what register registers on a gRPC server with
+// tokentailor's options on a unix socket of its own, and returns a client
+// of it; both stop when tb ends.
+func serveUnix(tb testing.TB, register func(*grpc.Server)) authv3.AuthorizationClient {
+	tb.Helper()
+	ln, err := net.Listen("unix", filepath.Join(tb.TempDir(), "grpc.sock"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := grpc.NewServer(GRPCOptions()...)
+	register(s)
+	go func() { _ = s.Serve(ln) }()
+	tb.Cleanup(s.Stop)
+	conn, err := grpc.NewClient("unix://"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
+}
+
 func BenchmarkWarmVsFloorLoopback(b *testing.B) {
 	e := newBenchEnv(b, "EdDSA", 100_000)
 	creq := benchCheckRequest(e.jwt(b, "ES256", "alice"))
-	dir := b.TempDir()
-	serve := func(name string, register func(*grpc.Server)) authv3.AuthorizationClient {
-		ln, err := net.Listen("unix", filepath.Join(dir, name))
-		if err != nil {
-			b.Fatal(err)
-		}
-		s := grpc.NewServer(GRPCOptions()...)
-		register(s)
-		go func() { _ = s.Serve(ln) }()
-		b.Cleanup(s.Stop)
-		conn, err := grpc.NewClient("unix://"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { conn.Close() })
-		return authv3.NewAuthorizationClient(conn)
-	}
-	floor := serve("floor.sock", func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, floorAnswer{}) })
-	warm := serve("tt.sock", func(s *grpc.Server) { s.RegisterService(&checkService, e.authz) })
+	floor := serveUnix(b, func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, floorAnswer{}) })
+	warm := serveUnix(b, func(s *grpc.Server) { s.RegisterService(&checkService, e.authz) })
 	const callers, batch = 16, 2000
 	run := func(c authv3.AuthorizationClient) time.Duration {
 		before := processCPU(b)

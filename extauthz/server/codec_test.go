@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"golang.org/x/net/http/httpguts"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -298,20 +295,7 @@ func TestWarmAnswerSentEncoded(t *testing.T) {
 		t.Fatalf("through an interceptor: %T %v, want the kept CheckResponse", v, err)
 	}
 
-	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "tt.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer(GRPCOptions()...)
-	s.RegisterService(&checkService, e.authz)
-	go func() { _ = s.Serve(ln) }()
-	t.Cleanup(s.Stop)
-	conn, err := grpc.NewClient("unix://"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := authv3.NewAuthorizationClient(conn)
+	client := serveUnix(t, func(s *grpc.Server) { s.RegisterService(&checkService, e.authz) })
 	other := benchCheckRequest(e.jwt(t, "ES256", "bob"))
 	for range 2 { // cached from its second Check on: the same answer from then on
 		if _, err := e.authz.Check(context.Background(), other); err != nil {
