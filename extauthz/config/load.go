@@ -141,8 +141,13 @@ func (c *Config) Files() []string {
 
 // Auto memory limit: room to work plus what a full cache entry holds.
 const (
-	autoMemoryBase    = 32 << 20
-	autoBytesPerEntry = 2560 // validation + minted-token cache, typical tokens
+	autoMemoryBase = 32 << 20
+	// autoBytesPerEntry is a validation and a minted-token cache entry of
+	// typical tokens. A returning token's principal also keeps its minted
+	// token, answer and encoding: weighed at ≈ 4.6 KB per token
+	// (docs/performance.md). Left lower on purpose: the limit is soft, a
+	// cache full of returning tokens makes the collector run more often.
+	autoBytesPerEntry = 2560
 	noMemoryLimit     = math.MaxInt64
 )
 

@@ -158,3 +158,44 @@ func TestAllowWithManyInternalHeaders(t *testing.T) {
 		t.Error("an answer was kept although the mask cannot hold the headers")
 	}
 }
+
+// TestAllowForEncodesOnlyWhatItKeeps: Encode runs once per kept answer and
+// never for an answer that is not kept (a fresh principal); an answer whose
+// encoding failed is kept without one, and the server encodes it then.
+func TestAllowForEncodesOnlyWhatItKeeps(t *testing.T) {
+	calls, fail := 0, false
+	b := NewBuilder("r")
+	b.Encode = func(r *authv3.CheckResponse) ([]byte, error) {
+		calls++
+		if fail {
+			return nil, fmt.Errorf("refused")
+		}
+		return proto.Marshal(r)
+	}
+	g := &extauthz.Grant{Mode: extauthz.ModeMint, Header: "authorization", Prefix: "Bearer "}
+	cred := extauthz.Credential{Raw: "c", Header: "authorization"}
+	route := new(int)
+
+	fresh := &extauthz.Principal{Memo: new(extauthz.Memo), Fresh: true}
+	fresh.KeepGrant(route, g)
+	if _, wire := b.AllowFor(fresh, g, extauthz.Token{Value: "eyJ.a.b"}, cred, nil); wire != nil || calls != 0 {
+		t.Fatalf("fresh principal: wire %v after %d encodings, want none", wire != nil, calls)
+	}
+
+	cached := &extauthz.Principal{Memo: new(extauthz.Memo)}
+	cached.KeepGrant(route, g)
+	tok := extauthz.Token{Value: "eyJ.b.c"}
+	first, w1 := b.AllowFor(cached, g, tok, cred, nil)
+	second, w2 := b.AllowFor(cached, g, tok, cred, nil)
+	if calls != 1 || w1 == nil || &w1[0] != &w2[0] || first != second {
+		t.Fatalf("cached principal: %d encodings, same answer %v, same encoding %v; want 1, true, true", calls, first == second, w1 != nil && &w1[0] == &w2[0])
+	}
+
+	fail = true
+	renewed := extauthz.Token{Value: "eyJ.c.d"} // a renewed minted token: a new answer
+	third, w3 := b.AllowFor(cached, g, renewed, cred, nil)
+	fourth, w4 := b.AllowFor(cached, g, renewed, cred, nil)
+	if calls != 2 || w3 != nil || w4 != nil || third != fourth || third == first {
+		t.Fatalf("failed encoding: %d encodings, wires %v %v, kept %v; want 2, none, kept", calls, w3 != nil, w4 != nil, third == fourth)
+	}
+}

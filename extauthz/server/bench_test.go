@@ -699,15 +699,6 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 
-// BenchmarkWarmVsFloorLoopback measures what a warm JWT Check costs the
-// process beyond the load tool's floor (an ext_authz server answering a
-// pre-built OK response), each through its own real gRPC server with
-// tokentailor's options over a unix socket, driven by 16 concurrent callers:
-// batches of Checks to the floor and to tokentailor in turns, the process's
-// CPU time (getrusage) read around each, so that the machine's drift falls on
-// both alike. Clients and servers share the process, so the difference
-// extra-cpu-ns/op is what tokentailor's side of a Check costs beyond the
-// floor's, gRPC and the transport included on both sides.
 // serveUnix serves what register registers on a gRPC server with
 // tokentailor's options on a unix socket of its own, and returns a client
 // of it; both stop when tb ends.
@@ -729,6 +720,15 @@ func serveUnix(tb testing.TB, register func(*grpc.Server)) authv3.AuthorizationC
 	return authv3.NewAuthorizationClient(conn)
 }
 
+// BenchmarkWarmVsFloorLoopback measures what a warm JWT Check costs the
+// process beyond the load tool's floor (an ext_authz server answering a
+// pre-built OK response), each through its own real gRPC server with
+// tokentailor's options over a unix socket, driven by 16 concurrent callers:
+// batches of Checks to the floor and to tokentailor in turns, the process's
+// CPU time (getrusage) read around each, so that the machine's drift falls on
+// both alike. Clients and servers share the process, so the difference
+// extra-cpu-ns/op is what tokentailor's side of a Check costs beyond the
+// floor's, gRPC and the transport included on both sides.
 func BenchmarkWarmVsFloorLoopback(b *testing.B) {
 	e := newBenchEnv(b, "EdDSA", 100_000)
 	creq := benchCheckRequest(e.jwt(b, "ES256", "alice"))

@@ -182,7 +182,7 @@ func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor 
 	if interceptor == nil {
 		resp, wire, err := a.check(ctx, &in.req, in.wireBytes)
 		if wire != nil {
-			return &encodedAnswer{resp: resp, wire: wire}, err
+			return &encodedAnswer{CheckResponse: resp, wire: wire}, err
 		}
 		return resp, err
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"reflect"
 	"strings"
@@ -146,7 +147,7 @@ func BenchmarkAnswerEncoding(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	kept := &encodedAnswer{resp: resp.(*authv3.CheckResponse), wire: wire}
+	kept := &encodedAnswer{CheckResponse: resp.(*authv3.CheckResponse), wire: wire}
 	for _, c := range []struct {
 		name  string
 		codec interface {
@@ -213,7 +214,7 @@ func TestHandleCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		if e, ok := v.(*encodedAnswer); ok {
-			v = e.resp // a warm allow, kept with its encoding
+			v = e.CheckResponse // a warm allow, kept with its encoding
 		}
 		return int32(v.(*authv3.CheckResponse).GetDeniedResponse().GetStatus().GetCode())
 	}
@@ -276,10 +277,10 @@ func TestWarmAnswerSentEncoded(t *testing.T) {
 		if !ok {
 			t.Fatalf("Check %d answered %T, want the kept encoding", i+1, v)
 		}
-		if enc.resp.GetOkResponse() == nil || !bytes.Equal(enc.wire, marshalled(t, enc.resp)) {
+		if enc.CheckResponse.GetOkResponse() == nil || !bytes.Equal(enc.wire, marshalled(t, enc.CheckResponse)) {
 			t.Fatalf("Check %d: the kept encoding is not its answer's", i+1)
 		}
-		if kept != nil && (kept.resp != enc.resp || &kept.wire[0] != &enc.wire[0]) {
+		if kept != nil && (kept.CheckResponse != enc.CheckResponse || &kept.wire[0] != &enc.wire[0]) {
 			t.Fatalf("Check %d encoded its answer again", i+1)
 		}
 		kept = enc
@@ -291,7 +292,7 @@ func TestWarmAnswerSentEncoded(t *testing.T) {
 	pass := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		return h(ctx, req)
 	}
-	if v, err := handleCheck(e.authz, context.Background(), dec, pass); err != nil || v.(*authv3.CheckResponse) != kept.resp {
+	if v, err := handleCheck(e.authz, context.Background(), dec, pass); err != nil || v.(*authv3.CheckResponse) != kept.CheckResponse {
 		t.Fatalf("through an interceptor: %T %v, want the kept CheckResponse", v, err)
 	}
 
@@ -310,6 +311,16 @@ func TestWarmAnswerSentEncoded(t *testing.T) {
 		got, err := client.Check(context.Background(), r)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The minted token is the principal's own, whichever answer was
+		// kept last (a check that does not lean on the kept answer).
+		sub := "alice"
+		if i%2 == 1 {
+			sub = "bob"
+		}
+		minted := strings.Split(got.GetOkResponse().GetHeaders()[0].GetHeader().GetValue(), ".")
+		if payload, err := base64.RawURLEncoding.DecodeString(minted[min(1, len(minted)-1)]); err != nil || !strings.Contains(string(payload), `"sub":"`+sub+`"`) {
+			t.Fatalf("Check %d over gRPC: the minted token is not %s's (%s, %v)", i+1, sub, payload, err)
 		}
 		want, err := e.authz.Check(context.Background(), r)
 		if err != nil || !proto.Equal(got, want) || got.GetOkResponse() == nil {

@@ -196,7 +196,9 @@ func (s *Server) env() pipeline.Env {
 	if env.DPoPReplay == nil {
 		env.DPoPReplay = s.dpopReplay
 	}
-	if env.EncodeAnswer == nil {
+	if env.EncodeAnswer == nil && (s.grpcLn != nil || s.socketLn != nil) {
+		// Only the gRPC listeners send encodings: a server that answers
+		// over HTTP alone keeps none.
 		env.EncodeAnswer = encodeAnswer
 	}
 	if env.Shared == nil {
