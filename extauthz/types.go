@@ -252,11 +252,8 @@ func (p *Principal) KeepGrant(owner any, g *Grant) {
 // derived from this principal too. It is shared by concurrent
 // requests and must not be modified.
 func (p *Principal) KeptWith(g *Grant, s MemoSlot, owner any) (any, bool) {
-	if p.Memo == nil || g == nil {
-		return nil, false
-	}
-	e := p.Memo.last.Load()
-	if e == nil || e.grant != g || !e.derivedFrom(p) {
+	e := p.memoOf(g)
+	if e == nil {
 		return nil, false
 	}
 	kv := e.kept[s].Load()
@@ -283,9 +280,18 @@ func (p *Principal) KeepWith(g *Grant, s MemoSlot, owner any, v any) {
 func (p *Principal) Keeps(g *Grant) bool { return p.keeping(g) != nil }
 
 // keeping returns the Memo's entry KeepWith keeps values beside g in; nil
-// when it keeps none.
+// when it keeps none (a fresh principal keeps nothing).
 func (p *Principal) keeping(g *Grant) *memoGrant {
-	if p.Memo == nil || p.Fresh || g == nil {
+	if p.Fresh {
+		return nil
+	}
+	return p.memoOf(g)
+}
+
+// memoOf returns p's Memo entry when it keeps g, derived from the very
+// Scopes and Claims p holds; nil otherwise.
+func (p *Principal) memoOf(g *Grant) *memoGrant {
+	if p.Memo == nil || g == nil {
 		return nil
 	}
 	if e := p.Memo.last.Load(); e != nil && e.grant == g && e.derivedFrom(p) {

@@ -58,6 +58,12 @@ type cachedToken struct {
 	renewAt time.Time
 }
 
+// usableAt reports whether c may be handed out at now: before its renewal
+// and its expiry.
+func (c *cachedToken) usableAt(now time.Time) bool {
+	return now.Before(c.renewAt) && now.Before(c.tok.ExpiresAt)
+}
+
 var _ extauthz.TokenSource = (*Minter)(nil)
 
 // New checks opts and builds a Minter with its JWKS precomputed.
@@ -150,7 +156,7 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 		// it under g (the grant its Memo keeps): the cache's entry, found
 		// without building its key.
 		if v, ok := p.KeptWith(g, extauthz.MemoToken, m); ok {
-			if c := v.(*cachedToken); now.Before(c.renewAt) && now.Before(c.tok.ExpiresAt) {
+			if c := v.(*cachedToken); c.usableAt(now) {
 				m.cache.NoteHit(ctx)
 				return c.tok, nil
 			}
@@ -159,7 +165,7 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 		kb := appendCacheKey(arr[:0], p, g)
 		// The lookup reads the key in place; only a miss, which stores it,
 		// copies it into a string of its own.
-		if c, ok := m.cache.Lookup(ctx, unsafe.String(unsafe.SliceData(kb), len(kb))); ok && now.Before(c.renewAt) && now.Before(c.tok.ExpiresAt) {
+		if c, ok := m.cache.Lookup(ctx, unsafe.String(unsafe.SliceData(kb), len(kb))); ok && c.usableAt(now) {
 			kept := c
 			p.KeepWith(g, extauthz.MemoToken, m, &kept)
 			return c.tok, nil
