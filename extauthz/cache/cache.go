@@ -127,6 +127,17 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 	return v.(V), true
 }
 
+// Peek is Get without counting a hit or a miss: a second look, in the same
+// request, for a value that a Get just missed.
+func (c *Cache[V]) Peek(key string) (V, bool) {
+	v, ok := c.shard(key).Get(key)
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	return v.(V), true
+}
+
 // Set stores v under key for ttl. A ttl ≤ 0 stores nothing: entries never
 // live forever.
 func (c *Cache[V]) Set(key string, v V, ttl time.Duration) {

@@ -36,6 +36,13 @@ func TestCacheGetSet(t *testing.T) {
 	if _, ok := c.Get("c"); ok {
 		t.Fatal("expired entry returned")
 	}
+	// Peek finds what Get finds, and counts nothing.
+	if v, ok := c.Peek("a"); !ok || v != 1 {
+		t.Fatalf("Peek = %v, %v; want 1, true", v, ok)
+	}
+	if _, ok := c.Peek("c"); ok {
+		t.Fatal("Peek returned an expired entry")
+	}
 	c.Delete("a")
 	if _, ok := c.Get("a"); ok {
 		t.Fatal("deleted entry returned")

@@ -181,6 +181,14 @@ func (m *Minter) Token(ctx context.Context, p *extauthz.Principal, g *extauthz.G
 	// Concurrent requests with the same fresh token (a browser fanning out)
 	// share one signature instead of each paying for their own.
 	v, err, _ := m.flight.Do(key, func() (any, error) {
+		// A flight that ended between this request's miss and this call
+		// may have cached its token already: take it rather than sign a
+		// second one.
+		if c, ok := m.cache.Peek(key); ok && c.usableAt(now) {
+			kept := c
+			p.KeepWith(g, extauthz.MemoToken, m, &kept)
+			return c.tok, nil
+		}
 		tok, err := m.mint(now, p, g)
 		if err != nil {
 			return extauthz.Token{}, err

@@ -856,6 +856,50 @@ func TestConcurrentMissesShareOneMint(t *testing.T) {
 	}
 }
 
+// pausingCtx stops the first request that asks for its Err (Token does,
+// between its cache miss and joining a flight) until resume is closed.
+type pausingCtx struct {
+	context.Context
+	once   sync.Once
+	paused chan struct{}
+	resume chan struct{}
+}
+
+func (c *pausingCtx) Err() error {
+	c.once.Do(func() {
+		close(c.paused)
+		<-c.resume
+	})
+	return c.Context.Err()
+}
+
+// TestMissThenFinishedFlightTakesItsToken: a request that missed the cache
+// while another request's mint was still in flight, and joins only after
+// that flight cached its token, is given that token rather than a second
+// signature (the window that made TestConcurrentMissesShareOneMint flaky).
+func TestMissThenFinishedFlightTakesItsToken(t *testing.T) {
+	clock := newClock()
+	m := newMinter(t, clock, testKey(t, AlgEdDSA))
+	ctx := &pausingCtx{Context: context.Background(), paused: make(chan struct{}), resume: make(chan struct{})}
+	late := make(chan extauthz.Token, 1)
+	go func() {
+		tok, err := m.Token(ctx, principal(clock, "same", time.Hour), grant())
+		if err != nil {
+			t.Error(err)
+		}
+		late <- tok
+	}()
+	<-ctx.paused // the late request has missed the cache
+	first, err := m.Token(context.Background(), principal(clock, "same", time.Hour), grant())
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(ctx.resume)
+	if got := <-late; got.Value != first.Value {
+		t.Fatal("a request that joined after the flight ended minted a second token")
+	}
+}
+
 func TestTokenConcurrent(t *testing.T) {
 	clock := newClock()
 	m := newMinter(t, clock, testKey(t, AlgEdDSA))
