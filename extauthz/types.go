@@ -169,10 +169,22 @@ type Principal struct {
 	// a token seen once costs no memory there; the credential's next Check
 	// comes from the authenticator's cache, not fresh, and is kept.
 	Fresh bool
+	// Unbound says Claims has no cnf: the token is bound to no certificate
+	// (RFC 8705) nor key (RFC 9449), so a Check need not look into Claims
+	// for one (see Unconfirmed). Set where a principal is built from its
+	// claims; false, the zero value, only means "look".
+	Unbound bool
 	// Memo, shared by every copy of a cached principal, keeps what a route
 	// derives from the principal alone, so that a warm Check does not derive
 	// it again. Nil keeps nothing.
 	Memo *Memo
+}
+
+// Unconfirmed reports whether claims has no cnf (confirmation, RFC 7800)
+// member: the value of Principal.Unbound for a principal of those claims.
+func Unconfirmed(claims map[string]any) bool {
+	_, ok := claims["cnf"]
+	return !ok
 }
 
 // Memo keeps the grant the last route to authorize a principal derived from

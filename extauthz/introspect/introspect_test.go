@@ -182,6 +182,11 @@ func TestAuthenticateAnswers(t *testing.T) {
 			want:   &extauthz.Principal{Subject: "svc", Scopes: []string{"a", "b", "c"}, ExpiresAt: exp},
 		},
 		{
+			name:   "bound to a certificate: the principal says it may be bound",
+			answer: map[string]any{"sub": "svc", "exp": exp.Unix(), "cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}},
+			want:   &extauthz.Principal{Subject: "svc", ExpiresAt: exp},
+		},
+		{
 			name:   "no exp: vouched for as long as cached",
 			answer: map[string]any{"sub": "svc"},
 			want:   &extauthz.Principal{Subject: "svc", ExpiresAt: now.Add(time.Minute), ExpiryUnknown: true},
@@ -277,6 +282,8 @@ func TestAuthenticateAnswers(t *testing.T) {
 			want.Issuer = f.is.URL()
 			want.Credential = cred(token)
 			want.Fresh = true // introspected by this call
+			_, bound := tt.answer["cnf"]
+			want.Unbound = !bound
 			got := *p
 			got.Claims = nil
 			if diff := cmp.Diff(want, got); diff != "" {

@@ -196,6 +196,7 @@ func (is *issuer) principal(claims jwt.MapClaims, audiences []string, cred extau
 		Subject:    sub,
 		Audience:   aud,
 		Claims:     map[string]any(claims),
+		Unbound:    extauthz.Unconfirmed(claims),
 		ExpiresAt:  exp.Time,
 		Credential: cred,
 	}

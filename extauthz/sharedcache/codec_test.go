@@ -24,12 +24,17 @@ func TestIntrospectionEntryRoundTrip(t *testing.T) {
 			Principal: &extauthz.Principal{
 				Issuer: issuer, Subject: "alice", ClientID: "shop", Audience: []string{"orders"},
 				Scopes: []string{"orders:read", "orders:write"}, Claims: map[string]any{"tenant": "t1", "level": 3.0},
-				ExpiresAt: exp, IssuedAt: exp.Add(-time.Hour),
+				ExpiresAt: exp, IssuedAt: exp.Add(-time.Hour), Unbound: true,
 			},
 			NotBefore: exp.Add(-time.Minute),
 		}},
 		{name: "active, expiry unknown", in: IntrospectionEntry{
-			Principal: &extauthz.Principal{Issuer: issuer, Subject: "bob", ExpiresAt: exp, ExpiryUnknown: true},
+			Principal: &extauthz.Principal{Issuer: issuer, Subject: "bob", ExpiresAt: exp, ExpiryUnknown: true, Unbound: true},
+		}},
+		// Unbound is not sent: it is judged again from the claims read back.
+		{name: "active, bound to a certificate", in: IntrospectionEntry{
+			Principal: &extauthz.Principal{Issuer: issuer, Subject: "carol", ExpiresAt: exp,
+				Claims: map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}},
 		}},
 		{name: "inactive", in: IntrospectionEntry{Refusal: extauthz.ErrTokenInactive}, wantRefusal: extauthz.ErrTokenInactive},
 		{name: "wrong audience, wrapped", in: IntrospectionEntry{Refusal: errorsJoin("aud", extauthz.ErrWrongAudience)}, wantRefusal: extauthz.ErrWrongAudience},
