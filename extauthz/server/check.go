@@ -182,7 +182,9 @@ func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor 
 	if interceptor == nil {
 		resp, wire, err := a.check(ctx, &in.req, in.wireBytes)
 		if wire != nil {
-			return &encodedAnswer{CheckResponse: resp, wire: wire}, err
+			// In the call's own allocation: one object fewer per warm Check.
+			in.answer = encodedAnswer{CheckResponse: resp, wire: wire}
+			return &in.answer, err
 		}
 		return resp, err
 	}

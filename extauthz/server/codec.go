@@ -126,10 +126,12 @@ func (c fastCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // checkCall is what checkService decodes a Check call into: the request and
-// its size on the wire, which listen.max_request_bytes bounds.
+// its size on the wire, which listen.max_request_bytes bounds; and the
+// answer handleCheck gives gRPC when it was kept with its encoding.
 type checkCall struct {
 	req       authv3.CheckRequest
 	wireBytes int
+	answer    encodedAnswer
 }
 
 // Name is the content-subtype the codec serves: "proto", gRPC's default.
