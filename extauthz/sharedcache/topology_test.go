@@ -221,7 +221,7 @@ func TestClusterFailover(t *testing.T) {
 			t.Logf("last read that failed: %s", lastMiss)
 		}
 	})
-	eventually(t, 40*time.Second, "the other replica reads every value written before", func() bool {
+	read := eventually(t, 40*time.Second, "the other replica reads every value written before", func() bool {
 		for i, h := range hashes {
 			v, ok, err := b.Get(ctx, KindIntrospection, issuer, h)
 			if err != nil || !ok || string(v) != "v"+strconv.Itoa(i) {
@@ -231,6 +231,7 @@ func TestClusterFailover(t *testing.T) {
 		}
 		return true
 	})
+	t.Logf("the other replica reads every value %v after the writes came back (%v after the take-over)", read, recovered+read)
 	eventually(t, 10*time.Second, "a revocation after the failover reaches the other replica", func() bool {
 		_ = a.Revoke(ctx, issuer, hashes[0], time.Now().Add(time.Minute))
 		return heard.has(Revocation{Issuer: issuer, TokenHash: hashes[0]})
