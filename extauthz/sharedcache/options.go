@@ -40,6 +40,11 @@ const (
 	MinSecretBytes = config.MinSharedCacheKeySecret
 )
 
+// topologyRefresh is how often a cluster-mode client re-reads the slot map
+// whatever its traffic, so that after a failover it routes to the new
+// master within about two of these (rueidis adds up to a second of jitter).
+const topologyRefresh = time.Second
+
 // Options configures a Cache. Addresses and Secret are required.
 type Options struct {
 	// Addresses are host:port of the server (standalone), the seed nodes
@@ -162,6 +167,11 @@ func (o *Options) clientOption() rueidis.ClientOption {
 		DisableRetry:      true,
 		ForceSingleClient: o.Mode == ModeStandalone,
 		DisableCache:      o.disableLocal,
+	}
+	if o.Mode == ModeCluster {
+		// rueidis otherwise re-reads the slot map only when a call fails
+		// on a node; a replica whose breaker is open makes no such call.
+		ro.ClusterOption.ShardsRefreshInterval = topologyRefresh
 	}
 	if o.Mode == ModeSentinel {
 		ro.Sentinel = rueidis.SentinelOption{
