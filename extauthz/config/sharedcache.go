@@ -40,9 +40,10 @@ type SharedCache struct {
 	// MaxTTL caps every entry's life in Redis (default 1h); entries never
 	// outlive their token or their component's cap either.
 	MaxTTL Duration `json:"max_ttl"`
-	// BreakerFailures consecutive failed calls open the circuit breaker (default 5).
+	// BreakerFailures consecutive failed calls open the circuit breaker
+	// (default 5); in cluster mode each master has its own.
 	BreakerFailures int `json:"breaker_failures"`
-	// BreakerCooldown is how long the breaker stays open before one probe (default 5s).
+	// BreakerCooldown is how long a breaker stays open before one probe (default 5s).
 	BreakerCooldown Duration `json:"breaker_cooldown"`
 }
 

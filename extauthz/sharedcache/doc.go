@@ -41,7 +41,17 @@
 // on its own (local cache, then the issuer), so Redis never fails a Check
 // the local path could decide. The client connects in the background: New
 // never waits for Redis, and readiness does not depend on it. State changes
-// are logged once each and exported as a gauge.
+// are logged once each and exported as a gauge (the most open breaker).
+//
+// In a Redis Cluster each master has its own breaker: a master that dies or
+// stalls opens the breaker of the keys it serves, and the other masters'
+// keys are served on. The client reads the slot map every second, whatever
+// its traffic (rueidis would otherwise re-read it only after a call failed
+// on a node, and calls held back by an open breaker fail on none). When a
+// replica takes a dead master's slots over, it comes with its own breaker,
+// closed, which counts no failure in its first two seconds, while the
+// client's routing catches up: every replica reads those keys again within
+// about three seconds of the take-over, whatever the cooldown.
 //
 // # Revocation
 //

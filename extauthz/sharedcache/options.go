@@ -74,9 +74,10 @@ type Options struct {
 	LocalCacheBytes int
 	// MaxTTL caps every entry's life in Redis; default DefaultMaxTTL.
 	MaxTTL time.Duration
-	// BreakerFailures consecutive failures open the breaker; default DefaultBreakerFailures.
+	// BreakerFailures consecutive failures open the breaker; default
+	// DefaultBreakerFailures. In cluster mode each master has its own.
 	BreakerFailures int
-	// BreakerCooldown is how long the breaker stays open before one probe;
+	// BreakerCooldown is how long a breaker stays open before one probe;
 	// default DefaultBreakerCooldown.
 	BreakerCooldown time.Duration
 	// Now is the clock; nil means time.Now.

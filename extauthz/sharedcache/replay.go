@@ -78,7 +78,7 @@ func (c *Cache) addOnce(ctx context.Context, kind Kind, issuer, hash string, unt
 		return true, nil
 	}
 	key := c.key(kind, issuer, hash)
-	err = c.do(ctx, "add", kind, func(ctx context.Context, cl rueidis.Client) error {
+	err = c.do(ctx, "add", kind, key, func(ctx context.Context, cl rueidis.Client) error {
 		err := cl.Do(ctx, cl.B().Set().Key(key).Value("1").Nx().Px(ttl).Build()).Error()
 		switch {
 		case err == nil:

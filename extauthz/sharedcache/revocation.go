@@ -37,7 +37,7 @@ func (c *Cache) Revoke(ctx context.Context, issuer, tokenHash string, until time
 	if err != nil {
 		return fmt.Errorf("sharedcache: sealing a notice: %w", err)
 	}
-	err = c.do(ctx, "revoke", kindRevoked, func(ctx context.Context, cl rueidis.Client) error {
+	err = c.do(ctx, "revoke", kindRevoked, mark, func(ctx context.Context, cl rueidis.Client) error {
 		for _, r := range cl.DoMulti(ctx,
 			cl.B().Set().Key(mark).Value("1").Px(ttl).Build(),
 			cl.B().Del().Key(answer).Build(),

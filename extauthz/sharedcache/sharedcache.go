@@ -69,7 +69,13 @@ type Cache struct {
 	sealer  *sealer
 	channel string
 	metrics *collectors
+	// breaker guards every call outside cluster mode; in cluster mode,
+	// those whose master is not known (see breakerFor).
 	breaker *gobreaker.CircuitBreaker[struct{}]
+	state   atomic.Int32 // breaker's gobreaker.State, for the gauge
+	slots   atomic.Pointer[slotMap]
+	slotsMu sync.Mutex // serializes setSlots
+	gaugeMu sync.Mutex // serializes breakerChanged
 
 	client    atomic.Pointer[rueidis.Client]
 	connected chan struct{}
@@ -105,23 +111,7 @@ func New(opts Options) (*Cache, error) {
 	}
 	secret := append([]byte(nil), opts.Secret...)
 	c.macs.New = func() any { return hmac.New(sha256.New, secret) }
-	c.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        "shared_cache",
-		MaxRequests: 1,
-		Timeout:     opts.BreakerCooldown,
-		ReadyToTrip: func(n gobreaker.Counts) bool {
-			return n.ConsecutiveFailures >= uint32(opts.BreakerFailures)
-		},
-		IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			c.metrics.breakerState(to)
-			level := slog.LevelWarn
-			if to == gobreaker.StateClosed {
-				level = slog.LevelInfo
-			}
-			c.log.Log(context.Background(), level, "shared cache circuit breaker", "from", from.String(), "to", to.String())
-		},
-	})
+	c.breaker = c.newBreaker("", time.Time{}, &c.state)
 	c.metrics.breakerState(gobreaker.StateClosed)
 	ctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
@@ -134,9 +124,10 @@ func New(opts Options) (*Cache, error) {
 func (c *Cache) run(ctx context.Context) {
 	defer close(c.done)
 	backoff := newBackoff()
+	var cl rueidis.Client
 	for {
-		cl, err := rueidis.NewClient(c.opts.clientOption())
-		if err == nil {
+		var err error
+		if cl, err = rueidis.NewClient(c.opts.clientOption()); err == nil {
 			c.client.Store(&cl)
 			c.log.Info("shared cache connected", "mode", string(c.opts.Mode))
 			break
@@ -145,6 +136,11 @@ func (c *Cache) run(ctx context.Context) {
 		if !backoff.wait(ctx) {
 			return
 		}
+	}
+	if c.opts.Mode == ModeCluster {
+		var wg sync.WaitGroup
+		wg.Go(func() { c.followSlots(ctx, cl) })
+		defer wg.Wait()
 	}
 	c.subscribe(ctx)
 }
@@ -189,14 +185,15 @@ func (c *Cache) key(kind Kind, issuer, tokenHash string) string {
 // the breaker does not count it.
 var errCallerGone = errors.New("caller gone")
 
-// do runs f on the client through the breaker with a bounded context.
-func (c *Cache) do(ctx context.Context, op string, kind Kind, f func(ctx context.Context, cl rueidis.Client) error) error {
+// do runs f on the client with a bounded context, through the breaker of
+// the node serving key (every key f names lies in key's slot).
+func (c *Cache) do(ctx context.Context, op string, kind Kind, key string, f func(ctx context.Context, cl rueidis.Client) error) error {
 	clp := c.client.Load()
 	if clp == nil {
 		c.metrics.request(op, kind, "error")
 		return fmt.Errorf("%w: %s: not connected", ErrUnavailable, op)
 	}
-	_, err := c.breaker.Execute(func() (struct{}, error) {
+	_, err := c.breakerFor(key).Execute(func() (struct{}, error) {
 		cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 		defer cancel()
 		err := f(cctx, *clp)
@@ -242,7 +239,7 @@ func (c *Cache) Get(ctx context.Context, kind Kind, issuer, tokenHash string) (v
 // get reads key through the client-side cache and counts the outcome.
 func (c *Cache) get(ctx context.Context, kind Kind, key string) (value []byte, ok bool, err error) {
 	var local bool
-	err = c.do(ctx, "get", kind, func(ctx context.Context, cl rueidis.Client) error {
+	err = c.do(ctx, "get", kind, key, func(ctx context.Context, cl rueidis.Client) error {
 		r := cl.DoCache(ctx, cl.B().Get().Key(key).Cache(), c.opts.LocalTTL)
 		b, err := r.AsBytes()
 		if rueidis.IsRedisNil(err) {
@@ -292,7 +289,7 @@ func (c *Cache) Set(ctx context.Context, kind Kind, issuer, tokenHash string, va
 	if err != nil {
 		return fmt.Errorf("sharedcache: sealing a value: %w", err)
 	}
-	err = c.do(ctx, "set", kind, func(ctx context.Context, cl rueidis.Client) error {
+	err = c.do(ctx, "set", kind, key, func(ctx context.Context, cl rueidis.Client) error {
 		return cl.Do(ctx, cl.B().Set().Key(key).Value(rueidis.BinaryString(sealed)).Px(ttl).Build()).Error()
 	})
 	if err == nil {
