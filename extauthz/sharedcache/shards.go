@@ -28,14 +28,15 @@ import (
 //
 // The Cache and rueidis read the map apart, so for a moment the Cache may
 // count a key's calls against the new master while rueidis still sends
-// them to the dead one. A master's breaker therefore counts no failure
-// during its first newMasterGrace, long enough for rueidis to have re-read
-// the map (its own refresh, or the one a call to the dead node starts).
-// Calls made meanwhile still fail within Timeout, and fail fast once
-// rueidis routes them to the new master (they then succeed) or, for a
-// refused connection, at once.
+// them to the dead one. The breaker of a master that joins the map after
+// the first reading therefore counts no failure during its first
+// newMasterGrace, long enough for rueidis to have re-read the map (its own
+// refresh, or the one a call to the dead node starts). Calls made
+// meanwhile still fail within Timeout (at once for a refused connection),
+// and succeed once rueidis routes them to the new master.
 
-// newMasterGrace is how long a master's new breaker counts no failure.
+// newMasterGrace is how long the breaker of a master new to the slot map
+// counts no failure.
 const newMasterGrace = 2 * topologyRefresh
 
 // clusterSlots is the number of hash slots of a Redis Cluster.
@@ -222,6 +223,10 @@ func (c *Cache) setSlots(ranges []slotRange) {
 			kept[mb.key] = mb
 		}
 	}
+	var grace time.Time // none for the masters of the first map
+	if old != nil {
+		grace = time.Now().Add(newMasterGrace)
+	}
 	m := &slotMap{ranges: ranges}
 	index := map[string]uint16{}
 	for _, r := range ranges {
@@ -231,7 +236,7 @@ func (c *Cache) setSlots(ranges []slotRange) {
 			mb := kept[key]
 			if mb == nil {
 				mb = &masterBreaker{key: key, addr: r.addr}
-				mb.cb = c.newBreaker(r.addr, time.Now().Add(newMasterGrace), &mb.state)
+				mb.cb = c.newBreaker(r.addr, grace, &mb.state)
 			}
 			m.masters = append(m.masters, mb)
 			i = uint16(len(m.masters))

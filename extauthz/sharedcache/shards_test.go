@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sony/gobreaker/v2"
 
@@ -87,7 +88,6 @@ func TestDeadMasterLeavesTheOtherMastersServed(t *testing.T) {
 			if len(onDead) < 3 || len(onLive) == 0 {
 				t.Fatalf("%d keys on the master to stop, %d on the others", len(onDead), len(onLive))
 			}
-			time.Sleep(newMasterGrace) // the breakers count failures from now on
 
 			tc.stop(dead)
 			stopped := time.Now()
@@ -105,6 +105,7 @@ func TestDeadMasterLeavesTheOtherMastersServed(t *testing.T) {
 						t.Fatalf("a key of a live master, %v after the stop: %q ok=%v err=%v", time.Since(stopped), v, ok, err)
 					}
 				}
+				time.Sleep(time.Millisecond)
 			}
 			t.Logf("%d rounds of reads in the second after the stop", rounds)
 			deadKey := sc.key(KindIntrospection, issuer, hashes[onDead[0]])
@@ -123,5 +124,69 @@ func TestDeadMasterLeavesTheOtherMastersServed(t *testing.T) {
 				t.Errorf("breaker gauge %v, want the most open state, open", got)
 			}
 		})
+	}
+}
+
+// TestNewSlotMapKeepsBreakersAndGracesNewMasters: a new slot map keeps the
+// breaker of every master still in it, open or not; a master that joins
+// the map later (a replica that took over) gets a closed breaker that
+// counts no failure for newMasterGrace; the gauge follows the masters in
+// the map.
+func TestNewSlotMapKeepsBreakersAndGracesNewMasters(t *testing.T) {
+	c, err := New(Options{
+		Mode:            ModeCluster,
+		Addresses:       []string{redistest.ClosedAddr(t)}, // never connects: nothing reads the map but this test
+		Secret:          testSecret,
+		BreakerFailures: 3,
+		BreakerCooldown: time.Minute,
+		Registerer:      prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	// keyA lies in the first half of the slots, keyB in the second.
+	var keyA, keyB string
+	for i := 0; keyA == "" || keyB == ""; i++ {
+		k := c.key(KindIntrospection, issuer, strconv.Itoa(i))
+		if keySlot(k) < clusterSlots/2 {
+			keyA = k
+		} else {
+			keyB = k
+		}
+	}
+	fail := func(b *gobreaker.CircuitBreaker[struct{}]) {
+		for range 3 {
+			_, _ = b.Execute(func() (struct{}, error) { return struct{}{}, errors.New("connection refused") })
+		}
+	}
+	gauge := func() gobreaker.State { return gobreaker.State(testutil.ToFloat64(c.metrics.breaker)) }
+
+	c.setSlots([]slotRange{{from: 0, to: 8191, id: "a", addr: "10.0.0.1:6379"}, {from: 8192, to: 16383, id: "b", addr: "10.0.0.2:6379"}})
+	a, b := c.breakerFor(keyA), c.breakerFor(keyB)
+	if a == b || a == c.breaker || b == c.breaker {
+		t.Fatal("the two masters do not have breakers of their own")
+	}
+	fail(a)
+	if a.State() != gobreaker.StateOpen || b.State() != gobreaker.StateClosed || gauge() != gobreaker.StateOpen {
+		t.Fatalf("after 3 failures on master a: a %v, b %v, gauge %v", a.State(), b.State(), gauge())
+	}
+
+	// Master a dies and replica c takes its slots over.
+	c.setSlots([]slotRange{{from: 0, to: 8191, id: "c", addr: "10.0.0.3:6379"}, {from: 8192, to: 16383, id: "b", addr: "10.0.0.2:6379"}})
+	if c.breakerFor(keyB) != b {
+		t.Error("master b lost its breaker")
+	}
+	nc := c.breakerFor(keyA)
+	if nc == a || nc.State() != gobreaker.StateClosed || gauge() != gobreaker.StateClosed {
+		t.Fatalf("the new master's breaker: the old one %v, %v, gauge %v", nc == a, nc.State(), gauge())
+	}
+	fail(nc)
+	if nc.State() != gobreaker.StateClosed {
+		t.Errorf("the new master's breaker counted failures in its grace: %v", nc.State())
+	}
+	fail(b)
+	if b.State() != gobreaker.StateOpen || gauge() != gobreaker.StateOpen {
+		t.Errorf("a master of the first map: %v, gauge %v", b.State(), gauge())
 	}
 }
