@@ -147,7 +147,7 @@ func (c *Cache) followSlots(ctx context.Context, cl rueidis.Client) {
 			return
 		}
 		if err != nil {
-			// Once or twice in a row: a dead node answered, as in a failover.
+			// Once or twice in a row: no node answered in time.
 			if failures++; failures == 3 {
 				c.log.Warn("shared cache cannot read the cluster slot map; breakers follow the last one read", "error", err)
 			}
@@ -169,9 +169,28 @@ func (c *Cache) followSlots(ctx context.Context, cl rueidis.Client) {
 // errSlots marks a CLUSTER SLOTS reply that is not what Redis documents.
 var errSlots = errors.New("unexpected CLUSTER SLOTS reply")
 
-// readSlots reads the cluster's slot ranges and their masters, sorted.
-func readSlots(ctx context.Context, cl rueidis.Client) ([]slotRange, error) {
-	entries, err := cl.Do(ctx, cl.B().ClusterSlots().Build()).ToArray()
+// readSlots reads the cluster's slot ranges and their masters, sorted,
+// from the first node that answers, each given a quarter of
+// topologyRefresh (in random order: a dead master stays in the map until
+// its replica takes over, and a frozen one would take all the time).
+func readSlots(ctx context.Context, cl rueidis.Client) (ranges []slotRange, err error) {
+	for _, node := range cl.Nodes() {
+		nctx, cancel := context.WithTimeout(ctx, topologyRefresh/4)
+		ranges, err = readSlotsFrom(nctx, node)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if ranges == nil && err == nil {
+		err = fmt.Errorf("%w: no node known", errSlots)
+	}
+	return ranges, err
+}
+
+// readSlotsFrom asks node for CLUSTER SLOTS.
+func readSlotsFrom(ctx context.Context, node rueidis.Client) ([]slotRange, error) {
+	entries, err := node.Do(ctx, node.B().ClusterSlots().Build()).ToArray()
 	if err != nil {
 		return nil, err
 	}
