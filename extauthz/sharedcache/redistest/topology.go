@@ -168,6 +168,32 @@ func (c *Cluster) KillMaster(t testing.TB, i int) time.Duration {
 	return time.Since(start)
 }
 
+// WaitReplicated waits until every replica has applied all that its master
+// had written when it was called: then a master killed loses no write to
+// the failover. (WAIT does not do this from a connection of its own: it
+// waits only for the writes made on its connection, none.)
+func (c *Cluster) WaitReplicated(t testing.TB) {
+	t.Helper()
+	for i, r := range c.Replicas {
+		want := replOffset(t, c.Masters[i])
+		waitFor(t, 10*time.Second, fmt.Sprintf("replica %d to apply offset %d", i, want), func() bool {
+			return r.Info("replication")["master_link_status"] == "up" && replOffset(t, r) >= want
+		})
+	}
+}
+
+// replOffset is s's replication offset: what a master wrote, what a
+// replica applied.
+func replOffset(t testing.TB, s *Server) int64 {
+	t.Helper()
+	v := s.Info("replication")["master_repl_offset"]
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		t.Fatalf("redistest: master_repl_offset %q: %v", v, err)
+	}
+	return n
+}
+
 // Addrs are the nodes' addresses: the seed nodes of a cluster-mode client.
 func (c *Cluster) Addrs() []string {
 	var out []string
