@@ -26,7 +26,7 @@
 // so whoever reads Redis cannot test a guessed token without the secret. The
 // braces are a Cluster hash tag: every kind of entry for one token lies in
 // one slot, so a revocation writes its mark and drops the shared answer in
-// one MULTI. Values are what the pipeline needs and nothing that identifies
+// one pipelined call to one master. Values are what the pipeline needs and nothing that identifies
 // the token: EncodeIntrospection holds a principal's fields (or the refusal),
 // EncodeToken an exchanged token and its expiry.
 //
@@ -51,7 +51,13 @@
 // replica takes a dead master's slots over, it comes with its own breaker,
 // closed, which counts no failure in its first two seconds, while the
 // client's routing catches up: every replica reads those keys again within
-// about three seconds of the take-over, whatever the cooldown.
+// about three seconds of the take-over, whatever the cooldown, in a cluster
+// of fewer than 100 nodes (rueidis waits up to a second before it re-reads
+// the map, longer in larger clusters, which can outlast the grace). A
+// master that leaves the map and comes back soon gets its breaker back, so
+// that a node answering with an out-of-date map closes no dead master's
+// breaker. Each replica asks for CLUSTER SLOTS once a second, and rueidis's
+// own refresh adds a few such reads.
 //
 // # Revocation
 //

@@ -25,7 +25,7 @@ func newCollectors(reg prometheus.Registerer) (m *collectors, err error) {
 		}, []string{"op", "kind", "result"})),
 		breaker: register(reg, &err, prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "tokentailor", Name: "shared_cache_breaker_state",
-			Help: "The shared cache circuit breaker: 0 closed, 1 half-open, 2 open; in cluster mode the most open of the masters' breakers.",
+			Help: "The shared cache circuit breaker: 0 closed, 1 half-open, 2 open; in cluster mode the most open breaker in use.",
 		})),
 		notices: register(reg, &err, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "tokentailor", Name: "shared_cache_revocation_notices_total",

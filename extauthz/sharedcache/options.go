@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,6 +123,11 @@ func (o *Options) defaults() error {
 	}
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = DefaultKeyPrefix
+	}
+	// A brace would make the prefix a Cluster hash tag: the entries of one
+	// token would then lie in different slots (the config refuses it too).
+	if strings.ContainsAny(o.KeyPrefix, "{}") {
+		return fmt.Errorf("%w: KeyPrefix must not hold braces", ErrInvalidOptions)
 	}
 	setDefault(&o.Timeout, DefaultTimeout)
 	setDefault(&o.LocalTTL, DefaultLocalTTL)

@@ -48,6 +48,16 @@ type slotRange struct {
 	id, addr string // the master's node ID and host:port
 }
 
+// retiredBreaker is the breaker of a master that left the slot map, kept
+// until it is given back to that master or until is past.
+type retiredBreaker struct {
+	mb    *masterBreaker
+	until time.Time
+}
+
+// maxRetired bounds the retired breakers kept.
+const maxRetired = clusterSlots
+
 // masterBreaker is the breaker of one cluster master.
 type masterBreaker struct {
 	key   string // id and addr: a master that moves gets a new breaker
@@ -170,7 +180,8 @@ func (c *Cache) followSlots(ctx context.Context, cl rueidis.Client) {
 var errSlots = errors.New("unexpected CLUSTER SLOTS reply")
 
 // readSlots reads the cluster's slot ranges and their masters, sorted,
-// from the first node that answers, each given a quarter of
+// from the first node that answers with some (a node that serves no slot
+// answers none, and rueidis too asks the next one), each given a quarter of
 // topologyRefresh (in random order: a dead master stays in the map until
 // its replica takes over, and a frozen one would take all the time).
 func readSlots(ctx context.Context, cl rueidis.Client) (ranges []slotRange, err error) {
@@ -182,10 +193,13 @@ func readSlots(ctx context.Context, cl rueidis.Client) (ranges []slotRange, err 
 			break
 		}
 	}
-	if ranges == nil && err == nil {
+	if err == nil && len(ranges) == 0 {
 		err = fmt.Errorf("%w: no node known", errSlots)
 	}
-	return ranges, err
+	if err != nil {
+		return nil, err
+	}
+	return ranges, nil
 }
 
 // readSlotsFrom asks node for CLUSTER SLOTS.
@@ -193,6 +207,9 @@ func readSlotsFrom(ctx context.Context, node rueidis.Client) ([]slotRange, error
 	entries, err := node.Do(ctx, node.B().ClusterSlots().Build()).ToArray()
 	if err != nil {
 		return nil, err
+	}
+	if len(entries) > clusterSlots {
+		return nil, fmt.Errorf("%w: %d ranges", errSlots, len(entries))
 	}
 	ranges := make([]slotRange, 0, len(entries))
 	for _, e := range entries {
@@ -202,8 +219,26 @@ func readSlotsFrom(ctx context.Context, node rueidis.Client) ([]slotRange, error
 		}
 		ranges = append(ranges, r)
 	}
-	slices.SortFunc(ranges, func(a, b slotRange) int { return cmp.Compare(a.from, b.from) })
+	if err := sortRanges(ranges); err != nil {
+		return nil, err
+	}
 	return ranges, nil
+}
+
+// sortRanges sorts a node's slot ranges and refuses a map that setSlots
+// must not install: no range (a node that serves no slot answers none, and
+// rueidis too then asks the next node) or ranges that overlap.
+func sortRanges(ranges []slotRange) error {
+	if len(ranges) == 0 {
+		return fmt.Errorf("%w: no slot", errSlots)
+	}
+	slices.SortFunc(ranges, func(a, b slotRange) int { return cmp.Compare(a.from, b.from) })
+	for i := 1; i < len(ranges); i++ {
+		if ranges[i].from <= ranges[i-1].to {
+			return fmt.Errorf("%w: slots %d-%d overlap %d-%d", errSlots, ranges[i].from, ranges[i].to, ranges[i-1].from, ranges[i-1].to)
+		}
+	}
+	return nil
 }
 
 // parseSlotRange reads [from, to, [host, port, id, …], replicas…].
@@ -221,14 +256,17 @@ func parseSlotRange(e rueidis.RedisMessage) (slotRange, error) {
 	host, _ := node[0].ToString() // empty when the node does not know its address
 	port, err1 := node[1].AsInt64()
 	id, err2 := node[2].ToString()
-	if err1 != nil || err2 != nil || id == "" {
+	if err1 != nil || err2 != nil || id == "" || port < 1 || port > 65535 {
 		return slotRange{}, fmt.Errorf("%w: the master of slots %d-%d", errSlots, from, to)
 	}
 	return slotRange{from: uint16(from), to: uint16(to), id: id, addr: net.JoinHostPort(host, strconv.FormatInt(port, 10))}, nil
 }
 
-// setSlots installs ranges, keeping the breaker of every master that
-// still serves slots; a master new to the map gets a new breaker.
+// setSlots installs ranges (sorted, not overlapping), keeping the breaker
+// of every master that still serves slots. A master that left the map and
+// comes back within retiredFor gets its breaker back, open or not (a node
+// answering with an out-of-date map must not close a dead master's
+// breaker); a master never seen gets a new breaker.
 func (c *Cache) setSlots(ranges []slotRange) {
 	c.slotsMu.Lock()
 	defer c.slotsMu.Unlock()
@@ -236,7 +274,13 @@ func (c *Cache) setSlots(ranges []slotRange) {
 	if old != nil && slices.Equal(old.ranges, ranges) {
 		return
 	}
+	now := time.Now()
 	kept := map[string]*masterBreaker{}
+	for key, r := range c.retired {
+		if now.Before(r.until) {
+			kept[key] = r.mb
+		}
+	}
 	if old != nil {
 		for _, mb := range old.masters {
 			kept[mb.key] = mb
@@ -244,7 +288,7 @@ func (c *Cache) setSlots(ranges []slotRange) {
 	}
 	var grace time.Time // none for the masters of the first map
 	if old != nil {
-		grace = time.Now().Add(newMasterGrace)
+		grace = now.Add(newMasterGrace)
 	}
 	m := &slotMap{ranges: ranges}
 	index := map[string]uint16{}
@@ -266,6 +310,22 @@ func (c *Cache) setSlots(ranges []slotRange) {
 		}
 	}
 	m.uncovered = slices.Contains(m.slot[:], 0)
+	// The breakers of masters that left the map are kept for a cooldown and
+	// a grace, the longest a returning master's breaker can matter.
+	retired := map[string]retiredBreaker{}
+	for key, r := range c.retired {
+		if _, in := index[key]; !in && now.Before(r.until) {
+			retired[key] = r
+		}
+	}
+	if old != nil {
+		for _, mb := range old.masters {
+			if _, in := index[mb.key]; !in && len(retired) < maxRetired {
+				retired[mb.key] = retiredBreaker{mb: mb, until: now.Add(c.opts.BreakerCooldown + newMasterGrace)}
+			}
+		}
+	}
+	c.retired = retired
 	c.slots.Store(m)
 	c.breakerChanged(nil, 0)
 	c.log.Info("shared cache follows a new cluster slot map", "masters", len(m.masters), "ranges", len(ranges))

@@ -3,6 +3,7 @@ package sharedcache
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -188,5 +189,44 @@ func TestNewSlotMapKeepsBreakersAndGracesNewMasters(t *testing.T) {
 	fail(b)
 	if b.State() != gobreaker.StateOpen || gauge() != gobreaker.StateOpen {
 		t.Errorf("a master of the first map: %v, gauge %v", b.State(), gauge())
+	}
+
+	// A node that has not heard of the take-over answers the old map: dead
+	// master a comes back with its own breaker, still open, and no grace.
+	c.setSlots([]slotRange{{from: 0, to: 8191, id: "a", addr: "10.0.0.1:6379"}, {from: 8192, to: 16383, id: "b", addr: "10.0.0.2:6379"}})
+	if got := c.breakerFor(keyA); got != a || got.State() != gobreaker.StateOpen {
+		t.Errorf("master a back in an out-of-date map: its own breaker %v, state %v; want its open breaker", got == a, got.State())
+	}
+	// And the map that follows gives c its breaker back.
+	c.setSlots([]slotRange{{from: 0, to: 8191, id: "c", addr: "10.0.0.3:6379"}, {from: 8192, to: 16383, id: "b", addr: "10.0.0.2:6379"}})
+	if c.breakerFor(keyA) != nc {
+		t.Error("master c back in the map: a breaker other than its own")
+	}
+}
+
+// TestSortRangesRefusesMapsNotToInstall: what a node answers to CLUSTER
+// SLOTS is installed only when it names some slot and no slot twice.
+func TestSortRangesRefusesMapsNotToInstall(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ranges []slotRange
+		ok     bool
+	}{
+		{name: "none: a node that serves no slot"},
+		{name: "one range", ranges: []slotRange{{from: 0, to: 16383, id: "a"}}, ok: true},
+		{name: "out of order", ranges: []slotRange{{from: 8192, to: 16383, id: "b"}, {from: 0, to: 8191, id: "a"}}, ok: true},
+		{name: "a gap", ranges: []slotRange{{from: 0, to: 10, id: "a"}, {from: 20, to: 30, id: "b"}}, ok: true},
+		{name: "overlap", ranges: []slotRange{{from: 0, to: 8192, id: "a"}, {from: 8192, to: 16383, id: "b"}}},
+		{name: "the same range twice", ranges: []slotRange{{from: 0, to: 16383, id: "a"}, {from: 0, to: 16383, id: "b"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := sortRanges(tc.ranges)
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, errSlots)) {
+				t.Fatalf("sortRanges: %v, want ok %v", err, tc.ok)
+			}
+			if err == nil && !slices.IsSortedFunc(tc.ranges, func(a, b slotRange) int { return int(a.from) - int(b.from) }) {
+				t.Fatalf("not sorted: %v", tc.ranges)
+			}
+		})
 	}
 }

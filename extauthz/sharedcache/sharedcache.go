@@ -74,7 +74,10 @@ type Cache struct {
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	state   atomic.Int32 // breaker's gobreaker.State, for the gauge
 	slots   atomic.Pointer[slotMap]
-	slotsMu sync.Mutex // serializes setSlots
+	slotsMu sync.Mutex // serializes setSlots; guards retired
+	// retired keeps, for a while, the breakers of masters that left the
+	// slot map (see setSlots), by masterBreaker.key.
+	retired map[string]retiredBreaker
 	gaugeMu sync.Mutex // serializes breakerChanged
 
 	client    atomic.Pointer[rueidis.Client]

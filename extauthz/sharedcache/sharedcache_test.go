@@ -486,6 +486,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{name: "sentinel without master", mod: func(o *Options) { o.Mode = ModeSentinel }},
 		{name: "unknown mode", mod: func(o *Options) { o.Mode = "ring" }},
 		{name: "short secret", mod: func(o *Options) { o.Secret = []byte("short") }},
+		{name: "a brace in the key prefix: a hash tag", mod: func(o *Options) { o.KeyPrefix = "a{" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := Options{Addresses: []string{"127.0.0.1:1"}, Secret: testSecret}
