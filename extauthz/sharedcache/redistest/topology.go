@@ -50,6 +50,16 @@ func (s *SentinelSet) MasterAddr(t testing.TB) string {
 	return r[0] + ":" + r[1]
 }
 
+// WaitReplicated waits until the replica has applied all that the master
+// had written when it was called (see Cluster.WaitReplicated).
+func (s *SentinelSet) WaitReplicated(t testing.TB) {
+	t.Helper()
+	want := replOffset(t, s.Master)
+	waitFor(t, 10*time.Second, fmt.Sprintf("the replica to apply offset %d", want), func() bool {
+		return s.Replica.Info("replication")["master_link_status"] == "up" && replOffset(t, s.Replica) >= want
+	})
+}
+
 // KillMaster kills the master (SIGKILL) and waits until the Sentinel has
 // promoted the replica; it returns how long that took.
 func (s *SentinelSet) KillMaster(t testing.TB) time.Duration {
