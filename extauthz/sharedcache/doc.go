@@ -57,7 +57,10 @@
 // master that leaves the map and comes back soon gets its breaker back, so
 // that a node answering with an out-of-date map closes no dead master's
 // breaker. Each replica asks for CLUSTER SLOTS once a second, and rueidis's
-// own refresh adds a few such reads.
+// own refresh adds a few such reads. In sentinel mode the master the client
+// follows (rueidis switches when the Sentinels announce a promotion) is read
+// from the client every second, without a call to Redis, and a promoted
+// master comes with its own breaker the same way.
 //
 // # Revocation
 //

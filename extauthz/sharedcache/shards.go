@@ -77,8 +77,8 @@ type slotMap struct {
 }
 
 // breakerFor is the breaker of the master serving key: the cache-wide
-// breaker outside cluster mode, before the map is read, and for a slot no
-// master serves.
+// breaker in standalone mode, before the map (or the Sentinel's master) is
+// read, and for a slot no master serves.
 func (c *Cache) breakerFor(key string) *gobreaker.CircuitBreaker[struct{}] {
 	if m := c.slots.Load(); m != nil {
 		if i := m.slot[keySlot(key)]; i > 0 {
@@ -174,6 +174,44 @@ func (c *Cache) followSlots(ctx context.Context, cl rueidis.Client) {
 		case <-tick.C:
 		}
 	}
+}
+
+// followMaster is followSlots for sentinel mode: the master the client
+// talks to (the Sentinels name it, and rueidis switches to a promoted
+// replica when they announce it) serves every slot. It is read from the
+// client every topologyRefresh, without a call to Redis; when it changes,
+// the promoted master comes with a breaker of its own, closed, so that the
+// calls the dead master failed do not hold its keys back for a cooldown.
+func (c *Cache) followMaster(ctx context.Context, cl rueidis.Client) {
+	tick := time.NewTicker(topologyRefresh)
+	defer tick.Stop()
+	last := ""
+	for {
+		if addr, ok := soleNode(cl); ok && addr != last {
+			if last != "" {
+				c.log.Info("shared cache follows the master the Sentinels named", "master", addr)
+			}
+			last = addr
+			c.setSlots([]slotRange{{from: 0, to: clusterSlots - 1, id: addr, addr: addr}})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// soleNode is the address of the one node cl talks to.
+func soleNode(cl rueidis.Client) (string, bool) {
+	nodes := cl.Nodes()
+	if len(nodes) != 1 {
+		return "", false
+	}
+	for addr := range nodes {
+		return addr, true
+	}
+	return "", false
 }
 
 // errSlots marks a CLUSTER SLOTS reply that is not what Redis documents.
@@ -328,7 +366,9 @@ func (c *Cache) setSlots(ranges []slotRange) {
 	c.retired = retired
 	c.slots.Store(m)
 	c.breakerChanged(nil, 0)
-	c.log.Info("shared cache follows a new cluster slot map", "masters", len(m.masters), "ranges", len(ranges))
+	if c.opts.Mode == ModeCluster {
+		c.log.Info("shared cache follows a new cluster slot map", "masters", len(m.masters), "ranges", len(ranges))
+	}
 }
 
 // keySlot is key's Redis Cluster hash slot: the CRC16 (XMODEM) of its hash

@@ -69,8 +69,8 @@ type Cache struct {
 	sealer  *sealer
 	channel string
 	metrics *collectors
-	// breaker guards every call outside cluster mode; in cluster mode,
-	// those whose master is not known (see breakerFor).
+	// breaker guards every call in standalone mode; in cluster and
+	// sentinel mode, those whose master is not known yet (see breakerFor).
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	state   atomic.Int32 // breaker's gobreaker.State, for the gauge
 	slots   atomic.Pointer[slotMap]
@@ -140,11 +140,14 @@ func (c *Cache) run(ctx context.Context) {
 			return
 		}
 	}
-	if c.opts.Mode == ModeCluster {
-		var wg sync.WaitGroup
+	var wg sync.WaitGroup
+	switch c.opts.Mode {
+	case ModeCluster:
 		wg.Go(func() { c.followSlots(ctx, cl) })
-		defer wg.Wait()
+	case ModeSentinel:
+		wg.Go(func() { c.followMaster(ctx, cl) })
 	}
+	defer wg.Wait()
 	c.subscribe(ctx)
 }
 
