@@ -41,7 +41,7 @@ type SharedCache struct {
 	// outlive their token or their component's cap either.
 	MaxTTL Duration `json:"max_ttl"`
 	// BreakerFailures consecutive failed calls open the circuit breaker
-	// (default 5); in cluster mode each master has its own.
+	// (default 5); in cluster and sentinel mode each master has its own.
 	BreakerFailures int `json:"breaker_failures"`
 	// BreakerCooldown is how long a breaker stays open before one probe (default 5s).
 	BreakerCooldown Duration `json:"breaker_cooldown"`

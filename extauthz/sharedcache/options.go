@@ -76,7 +76,8 @@ type Options struct {
 	// MaxTTL caps every entry's life in Redis; default DefaultMaxTTL.
 	MaxTTL time.Duration
 	// BreakerFailures consecutive failures open the breaker; default
-	// DefaultBreakerFailures. In cluster mode each master has its own.
+	// DefaultBreakerFailures. In cluster and sentinel mode each master has
+	// its own.
 	BreakerFailures int
 	// BreakerCooldown is how long a breaker stays open before one probe;
 	// default DefaultBreakerCooldown.

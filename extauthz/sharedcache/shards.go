@@ -349,14 +349,17 @@ func (c *Cache) setSlots(ranges []slotRange) {
 	}
 	m.uncovered = slices.Contains(m.slot[:], 0)
 	// The breakers of masters that left the map are kept for a cooldown and
-	// a grace, the longest a returning master's breaker can matter.
+	// a grace, the longest a returning master's breaker can matter. Only in
+	// cluster mode, where a node may answer an out-of-date map: in sentinel
+	// mode rueidis switches to a master only once it answers as one, so a
+	// master that comes back (a quick failback) gets a new breaker.
 	retired := map[string]retiredBreaker{}
 	for key, r := range c.retired {
 		if _, in := index[key]; !in && now.Before(r.until) {
 			retired[key] = r
 		}
 	}
-	if old != nil {
+	if old != nil && c.opts.Mode == ModeCluster {
 		for _, mb := range old.masters {
 			if _, in := index[mb.key]; !in && len(retired) < maxRetired {
 				retired[mb.key] = retiredBreaker{mb: mb, until: now.Add(c.opts.BreakerCooldown + newMasterGrace)}

@@ -230,3 +230,42 @@ func TestSortRangesRefusesMapsNotToInstall(t *testing.T) {
 		})
 	}
 }
+
+// TestSentinelFailbackGetsANewBreaker: in sentinel mode the client switches
+// to a master only once it answers as one, so a master that comes back
+// (a quick failback) gets a new, closed breaker, not the open one it left.
+func TestSentinelFailbackGetsANewBreaker(t *testing.T) {
+	c, err := New(Options{
+		Mode:            ModeSentinel,
+		SentinelMaster:  "m",
+		Addresses:       []string{redistest.ClosedAddr(t)}, // never connects: nothing follows the master but this test
+		Secret:          testSecret,
+		BreakerFailures: 3,
+		BreakerCooldown: time.Minute,
+		Registerer:      prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	key := c.key(KindIntrospection, issuer, "h")
+	master := func(addr string) []slotRange {
+		return []slotRange{{from: 0, to: clusterSlots - 1, id: addr, addr: addr}}
+	}
+	c.setSlots(master("10.0.0.1:6379"))
+	a := c.breakerFor(key)
+	for range 3 {
+		_, _ = a.Execute(func() (struct{}, error) { return struct{}{}, errors.New("connection refused") })
+	}
+	if a == c.breaker || a.State() != gobreaker.StateOpen {
+		t.Fatalf("the master's own breaker: %v, state %v", a != c.breaker, a.State())
+	}
+	c.setSlots(master("10.0.0.2:6379"))
+	if b := c.breakerFor(key); b == a || b.State() != gobreaker.StateClosed {
+		t.Fatalf("the promoted master's breaker: new %v, state %v", b != a, b.State())
+	}
+	c.setSlots(master("10.0.0.1:6379"))
+	if got := c.breakerFor(key); got == a || got.State() != gobreaker.StateClosed {
+		t.Fatalf("the master back after a failback: its old breaker %v, state %v; want a new, closed one", got == a, got.State())
+	}
+}
