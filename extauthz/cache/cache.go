@@ -116,15 +116,11 @@ func (c *Cache[V]) shard(key string) *gocache.Cache {
 
 // Get returns the value stored under key, if present and not expired.
 func (c *Cache[V]) Get(key string) (V, bool) {
-	v, ok := c.shard(key).Get(key)
+	v, ok := c.Peek(key)
 	if c.count != nil {
 		c.count(ok)
 	}
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	return v.(V), true
+	return v, ok
 }
 
 // Peek is Get without counting a hit or a miss: a second look, in the same
