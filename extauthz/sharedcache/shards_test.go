@@ -128,15 +128,15 @@ func TestDeadMasterLeavesTheOtherMastersServed(t *testing.T) {
 	}
 }
 
-// TestNewSlotMapKeepsBreakersAndGracesNewMasters: a new slot map keeps the
-// breaker of every master still in it, open or not; a master that joins
-// the map later (a replica that took over) gets a closed breaker that
-// counts no failure for newMasterGrace; the gauge follows the masters in
-// the map.
-func TestNewSlotMapKeepsBreakersAndGracesNewMasters(t *testing.T) {
+// unconnected is a Cache of mode that never connects, so that nothing but
+// the test sets its slot map; its breakers open after 3 failures, for a
+// minute.
+func unconnected(t *testing.T, mode Mode) *Cache {
+	t.Helper()
 	c, err := New(Options{
-		Mode:            ModeCluster,
-		Addresses:       []string{redistest.ClosedAddr(t)}, // never connects: nothing reads the map but this test
+		Mode:            mode,
+		SentinelMaster:  "m",
+		Addresses:       []string{redistest.ClosedAddr(t)},
 		Secret:          testSecret,
 		BreakerFailures: 3,
 		BreakerCooldown: time.Minute,
@@ -146,6 +146,23 @@ func TestNewSlotMapKeepsBreakersAndGracesNewMasters(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	return c
+}
+
+// failThrice makes b fail three times in a row: enough to open it.
+func failThrice(b *gobreaker.CircuitBreaker[struct{}]) {
+	for range 3 {
+		_, _ = b.Execute(func() (struct{}, error) { return struct{}{}, errors.New("connection refused") })
+	}
+}
+
+// TestNewSlotMapKeepsBreakersAndGracesNewMasters: a new slot map keeps the
+// breaker of every master still in it, open or not; a master that joins
+// the map later (a replica that took over) gets a closed breaker that
+// counts no failure for newMasterGrace; the gauge follows the masters in
+// the map.
+func TestNewSlotMapKeepsBreakersAndGracesNewMasters(t *testing.T) {
+	c := unconnected(t, ModeCluster)
 	// keyA lies in the first half of the slots, keyB in the second.
 	var keyA, keyB string
 	for i := 0; keyA == "" || keyB == ""; i++ {
@@ -156,11 +173,6 @@ func TestNewSlotMapKeepsBreakersAndGracesNewMasters(t *testing.T) {
 			keyB = k
 		}
 	}
-	fail := func(b *gobreaker.CircuitBreaker[struct{}]) {
-		for range 3 {
-			_, _ = b.Execute(func() (struct{}, error) { return struct{}{}, errors.New("connection refused") })
-		}
-	}
 	gauge := func() gobreaker.State { return gobreaker.State(testutil.ToFloat64(c.metrics.breaker)) }
 
 	c.setSlots([]slotRange{{from: 0, to: 8191, id: "a", addr: "10.0.0.1:6379"}, {from: 8192, to: 16383, id: "b", addr: "10.0.0.2:6379"}})
@@ -168,7 +180,7 @@ func TestNewSlotMapKeepsBreakersAndGracesNewMasters(t *testing.T) {
 	if a == b || a == c.breaker || b == c.breaker {
 		t.Fatal("the two masters do not have breakers of their own")
 	}
-	fail(a)
+	failThrice(a)
 	if a.State() != gobreaker.StateOpen || b.State() != gobreaker.StateClosed || gauge() != gobreaker.StateOpen {
 		t.Fatalf("after 3 failures on master a: a %v, b %v, gauge %v", a.State(), b.State(), gauge())
 	}
@@ -182,11 +194,11 @@ func TestNewSlotMapKeepsBreakersAndGracesNewMasters(t *testing.T) {
 	if nc == a || nc.State() != gobreaker.StateClosed || gauge() != gobreaker.StateClosed {
 		t.Fatalf("the new master's breaker: the old one %v, %v, gauge %v", nc == a, nc.State(), gauge())
 	}
-	fail(nc)
+	failThrice(nc)
 	if nc.State() != gobreaker.StateClosed {
 		t.Errorf("the new master's breaker counted failures in its grace: %v", nc.State())
 	}
-	fail(b)
+	failThrice(b)
 	if b.State() != gobreaker.StateOpen || gauge() != gobreaker.StateOpen {
 		t.Errorf("a master of the first map: %v, gauge %v", b.State(), gauge())
 	}
@@ -235,28 +247,14 @@ func TestSortRangesRefusesMapsNotToInstall(t *testing.T) {
 // to a master only once it answers as one, so a master that comes back
 // (a quick failback) gets a new, closed breaker, not the open one it left.
 func TestSentinelFailbackGetsANewBreaker(t *testing.T) {
-	c, err := New(Options{
-		Mode:            ModeSentinel,
-		SentinelMaster:  "m",
-		Addresses:       []string{redistest.ClosedAddr(t)}, // never connects: nothing follows the master but this test
-		Secret:          testSecret,
-		BreakerFailures: 3,
-		BreakerCooldown: time.Minute,
-		Registerer:      prometheus.NewRegistry(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := unconnected(t, ModeSentinel)
 	key := c.key(KindIntrospection, issuer, "h")
 	master := func(addr string) []slotRange {
 		return []slotRange{{from: 0, to: clusterSlots - 1, id: addr, addr: addr}}
 	}
 	c.setSlots(master("10.0.0.1:6379"))
 	a := c.breakerFor(key)
-	for range 3 {
-		_, _ = a.Execute(func() (struct{}, error) { return struct{}{}, errors.New("connection refused") })
-	}
+	failThrice(a)
 	if a == c.breaker || a.State() != gobreaker.StateOpen {
 		t.Fatalf("the master's own breaker: %v, state %v", a != c.breaker, a.State())
 	}
