@@ -32,6 +32,19 @@ var ErrNotHTTP = errors.New("check request has no HTTP attributes")
 // neither must be modified while the other is in use. It fails, wrapping
 // ErrNotHTTP, only when req has no attributes.request.http.
 func FromCheck(req *authv3.CheckRequest) (extauthz.Request, error) {
+	return fromCheck(req, false)
+}
+
+// FromCheckLowerKeys is FromCheck for a request whose headers map is known
+// to have no upper-case ASCII letter in any key: the gRPC server's decoder
+// looks at each name as it copies it, so the map is not walked again to
+// find out (≈ 0.5 µs of a warm Check for a dozen headers). Given any other
+// map, it would miss the headers whose names are not lower case.
+func FromCheckLowerKeys(req *authv3.CheckRequest) (extauthz.Request, error) {
+	return fromCheck(req, true)
+}
+
+func fromCheck(req *authv3.CheckRequest, lowerKeys bool) (extauthz.Request, error) {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	if h == nil {
@@ -49,8 +62,10 @@ func FromCheck(req *authv3.CheckRequest) (extauthz.Request, error) {
 	// only header_map keeps each occurrence apart.
 	if entries := h.GetHeaderMap().GetHeaders(); len(entries) > 0 {
 		r.Headers, r.HeaderCount = fromRaw(entries)
+	} else if lowerKeys {
+		r.Headers = h.GetHeaders()
 	} else {
-		r.Headers = lowerKeys(h.GetHeaders())
+		r.Headers = lowerCaseKeys(h.GetHeaders())
 	}
 
 	// Methods are upper-cased as frameworks do ("delete" is served as
@@ -95,11 +110,11 @@ func fromRaw[H rawHeader](entries []H) (map[string]string, map[string]int) {
 	return headers, counts
 }
 
-// lowerKeys returns m itself when every key is already lower case (always so
+// lowerCaseKeys returns m itself when every key is already lower case (always so
 // for maps sent by Envoy), else a copy with lower-case keys in which values of
 // keys that differ only by case are joined with ",". The copy is ordered by
 // key so that the joined value does not depend on map iteration order.
-func lowerKeys(m map[string]string) map[string]string {
+func lowerCaseKeys(m map[string]string) map[string]string {
 	clean := true
 	for k := range m {
 		if hasUpper(k) {

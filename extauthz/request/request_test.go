@@ -241,6 +241,33 @@ func TestFromCheckReusesEnvoyMaps(t *testing.T) {
 	}
 }
 
+// TestFromCheckLowerKeys: given a map whose keys are lower case, it builds
+// the same view as FromCheck, sharing the map; given header_map, it reads
+// that as FromCheck does.
+func TestFromCheckLowerKeys(t *testing.T) {
+	for _, h := range []*authv3.AttributeContext_HttpRequest{
+		{Method: "get", Host: "H.test", Path: "/p?q", Headers: map[string]string{"authorization": "Bearer a", "x": "1"}},
+		{Path: "/", Headers: map[string]string{":method": "POST", ":authority": "a.test"}},
+		{Path: "/", HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "Authorization", RawValue: []byte("Bearer a")}}}},
+	} {
+		req := checkWith(h)
+		want, err := FromCheck(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := FromCheckLowerKeys(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("FromCheckLowerKeys differs from FromCheck (-want +got):\n%s", d)
+		}
+	}
+	if _, err := FromCheckLowerKeys(&authv3.CheckRequest{}); !errors.Is(err, ErrNotHTTP) {
+		t.Errorf("no HTTP attributes: %v, want ErrNotHTTP", err)
+	}
+}
+
 func FuzzFromCheck(f *testing.F) {
 	f.Add("GET", "Example.COM", "/a?b#c", "authorization", []byte("Bearer x"), "Authorization", "Bearer y")
 	f.Add("", "", "", ":authority", []byte{}, "", "")

@@ -67,14 +67,15 @@ func (a *Authz) Swap(p *pipeline.Pipeline) *pipeline.Pipeline { return a.pipe.Sw
 // that carries no HTTP attributes at all, because Envoy treats gRPC errors
 // by failure_mode_allow.
 func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	resp, _, err := a.check(ctx, req, -1)
+	resp, _, err := a.check(ctx, req, -1, false)
 	return resp, err
 }
 
 // check is Check for a request of wireBytes bytes as received (the gRPC
-// server knows them: checkService); -1 sizes req instead. wire is the
-// answer's encoding when one was kept with it (pipeline.Outcome.Wire).
-func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes int) (resp *authv3.CheckResponse, wire []byte, _ error) {
+// server knows them: checkService); -1 sizes req instead. lowerKeys says
+// the decoder found no upper-case letter in a header name (checkCall). wire
+// is the answer's encoding when one was kept with it (pipeline.Outcome.Wire).
+func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes int, lowerKeys bool) (resp *authv3.CheckResponse, wire []byte, _ error) {
 	start := time.Now()
 	p := a.pipe.Load()
 	if max := p.Config.Listen.MaxRequestBytes; max > 0 && tooLarge(req, wireBytes, max) {
@@ -85,7 +86,11 @@ func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes i
 		a.record(&out, time.Since(start))
 		return out.Response, nil, nil
 	}
-	r, err := request.FromCheck(req)
+	view := request.FromCheck
+	if lowerKeys {
+		view = request.FromCheckLowerKeys
+	}
+	r, err := view(req)
 	if err != nil {
 		a.metrics.Decision("error", "bad_request", "", time.Since(start))
 		return nil, nil, status.Error(codes.InvalidArgument, err.Error())
@@ -180,7 +185,7 @@ func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor 
 	}
 	a := srv.(*Authz)
 	if interceptor == nil {
-		resp, wire, err := a.check(ctx, &in.req, in.wireBytes)
+		resp, wire, err := a.check(ctx, &in.req, in.wireBytes, in.lowerKeys)
 		if wire != nil {
 			// In the call's own allocation: one object fewer per warm Check.
 			in.answer = encodedAnswer{CheckResponse: resp, wire: wire}
@@ -193,7 +198,7 @@ func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor 
 		if r := req.(*authv3.CheckRequest); r != &in.req {
 			return a.Check(ctx, r) // an interceptor replaced the request: size it
 		}
-		resp, _, err := a.check(ctx, &in.req, in.wireBytes)
+		resp, _, err := a.check(ctx, &in.req, in.wireBytes, in.lowerKeys)
 		return resp, err
 	})
 }

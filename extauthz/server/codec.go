@@ -123,28 +123,33 @@ func (c fastCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *checkCall:
 		m.wireBytes = data.Len()
-		return unmarshalCheck(data, &m.req)
+		var err error
+		m.lowerKeys, err = unmarshalCheck(data, &m.req)
+		return err
 	case *authv3.CheckRequest:
-		return unmarshalCheck(data, m)
+		_, err := unmarshalCheck(data, m)
+		return err
 	}
 	return c.proto.Unmarshal(data, v)
 }
 
 // unmarshalCheck decodes data into m as gRPC's codec would, with
 // unmarshalCheckRequest.
-func unmarshalCheck(data mem.BufferSlice, m *authv3.CheckRequest) error {
+func unmarshalCheck(data mem.BufferSlice, m *authv3.CheckRequest) (lowerKeys bool, _ error) {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	m.Reset() // as proto.Unmarshal does: gRPC hands new messages anyway
 	return unmarshalCheckRequest(buf.ReadOnlyData(), m)
 }
 
-// checkCall is what checkService decodes a Check call into: the request and
-// its size on the wire, which listen.max_request_bytes bounds; and the
-// answer handleCheck gives gRPC when it was kept with its encoding.
+// checkCall is what checkService decodes a Check call into: the request,
+// its size on the wire, which listen.max_request_bytes bounds, and whether
+// its header names are known to be lower case (unmarshalCheckRequest); and
+// the answer handleCheck gives gRPC when it was kept with its encoding.
 type checkCall struct {
 	req       authv3.CheckRequest
 	wireBytes int
+	lowerKeys bool
 	answer    encodedAnswer
 }
 

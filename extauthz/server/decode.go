@@ -36,12 +36,18 @@ import (
 // a message proto.Equal to its own (FuzzUnmarshalCheckRequest holds it to
 // that). Decoded strings and bytes are copies: b is gRPC's buffer, reused
 // once the call is decoded.
-func unmarshalCheckRequest(b []byte, m *authv3.CheckRequest) error {
-	if decodeCheckRequest(b, m) == nil {
-		return nil
+//
+// lowerKeys reports that no key of the headers map has an upper-case ASCII
+// letter: true only when the hand decoder took the request, having looked
+// at each key as it copied it, so that request.FromCheckLowerKeys need not
+// walk the map again.
+func unmarshalCheckRequest(b []byte, m *authv3.CheckRequest) (lowerKeys bool, _ error) {
+	upper := false
+	if decodeCheckRequest(b, m, &upper) == nil {
+		return !upper, nil
 	}
 	m.Reset()
-	return proto.Unmarshal(b, m)
+	return false, proto.Unmarshal(b, m)
 }
 
 // errUnusual stops the hand decoder; unmarshalCheckRequest then leaves the
@@ -136,7 +142,9 @@ func delegate[M proto.Message](f wireField, present bool, m M, depth int) (M, er
 	return m, nil
 }
 
-func decodeCheckRequest(b []byte, m *authv3.CheckRequest) error {
+// decodeCheckRequest and the decoders below it decode one message each;
+// upper is set when a key of the headers map has an upper-case ASCII letter.
+func decodeCheckRequest(b []byte, m *authv3.CheckRequest, upper *bool) error {
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -151,14 +159,14 @@ func decodeCheckRequest(b []byte, m *authv3.CheckRequest) error {
 			return err
 		}
 		m.Attributes = new(authv3.AttributeContext)
-		if err := decodeAttributes(p, m.Attributes); err != nil {
+		if err := decodeAttributes(p, m.Attributes, upper); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func decodeAttributes(b []byte, m *authv3.AttributeContext) error {
+func decodeAttributes(b []byte, m *authv3.AttributeContext, upper *bool) error {
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -182,9 +190,9 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext) error {
 				return errUnusual
 			}
 			m.Request = new(authv3.AttributeContext_Request)
-			err = decodeRequest(p, m.Request)
+			err = decodeRequest(p, m.Request, upper)
 		case 10:
-			m.ContextExtensions, err = decodeMapEntry(f, m.ContextExtensions, b)
+			m.ContextExtensions, err = decodeMapEntry(f, m.ContextExtensions, b, nil)
 		case 11:
 			m.MetadataContext, err = delegate(f, m.MetadataContext != nil, new(corev3.Metadata), depthPeer)
 		case 12:
@@ -220,7 +228,7 @@ func decodePeer(b []byte, m *authv3.AttributeContext_Peer) error {
 		case 2:
 			m.Service, err = f.str()
 		case 3:
-			m.Labels, err = decodeMapEntry(f, m.Labels, b)
+			m.Labels, err = decodeMapEntry(f, m.Labels, b, nil)
 		case 4:
 			m.Principal, err = f.str()
 		case 5:
@@ -235,7 +243,7 @@ func decodePeer(b []byte, m *authv3.AttributeContext_Peer) error {
 	return nil
 }
 
-func decodeRequest(b []byte, m *authv3.AttributeContext_Request) error {
+func decodeRequest(b []byte, m *authv3.AttributeContext_Request, upper *bool) error {
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -252,7 +260,7 @@ func decodeRequest(b []byte, m *authv3.AttributeContext_Request) error {
 			err = decodeTimestamp(p, m.Time)
 		case f.num == 2 && m.Http == nil:
 			m.Http = new(authv3.AttributeContext_HttpRequest)
-			err = decodeHTTP(p, m.Http)
+			err = decodeHTTP(p, m.Http, upper)
 		default:
 			return errUnusual
 		}
@@ -282,7 +290,7 @@ func decodeTimestamp(b []byte, m *timestamppb.Timestamp) error {
 	return nil
 }
 
-func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) error {
+func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest, upper *bool) error {
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -295,7 +303,7 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) error {
 		case 2:
 			m.Method, err = f.str()
 		case 3:
-			m.Headers, err = decodeMapEntry(f, m.Headers, b)
+			m.Headers, err = decodeMapEntry(f, m.Headers, b, upper)
 		case 4:
 			m.Path, err = f.str()
 		case 5:
@@ -340,8 +348,9 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) error {
 
 // decodeMapEntry adds the map<string, string> entry f to m and returns m;
 // a nil m is made with room for every entry of the same field in the rest
-// of the message, which Envoy sends one after another.
-func decodeMapEntry(f wireField, m map[string]string, rest []byte) (map[string]string, error) {
+// of the message, which Envoy sends one after another. With upper, it sets
+// *upper when the key has an upper-case ASCII letter.
+func decodeMapEntry(f wireField, m map[string]string, rest []byte, upper *bool) (map[string]string, error) {
 	p, err := f.message()
 	if err != nil {
 		return m, err
@@ -355,6 +364,9 @@ func decodeMapEntry(f wireField, m map[string]string, rest []byte) (map[string]s
 		switch e.num {
 		case 1:
 			k, err = e.name()
+			if upper != nil && hasUpperASCII(e.payload) {
+				*upper = true
+			}
 		case 2:
 			v, err = e.str()
 		default:
@@ -509,4 +521,15 @@ func decodeAddress(b []byte, m *corev3.Address) error {
 		}
 	}
 	return nil
+}
+
+// hasUpperASCII reports whether b has a letter from A to Z, as
+// request.FromCheck looks for in each header name.
+func hasUpperASCII(b []byte) bool {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
 }

@@ -122,6 +122,7 @@ func decodeCases(t testing.TB) []struct {
 		{name: "raw value not UTF-8 (bytes)", b: inHTTP(pb(nil).bytes(13, pb(nil).bytes(1, pb(nil).str(1, "a").bytes(3, []byte{0xff})))), fast: true},
 		{name: "timestamp overflows int32 nanos", b: pb(nil).bytes(1, pb(nil).bytes(4, pb(nil).bytes(1, pb(nil).varint(1, 7).varint(2, 1<<40)))), fast: true},
 
+		{name: "upper-case header name", b: inHTTP(pb(nil).bytes(3, entry("Authorization", "Bearer a")).bytes(3, entry("authorization", "Bearer b"))), fast: true},
 		{name: "empty address", b: pb(nil).bytes(1, pb(nil).bytes(1, pb(nil).bytes(1, nil))), fast: true},
 		{name: "UDP socket address, no port", b: inPeer(pb(nil).bytes(1, pb(nil).varint(1, 1).str(2, "::1"))), fast: true},
 		{name: "port twice: last wins", b: inPeer(pb(nil).bytes(1, pb(nil).varint(3, 1).varint(3, 70000))), fast: true},
@@ -157,7 +158,7 @@ func TestUnmarshalCheckRequestMatchesProtobuf(t *testing.T) {
 	for _, tc := range decodeCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			sameAsProtobuf(t, tc.b)
-			err := decodeCheckRequest(tc.b, new(authv3.CheckRequest))
+			err := decodeCheckRequest(tc.b, new(authv3.CheckRequest), new(bool))
 			if tc.fast && err != nil {
 				t.Errorf("hand decoder left it to protobuf-go: %v", err)
 			}
@@ -169,14 +170,24 @@ func TestUnmarshalCheckRequestMatchesProtobuf(t *testing.T) {
 }
 
 // sameAsProtobuf fails t unless unmarshalCheckRequest and proto.Unmarshal
-// agree on b, and the decoded message shares no memory with b.
+// agree on b, the decoded message shares no memory with b, and lowerKeys
+// is reported exactly when the hand decoder took b and no header name has
+// an upper-case letter.
 func sameAsProtobuf(t *testing.T, b []byte) {
 	t.Helper()
 	want := new(authv3.CheckRequest)
 	wantErr := proto.Unmarshal(b, want)
 	b = bytes.Clone(b)
 	got := new(authv3.CheckRequest)
-	err := unmarshalCheckRequest(b, got)
+	lowerKeys, err := unmarshalCheckRequest(b, got)
+	hand := decodeCheckRequest(b, new(authv3.CheckRequest), new(bool)) == nil
+	upper := false
+	for k := range want.GetAttributes().GetRequest().GetHttp().GetHeaders() {
+		upper = upper || strings.ContainsAny(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+	}
+	if lowerKeys != (hand && !upper) {
+		t.Errorf("lowerKeys = %v; hand decoder took it: %v, a header name with an upper-case letter: %v", lowerKeys, hand, upper)
+	}
 	switch {
 	case (err == nil) != (wantErr == nil):
 		t.Fatalf("error %v, protobuf-go's %v", err, wantErr)
@@ -252,8 +263,8 @@ func TestFastCodecDecodesCheckRequests(t *testing.T) {
 	if err := newFastCodec().Unmarshal(split, &call); err != nil {
 		t.Fatal(err)
 	}
-	if call.wireBytes != len(b) || !proto.Equal(&call.req, want) {
-		t.Errorf("checkCall: %d bytes (want %d), request equal: %v", call.wireBytes, len(b), proto.Equal(&call.req, want))
+	if call.wireBytes != len(b) || !call.lowerKeys || !proto.Equal(&call.req, want) {
+		t.Errorf("checkCall: %d bytes (want %d), lower-case keys %v, request equal: %v", call.wireBytes, len(b), call.lowerKeys, proto.Equal(&call.req, want))
 	}
 	got := new(authv3.CheckRequest)
 	if err := newFastCodec().Unmarshal(split, got); err != nil || !proto.Equal(got, want) {
@@ -294,7 +305,7 @@ func BenchmarkUnmarshalCheckRequest(b *testing.B) {
 		b.Run(c.name+"/server", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := unmarshalCheckRequest(raw, new(authv3.CheckRequest)); err != nil {
+				if _, err := unmarshalCheckRequest(raw, new(authv3.CheckRequest)); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -569,6 +569,23 @@ func TestNonHTTPCheckIsAGRPCError(t *testing.T) {
 	}
 }
 
+// TestUpperCaseHeaderNamesOverGRPC: a request whose headers map has names
+// that are not lower case (Envoy never sends one; a hand-built client may)
+// is decoded without the lower-case promise, so the request view still
+// lower-cases the names: the credential is found, and a second value under
+// another spelling is refused, as with Envoy's merged header.
+func TestUpperCaseHeaderNamesOverGRPC(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	tok := h.token(nil)
+	if resp := h.check("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + tok}); httpStatus(resp) != 200 {
+		t.Errorf("Authorization spelled with a capital: %v, want allow", resp.GetDeniedResponse())
+	}
+	resp := h.check("GET", "/orders/1", map[string]string{"authorization": "Bearer " + tok, "AUTHORIZATION": "Bearer other"})
+	if httpStatus(resp) != 401 || !strings.Contains(header(resp, "www-authenticate"), "malformed") {
+		t.Errorf("two authorization headers under two spellings: %d %q, want 401, malformed", httpStatus(resp), header(resp, "www-authenticate"))
+	}
+}
+
 func TestAdminEndpointsAndHealth(t *testing.T) {
 	h := newHarness(t, baseConfig)
 	base := "http://" + h.srv.AdminAddr().String()
