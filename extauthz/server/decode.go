@@ -23,10 +23,10 @@ import (
 // (its vtprotobuf files marshal only), and Go cannot add generated methods to
 // its types from here, so the messages every Check carries are decoded by
 // hand with protobuf-go's wire primitives (protowire): CheckRequest,
-// AttributeContext, its Peers, Request, HttpRequest with its headers map or
-// header_map, and the request's Timestamp. The rest (addresses, metadata,
-// TLS session) is handed to proto.Unmarshal, field by field, with the
-// recursion budget left at its depth.
+// AttributeContext, its Peers with their socket addresses, Request with its
+// Timestamp, and HttpRequest with its headers map or header_map. Metadata
+// and the TLS session are handed to proto.Unmarshal, field by field, with
+// the recursion budget left at their depth.
 //
 // Whatever this decoder does not expect (an unknown field, a known field in
 // another wire type, a singular message sent twice, a string that is not
