@@ -296,7 +296,7 @@ func phase(ctx context.Context, o loadOptions, clients []*grpc.ClientConn, src *
 // worker sends requests until stop is set or the source is used up.
 func worker(ctx context.Context, c *grpc.ClientConn, src *source, w int, timeout time.Duration, stop *atomic.Bool, out *result) {
 	codec := grpc.ForceCodecV2(newRawCodec())
-	resp := new(authv3.CheckResponse)
+	resp := new(verdict)
 	for n := uint64(0); !stop.Load() && ctx.Err() == nil; n++ {
 		req, err := src.NextRaw(w, n)
 		if err != nil {
@@ -308,7 +308,6 @@ func worker(ctx context.Context, c *grpc.ClientConn, src *source, w int, timeout
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		t0 := time.Now()
-		proto.Reset(resp) // one answer value per worker, reused
 		err = c.Invoke(cctx, checkMethod, req, resp, codec)
 		took := time.Since(t0)
 		cancel()
@@ -320,10 +319,10 @@ func worker(ctx context.Context, c *grpc.ClientConn, src *source, w int, timeout
 			if out.FirstError == "" {
 				out.FirstError = err.Error()
 			}
-		case resp.GetStatus().GetCode() != 0:
+		case resp.code != 0:
 			out.Denied++
 			if out.FirstError == "" {
-				out.FirstError = fmt.Sprintf("denied: code %d, HTTP %d", resp.GetStatus().GetCode(), resp.GetDeniedResponse().GetStatus().GetCode())
+				out.FirstError = fmt.Sprintf("denied: code %d, HTTP %d", resp.code, resp.httpStatus)
 			}
 		default:
 			out.OK++
