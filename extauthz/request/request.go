@@ -93,7 +93,7 @@ func fromRaw[H rawHeader](entries []H) (map[string]string, map[string]int) {
 	headers := make(map[string]string, len(entries))
 	counts := make(map[string]int, len(entries))
 	for _, e := range entries {
-		k := strings.ToLower(e.GetKey())
+		k := asciiLower(e.GetKey())
 		var v string
 		if raw := e.GetRawValue(); len(raw) > 0 {
 			v = string(raw)
@@ -132,7 +132,7 @@ func lowerCaseKeys(m map[string]string) map[string]string {
 	slices.Sort(keys)
 	out := make(map[string]string, len(m))
 	for _, k := range keys {
-		lk := strings.ToLower(k)
+		lk := asciiLower(k)
 		if prev, ok := out[lk]; ok {
 			out[lk] = prev + "," + m[k]
 		} else {

@@ -127,6 +127,37 @@ func TestFromCheck(t *testing.T) {
 			},
 		},
 		{
+			// Only ASCII letters are lower-cased, on every path: the Kelvin
+			// sign (U+212A) would turn into 'k' with strings.ToLower, making
+			// a name no client sent merge into "cookie" on this path only.
+			name: "names lower-cased in ASCII only",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Path: "/",
+				Headers: map[string]string{
+					"Cookie":      "a=1",
+					"coo\u212aie": "b=2",
+				},
+			}),
+			want: extauthz.Request{
+				Path: "/", RawPath: "/",
+				Headers: map[string]string{"cookie": "a=1", "coo\u212aie": "b=2"},
+			},
+		},
+		{
+			name: "header_map names lower-cased in ASCII only",
+			req: checkWith(&authv3.AttributeContext_HttpRequest{
+				Path: "/",
+				HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+					{Key: "COO\u212aIE", RawValue: []byte("b=2")},
+				}},
+			}),
+			want: extauthz.Request{
+				Path: "/", RawPath: "/",
+				Headers:     map[string]string{"coo\u212aie": "b=2"},
+				HeaderCount: map[string]int{"coo\u212aie": 1},
+			},
+		},
+		{
 			name: "raw header_map joins duplicates and counts them",
 			req: checkWith(&authv3.AttributeContext_HttpRequest{
 				Method: "GET", Host: "h", Path: "/p?q",

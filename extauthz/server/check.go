@@ -67,18 +67,18 @@ func (a *Authz) Swap(p *pipeline.Pipeline) *pipeline.Pipeline { return a.pipe.Sw
 // that carries no HTTP attributes at all, because Envoy treats gRPC errors
 // by failure_mode_allow.
 func (a *Authz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	resp, _, err := a.check(ctx, req, -1, false)
+	resp, _, err := a.check(ctx, req, received{wireBytes: -1})
 	return resp, err
 }
 
-// check is Check for a request of wireBytes bytes as received (the gRPC
-// server knows them: checkService); -1 sizes req instead. lowerKeys says
-// the decoder found no upper-case letter in a header name (checkCall). wire
-// is the answer's encoding when one was kept with it (pipeline.Outcome.Wire).
-func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes int, lowerKeys bool) (resp *authv3.CheckResponse, wire []byte, _ error) {
+// check is Check for a request with what the gRPC server learnt as it
+// decoded it (checkService; Authz.Check knows nothing: wireBytes -1 sizes
+// req instead). wire is the answer's encoding when one was kept with it
+// (pipeline.Outcome.Wire).
+func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, got received) (resp *authv3.CheckResponse, wire []byte, _ error) {
 	start := time.Now()
 	p := a.pipe.Load()
-	if max := p.Config.Listen.MaxRequestBytes; max > 0 && tooLarge(req, wireBytes, max) {
+	if max := p.Config.Listen.MaxRequestBytes; got.undecoded || max > 0 && tooLarge(req, got.wireBytes, max) {
 		// Judged by size alone: headers this large are no request a route
 		// was written for. An answer, never a gRPC error (invariant 5).
 		out := pipeline.Outcome{Err: fmt.Errorf("%w: more than listen.max_request_bytes (%d)", extauthz.ErrRequestTooLarge, max)}
@@ -87,7 +87,7 @@ func (a *Authz) check(ctx context.Context, req *authv3.CheckRequest, wireBytes i
 		return out.Response, nil, nil
 	}
 	view := request.FromCheck
-	if lowerKeys {
+	if got.lowerKeys {
 		view = request.FromCheckLowerKeys
 	}
 	r, err := view(req)
@@ -179,13 +179,16 @@ var checkService = grpc.ServiceDesc{
 // encodedAnswer, which fastCodec sends without encoding it again; an
 // interceptor always sees the CheckResponse.
 func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	a := srv.(*Authz)
 	in := new(checkCall)
+	// A request over the bound is answered from its size alone; the codec
+	// does not decode it.
+	in.limit = a.pipe.Load().Config.Listen.MaxRequestBytes
 	if err := dec(in); err != nil {
 		return nil, err
 	}
-	a := srv.(*Authz)
 	if interceptor == nil {
-		resp, wire, err := a.check(ctx, &in.req, in.wireBytes, in.lowerKeys)
+		resp, wire, err := a.check(ctx, &in.req, in.received)
 		if wire != nil {
 			// In the call's own allocation: one object fewer per warm Check.
 			in.answer = encodedAnswer{CheckResponse: resp, wire: wire}
@@ -198,7 +201,7 @@ func handleCheck(srv any, ctx context.Context, dec func(any) error, interceptor 
 		if r := req.(*authv3.CheckRequest); r != &in.req {
 			return a.Check(ctx, r) // an interceptor replaced the request: size it
 		}
-		resp, _, err := a.check(ctx, &in.req, in.wireBytes, in.lowerKeys)
+		resp, _, err := a.check(ctx, &in.req, in.received)
 		return resp, err
 	})
 }

@@ -123,6 +123,10 @@ func (c fastCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *checkCall:
 		m.wireBytes = data.Len()
+		if m.limit > 0 && m.wireBytes > m.limit {
+			m.undecoded = true
+			return nil
+		}
 		var err error
 		m.lowerKeys, err = unmarshalCheck(data, &m.req)
 		return err
@@ -142,15 +146,30 @@ func unmarshalCheck(data mem.BufferSlice, m *authv3.CheckRequest) (lowerKeys boo
 	return unmarshalCheckRequest(buf.ReadOnlyData(), m)
 }
 
-// checkCall is what checkService decodes a Check call into: the request,
-// its size on the wire, which listen.max_request_bytes bounds, and whether
-// its header names are known to be lower case (unmarshalCheckRequest); and
-// the answer handleCheck gives gRPC when it was kept with its encoding.
+// checkCall is what checkService decodes a Check call into: the request
+// and what was learnt decoding it; limit, set before, is
+// listen.max_request_bytes (0: none), over which the request is not decoded
+// at all. answer is what handleCheck gives gRPC when the answer was kept
+// with its encoding.
 type checkCall struct {
-	req       authv3.CheckRequest
+	req   authv3.CheckRequest
+	limit int
+	received
+	answer encodedAnswer
+}
+
+// received is what the codec learnt of a request as it decoded it.
+type received struct {
+	// wireBytes is the request's size on the wire, which
+	// listen.max_request_bytes bounds; -1 when unknown.
 	wireBytes int
+	// lowerKeys: no header name has an upper-case letter
+	// (unmarshalCheckRequest).
 	lowerKeys bool
-	answer    encodedAnswer
+	// undecoded: the request was over checkCall.limit and left undecoded,
+	// for a decoded request that large could take many times its size in
+	// memory (a map entry per few bytes).
+	undecoded bool
 }
 
 // Name is the content-subtype the codec serves: "proto", gRPC's default.

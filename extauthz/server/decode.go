@@ -143,7 +143,9 @@ func delegate[M proto.Message](f wireField, present bool, m M, depth int) (M, er
 }
 
 // decodeCheckRequest and the decoders below it decode one message each;
-// upper is set when a key of the headers map has an upper-case ASCII letter.
+// upper is set when a key of the headers map has an upper-case ASCII letter
+// (the key as decoded: an entry may name its key twice, the last one
+// counts).
 func decodeCheckRequest(b []byte, m *authv3.CheckRequest, upper *bool) error {
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
@@ -347,9 +349,9 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest, upper *bool) e
 }
 
 // decodeMapEntry adds the map<string, string> entry f to m and returns m;
-// a nil m is made with room for every entry of the same field in the rest
-// of the message, which Envoy sends one after another. With upper, it sets
-// *upper when the key has an upper-case ASCII letter.
+// a nil m is made with room for the entries of the same field that follow
+// (up to maxSizeHint), which Envoy sends one after another. With upper, it
+// sets *upper when the key has an upper-case ASCII letter.
 func decodeMapEntry(f wireField, m map[string]string, rest []byte, upper *bool) (map[string]string, error) {
 	p, err := f.message()
 	if err != nil {
@@ -364,9 +366,6 @@ func decodeMapEntry(f wireField, m map[string]string, rest []byte, upper *bool) 
 		switch e.num {
 		case 1:
 			k, err = e.name()
-			if upper != nil && hasUpperASCII(e.payload) {
-				*upper = true
-			}
 		case 2:
 			v, err = e.str()
 		default:
@@ -376,12 +375,22 @@ func decodeMapEntry(f wireField, m map[string]string, rest []byte, upper *bool) 
 			return m, err
 		}
 	}
+	if upper != nil && hasUpper(k) {
+		*upper = true
+	}
 	if m == nil {
-		m = make(map[string]string, 1+countField(rest, f.num))
+		m = make(map[string]string, 1+min(countField(rest, f.num), maxSizeHint))
 	}
 	m[k] = v
 	return m, nil
 }
+
+// maxSizeHint bounds the room made ahead for a map's or a list's entries.
+// Entries are counted, not their distinct keys: a request repeating one
+// short entry a million times would otherwise have a table made for a
+// million keys (a 2 MiB request, 84 MB) where protobuf-go keeps one. Envoy
+// sends at most 100 headers by default (max_headers_count).
+const maxSizeHint = 128
 
 // countField counts the length-delimited fields numbered num at the front
 // of b, up to the first other field.
@@ -427,20 +436,18 @@ var commonHeaders = func() map[string]string {
 }()
 
 // decodeHeaderMap decodes a HeaderMap: Envoy's header list when its filter
-// sets encode_raw_headers. Its HeaderValues share one allocation.
+// sets encode_raw_headers. Its first HeaderValues (up to maxSizeHint) share
+// one allocation.
 func decodeHeaderMap(b []byte, m *corev3.HeaderMap) error {
-	n := countField(b, 1)
-	if n == 0 && len(b) > 0 {
-		return errUnusual
+	n := min(countField(b, 1), maxSizeHint)
+	var values []corev3.HeaderValue
+	if n > 0 {
+		values = make([]corev3.HeaderValue, n)
+		m.Headers = make([]*corev3.HeaderValue, 0, n)
 	}
-	if n == 0 {
-		return nil
-	}
-	values := make([]corev3.HeaderValue, n)
-	m.Headers = make([]*corev3.HeaderValue, 0, n)
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
-		if err != nil || f.num != 1 || len(m.Headers) == n {
+		if err != nil || f.num != 1 {
 			return errUnusual
 		}
 		b = rest
@@ -448,7 +455,12 @@ func decodeHeaderMap(b []byte, m *corev3.HeaderMap) error {
 		if err != nil {
 			return err
 		}
-		h := &values[len(m.Headers)]
+		var h *corev3.HeaderValue
+		if i := len(m.Headers); i < len(values) {
+			h = &values[i]
+		} else {
+			h = new(corev3.HeaderValue)
+		}
 		if err := decodeHeaderValue(p, h); err != nil {
 			return err
 		}
@@ -523,11 +535,11 @@ func decodeAddress(b []byte, m *corev3.Address) error {
 	return nil
 }
 
-// hasUpperASCII reports whether b has a letter from A to Z, as
-// request.FromCheck looks for in each header name.
-func hasUpperASCII(b []byte) bool {
-	for _, c := range b {
-		if 'A' <= c && c <= 'Z' {
+// hasUpper reports whether s has a letter from A to Z, as request.FromCheck
+// looks for in each header name.
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
 			return true
 		}
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -116,6 +117,8 @@ func decodeCases(t testing.TB) []struct {
 		{name: "map entry without key or value", b: inHTTP(pb(nil).bytes(3, nil).bytes(3, pb(nil).str(2, "v"))), fast: true},
 		{name: "map key twice: last wins", b: inHTTP(pb(nil).bytes(3, entry("a", "1")).bytes(3, entry("a", "2"))), fast: true},
 		{name: "map entry key twice", b: inHTTP(pb(nil).bytes(3, entry("a", "1").str(1, "b"))), fast: true},
+		{name: "map entry key twice, a capital first", b: inHTTP(pb(nil).bytes(3, pb(nil).str(1, "A").str(1, "a"))), fast: true},
+		{name: "map entry key twice, a capital last", b: inHTTP(pb(nil).bytes(3, pb(nil).str(1, "a").str(1, "A"))), fast: true},
 		{name: "headers apart", b: inHTTP(pb(nil).bytes(3, entry("a", "1")).str(2, "GET").bytes(3, entry("b", "2"))), fast: true},
 		{name: "string twice: last wins", b: inHTTP(pb(nil).str(2, "GET").str(2, "POST")), fast: true},
 		{name: "negative size", b: inHTTP(pb(nil).varint(9, ^uint64(0))), fast: true},
@@ -238,6 +241,51 @@ func TestUnmarshalCheckRequestRecursionLimit(t *testing.T) {
 	}
 }
 
+// TestUnmarshalCheckRequestMemoryFollowsTheMessage: room made ahead for a
+// map's or a list's entries is bounded, so a request that repeats one short
+// entry costs about what protobuf-go spends on it, not a table for every
+// repeat (found by review: a 2 MiB request made an 84 MB table). Also when
+// the request is refused after the room was made.
+func TestUnmarshalCheckRequestMemoryFollowsTheMessage(t *testing.T) {
+	repeat := func(num protowire.Number, entry []byte, n int) pb {
+		var m pb
+		for range n {
+			m = m.bytes(num, entry)
+		}
+		return m
+	}
+	const n = 1 << 16 // 64k entries of 2 bytes
+	bad := pb(nil).bytes(1, []byte{0xff})
+	for name, b := range map[string][]byte{
+		"headers, one entry again and again":          inHTTP(repeat(3, nil, n)),
+		"headers, a bad second entry, then repeats":   inHTTP(append(pb(nil).bytes(3, pb(nil).str(1, "a")).bytes(3, []byte{0xff}), repeat(3, nil, n)...)),
+		"context extensions, again and again":         pb(nil).bytes(1, repeat(10, nil, n)),
+		"header_map, a bad first entry, then repeats": inHTTP(pb(nil).bytes(13, append(bad, repeat(1, nil, n)...))),
+		"header_map, empty entries":                   inHTTP(pb(nil).bytes(13, repeat(1, nil, n))),
+	} {
+		t.Run(name, func(t *testing.T) {
+			sameAsProtobuf(t, b)
+			hand := allocated(func() { _, _ = unmarshalCheckRequest(b, new(authv3.CheckRequest)) })
+			proto := allocated(func() { _ = proto.Unmarshal(b, new(authv3.CheckRequest)) })
+			// header_map's entries are messages of their own: protobuf-go
+			// allocates each; the decoder shares the first ones.
+			if hand > 2*proto+64<<10 {
+				t.Errorf("the decoder allocated %d bytes for a %d-byte request; protobuf-go %d", hand, len(b), proto)
+			}
+		})
+	}
+}
+
+// allocated returns the bytes f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
 // FuzzUnmarshalCheckRequest: whatever arrives, the server's decoder agrees
 // with proto.Unmarshal and keeps nothing of gRPC's buffer.
 func FuzzUnmarshalCheckRequest(f *testing.F) {
@@ -273,6 +321,28 @@ func TestFastCodecDecodesCheckRequests(t *testing.T) {
 	bad := mem.BufferSlice{mem.SliceBuffer(pb(nil).bytes(1, pb(nil).bytes(10, pb(nil).str(1, "\xff"))))}
 	if err := newFastCodec().Unmarshal(bad, new(authv3.CheckRequest)); err == nil || !strings.Contains(err.Error(), "UTF-8") {
 		t.Errorf("a request with a string that is not UTF-8: %v, want protobuf-go's error", err)
+	}
+}
+
+// TestFastCodecLeavesOversizedCallsUndecoded: a Check call over
+// listen.max_request_bytes is answered from its size alone (431), so the
+// codec does not decode it: a large request can take many times its size
+// in memory once decoded. At the bound, it is decoded.
+func TestFastCodecLeavesOversizedCallsUndecoded(t *testing.T) {
+	b, err := proto.Marshal(envoyCheckRequest(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := checkCall{limit: len(b) - 1}
+	if err := newFastCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &over); err != nil {
+		t.Fatal(err)
+	}
+	if !over.undecoded || over.wireBytes != len(b) || over.req.GetAttributes() != nil {
+		t.Errorf("over the limit: undecoded %v, %d bytes, request %v; want it undecoded", over.undecoded, over.wireBytes, &over.req)
+	}
+	at := checkCall{limit: len(b)}
+	if err := newFastCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &at); err != nil || at.undecoded || at.req.GetAttributes() == nil {
+		t.Errorf("at the limit: %v, undecoded %v; want it decoded", err, at.undecoded)
 	}
 }
 
