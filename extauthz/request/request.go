@@ -36,7 +36,7 @@ func FromCheck(req *authv3.CheckRequest) (extauthz.Request, error) {
 }
 
 // FromCheckLowerKeys is FromCheck for a request whose headers map is known
-// to have no upper-case ASCII letter in any key: the gRPC server's decoder
+// to have no key for which HasUpper holds: the gRPC server's decoder
 // looks at each name as it copies it, so the map is not walked again to
 // find out (≈ 0.5 µs of a warm Check for a dozen headers). Given any other
 // map, it would miss the headers whose names are not lower case.
@@ -117,7 +117,7 @@ func fromRaw[H rawHeader](entries []H) (map[string]string, map[string]int) {
 func lowerCaseKeys(m map[string]string) map[string]string {
 	clean := true
 	for k := range m {
-		if hasUpper(k) {
+		if HasUpper(k) {
 			clean = false
 			break
 		}
@@ -142,7 +142,9 @@ func lowerCaseKeys(m map[string]string) map[string]string {
 	return out
 }
 
-func hasUpper(s string) bool {
+// HasUpper reports whether a header name has an upper-case ASCII letter:
+// FromCheck lower-cases such names, and FromCheckLowerKeys expects none.
+func HasUpper(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {
 			return true

@@ -318,7 +318,7 @@ func FuzzFromCheck(f *testing.F) {
 		}
 		total := 0
 		for k, n := range got.HeaderCount {
-			if hasUpper(k) {
+			if HasUpper(k) {
 				t.Errorf("header key %q not lower case", k)
 			}
 			total += n
@@ -335,7 +335,7 @@ func FuzzFromCheck(f *testing.F) {
 		if got.RawPath != wantRaw || len(got.Path) > len(wantRaw) {
 			t.Errorf("Path %q / RawPath %q from path %q, :path %q", got.Path, got.RawPath, path, got.Headers[":path"])
 		}
-		if hasUpper(got.Host) {
+		if HasUpper(got.Host) {
 			t.Errorf("Host %q not lower case", got.Host)
 		}
 		// Case changes touch ASCII letters only, so lengths and every other

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tokentailor/tokentailor/extauthz/request"
 )
 
 // unmarshalCheckRequest decodes the wire-format CheckRequest b into m, which
@@ -375,7 +377,7 @@ func decodeMapEntry(f wireField, m map[string]string, rest []byte, upper *bool) 
 			return m, err
 		}
 	}
-	if upper != nil && hasUpper(k) {
+	if upper != nil && request.HasUpper(k) {
 		*upper = true
 	}
 	if m == nil {
@@ -533,15 +535,4 @@ func decodeAddress(b []byte, m *corev3.Address) error {
 		}
 	}
 	return nil
-}
-
-// hasUpper reports whether s has a letter from A to Z, as request.FromCheck
-// looks for in each header name.
-func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			return true
-		}
-	}
-	return false
 }
