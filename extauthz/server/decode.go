@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"iter"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -63,28 +64,46 @@ var errUnusual = errors.New("server: encoding left to protobuf-go")
 const depthPeer = 3
 
 // wireField is one field of a message: its number and type, its payload for
-// BytesType and its value for VarintType.
+// BytesType and its value for VarintType, and the fields after it.
 type wireField struct {
 	num     protowire.Number
 	typ     protowire.Type
 	payload []byte
 	varint  uint64
+	rest    []byte
 }
 
-// nextField reads the field at the front of b and returns it with the rest
-// of b. Field types other than varint and length-delimited (fixed-width,
-// groups), which no hand-decoded message has, and malformed input are
-// errUnusual.
-func nextField(b []byte) (wireField, []byte, error) {
+// fields yields the fields of the message b in order; a malformed one ends
+// the walk with errUnusual.
+func fields(b []byte) iter.Seq2[wireField, error] {
+	return func(yield func(wireField, error) bool) {
+		for len(b) > 0 {
+			f, err := nextField(b)
+			if err != nil {
+				yield(f, err)
+				return
+			}
+			b = f.rest
+			if !yield(f, nil) {
+				return
+			}
+		}
+	}
+}
+
+// nextField reads the field at the front of b. Field types other than
+// varint and length-delimited (fixed-width, groups), which no hand-decoded
+// message has, and malformed input are errUnusual.
+func nextField(b []byte) (wireField, error) {
 	// Most fields of a request have a one-byte tag and a length under 128.
 	if len(b) >= 2 && b[0] < 0x80 && b[0]>>3 != 0 && b[0]&7 == byte(protowire.BytesType) && b[1] < 0x80 {
 		if end := 2 + int(b[1]); end <= len(b) {
-			return wireField{num: protowire.Number(b[0] >> 3), typ: protowire.BytesType, payload: b[2:end]}, b[end:], nil
+			return wireField{num: protowire.Number(b[0] >> 3), typ: protowire.BytesType, payload: b[2:end], rest: b[end:]}, nil
 		}
 	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 {
-		return wireField{}, nil, errUnusual
+		return wireField{}, errUnusual
 	}
 	b = b[n:]
 	f := wireField{num: num, typ: typ}
@@ -94,12 +113,13 @@ func nextField(b []byte) (wireField, []byte, error) {
 	case protowire.VarintType:
 		f.varint, n = protowire.ConsumeVarint(b)
 	default:
-		return wireField{}, nil, errUnusual
+		return wireField{}, errUnusual
 	}
 	if n < 0 {
-		return wireField{}, nil, errUnusual
+		return wireField{}, errUnusual
 	}
-	return f, b[n:], nil
+	f.rest = b[n:]
+	return f, nil
 }
 
 // str copies a string field's payload, which proto3 requires to be UTF-8.
@@ -149,12 +169,10 @@ func delegate[M proto.Message](f wireField, present bool, m M, depth int) (M, er
 // (the key as decoded: an entry may name its key twice, the last one
 // counts).
 func decodeCheckRequest(b []byte, m *authv3.CheckRequest, upper *bool) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
+	for f, err := range fields(b) {
 		if err != nil {
 			return err
 		}
-		b = rest
 		if f.num != 1 || m.Attributes != nil {
 			return errUnusual
 		}
@@ -171,12 +189,10 @@ func decodeCheckRequest(b []byte, m *authv3.CheckRequest, upper *bool) error {
 }
 
 func decodeAttributes(b []byte, m *authv3.AttributeContext, upper *bool) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
+	for f, err := range fields(b) {
 		if err != nil {
 			return err
 		}
-		b = rest
 		var p []byte
 		switch f.num {
 		case 1, 2: // source, destination
@@ -196,7 +212,7 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext, upper *bool) error {
 			m.Request = new(authv3.AttributeContext_Request)
 			err = decodeRequest(p, m.Request, upper)
 		case 10:
-			m.ContextExtensions, err = decodeMapEntry(f, m.ContextExtensions, b, nil)
+			m.ContextExtensions, err = decodeMapEntry(f, m.ContextExtensions, nil)
 		case 11:
 			m.MetadataContext, err = delegate(f, m.MetadataContext != nil, new(corev3.Metadata), depthPeer)
 		case 12:
@@ -214,12 +230,10 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext, upper *bool) error {
 }
 
 func decodePeer(b []byte, m *authv3.AttributeContext_Peer) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
+	for f, err := range fields(b) {
 		if err != nil {
 			return err
 		}
-		b = rest
 		switch f.num {
 		case 1:
 			var p []byte
@@ -232,7 +246,7 @@ func decodePeer(b []byte, m *authv3.AttributeContext_Peer) error {
 		case 2:
 			m.Service, err = f.str()
 		case 3:
-			m.Labels, err = decodeMapEntry(f, m.Labels, b, nil)
+			m.Labels, err = decodeMapEntry(f, m.Labels, nil)
 		case 4:
 			m.Principal, err = f.str()
 		case 5:
@@ -248,12 +262,10 @@ func decodePeer(b []byte, m *authv3.AttributeContext_Peer) error {
 }
 
 func decodeRequest(b []byte, m *authv3.AttributeContext_Request, upper *bool) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
+	for f, err := range fields(b) {
 		if err != nil {
 			return err
 		}
-		b = rest
 		p, err := f.message()
 		if err != nil {
 			return err
@@ -276,12 +288,10 @@ func decodeRequest(b []byte, m *authv3.AttributeContext_Request, upper *bool) er
 }
 
 func decodeTimestamp(b []byte, m *timestamppb.Timestamp) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
+	for f, err := range fields(b) {
 		if err != nil {
 			return err
 		}
-		b = rest
 		switch {
 		case f.num == 1 && f.typ == protowire.VarintType:
 			m.Seconds = int64(f.varint)
@@ -295,19 +305,17 @@ func decodeTimestamp(b []byte, m *timestamppb.Timestamp) error {
 }
 
 func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest, upper *bool) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
+	for f, err := range fields(b) {
 		if err != nil {
 			return err
 		}
-		b = rest
 		switch f.num {
 		case 1:
 			m.Id, err = f.str()
 		case 2:
 			m.Method, err = f.str()
 		case 3:
-			m.Headers, err = decodeMapEntry(f, m.Headers, b, upper)
+			m.Headers, err = decodeMapEntry(f, m.Headers, upper)
 		case 4:
 			m.Path, err = f.str()
 		case 5:
@@ -354,15 +362,14 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest, upper *bool) e
 // a nil m is made with room for the entries of the same field that follow
 // (up to maxSizeHint), which Envoy sends one after another. With upper, it
 // sets *upper when the key has an upper-case ASCII letter.
-func decodeMapEntry(f wireField, m map[string]string, rest []byte, upper *bool) (map[string]string, error) {
+func decodeMapEntry(f wireField, m map[string]string, upper *bool) (map[string]string, error) {
 	p, err := f.message()
 	if err != nil {
 		return m, err
 	}
 	var k, v string
-	for len(p) > 0 {
-		var e wireField
-		if e, p, err = nextField(p); err != nil {
+	for e, err := range fields(p) {
+		if err != nil {
 			return m, err
 		}
 		switch e.num {
@@ -381,7 +388,7 @@ func decodeMapEntry(f wireField, m map[string]string, rest []byte, upper *bool) 
 		*upper = true
 	}
 	if m == nil {
-		m = make(map[string]string, 1+min(countField(rest, f.num), maxSizeHint))
+		m = make(map[string]string, 1+min(countField(f.rest, f.num), maxSizeHint))
 	}
 	m[k] = v
 	return m, nil
@@ -447,12 +454,10 @@ func decodeHeaderMap(b []byte, m *corev3.HeaderMap) error {
 		values = make([]corev3.HeaderValue, n)
 		m.Headers = make([]*corev3.HeaderValue, 0, n)
 	}
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
+	for f, err := range fields(b) {
 		if err != nil || f.num != 1 {
 			return errUnusual
 		}
-		b = rest
 		p, err := f.message()
 		if err != nil {
 			return err
@@ -472,12 +477,10 @@ func decodeHeaderMap(b []byte, m *corev3.HeaderMap) error {
 }
 
 func decodeHeaderValue(b []byte, m *corev3.HeaderValue) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
+	for f, err := range fields(b) {
 		if err != nil {
 			return err
 		}
-		b = rest
 		switch f.num {
 		case 1:
 			m.Key, err = f.name()
@@ -505,8 +508,8 @@ func decodeAddress(b []byte, m *corev3.Address) error {
 	if len(b) == 0 {
 		return nil
 	}
-	f, rest, err := nextField(b)
-	if err != nil || f.num != 1 || len(rest) > 0 {
+	f, err := nextField(b)
+	if err != nil || f.num != 1 || len(f.rest) > 0 {
 		return errUnusual
 	}
 	p, err := f.message()
@@ -515,8 +518,7 @@ func decodeAddress(b []byte, m *corev3.Address) error {
 	}
 	s := new(corev3.SocketAddress)
 	m.Address = &corev3.Address_SocketAddress{SocketAddress: s}
-	for len(p) > 0 {
-		f, p, err = nextField(p)
+	for f, err := range fields(p) {
 		if err != nil {
 			return err
 		}
