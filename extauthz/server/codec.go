@@ -118,7 +118,7 @@ func marshalExactly(m vtMarshaler, buf []byte) error {
 
 // Unmarshal decodes a CheckRequest with unmarshalCheckRequest, and anything
 // else with gRPC's protobuf codec; a checkCall also records how many bytes
-// its request came in.
+// its request came in, and is left undecoded when that is over its limit.
 func (c fastCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *checkCall:
