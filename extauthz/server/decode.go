@@ -147,12 +147,21 @@ func (f wireField) message() ([]byte, error) {
 	return f.payload, nil
 }
 
+// once returns the payload of a singular message field; one sent again
+// (present: already decoded) is errUnusual, for protobuf-go merges the two.
+func (f wireField) once(present bool) ([]byte, error) {
+	if present {
+		return nil, errUnusual
+	}
+	return f.message()
+}
+
 // delegate decodes a message field the hand decoder leaves to protobuf-go
 // into a new m, at nesting depth.
 func delegate[M proto.Message](f wireField, present bool, m M, depth int) (M, error) {
-	b, err := f.message()
-	if err != nil || present {
-		return m, errUnusual
+	b, err := f.once(present)
+	if err != nil {
+		return m, err
 	}
 	if len(b) == 0 {
 		return m, nil // an empty message, present: Envoy's metadata often is
@@ -173,10 +182,10 @@ func decodeCheckRequest(b []byte, m *authv3.CheckRequest, upper *bool) error {
 		if err != nil {
 			return err
 		}
-		if f.num != 1 || m.Attributes != nil {
+		if f.num != 1 {
 			return errUnusual
 		}
-		p, err := f.message()
+		p, err := f.once(m.Attributes != nil)
 		if err != nil {
 			return err
 		}
@@ -200,17 +209,15 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext, upper *bool) error {
 			if f.num == 2 {
 				peer = &m.Destination
 			}
-			if p, err = f.message(); err != nil || *peer != nil {
-				return errUnusual
+			if p, err = f.once(*peer != nil); err == nil {
+				*peer = new(authv3.AttributeContext_Peer)
+				err = decodePeer(p, *peer)
 			}
-			*peer = new(authv3.AttributeContext_Peer)
-			err = decodePeer(p, *peer)
 		case 4:
-			if p, err = f.message(); err != nil || m.Request != nil {
-				return errUnusual
+			if p, err = f.once(m.Request != nil); err == nil {
+				m.Request = new(authv3.AttributeContext_Request)
+				err = decodeRequest(p, m.Request, upper)
 			}
-			m.Request = new(authv3.AttributeContext_Request)
-			err = decodeRequest(p, m.Request, upper)
 		case 10:
 			m.ContextExtensions, err = decodeMapEntry(f, m.ContextExtensions, nil)
 		case 11:
@@ -237,11 +244,9 @@ func decodePeer(b []byte, m *authv3.AttributeContext_Peer) error {
 		switch f.num {
 		case 1:
 			var p []byte
-			if p, err = f.message(); err == nil && m.Address == nil {
+			if p, err = f.once(m.Address != nil); err == nil {
 				m.Address = new(corev3.Address)
 				err = decodeAddress(p, m.Address)
-			} else {
-				err = errUnusual
 			}
 		case 2:
 			m.Service, err = f.str()
@@ -266,17 +271,18 @@ func decodeRequest(b []byte, m *authv3.AttributeContext_Request, upper *bool) er
 		if err != nil {
 			return err
 		}
-		p, err := f.message()
-		if err != nil {
-			return err
-		}
-		switch {
-		case f.num == 1 && m.Time == nil:
-			m.Time = new(timestamppb.Timestamp)
-			err = decodeTimestamp(p, m.Time)
-		case f.num == 2 && m.Http == nil:
-			m.Http = new(authv3.AttributeContext_HttpRequest)
-			err = decodeHTTP(p, m.Http, upper)
+		var p []byte
+		switch f.num {
+		case 1:
+			if p, err = f.once(m.Time != nil); err == nil {
+				m.Time = new(timestamppb.Timestamp)
+				err = decodeTimestamp(p, m.Time)
+			}
+		case 2:
+			if p, err = f.once(m.Http != nil); err == nil {
+				m.Http = new(authv3.AttributeContext_HttpRequest)
+				err = decodeHTTP(p, m.Http, upper)
+			}
 		default:
 			return errUnusual
 		}
@@ -342,11 +348,9 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest, upper *bool) e
 			}
 		case 13:
 			var p []byte
-			if p, err = f.message(); err == nil && m.HeaderMap == nil {
+			if p, err = f.once(m.HeaderMap != nil); err == nil {
 				m.HeaderMap = new(corev3.HeaderMap)
 				err = decodeHeaderMap(p, m.HeaderMap)
-			} else {
-				err = errUnusual
 			}
 		default:
 			return errUnusual
@@ -405,16 +409,10 @@ const maxSizeHint = 128
 // of b, up to the first other field.
 func countField(b []byte, num protowire.Number) int {
 	n := 0
-	for len(b) > 0 {
-		k, i := protowire.ConsumeVarint(b)
-		if i < 0 || k != protowire.EncodeTag(num, protowire.BytesType) {
+	for f, err := range fields(b) {
+		if err != nil || f.num != num || f.typ != protowire.BytesType {
 			break
 		}
-		l, j := protowire.ConsumeVarint(b[i:])
-		if j < 0 || l > uint64(len(b)-i-j) {
-			break
-		}
-		b = b[i+j+int(l):]
 		n++
 	}
 	return n
