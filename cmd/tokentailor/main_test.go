@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc/encoding"
 
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
 )
@@ -271,5 +272,20 @@ routes:
 	// serve and check-config still refuse the config.
 	if code, out := capture(t, "check-config", conf); code != 1 || !strings.Contains(out, "issuers[0].client") {
 		t.Fatalf("check-config: exit %d:\n%s", code, out)
+	}
+}
+
+// The gRPC listener refuses gzip-compressed Checks (server.refuseGzip), and
+// can refuse only one encoding that way: any other compressor a dependency
+// registers would be unpacked in full before a Check's size is judged. This
+// binary must register gzip (the OTLP exporter's) and no other well-known one.
+func TestOnlyGzipIsRegistered(t *testing.T) {
+	if encoding.GetCompressor("gzip") == nil {
+		t.Error("gzip is no longer registered: the refusal in server.GRPCOptions may go")
+	}
+	for _, name := range []string{"deflate", "zlib", "zstd", "snappy", "x-snappy-framed", "s2", "br", "brotli", "lz4", "lzma", "xz", "bzip2"} {
+		if encoding.GetCompressor(name) != nil {
+			t.Errorf("compressor %q is registered: gRPC would unpack %s-compressed Checks; refuse it too", name, name)
+		}
 	}
 }

@@ -16,8 +16,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -41,6 +44,36 @@ func TestOversizedCheckRequestIsDeniedWithACheckResponse(t *testing.T) {
 			resp := h.check("GET", "/orders/1", map[string]string{"authorization": "Bearer " + tok, "x-big": strings.Repeat("a", tt.extra)})
 			if got := httpStatus(resp); got != tt.wantStatus {
 				t.Fatalf("status %d, want %d: %v", got, tt.wantStatus, resp.GetStatus())
+			}
+		})
+	}
+}
+
+// A gzip-compressed Check is refused unread, small or a "zip bomb" (16 MiB of
+// one byte, about 16 KiB on the wire, which gRPC would otherwise unpack in
+// full before the size bound could answer 431); the same request sent
+// plainly on the same connection is judged as usual.
+func TestCompressedChecksAreRefused(t *testing.T) {
+	h := newHarness(t, baseConfig)
+	tok := h.token(nil)
+	tests := []struct {
+		name    string
+		headers map[string]string
+		plain   int // the status when sent uncompressed
+	}{
+		{name: "an ordinary request", headers: bearer(tok), plain: 200},
+		{name: "a zip bomb", headers: map[string]string{"authorization": "Bearer " + tok, "x-big": strings.Repeat("a", 16<<20)}, plain: 431},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := h.client.Check(ctx, checkRequest("GET", "/orders/1", tt.headers), grpc.UseCompressor(gzip.Name))
+			if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), errCompressed.Error()) {
+				t.Fatalf("compressed Check: %v, %v; want Internal: %v", resp.GetStatus(), err, errCompressed)
+			}
+			if got := httpStatus(h.check("GET", "/orders/1", tt.headers)); got != tt.plain {
+				t.Fatalf("the same Check uncompressed: %d, want %d", got, tt.plain)
 			}
 		})
 	}

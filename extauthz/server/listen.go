@@ -1,7 +1,9 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,14 +28,37 @@ const streamWorkersPerProc = 16
 // it every 65,536 streams). When every worker is busy, gRPC falls back to a
 // new goroutine, so a slow Check (introspection) never queues others.
 // Answers are marshalled by fastCodec. The load tool's floor serves with
-// these same options.
+// these same options. Compressed calls are refused (refuseGzip).
 func GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(config.MaxGRPCMessageBytes),
+		grpc.RPCDecompressor(refuseGzip{}), //nolint:staticcheck // the only way to refuse a registered compressor; supported throughout gRPC 1.x
 		grpc.NumStreamWorkers(uint32(streamWorkersPerProc * runtime.GOMAXPROCS(0))),
 		grpc.ForceServerCodecV2(newFastCodec()),
 	}
 }
+
+// errCompressed is why a compressed call is refused.
+var errCompressed = errors.New("compressed CheckRequests are not accepted (Envoy sends them uncompressed)")
+
+// refuseGzip refuses gzip-compressed calls without reading them. The OTLP
+// exporter's gRPC dependency registers gzip for the whole process, and a
+// gRPC server decompresses with any registered compressor: a few kilobytes
+// of gzip unpack to the 64 MiB (config.MaxGRPCMessageBytes) the server
+// receives, far past listen.max_request_bytes, before anything can judge
+// their size. Envoy's ext_authz filter never compresses a Check, so none is
+// accepted: a decompressor set with grpc.RPCDecompressor takes precedence
+// over the registered one, and its error becomes the call's status
+// (Internal, which Envoy treats as a failed Check: denied unless
+// failure_mode_allow). gzip is the only compressor registered in this
+// binary (cmd/tokentailor's TestOnlyGzipIsRegistered keeps it so).
+type refuseGzip struct{}
+
+// Do refuses the message unread.
+func (refuseGzip) Do(io.Reader) ([]byte, error) { return nil, errCompressed }
+
+// Type is the grpc-encoding this decompressor answers for.
+func (refuseGzip) Type() string { return "gzip" }
 
 // newHTTPServer serves the HTTP authorization listener. Proxies keep
 // connections open, so the idle timeout is generous; a subrequest has no
