@@ -212,15 +212,11 @@ func runLoad(ctx context.Context, o loadOptions, src *source) (*result, error) {
 	if err := src.prepare(); err != nil {
 		return nil, err
 	}
-	clients := make([]*grpc.ClientConn, o.Conns)
-	for i := range clients {
-		cc, err := dial(o.Target)
-		if err != nil {
-			return nil, err
-		}
-		defer cc.Close()
-		clients[i] = cc
+	clients, closeAll, err := connect(o)
+	if err != nil {
+		return nil, err
 	}
+	defer closeAll()
 	if o.Warmup > 0 {
 		if _, err := phase(ctx, o, clients, src, o.Warmup, false); err != nil {
 			return nil, fmt.Errorf("warmup: %w", err)
@@ -239,6 +235,45 @@ func runLoad(ctx context.Context, o loadOptions, src *source) (*result, error) {
 		o.OnMeasure()
 	}
 	return phase(ctx, o, clients, src, o.Duration, true)
+}
+
+// connect opens o.Conns connections to o.Target; closeAll closes them.
+func connect(o loadOptions) (clients []*grpc.ClientConn, closeAll func(), err error) {
+	closeAll = func() {
+		for _, cc := range clients {
+			cc.Close()
+		}
+	}
+	for range o.Conns {
+		cc, err := dial(o.Target)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		clients = append(clients, cc)
+	}
+	return clients, closeAll, nil
+}
+
+// add sums p, a later run against the same server, into r: counts, time,
+// CPU and latencies; r keeps its first error and RSS before, and takes p's
+// RSS after.
+func (r *result) add(p *result) {
+	r.Requests += p.Requests
+	r.OK += p.OK
+	r.Denied += p.Denied
+	r.Errors += p.Errors
+	if r.FirstError == "" {
+		r.FirstError = p.FirstError
+	}
+	r.Elapsed += p.Elapsed
+	r.ServerCPU += p.ServerCPU
+	r.GenCPU += p.GenCPU
+	if r.RSSBefore == 0 {
+		r.RSSBefore = p.RSSBefore
+	}
+	r.RSSAfter = p.RSSAfter
+	r.Hist.Merge(&p.Hist)
 }
 
 // phase runs the workers for d. When measure is false only failures matter.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -183,5 +184,71 @@ func TestSourceCycle(t *testing.T) {
 	}
 	if src.Used() != 7 {
 		t.Errorf("Used = %d, want 7", src.Used())
+	}
+}
+
+// Each side gets turnsPerSide turns, and for every even count their
+// positions sum alike: a drift linear in time falls on both sides equally.
+func TestTurnOrderCancelsLinearDrift(t *testing.T) {
+	for _, tc := range []struct {
+		d, slice time.Duration
+		want     int
+	}{
+		{3 * time.Second, 500 * time.Millisecond, 6},
+		{3 * time.Second, 700 * time.Millisecond, 6}, // 5 rounded up to even
+		{time.Second, 2 * time.Second, 2},
+		{6 * time.Second, 250 * time.Millisecond, 24},
+	} {
+		if got := turnsPerSide(tc.d, tc.slice); got != tc.want {
+			t.Errorf("turnsPerSide(%s, %s) = %d, want %d", tc.d, tc.slice, got, tc.want)
+		}
+	}
+	for n := 2; n <= 40; n += 2 {
+		var turns, positions [2]int
+		for i := range 2 * n {
+			s := turnSide(i)
+			turns[s]++
+			positions[s] += i
+		}
+		if turns[0] != n || turns[1] != n || positions[0] != positions[1] {
+			t.Errorf("%d turns each: sides took %v turns at positions summing to %v", n, turns, positions)
+		}
+	}
+}
+
+// interleaved against two in-process floors: every turn's requests are
+// counted on its side, and each side is measured for the whole duration.
+func TestInterleavedAgainstTwoFloors(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var targets [2]string
+	for i := range targets {
+		addrs := make(chan []string, 1)
+		errc := make(chan error, 1)
+		go func() { errc <- serveFloor(ctx, []string{"127.0.0.1:0"}, func(a []string) { addrs <- a }) }()
+		select {
+		case a := <-addrs:
+			targets[i] = a[0][len("tcp://"):]
+		case err := <-errc:
+			t.Fatal(err)
+		}
+	}
+	const d = 400 * time.Millisecond
+	var sides [2]side
+	for i := range sides {
+		sides[i] = side{o: loadOptions{Target: targets[i], Conns: 1, Workers: 2, Warmup: 50 * time.Millisecond, PID: os.Getpid()},
+			src: &source{warm: []*authv3.CheckRequest{checkRequest("t", i)}}}
+	}
+	res, err := interleaved(ctx, sides, d, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Requests == 0 || r.OK != r.Requests || r.Hist.Count() != r.Requests {
+			t.Errorf("side %d: requests %d ok %d histogram %d (%s)", i, r.Requests, r.OK, r.Hist.Count(), r.FirstError)
+		}
+		if r.Elapsed < d || r.ServerCPU <= 0 {
+			t.Errorf("side %d: measured %s with %s of CPU; want at least %s and some CPU", i, r.Elapsed, r.ServerCPU, d)
+		}
 	}
 }
