@@ -31,7 +31,7 @@ func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 		var rps, p99, cpu []float64
 		warm := &source{warm: pools.warmJWT}
 		for r := range b.o.rounds {
-			f, w, err := b.alternatingRound(ctx, tt, tr, warm)
+			f, w, err := b.alternatingRound(ctx, tt, tr, r, warm)
 			if err != nil {
 				return err
 			}
@@ -52,7 +52,7 @@ func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 // alternatingRound measures the floor and tt (with warm) over transport tr
 // for -duration each: one run after the other, or with -slice in turns
 // (interleaved).
-func (b *benchRun) alternatingRound(ctx context.Context, tt *child, tr string, warm *source) (floor, tokentailor *result, err error) {
+func (b *benchRun) alternatingRound(ctx context.Context, tt *child, tr string, round int, warm *source) (floor, tokentailor *result, err error) {
 	if b.o.slice <= 0 {
 		if floor, err = b.measure(ctx, b.floor, tr, b.floorSource, nil); err != nil {
 			return nil, nil, fmt.Errorf("floor over %s: %w", tr, err)
@@ -75,7 +75,28 @@ func (b *benchRun) alternatingRound(ctx context.Context, tt *child, tr string, w
 		o.Target, o.PID = target, c.srv.cmd.Process.Pid
 		sides[i] = side{o: o, src: c.src}
 	}
-	res, err := interleaved(ctx, sides, b.o.load.Duration, b.o.slice)
+	// With -profile, both servers are profiled over the same turns of the
+	// first round: each profile holds only its own turns, and the drift
+	// falls on both alike.
+	var profs []*profile
+	if round == 0 {
+		for _, p := range []struct {
+			srv  *child
+			name string
+		}{{b.floor, "alternating-floor"}, {tt, "alternating-warm-jwt"}} {
+			profs = append(profs, b.profileFor(ctx, p.srv, p.name, tr, 2*b.o.load.Duration))
+		}
+	}
+	res, err := interleaved(ctx, sides, b.o.load.Duration, b.o.slice, func() {
+		for _, p := range profs {
+			p.start()
+		}
+	})
+	for _, p := range profs {
+		if perr := p.wait(); err == nil && perr != nil {
+			err = perr
+		}
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("floor and warm-jwt over %s: %w", tr, err)
 	}
@@ -99,13 +120,14 @@ func turnsPerSide(d, slice time.Duration) int {
 func turnSide(t int) int { return (t + 1) / 2 % 2 }
 
 // interleaved loads the two sides in turns, a b b a a b b a …, each for
-// d in all (turnsPerSide turns), after a warm-up of each (o.Warmup), and
-// returns each side's results summed over its turns. Only one server is
+// d in all (turnsPerSide turns), after a warm-up of each (warmUp), and
+// returns each side's results summed over its turns; start, when not nil,
+// is called once the warm-ups are over. Only one server is
 // loaded at a time; CPU per Check is read from /proc around every turn. The
 // machine's speed drifts within seconds on a shared VM, more than the
 // differences measured; turns of a fraction of a second, in an order that
 // cancels a linear drift, let it fall on both sides alike.
-func interleaved(ctx context.Context, sides [2]side, d, slice time.Duration) ([2]*result, error) {
+func interleaved(ctx context.Context, sides [2]side, d, slice time.Duration, start func()) ([2]*result, error) {
 	var out [2]*result
 	var clients [2][]*grpc.ClientConn
 	for i := range sides {
@@ -125,12 +147,13 @@ func interleaved(ctx context.Context, sides [2]side, d, slice time.Duration) ([2
 		}
 		defer closeAll()
 		clients[i] = cs
-		if s.o.Warmup > 0 {
-			if _, err := phase(ctx, s.o, cs, s.src, s.o.Warmup, false); err != nil {
-				return out, fmt.Errorf("warmup: %w", err)
-			}
+		if err := warmUp(ctx, s.o, cs, s.src); err != nil {
+			return out, err
 		}
 		out[i] = &result{}
+	}
+	if start != nil {
+		start()
 	}
 	n := turnsPerSide(d, slice)
 	for t := range 2 * n {

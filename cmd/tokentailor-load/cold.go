@@ -22,12 +22,13 @@ const minColdDuration = 10 * time.Second
 const cryptoDuration = 3 * time.Second
 
 // cold runs a cold scenario on tt over every transport, in -cold-rounds
-// rounds. Each round takes, within the same half minute so that the VM's
-// drift falls on all three: the cryptography alone (the crypto sub-mode, on
-// the server's CPU), the floor (b.floor, still up) and then a run of
-// -cold-duration on caches filled first; then the row, the cache hits the
-// run had (none means every Check was cold) and issue 14's target line
-// against that round's floor and crypto. The verdict is the median of the
+// rounds. Each round takes, within the same minute so that the VM's drift
+// falls on all three: the cryptography alone (the crypto sub-mode, on the
+// server's CPU) before and after a run of -cold-duration on caches filled
+// first, and the floor (b.floor, still up) in turns with that run
+// (coldRound); then the row, the cache hits the run had (none means every
+// Check was cold) and issue 14's target line against that round's floor
+// and crypto. The verdict is the median of the
 // rounds' ratios: the VM's speed drifts by 10–20 % from one minute to the
 // next, more than the margins measured here.
 func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string, pool *coldPool) error {
@@ -52,18 +53,17 @@ func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string
 // coldRound is one round of cold over transport tr; it returns the round's
 // ratio, the cryptography beyond the floor, and whether the run was long
 // enough and not empty, so that the ratio judges.
+//
+// The cryptography alone is timed right before and right after the run,
+// and their mean is the round's; with -slice the floor is loaded in turns
+// with the cold run (interleaved, after the caches are full), otherwise
+// right before it. Either way the VM's drift falls on all three alike.
 func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, tr string, pool *coldPool) (ratio float64, judged bool, err error) {
-	crypto, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
+	what := fmt.Sprintf("SHA-256 + %s verify + %s sign, same keys, on the server's CPU", inAlg, mintAlgOf(kind))
+	before, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
 	if err != nil {
 		return 0, false, fmt.Errorf("%s: %w", name, err)
 	}
-	fmt.Printf("  %s over %s: the cryptography alone (SHA-256 + %s verify + %s sign, same keys, on the server's CPU): %s CPU per Check\n",
-		name, tr, inAlg, mintAlgOf(kind), fmtDur(crypto))
-	floor, err := b.measure(ctx, b.floor, tr, b.floorSource, nil)
-	if err != nil {
-		return 0, false, fmt.Errorf("%s: floor over %s: %w", name, tr, err)
-	}
-	fmt.Printf("  %s over %s: the floor, right before: %s CPU per Check\n", name, tr, fmtDur(floor.CPUPerReq()))
 	o := b.o.load
 	o.Target, o.PID = tt.targets[tr], tt.cmd.Process.Pid
 	o.Duration = b.o.coldDuration
@@ -71,15 +71,44 @@ func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, 
 	// cache stays empty: it admits only tokens seen before, and here none is.
 	o.WarmupCold = 2 * int64(b.o.cacheMax)
 	var hits0, miss0 float64
-	prof := b.profiler(ctx, tt, name, tr)
-	o.OnMeasure = func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() }
-	res, err := runLoad(ctx, o, &source{cycle: pool.raw})
-	if perr := prof.wait(); err == nil && perr != nil {
-		err = perr
+	var floor, res *result
+	if b.o.slice > 0 {
+		prof := b.profileFor(ctx, tt, name, tr, 2*o.Duration)
+		fo := b.o.load
+		fo.Target, fo.PID = b.floor.targets[tr], b.floor.cmd.Process.Pid
+		var r [2]*result
+		r, err = interleaved(ctx, [2]side{{o: fo, src: b.floorSource}, {o: o, src: &source{cycle: pool.raw}}}, o.Duration, b.o.slice,
+			func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() })
+		if perr := prof.wait(); err == nil && perr != nil {
+			err = perr
+		}
+		floor, res = r[0], r[1]
+	} else {
+		if floor, err = b.measure(ctx, b.floor, tr, b.floorSource, nil); err != nil {
+			return 0, false, fmt.Errorf("%s: floor over %s: %w", name, tr, err)
+		}
+		prof := b.profiler(ctx, tt, name, tr)
+		o.OnMeasure = func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() }
+		res, err = runLoad(ctx, o, &source{cycle: pool.raw})
+		if perr := prof.wait(); err == nil && perr != nil {
+			err = perr
+		}
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("%s over %s: %w", name, tr, err)
 	}
+	after, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", name, err)
+	}
+	crypto := (before + after) / 2
+	fmt.Printf("  %s over %s: the cryptography alone (%s): %s CPU per Check (%s before the run, %s after)\n",
+		name, tr, what, fmtDur(crypto), fmtDur(before), fmtDur(after))
+	how := "right before"
+	if b.o.slice > 0 {
+		how = "in turns with the run"
+	}
+	fmt.Printf("  %s over %s: the floor, %s: %s CPU per Check\n", name, tr, how, fmtDur(floor.CPUPerReq()))
 	b.out.row(row{name: name, transport: tr, res: res, floor: floor})
 	hits1, miss1, err := jwtLookups(ctx, tt.admin)
 	if err != nil {

@@ -217,24 +217,33 @@ func runLoad(ctx context.Context, o loadOptions, src *source) (*result, error) {
 		return nil, err
 	}
 	defer closeAll()
-	if o.Warmup > 0 {
-		if _, err := phase(ctx, o, clients, src, o.Warmup, false); err != nil {
-			return nil, fmt.Errorf("warmup: %w", err)
-		}
-	}
-	for src.Used() < o.WarmupCold {
-		res, err := phase(ctx, o, clients, src, 250*time.Millisecond, false)
-		if err != nil {
-			return nil, fmt.Errorf("warmup: %w", err)
-		}
-		if res.Requests == 0 {
-			return nil, errors.New("warmup: cold requests used up before the caches were full")
-		}
+	if err := warmUp(ctx, o, clients, src); err != nil {
+		return nil, err
 	}
 	if o.OnMeasure != nil {
 		o.OnMeasure()
 	}
 	return phase(ctx, o, clients, src, o.Duration, true)
+}
+
+// warmUp loads the server for o.Warmup, then until src has handed out
+// o.WarmupCold cold requests; nothing of it is measured.
+func warmUp(ctx context.Context, o loadOptions, clients []*grpc.ClientConn, src *source) error {
+	if o.Warmup > 0 {
+		if _, err := phase(ctx, o, clients, src, o.Warmup, false); err != nil {
+			return fmt.Errorf("warmup: %w", err)
+		}
+	}
+	for src.Used() < o.WarmupCold {
+		res, err := phase(ctx, o, clients, src, 250*time.Millisecond, false)
+		if err != nil {
+			return fmt.Errorf("warmup: %w", err)
+		}
+		if res.Requests == 0 {
+			return errors.New("warmup: cold requests used up before the caches were full")
+		}
+	}
+	return nil
 }
 
 // connect opens o.Conns connections to o.Target; closeAll closes them.

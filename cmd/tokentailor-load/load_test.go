@@ -239,7 +239,7 @@ func TestInterleavedAgainstTwoFloors(t *testing.T) {
 		sides[i] = side{o: loadOptions{Target: targets[i], Conns: 1, Workers: 2, Warmup: 50 * time.Millisecond, PID: os.Getpid()},
 			src: &source{warm: []*authv3.CheckRequest{checkRequest("t", i)}}}
 	}
-	res, err := interleaved(ctx, sides, d, 100*time.Millisecond)
+	res, err := interleaved(ctx, sides, d, 100*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

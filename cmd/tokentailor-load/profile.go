@@ -32,6 +32,14 @@ func (b *benchRun) profiler(ctx context.Context, c *child, name, tr string) *pro
 	if strings.HasPrefix(name, "cold") {
 		d = b.o.coldDuration
 	}
+	return b.profileFor(ctx, c, name, tr, d)
+}
+
+// profileFor is profiler for a measured run of length d.
+func (b *benchRun) profileFor(ctx context.Context, c *child, name, tr string, d time.Duration) *profile {
+	if b.o.profile == "" || c.admin == "" {
+		return &profile{}
+	}
 	secs := max(1, int(d/time.Second)-1)
 	return &profile{
 		ctx:  ctx,
