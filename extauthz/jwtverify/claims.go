@@ -39,7 +39,10 @@ var otherKindPayloadTypes = map[string]bool{"id": true, "refresh": true, "offlin
 // it refuses duplicate member names, so {"iss":"a","iss":"b"} cannot read one
 // way here and another way upstream (RFC 7519 §4, RFC 8725 §3.7), refuses
 // invalid UTF-8, and decodes claims in about half the time and a third of the
-// allocations of encoding/json.
+// allocations of encoding/json. A flat claims object (strings without
+// escapes, numbers, literals, arrays of those) is decoded by
+// decodeFlatClaims first, exactly as json.Unmarshal would, in under half its
+// time; anything else goes to json.Unmarshal.
 //
 // It also returns the decoded claims segment, which the cache keeps for a
 // token seen once (see verify).
@@ -86,9 +89,13 @@ func (v *Verifier) parse(ctx context.Context, cred extauthz.Credential, audience
 func (v *Verifier) decodeClaims(cb []byte) (jwt.MapClaims, *issuer, error) {
 	// Sizing the map for the members it will hold spares it from growing
 	// while it is filled; nested names only make the hint larger.
-	claims := make(jwt.MapClaims, min(bytes.Count(cb, []byte(`":`)), maxClaimsHint))
-	if err := json.Unmarshal(cb, (*map[string]any)(&claims)); err != nil {
-		return nil, nil, invalid("claims are not a JSON object without duplicate names")
+	hint := min(bytes.Count(cb, []byte(`":`)), maxClaimsHint)
+	claims := make(jwt.MapClaims, hint)
+	if !decodeFlatClaims(cb, claims) {
+		claims = make(jwt.MapClaims, hint)
+		if err := json.Unmarshal(cb, (*map[string]any)(&claims)); err != nil {
+			return nil, nil, invalid("claims are not a JSON object without duplicate names")
+		}
 	}
 	is, err := v.selectIssuer(claims)
 	if err != nil {
