@@ -14,29 +14,44 @@ import (
 // slow spell of a shared machine falls on both alike. It prints every round's
 // ratios and their medians: the figures to hold against issue 14's warm
 // targets (throughput ≥ 0.9 ×, CPU per Check ≤ 1.1 ×, p99 ≤ 1.2 × the floor's).
+//
+// With -baseline, a second tokentailor (another build, same config) takes
+// the floor's place, sent the same warm requests: the way to measure a
+// change to the warm path within a few percent.
 func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 	tt, err := b.startTokentailor(ctx, "eddsa")
 	if err != nil {
 		return err
 	}
 	defer tt.stop()
-	how := "the floor's whole run, then tokentailor's"
+	warm := &source{warm: pools.warmJWT}
+	ref, refSrc, refName := b.floor, b.floorSource, "floor"
+	if b.o.baseline != "" {
+		if ref, err = b.startBinary(ctx, b.o.baseline, "baseline-eddsa", "eddsa"); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		defer ref.stop()
+		refSrc, refName = warm, "baseline"
+	}
+	how := fmt.Sprintf("the %s's whole run, then tokentailor's", refName)
 	if b.o.slice > 0 {
 		n := turnsPerSide(b.o.load.Duration, b.o.slice)
-		how = fmt.Sprintf("in turns of %s, %d each (floor, tokentailor, tokentailor, floor, …)", b.o.load.Duration/time.Duration(n), n)
+		how = fmt.Sprintf("in turns of %s, %d each (%s, tokentailor, tokentailor, %s, …)", b.o.load.Duration/time.Duration(n), n, refName, refName)
 	}
-	fmt.Printf("\nalternating floor and warm-jwt, %d rounds of %s each, %s (ratios tokentailor / floor):\n", b.o.rounds, b.o.load.Duration, how)
-	fmt.Printf("%-6s %-5s %10s %10s %8s %9s %9s %8s %10s %10s %8s\n", "via", "round", "floor r/s", "warm r/s", "×r/s", "floor p99", "warm p99", "×p99", "floor CPU", "warm CPU", "×CPU/rq")
+	fmt.Printf("\nalternating %s and warm-jwt, %d rounds of %s each, %s (ratios tokentailor / %s):\n", refName, b.o.rounds, b.o.load.Duration, how, refName)
+	fmt.Printf("%-6s %-5s %10s %10s %8s %9s %9s %8s %10s %10s %8s\n", "via", "round", refName+" r/s", "warm r/s", "×r/s", refName+" p99", "warm p99", "×p99", refName+" CPU", "warm CPU", "×CPU/rq")
 	for _, tr := range b.o.transports {
 		var rps, p99, cpu []float64
-		warm := &source{warm: pools.warmJWT}
 		for r := range b.o.rounds {
-			f, w, err := b.alternatingRound(ctx, tt, tr, r, warm)
+			f, w, err := b.alternatingRound(ctx, [2]*child{ref, tt}, [2]*source{refSrc, warm}, tr, r)
 			if err != nil {
 				return err
 			}
 			if w.Errors+w.Denied > 0 {
 				return fmt.Errorf("warm-jwt over %s: %d errors, %d denials (%s)", tr, w.Errors, w.Denied, w.FirstError)
+			}
+			if refSrc == warm && f.Errors+f.Denied > 0 {
+				return fmt.Errorf("baseline over %s: %d errors, %d denials (%s)", tr, f.Errors, f.Denied, f.FirstError)
 			}
 			rps = append(rps, w.RPS()/f.RPS())
 			p99 = append(p99, float64(w.Hist.Quantile(.99))/float64(f.Hist.Quantile(.99)))
@@ -49,42 +64,40 @@ func (b *benchRun) alternating(ctx context.Context, pools *tokenPools) error {
 	return nil
 }
 
-// alternatingRound measures the floor and tt (with warm) over transport tr
-// for -duration each: one run after the other, or with -slice in turns
-// (interleaved).
-func (b *benchRun) alternatingRound(ctx context.Context, tt *child, tr string, round int, warm *source) (floor, tokentailor *result, err error) {
+// alternatingRound measures the reference (the floor or the baseline) and
+// tt, each sent its source, over transport tr for -duration: one run after
+// the other, or with -slice in turns (interleaved).
+func (b *benchRun) alternatingRound(ctx context.Context, servers [2]*child, srcs [2]*source, tr string, round int) (ref, tokentailor *result, err error) {
 	if b.o.slice <= 0 {
-		if floor, err = b.measure(ctx, b.floor, tr, b.floorSource, nil); err != nil {
-			return nil, nil, fmt.Errorf("floor over %s: %w", tr, err)
+		if ref, err = b.measure(ctx, servers[0], tr, srcs[0], nil); err != nil {
+			return nil, nil, fmt.Errorf("%s over %s: %w", servers[0].name, tr, err)
 		}
-		if tokentailor, err = b.measure(ctx, tt, tr, warm, nil); err != nil {
+		if tokentailor, err = b.measure(ctx, servers[1], tr, srcs[1], nil); err != nil {
 			return nil, nil, fmt.Errorf("warm-jwt over %s: %w", tr, err)
 		}
-		return floor, tokentailor, nil
+		return ref, tokentailor, nil
 	}
-	var sides [2]side
-	for i, c := range []struct {
-		srv *child
-		src *source
-	}{{b.floor, b.floorSource}, {tt, warm}} {
-		target, ok := c.srv.targets[tr]
+	sides := make([]side, 2)
+	for i, c := range servers {
+		target, ok := c.targets[tr]
 		if !ok {
 			return nil, nil, fmt.Errorf("unknown transport %q (want tcp or unix)", tr)
 		}
 		o := b.o.load
-		o.Target, o.PID = target, c.srv.cmd.Process.Pid
-		sides[i] = side{o: o, src: c.src}
+		o.Target, o.PID = target, c.cmd.Process.Pid
+		sides[i] = side{o: o, src: srcs[i]}
 	}
 	// With -profile, both servers are profiled over the same turns of the
 	// first round: each profile holds only its own turns, and the drift
 	// falls on both alike.
 	var profs []*profile
 	if round == 0 {
-		for _, p := range []struct {
-			srv  *child
-			name string
-		}{{b.floor, "alternating-floor"}, {tt, "alternating-warm-jwt"}} {
-			profs = append(profs, b.profileFor(ctx, p.srv, p.name, tr, 2*b.o.load.Duration))
+		for i, c := range servers {
+			name := "alternating-" + c.name
+			if i == 1 {
+				name = "alternating-warm-jwt"
+			}
+			profs = append(profs, b.profileFor(ctx, c, name, tr, 2*b.o.load.Duration))
 		}
 	}
 	res, err := interleaved(ctx, sides, b.o.load.Duration, b.o.slice, func() {
@@ -98,7 +111,7 @@ func (b *benchRun) alternatingRound(ctx context.Context, tt *child, tr string, r
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("floor and warm-jwt over %s: %w", tr, err)
+		return nil, nil, fmt.Errorf("alternating over %s: %w", tr, err)
 	}
 	return res[0], res[1], nil
 }
@@ -110,45 +123,53 @@ type side struct {
 }
 
 // turnsPerSide is how many turns of about slice each side gets in d: even,
-// so that the order a b b a … ends balanced, and at least two.
+// so that the order (turnSide) ends balanced, and at least two.
 func turnsPerSide(d, slice time.Duration) int {
 	n := int((d + slice - 1) / slice)
 	return max(2, n+n%2)
 }
 
-// turnSide is the side that takes turn t: 0 1 1 0 0 1 1 0 …
-func turnSide(t int) int { return (t + 1) / 2 % 2 }
+// turnSide is the side, of k, that takes turn t: the sides in order, then in
+// reverse, and again (a b b a … for two, a b c c b a … for three), so that
+// over every two passes each side's positions sum alike.
+func turnSide(t, k int) int {
+	i := t % k
+	if t/k%2 == 1 {
+		return k - 1 - i
+	}
+	return i
+}
 
-// interleaved loads the two sides in turns, a b b a a b b a …, each for
-// d in all (turnsPerSide turns), after a warm-up of each (warmUp), and
-// returns each side's results summed over its turns; start, when not nil,
-// is called once the warm-ups are over. Only one server is
-// loaded at a time; CPU per Check is read from /proc around every turn. The
-// machine's speed drifts within seconds on a shared VM, more than the
-// differences measured; turns of a fraction of a second, in an order that
-// cancels a linear drift, let it fall on both sides alike.
-func interleaved(ctx context.Context, sides [2]side, d, slice time.Duration, start func()) ([2]*result, error) {
-	var out [2]*result
-	var clients [2][]*grpc.ClientConn
+// interleaved loads the sides in turns (turnSide), each for d in all
+// (turnsPerSide turns), after a warm-up of each (warmUp), and returns each
+// side's results summed over its turns; start, when not nil, is called once
+// the warm-ups are over. Only one server is loaded at a time; CPU per Check
+// is read from /proc around every turn. The machine's speed drifts within
+// seconds on a shared VM, more than the differences measured; turns of a
+// fraction of a second, in an order that cancels a linear drift, let it
+// fall on every side alike.
+func interleaved(ctx context.Context, sides []side, d, slice time.Duration, start func()) ([]*result, error) {
+	out := make([]*result, len(sides))
+	clients := make([][]*grpc.ClientConn, len(sides))
 	for i := range sides {
 		s := &sides[i]
 		if s.o.Conns < 1 || s.o.Workers < 1 {
-			return out, fmt.Errorf("conns and workers must be positive")
+			return nil, fmt.Errorf("conns and workers must be positive")
 		}
 		if s.o.Timeout == 0 {
 			s.o.Timeout = 5 * time.Second
 		}
 		if err := s.src.prepare(); err != nil {
-			return out, err
+			return nil, err
 		}
 		cs, closeAll, err := connect(s.o)
 		if err != nil {
-			return out, err
+			return nil, err
 		}
 		defer closeAll()
 		clients[i] = cs
 		if err := warmUp(ctx, s.o, cs, s.src); err != nil {
-			return out, err
+			return nil, err
 		}
 		out[i] = &result{}
 	}
@@ -156,11 +177,11 @@ func interleaved(ctx context.Context, sides [2]side, d, slice time.Duration, sta
 		start()
 	}
 	n := turnsPerSide(d, slice)
-	for t := range 2 * n {
-		i := turnSide(t)
+	for t := range len(sides) * n {
+		i := turnSide(t, len(sides))
 		r, err := phase(ctx, sides[i].o, clients[i], sides[i].src, d/time.Duration(n), true)
 		if err != nil {
-			return out, err
+			return nil, err
 		}
 		out[i].add(r)
 	}

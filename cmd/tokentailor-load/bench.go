@@ -35,6 +35,7 @@ type benchOptions struct {
 	scenarioSet  map[string]bool
 	rounds       int
 	slice        time.Duration
+	baseline     string
 	profile      string
 }
 
@@ -59,7 +60,8 @@ func benchCmd(ctx context.Context, args []string) int {
 	fs.StringVar(&o.logLevel, "log-level", "warn", "tokentailor's log level during the bench")
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds of the alternating floor / warm-jwt comparison (0 skips it)")
-	fs.DurationVar(&o.slice, "slice", 500*time.Millisecond, "length of the turns floor and warm-jwt take within each alternating round, in the order floor, warm-jwt, warm-jwt, floor, … (0: the floor's whole run, then warm-jwt's)")
+	fs.DurationVar(&o.slice, "slice", 100*time.Millisecond, "length of the turns floor and warm-jwt take within each alternating round, in the order floor, warm-jwt, warm-jwt, floor, … (0: the floor's whole run, then warm-jwt's)")
+	fs.StringVar(&o.baseline, "baseline", "", "a second tokentailor binary (say, the build before a change) that takes turns with the floor and -tokentailor in the alternating rounds, which then also print tokentailor / baseline")
 	fs.StringVar(&o.profile, "profile", "", "directory to write the CPU profile of each scenario's server into (SCENARIO-VIA.pprof, floor-VIA.pprof for the floor), taken over the measured run from its pprof listener")
 	if err := fs.Parse(args); err != nil {
 		return 2

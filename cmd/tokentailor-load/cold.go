@@ -76,13 +76,15 @@ func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, 
 		prof := b.profileFor(ctx, tt, name, tr, 2*o.Duration)
 		fo := b.o.load
 		fo.Target, fo.PID = b.floor.targets[tr], b.floor.cmd.Process.Pid
-		var r [2]*result
-		r, err = interleaved(ctx, [2]side{{o: fo, src: b.floorSource}, {o: o, src: &source{cycle: pool.raw}}}, o.Duration, b.o.slice,
+		var r []*result
+		r, err = interleaved(ctx, []side{{o: fo, src: b.floorSource}, {o: o, src: &source{cycle: pool.raw}}}, o.Duration, b.o.slice,
 			func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() })
 		if perr := prof.wait(); err == nil && perr != nil {
 			err = perr
 		}
-		floor, res = r[0], r[1]
+		if err == nil {
+			floor, res = r[0], r[1]
+		}
 	} else {
 		if floor, err = b.measure(ctx, b.floor, tr, b.floorSource, nil); err != nil {
 			return 0, false, fmt.Errorf("%s: floor over %s: %w", name, tr, err)

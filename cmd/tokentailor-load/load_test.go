@@ -203,16 +203,24 @@ func TestTurnOrderCancelsLinearDrift(t *testing.T) {
 			t.Errorf("turnsPerSide(%s, %s) = %d, want %d", tc.d, tc.slice, got, tc.want)
 		}
 	}
-	for n := 2; n <= 40; n += 2 {
-		var turns, positions [2]int
-		for i := range 2 * n {
-			s := turnSide(i)
-			turns[s]++
-			positions[s] += i
+	for k := 1; k <= 4; k++ {
+		for n := 2; n <= 40; n += 2 {
+			turns, positions := make([]int, k), make([]int, k)
+			for i := range k * n {
+				s := turnSide(i, k)
+				turns[s]++
+				positions[s] += i
+			}
+			for s := range k {
+				if turns[s] != n || positions[s] != positions[0] {
+					t.Errorf("%d sides, %d turns each: sides took %v turns at positions summing to %v", k, n, turns, positions)
+					break
+				}
+			}
 		}
-		if turns[0] != n || turns[1] != n || positions[0] != positions[1] {
-			t.Errorf("%d turns each: sides took %v turns at positions summing to %v", n, turns, positions)
-		}
+	}
+	if got := []int{turnSide(0, 2), turnSide(1, 2), turnSide(2, 2), turnSide(3, 2)}; !slices.Equal(got, []int{0, 1, 1, 0}) {
+		t.Errorf("two sides take turns %v, want 0 1 1 0", got)
 	}
 }
 
@@ -234,7 +242,7 @@ func TestInterleavedAgainstTwoFloors(t *testing.T) {
 		}
 	}
 	const d = 400 * time.Millisecond
-	var sides [2]side
+	sides := make([]side, 2)
 	for i := range sides {
 		sides[i] = side{o: loadOptions{Target: targets[i], Conns: 1, Workers: 2, Warmup: 50 * time.Millisecond, PID: os.Getpid()},
 			src: &source{warm: []*authv3.CheckRequest{checkRequest("t", i)}}}

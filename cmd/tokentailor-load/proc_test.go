@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,6 +55,54 @@ func TestReadProcSelf(t *testing.T) {
 	}
 	if s.RSS <= 0 {
 		t.Errorf("RSS of this test process = %d, want > 0", s.RSS)
+	}
+}
+
+// processCPU reads another process's CPU time, in nanoseconds, and it
+// agrees with /proc/PID/stat's ticks.
+func TestProcessCPUOfAChild(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sh to run a child: %v", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	var cpu time.Duration
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if cpu, err = processCPU(pid); err != nil {
+			t.Fatal(err)
+		}
+		if cpu > 50*time.Millisecond || time.Now().After(deadline) {
+			break
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticks, err := parseStat(b, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := processCPU(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ticks were read between the two clock readings; they lag by less
+	// than a tick, plus rounding.
+	if slack := 20 * time.Millisecond; ticks.CPU < cpu-slack || ticks.CPU > after+slack {
+		t.Errorf("CPU-time clock %v then %v, /proc ticks %v in between", cpu, after, ticks.CPU)
+	}
+	if cpu%(10*time.Millisecond) == 0 {
+		t.Errorf("CPU-time clock %v is a whole number of ticks: not nanoseconds?", cpu)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for _, gone := range []int{pid, 1 << 30, 0, -1} {
+		if c, err := processCPU(gone); err == nil {
+			t.Errorf("process %d (gone or impossible): %v and no error", gone, c)
+		}
 	}
 }
 

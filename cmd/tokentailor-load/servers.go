@@ -206,11 +206,16 @@ routes:
 // startTokentailor writes a config whose mint key is of kind (eddsa or
 // es256), starts tokentailor on it and waits until /readyz answers 200.
 func (b *benchRun) startTokentailor(ctx context.Context, kind string) (c *child, err error) {
-	name := "tokentailor-" + kind
-	if c, err = b.startServe(ctx, name, kind, b.o.cacheMax, b.introspection, ""); err != nil {
+	return b.startBinary(ctx, b.o.binary, "tokentailor-"+kind, kind)
+}
+
+// startBinary is startTokentailor for the tokentailor binary given, under
+// name (its files and log lines).
+func (b *benchRun) startBinary(ctx context.Context, binary, name, kind string) (c *child, err error) {
+	if c, err = b.startServeBinary(ctx, binary, name, kind, b.o.cacheMax, b.introspection, ""); err != nil {
 		return nil, err
 	}
-	rt, err := serverRuntime(ctx, c.admin, b.o.binary)
+	rt, err := serverRuntime(ctx, c.admin, binary)
 	if err != nil {
 		c.stop()
 		return nil, err
@@ -223,6 +228,11 @@ func (b *benchRun) startTokentailor(ctx context.Context, kind string) (c *child,
 // cacheMax entries, introspection inside the issuer's introspection map,
 // then extra), starts tokentailor on it and waits until /readyz answers 200.
 func (b *benchRun) startServe(ctx context.Context, name, kind string, cacheMax int, introspection, extra string) (*child, error) {
+	return b.startServeBinary(ctx, b.o.binary, name, kind, cacheMax, introspection, extra)
+}
+
+// startServeBinary is startServe for the tokentailor binary given.
+func (b *benchRun) startServeBinary(ctx context.Context, binary, name, kind string, cacheMax int, introspection, extra string) (*child, error) {
 	keyPath := filepath.Join(b.dir, name+".pem")
 	if err := writeKey(keyPath, kind); err != nil {
 		return nil, err
@@ -253,7 +263,7 @@ func (b *benchRun) startServe(ctx context.Context, name, kind string, cacheMax i
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()+extra), 0o600); err != nil {
 		return nil, err
 	}
-	c, err := b.start(name, []string{b.o.binary, "serve", "-config", cfgPath}, targets)
+	c, err := b.start(name, []string{binary, "serve", "-config", cfgPath}, targets)
 	if err != nil {
 		return nil, err
 	}
