@@ -83,7 +83,7 @@ func readProc(pid int) (ProcSample, error) {
 // Linux lets any process read). /proc/PID/stat counts in 10 ms ticks, too
 // coarse for the 100 ms turns of an interleaved run.
 func processCPU(pid int) (time.Duration, error) {
-	const cpuclockSched = 2 // CPUCLOCK_SCHED: the scheduler's runtime
+	const cpuclockSched = 2      // CPUCLOCK_SCHED: the scheduler's runtime
 	if pid <= 0 || pid > 1<<22 { // PID_MAX_LIMIT: beyond, the id would not fit a clockid_t
 		return 0, fmt.Errorf("CPU-time clock of process %d: no such process id", pid)
 	}
