@@ -144,10 +144,10 @@ func turnSide(t, k int) int {
 // (turnsPerSide turns), after a warm-up of each (warmUp), and returns each
 // side's results summed over its turns; start, when not nil, is called once
 // the warm-ups are over. Only one server is loaded at a time; CPU per Check
-// is read from /proc around every turn. The machine's speed drifts within
-// seconds on a shared VM, more than the differences measured; turns of a
-// fraction of a second, in an order that cancels a linear drift, let it
-// fall on every side alike.
+// is read from the servers' CPU-time clocks (readProc) around every turn.
+// The machine's speed drifts within seconds on a shared VM, more than the
+// differences measured; turns of a fraction of a second, in an order that
+// cancels a linear drift, let it fall on every side alike.
 func interleaved(ctx context.Context, sides []side, d, slice time.Duration, start func()) ([]*result, error) {
 	out := make([]*result, len(sides))
 	clients := make([][]*grpc.ClientConn, len(sides))

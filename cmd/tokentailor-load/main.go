@@ -11,7 +11,7 @@
 // does no work: what gRPC and the transport cost by themselves. run drives
 // one server with N workers over a few HTTP/2 connections for a fixed time,
 // from pre-built CheckRequests, and prints requests/s, p50/p90/p99 latency
-// and the server's CPU time per request (from /proc/PID/stat). bench runs the
+// and the server's CPU time per request (from its CPU-time clock). bench runs the
 // whole comparison in one go: it builds and starts tokentailor against an
 // authorization-server double served by this process, pins load generator
 // and servers to separate cores with taskset, and prints every figure also as
