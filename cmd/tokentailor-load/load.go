@@ -268,13 +268,7 @@ func connect(o loadOptions) (clients []*grpc.ClientConn, closeAll func(), err er
 // CPU and latencies; r keeps its first error and RSS before, and takes p's
 // RSS after.
 func (r *result) add(p *result) {
-	r.Requests += p.Requests
-	r.OK += p.OK
-	r.Denied += p.Denied
-	r.Errors += p.Errors
-	if r.FirstError == "" {
-		r.FirstError = p.FirstError
-	}
+	r.addCounts(p)
 	r.Elapsed += p.Elapsed
 	r.ServerCPU += p.ServerCPU
 	r.GenCPU += p.GenCPU
@@ -283,6 +277,17 @@ func (r *result) add(p *result) {
 	}
 	r.RSSAfter = p.RSSAfter
 	r.Hist.Merge(&p.Hist)
+}
+
+// addCounts sums p's request counts into r, which keeps its first error.
+func (r *result) addCounts(p *result) {
+	r.Requests += p.Requests
+	r.OK += p.OK
+	r.Denied += p.Denied
+	r.Errors += p.Errors
+	if r.FirstError == "" {
+		r.FirstError = p.FirstError
+	}
 }
 
 // phase runs the workers for d. When measure is false only failures matter.
@@ -320,13 +325,7 @@ func phase(ctx context.Context, o loadOptions, clients []*grpc.ClientConn, src *
 	}
 	for i := range parts {
 		p := &parts[i]
-		res.Requests += p.Requests
-		res.OK += p.OK
-		res.Denied += p.Denied
-		res.Errors += p.Errors
-		if res.FirstError == "" {
-			res.FirstError = p.FirstError
-		}
+		res.addCounts(p)
 		if measure {
 			res.Hist.Merge(&p.Hist)
 		}
