@@ -116,10 +116,13 @@ func (b *benchRun) alternatingRound(ctx context.Context, servers [2]*child, srcs
 	return res[0], res[1], nil
 }
 
-// side is one server of an interleaved measurement and what it is sent.
+// side is one server of an interleaved measurement and what it is sent,
+// or, when turn is set, something else that takes turns (the cryptography
+// alone, cryptoChild.turn), measured by its own means.
 type side struct {
-	o   loadOptions
-	src *source
+	o    loadOptions
+	src  *source
+	turn func(time.Duration) error
 }
 
 // turnsPerSide is how many turns of about slice each side gets in d: even,
@@ -153,6 +156,10 @@ func interleaved(ctx context.Context, sides []side, d, slice time.Duration, star
 	clients := make([][]*grpc.ClientConn, len(sides))
 	for i := range sides {
 		s := &sides[i]
+		out[i] = &result{}
+		if s.turn != nil {
+			continue
+		}
 		if s.o.Conns < 1 || s.o.Workers < 1 {
 			return nil, fmt.Errorf("conns and workers must be positive")
 		}
@@ -171,7 +178,6 @@ func interleaved(ctx context.Context, sides []side, d, slice time.Duration, star
 		if err := warmUp(ctx, s.o, cs, s.src); err != nil {
 			return nil, err
 		}
-		out[i] = &result{}
 	}
 	if start != nil {
 		start()
@@ -179,6 +185,12 @@ func interleaved(ctx context.Context, sides []side, d, slice time.Duration, star
 	n := turnsPerSide(d, slice)
 	for t := range len(sides) * n {
 		i := turnSide(t, len(sides))
+		if sides[i].turn != nil {
+			if err := sides[i].turn(d / time.Duration(n)); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		r, err := phase(ctx, sides[i].o, clients[i], sides[i].src, d/time.Duration(n), true)
 		if err != nil {
 			return nil, err

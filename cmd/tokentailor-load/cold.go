@@ -54,16 +54,14 @@ func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string
 // ratio, the cryptography beyond the floor, and whether the run was long
 // enough and not empty, so that the ratio judges.
 //
-// The cryptography alone is timed right before and right after the run,
-// and their mean is the round's; with -slice the floor is loaded in turns
-// with the cold run (interleaved, after the caches are full), otherwise
-// right before it. Either way the VM's drift falls on all three alike.
+// With -slice, the floor, the cold run (once the caches are full) and the
+// cryptography alone (the crypto sub-mode, stopped and continued) take
+// turns, in the order floor, tokentailor, crypto, crypto, tokentailor,
+// floor, …: the three are measured over the same seconds. Without, the
+// cryptography is timed right before and right after the cold run (their
+// mean counts) and the floor right before it.
 func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, tr string, pool *coldPool) (ratio float64, judged bool, err error) {
 	what := fmt.Sprintf("SHA-256 + %s verify + %s sign, same keys, on the server's CPU", inAlg, mintAlgOf(kind))
-	before, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
-	if err != nil {
-		return 0, false, fmt.Errorf("%s: %w", name, err)
-	}
 	o := b.o.load
 	o.Target, o.PID = tt.targets[tr], tt.cmd.Process.Pid
 	o.Duration = b.o.coldDuration
@@ -72,20 +70,40 @@ func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, 
 	o.WarmupCold = 2 * int64(b.o.cacheMax)
 	var hits0, miss0 float64
 	var floor, res *result
+	var crypto time.Duration
 	if b.o.slice > 0 {
-		prof := b.profileFor(ctx, tt, name, tr, 2*o.Duration)
+		files, rt, serr := b.cryptoSetup(ctx, tt, inAlg, kind, pool)
+		if serr != nil {
+			return 0, false, fmt.Errorf("%s: %w", name, serr)
+		}
+		cc, serr := startCrypto(ctx, b.pinSrv, rt, files)
+		if serr != nil {
+			return 0, false, fmt.Errorf("%s: %w", name, serr)
+		}
+		prof := b.profileFor(ctx, tt, name, tr, 3*o.Duration)
 		fo := b.o.load
 		fo.Target, fo.PID = b.floor.targets[tr], b.floor.cmd.Process.Pid
 		var r []*result
-		r, err = interleaved(ctx, []side{{o: fo, src: b.floorSource}, {o: o, src: &source{cycle: pool.raw}}}, o.Duration, b.o.slice,
+		r, err = interleaved(ctx, []side{{o: fo, src: b.floorSource}, {o: o, src: &source{cycle: pool.raw}}, {turn: cc.turn}}, o.Duration, b.o.slice,
 			func() { hits0, miss0, _ = jwtLookups(ctx, tt.admin); prof.start() })
 		if perr := prof.wait(); err == nil && perr != nil {
 			err = perr
 		}
+		var cerr error
+		crypto, cerr = cc.finish()
+		if err == nil {
+			err = cerr
+		}
 		if err == nil {
 			floor, res = r[0], r[1]
+			fmt.Printf("  %s over %s: the cryptography alone (%s), in turns with the run: %s CPU per Check\n", name, tr, what, fmtDur(crypto))
+			fmt.Printf("  %s over %s: the floor, in turns with the run: %s CPU per Check\n", name, tr, fmtDur(floor.CPUPerReq()))
 		}
 	} else {
+		before, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
+		if err != nil {
+			return 0, false, fmt.Errorf("%s: %w", name, err)
+		}
 		if floor, err = b.measure(ctx, b.floor, tr, b.floorSource, nil); err != nil {
 			return 0, false, fmt.Errorf("%s: floor over %s: %w", name, tr, err)
 		}
@@ -95,22 +113,21 @@ func (b *benchRun) coldRound(ctx context.Context, tt *child, name, inAlg, kind, 
 		if perr := prof.wait(); err == nil && perr != nil {
 			err = perr
 		}
+		if err != nil {
+			return 0, false, fmt.Errorf("%s over %s: %w", name, tr, err)
+		}
+		after, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
+		if err != nil {
+			return 0, false, fmt.Errorf("%s: %w", name, err)
+		}
+		crypto = (before + after) / 2
+		fmt.Printf("  %s over %s: the cryptography alone (%s): %s CPU per Check (%s before the run, %s after)\n",
+			name, tr, what, fmtDur(crypto), fmtDur(before), fmtDur(after))
+		fmt.Printf("  %s over %s: the floor, right before: %s CPU per Check\n", name, tr, fmtDur(floor.CPUPerReq()))
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("%s over %s: %w", name, tr, err)
 	}
-	after, err := b.coldCrypto(ctx, tt, inAlg, kind, pool)
-	if err != nil {
-		return 0, false, fmt.Errorf("%s: %w", name, err)
-	}
-	crypto := (before + after) / 2
-	fmt.Printf("  %s over %s: the cryptography alone (%s): %s CPU per Check (%s before the run, %s after)\n",
-		name, tr, what, fmtDur(crypto), fmtDur(before), fmtDur(after))
-	how := "right before"
-	if b.o.slice > 0 {
-		how = "in turns with the run"
-	}
-	fmt.Printf("  %s over %s: the floor, %s: %s CPU per Check\n", name, tr, how, fmtDur(floor.CPUPerReq()))
 	b.out.row(row{name: name, transport: tr, res: res, floor: floor})
 	hits1, miss1, err := jwtLookups(ctx, tt.admin)
 	if err != nil {
@@ -142,15 +159,25 @@ func mintAlgOf(kind string) string {
 // the pool, its issuer's public key, a token tt minted for it (one Check)
 // and tt's mint key, under the servers' taskset prefix and runtime settings.
 func (b *benchRun) coldCrypto(ctx context.Context, tt *child, inAlg, kind string, pool *coldPool) (time.Duration, error) {
-	minted, err := mintedToken(ctx, tt.targets[b.o.transports[0]], pool.sample)
+	files, rt, err := b.cryptoSetup(ctx, tt, inAlg, kind, pool)
 	if err != nil {
 		return 0, err
+	}
+	return runCrypto(ctx, b.pinSrv, rt, files, cryptoDuration)
+}
+
+// cryptoSetup writes the crypto sub-mode's files for a cold scenario on tt
+// and returns them with the runtime flags it runs with.
+func (b *benchRun) cryptoSetup(ctx context.Context, tt *child, inAlg, kind string, pool *coldPool) (files, runtimeFlags []string, err error) {
+	minted, err := mintedToken(ctx, tt.targets[b.o.transports[0]], pool.sample)
+	if err != nil {
+		return nil, nil, err
 	}
 	pub, err := b.iss.publicPEM(inAlg)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
-	files := []string{
+	files = []string{
 		filepath.Join(b.dir, "crypto-"+kind+"-in.jwt"),
 		filepath.Join(b.dir, "crypto-"+kind+"-in.pub.pem"),
 		filepath.Join(b.dir, "crypto-"+kind+"-minted.jwt"),
@@ -158,14 +185,14 @@ func (b *benchRun) coldCrypto(ctx context.Context, tt *child, inAlg, kind string
 	}
 	for i, content := range [][]byte{[]byte(pool.sample), pub, []byte(minted)} {
 		if err := os.WriteFile(files[i], content, 0o600); err != nil {
-			return 0, err
+			return nil, nil, err
 		}
 	}
 	rt, err := b.runtimeFlags()
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
-	return runCrypto(ctx, b.pinSrv, rt, files, cryptoDuration)
+	return files, rt, nil
 }
 
 // mintedToken sends one Check with token and returns the token tokentailor

@@ -14,11 +14,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -40,7 +42,7 @@ func cryptoCmd(ctx context.Context, args []string) int {
 	pubkey := fs.String("pubkey", "", "PEM file of its issuer's public key (PKIX)")
 	minted := fs.String("minted", "", "file holding a token tokentailor minted for it")
 	key := fs.String("key", "", "tokentailor's mint key (PEM, PKCS#8)")
-	d := fs.Duration("duration", 3*time.Second, "how long to time the loop")
+	d := fs.Duration("duration", 3*time.Second, "how long to time the loop; 0: print \"crypto: ready\" after the warm-up and time until stdin is closed (bench stops and continues the process for its turns)")
 	gcPercent := fs.Int("gc-percent", 400, "GOGC to run with (an environment GOGC wins)")
 	memLimit := fs.Int64("memory-limit", -1, "soft memory limit in bytes, -1 for none (an environment GOMEMLIMIT wins)")
 	if err := fs.Parse(args); err != nil {
@@ -52,7 +54,17 @@ func cryptoCmd(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "crypto:", err)
 		return 1
 	}
-	n, cpu, err := timeCrypto(ctx, round, *d)
+	var ready func()
+	var done chan struct{}
+	if *d == 0 {
+		ready = func() { fmt.Println("crypto: ready") }
+		done = make(chan struct{})
+		go func() {
+			io.Copy(io.Discard, os.Stdin)
+			close(done)
+		}()
+	}
+	n, cpu, err := timeCrypto(ctx, round, *d, ready, done)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crypto:", err)
 		return 1
@@ -62,18 +74,33 @@ func cryptoCmd(ctx context.Context, args []string) int {
 	return 0
 }
 
-// timeCrypto runs round for d (after a short warm-up) and returns how many
+// timeCrypto runs round after a short warm-up (then calls ready, when not
+// nil) for d, or when d is 0 until done is closed, and returns how many
 // rounds ran and the process CPU time they took.
-func timeCrypto(ctx context.Context, round func() error, d time.Duration) (int, time.Duration, error) {
+func timeCrypto(ctx context.Context, round func() error, d time.Duration, ready func(), done <-chan struct{}) (int, time.Duration, error) {
 	for range 50 {
 		if err := round(); err != nil {
 			return 0, 0, err
 		}
 	}
+	if ready != nil {
+		ready()
+	}
 	n := 0
 	cpu0 := selfCPU()
 	end := time.Now().Add(d)
-	for time.Now().Before(end) && ctx.Err() == nil {
+	more := func() bool {
+		if d > 0 {
+			return time.Now().Before(end)
+		}
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	}
+	for more() && ctx.Err() == nil {
 		for range 16 {
 			if err := round(); err != nil {
 				return 0, 0, err
@@ -210,6 +237,88 @@ func runCrypto(ctx context.Context, prefix, runtimeFlags []string, files []strin
 	return parseCryptoOutput(out.String())
 }
 
+// cryptoChild is the crypto sub-mode run in turns: started, warmed up and
+// stopped (SIGSTOP) by startCrypto, continued for each of its turns, and
+// asked for its result by finish.
+type cryptoChild struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    *bufio.Reader
+	rest   strings.Builder // what it printed, read by this side
+	stderr bytes.Buffer    // written by exec until Wait returns
+}
+
+// startCrypto starts the crypto sub-mode like runCrypto, with -duration 0,
+// waits for its warm-up and stops it.
+func startCrypto(ctx context.Context, prefix, runtimeFlags []string, files []string) (*cryptoChild, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	argv := append(append(append([]string(nil), prefix...), self, "crypto"), runtimeFlags...)
+	argv = append(argv, "-token", files[0], "-pubkey", files[1], "-minted", files[2], "-key", files[3], "-duration", "0")
+	c := &cryptoChild{cmd: exec.CommandContext(ctx, argv[0], argv[1:]...)}
+	c.cmd.Stderr = &c.stderr
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("crypto sub-mode: %w", err)
+	}
+	c.out = bufio.NewReader(stdout)
+	for {
+		line, err := c.out.ReadString('\n')
+		c.rest.WriteString(line)
+		if strings.TrimSpace(line) == "crypto: ready" {
+			break
+		}
+		if err != nil {
+			c.cmd.Process.Kill()
+			c.cmd.Wait()
+			return nil, fmt.Errorf("crypto sub-mode never got ready: %s", strings.TrimSpace(c.rest.String()+c.stderr.String()))
+		}
+	}
+	if err := c.pause(); err != nil {
+		c.cmd.Process.Kill()
+		c.cmd.Wait()
+		return nil, err
+	}
+	return c, nil
+}
+
+// pause stops the process; its CPU time stands still until resume.
+func (c *cryptoChild) pause() error { return c.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// resume continues the process.
+func (c *cryptoChild) resume() error { return c.cmd.Process.Signal(syscall.SIGCONT) }
+
+// turn lets the process run for d.
+func (c *cryptoChild) turn(d time.Duration) error {
+	if err := c.resume(); err != nil {
+		return err
+	}
+	time.Sleep(d)
+	return c.pause()
+}
+
+// finish continues the process, closes its stdin and returns its CPU time
+// per round since the warm-up. Its last batch of rounds runs after the last
+// turn: a few milliseconds against the seconds of its turns.
+func (c *cryptoChild) finish() (time.Duration, error) {
+	c.resume()
+	c.stdin.Close()
+	rest, _ := io.ReadAll(c.out)
+	c.rest.Write(rest)
+	if err := c.cmd.Wait(); err != nil {
+		return 0, fmt.Errorf("crypto sub-mode: %w: %s", err, strings.TrimSpace(c.rest.String()+c.stderr.String()))
+	}
+	return parseCryptoOutput(c.rest.String())
+}
+
 // parseCryptoOutput finds the ns figure of the crypto sub-mode's result line.
 func parseCryptoOutput(s string) (time.Duration, error) {
 	sc := bufio.NewScanner(strings.NewReader(s))
@@ -221,7 +330,7 @@ func parseCryptoOutput(s string) (time.Duration, error) {
 		i := strings.LastIndexByte(line, '(')
 		j := strings.LastIndex(line, " ns)")
 		if i < 0 || j < i {
-			break
+			continue // "crypto: ready"
 		}
 		ns, err := strconv.ParseInt(line[i+1:j], 10, 64)
 		if err != nil || ns <= 0 {

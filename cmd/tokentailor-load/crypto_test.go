@@ -64,6 +64,8 @@ func TestParseCryptoOutput(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "result line", out: "runtime of crypto: GOGC=400\ncrypto: 41024 rounds, 73µs CPU per round (73125 ns)\n", want: 73125},
+		{name: "after the ready line of turns", out: "runtime of crypto: GOGC=400\ncrypto: ready\ncrypto: 900 rounds, 120µs CPU per round (120311 ns)\n", want: 120311},
+		{name: "ready, then nothing", out: "crypto: ready\n", wantErr: true},
 		{name: "no result", out: "crypto: open x: no such file\n", wantErr: true},
 		{name: "zero", out: "crypto: 0 rounds, 0µs CPU per round (0 ns)\n", wantErr: true},
 		{name: "empty", out: "", wantErr: true},
@@ -141,10 +143,71 @@ func TestCryptoRound(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			n, cpu, err := timeCrypto(context.Background(), round, 20*time.Millisecond)
+			n, cpu, err := timeCrypto(context.Background(), round, 20*time.Millisecond, nil, nil)
 			if err != nil || n == 0 || cpu <= 0 {
 				t.Errorf("timeCrypto = %d rounds, %v CPU, %v", n, cpu, err)
 			}
 		})
+	}
+}
+
+// TestMain lets the test binary stand in for tokentailor-load when a test
+// starts it as a child (os.Executable), as bench starts its sub-modes.
+func TestMain(m *testing.M) {
+	if os.Getenv("TOKENTAILOR_LOAD_AS_MAIN") == "1" {
+		os.Exit(dispatch(context.Background(), os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// The crypto sub-mode in turns: stopped between them, its CPU time stands
+// still; its result counts only the rounds of its turns (and its last batch).
+func TestCryptoChildTakesTurns(t *testing.T) {
+	t.Setenv("TOKENTAILOR_LOAD_AS_MAIN", "1")
+	iss, err := newIssuer(time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tok, err := iss.sign("ES256", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := iss.publicPEM("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{filepath.Join(dir, "in"), filepath.Join(dir, "pub"), filepath.Join(dir, "minted"), filepath.Join(dir, "key.pem")}
+	for i, b := range [][]byte{[]byte(tok), pub, []byte(tok)} {
+		if err := os.WriteFile(files[i], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeKey(files[3], "es256"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := startCrypto(context.Background(), nil, nil, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped, err := processCPU(c.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if still, _ := processCPU(c.cmd.Process.Pid); still-stopped > 5*time.Millisecond {
+		t.Errorf("a stopped crypto child used %v of CPU in 200 ms", still-stopped)
+	}
+	for range 3 {
+		if err := c.turn(50 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	per, err := c.finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if per <= 0 || per > 50*time.Millisecond {
+		t.Errorf("%v CPU per round", per)
 	}
 }
