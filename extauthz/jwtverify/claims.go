@@ -91,9 +91,11 @@ func (v *Verifier) decodeClaims(cb []byte) (jwt.MapClaims, *issuer, error) {
 	// while it is filled; nested names only make the hint larger.
 	hint := min(bytes.Count(cb, []byte(`":`)), maxClaimsHint)
 	claims := make(jwt.MapClaims, hint)
-	if !decodeFlatClaims(cb, claims) {
+	// The fast path only for segments of an ordinary token's size: a large
+	// one it gives up on late would be decoded twice before its signature.
+	if len(cb) > maxFlatClaims || !decodeFlatClaims(cb, claims) {
 		claims = make(jwt.MapClaims, hint)
-		if err := json.Unmarshal(cb, (*map[string]any)(&claims)); err != nil {
+		if err := json.Unmarshal(cb, (*map[string]any)(&claims)); err != nil || claims == nil {
 			return nil, nil, invalid("claims are not a JSON object without duplicate names")
 		}
 	}
@@ -132,6 +134,9 @@ func (v *Verifier) rejudge(cb []byte, cred extauthz.Credential, audiences []stri
 	}
 	return is.judge(claims, cred, audiences, forAudience)
 }
+
+// maxFlatClaims bounds the claims segments decodeFlatClaims is tried on.
+const maxFlatClaims = 8 << 10
 
 // maxClaimsHint caps the size hint of a claims map.
 const maxClaimsHint = 64

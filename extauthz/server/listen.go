@@ -39,7 +39,7 @@ func GRPCOptions() []grpc.ServerOption {
 }
 
 // errCompressed is why a compressed call is refused.
-var errCompressed = errors.New("compressed CheckRequests are not accepted (Envoy sends them uncompressed)")
+var errCompressed = errors.New("compressed gRPC messages are not accepted (Envoy sends Checks uncompressed)")
 
 // refuseGzip refuses gzip-compressed calls without reading them. The OTLP
 // exporter's gRPC dependency registers gzip for the whole process, and a
