@@ -22,13 +22,12 @@ const minColdDuration = 10 * time.Second
 const cryptoDuration = 3 * time.Second
 
 // cold runs a cold scenario on tt over every transport, in -cold-rounds
-// rounds. Each round takes, within the same minute so that the VM's drift
-// falls on all three: the cryptography alone (the crypto sub-mode, on the
-// server's CPU) before and after a run of -cold-duration on caches filled
-// first, and the floor (b.floor, still up) in turns with that run
-// (coldRound); then the row, the cache hits the run had (none means every
-// Check was cold) and issue 14's target line against that round's floor
-// and crypto. The verdict is the median of the
+// rounds. Each round measures, over the same seconds so that the VM's drift
+// falls on all three (coldRound says how): the cryptography alone (the
+// crypto sub-mode, on the server's CPU), the floor (b.floor, still up) and a
+// run of -cold-duration on caches filled first; then the row, the cache hits
+// the run had (none means every Check was cold) and issue 14's target line
+// against that round's floor and crypto. The verdict is the median of the
 // rounds' ratios: the VM's speed drifts by 10–20 % from one minute to the
 // next, more than the margins measured here.
 func (b *benchRun) cold(ctx context.Context, tt *child, name, inAlg, kind string, pool *coldPool) error {

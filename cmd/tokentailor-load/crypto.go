@@ -222,12 +222,10 @@ func jwsSigner(k *mint.Key, input []byte) (func() error, error) {
 // runCrypto runs the crypto sub-mode as a child under prefix (the servers'
 // taskset) with the floor's runtime flags and returns its CPU per round.
 func runCrypto(ctx context.Context, prefix, runtimeFlags []string, files []string, d time.Duration) (time.Duration, error) {
-	self, err := os.Executable()
+	argv, err := cryptoArgv(prefix, runtimeFlags, files, d)
 	if err != nil {
 		return 0, err
 	}
-	argv := append(append(append([]string(nil), prefix...), self, "crypto"), runtimeFlags...)
-	argv = append(argv, "-token", files[0], "-pubkey", files[1], "-minted", files[2], "-key", files[3], "-duration", d.String())
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -251,12 +249,10 @@ type cryptoChild struct {
 // startCrypto starts the crypto sub-mode like runCrypto, with -duration 0,
 // waits for its warm-up and stops it.
 func startCrypto(ctx context.Context, prefix, runtimeFlags []string, files []string) (*cryptoChild, error) {
-	self, err := os.Executable()
+	argv, err := cryptoArgv(prefix, runtimeFlags, files, 0)
 	if err != nil {
 		return nil, err
 	}
-	argv := append(append(append([]string(nil), prefix...), self, "crypto"), runtimeFlags...)
-	argv = append(argv, "-token", files[0], "-pubkey", files[1], "-minted", files[2], "-key", files[3], "-duration", "0")
 	c := &cryptoChild{cmd: exec.CommandContext(ctx, argv[0], argv[1:]...)}
 	c.cmd.Stderr = &c.stderr
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
@@ -317,6 +313,18 @@ func (c *cryptoChild) finish() (time.Duration, error) {
 		return 0, fmt.Errorf("crypto sub-mode: %w: %s", err, strings.TrimSpace(c.rest.String()+c.stderr.String()))
 	}
 	return parseCryptoOutput(c.rest.String())
+}
+
+// cryptoArgv is the command line of the crypto sub-mode: this binary under
+// prefix (taskset), with runtimeFlags, the files (token, public key, minted
+// token, mint key) and -duration d.
+func cryptoArgv(prefix, runtimeFlags, files []string, d time.Duration) ([]string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	argv := append(append(append([]string(nil), prefix...), self, "crypto"), runtimeFlags...)
+	return append(argv, "-token", files[0], "-pubkey", files[1], "-minted", files[2], "-key", files[3], "-duration", d.String()), nil
 }
 
 // parseCryptoOutput finds the ns figure of the crypto sub-mode's result line.
