@@ -758,6 +758,52 @@ func TestStrictJSON(t *testing.T) {
 	}
 }
 
+// TestClaimsNotAnObject: a claims segment that is valid JSON but not an
+// object, correctly signed by a trusted key, is refused as an invalid token
+// whose message names the problem, and is refused again when presented
+// again (nothing of it was cached). The JSON null is the case json.Unmarshal
+// does not refuse itself: it decodes into a nil map without an error, so
+// decodeClaims refuses it explicitly. The control row shows the same
+// signing is otherwise accepted, so the refusals are the claims'.
+func TestClaimsNotAnObject(t *testing.T) {
+	const header = `{"alg":"EdDSA","typ":"at+jwt","kid":"k1"}`
+	tests := []struct {
+		name   string
+		claims string
+	}{
+		{name: "control", claims: `{"iss":"https://as.example","aud":"api","exp":1893456300,"sub":"alice"}`},
+		{name: "null", claims: `null`},
+		{name: "null in whitespace", claims: " null\n"},
+		{name: "empty array", claims: `[]`},
+		{name: "string", claims: `"x"`},
+		{name: "number", claims: `1`},
+		{name: "true", claims: `true`},
+	}
+	v, priv := fuzzVerifier(t)
+	enc := base64.RawURLEncoding.EncodeToString
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			signing := enc([]byte(header)) + "." + enc([]byte(tc.claims))
+			raw := signing + "." + enc(ed25519.Sign(priv, []byte(signing)))
+			for range 2 {
+				p, err := v.Authenticate(context.Background(), extauthz.Credential{Raw: raw, Kind: extauthz.KindJWT})
+				if tc.name == "control" {
+					if err != nil || p == nil {
+						t.Fatalf("refused: %v", err)
+					}
+					continue
+				}
+				if !errors.Is(err, extauthz.ErrInvalidToken) || p != nil {
+					t.Fatalf("claims %q: got %v, %v; want ErrInvalidToken", tc.claims, p, err)
+				}
+				if !strings.Contains(err.Error(), "claims are not a JSON object") {
+					t.Fatalf("claims %q: error %q does not say the claims are not a JSON object", tc.claims, err)
+				}
+			}
+		})
+	}
+}
+
 // TestHeaderCacheBounded: distinct headers beyond the bound neither grow the
 // cache past it nor change any result; the usual header is decoded again
 // after the cache starts over.
