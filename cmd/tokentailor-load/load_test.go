@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestSource(t *testing.T) {
@@ -78,8 +80,23 @@ func TestCheckRequestCarriesToken(t *testing.T) {
 			if h.GetMethod() != "GET" || h.GetHeaders()[":path"] != h.GetPath() {
 				t.Errorf("inconsistent request: %v", h)
 			}
-			if r.GetAttributes().GetContextExtensions()["route"] != benchRoute {
+			a := r.GetAttributes()
+			if a.GetContextExtensions()["route"] != benchRoute {
 				t.Errorf("route extension missing")
+			}
+			// What Envoy's filter always sends besides the headers.
+			if a.GetSource().GetAddress().GetSocketAddress().GetAddress() == "" ||
+				a.GetDestination().GetAddress().GetSocketAddress().GetPortValue() == 0 {
+				t.Errorf("peers missing: source %v, destination %v", a.GetSource(), a.GetDestination())
+			}
+			if !a.GetRequest().GetTime().IsValid() || h.GetId() == "" || h.GetProtocol() == "" {
+				t.Errorf("time, id or protocol missing: %v %q %q", a.GetRequest().GetTime(), h.GetId(), h.GetProtocol())
+			}
+			if a.GetMetadataContext() == nil || a.GetRouteMetadataContext() == nil {
+				t.Errorf("metadata contexts missing")
+			}
+			if b, err := proto.Marshal(r); err != nil || !bytes.Contains(b, []byte{0x5a, 0x00}) || !bytes.Contains(b, []byte{0x6a, 0x00}) {
+				t.Errorf("empty metadata contexts not on the wire (err %v)", err)
 			}
 		})
 	}

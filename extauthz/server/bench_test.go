@@ -40,6 +40,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tokentailor/tokentailor/extauthz"
 	"github.com/tokentailor/tokentailor/extauthz/authztest"
@@ -182,21 +183,34 @@ func (e *benchEnv) opaque(sub string) string {
 }
 
 // benchCheckRequest is the CheckRequest Envoy sends for GET /orders/42,
-// with the headers of a typical API call (the same as cmd/tokentailor-load's).
+// with the headers of a typical API call and what Envoy's filter always adds
+// (peers, time, stream id, empty metadata contexts): the same as
+// cmd/tokentailor-load's.
 func benchCheckRequest(token string) *authv3.CheckRequest {
 	h := map[string]string{
 		":authority": "orders.example.com", ":path": "/orders/42?view=full", ":method": "GET",
 		":scheme": "https", "accept": "application/json", "accept-encoding": "gzip, br",
-		"user-agent": "bench/1", "x-forwarded-proto": "https", "x-request-id": "3f1b2c4d-1",
+		"user-agent": "bench/1", "x-forwarded-proto": "https", "x-request-id": "3f1b2c4d-9e8a-4c7b-a6d5-000000000001",
 		"x-envoy-expected-rq-timeout-ms": "15000", "content-length": "0",
 		"authorization": "Bearer " + token,
 	}
+	peer := func(addr string, port uint32) *authv3.AttributeContext_Peer {
+		return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}},
+		}}}
+	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Id: "3f1b2c4d-1", Method: "GET", Scheme: "https", Host: "orders.example.com",
-			Path: "/orders/42?view=full", Protocol: "HTTP/1.1", Headers: h,
-		}},
-		ContextExtensions: map[string]string{"route": "orders-read"},
+		Source: peer("10.244.1.17", 43512), Destination: peer("10.244.2.23", 8080),
+		Request: &authv3.AttributeContext_Request{
+			Time: timestamppb.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)),
+			Http: &authv3.AttributeContext_HttpRequest{
+				Id: "11400714819323198485", Method: "GET", Scheme: "https", Host: "orders.example.com",
+				Path: "/orders/42?view=full", Protocol: "HTTP/1.1", Headers: h,
+			},
+		},
+		ContextExtensions:    map[string]string{"route": "orders-read"},
+		MetadataContext:      &corev3.Metadata{},
+		RouteMetadataContext: &corev3.Metadata{},
 	}}
 }
 
