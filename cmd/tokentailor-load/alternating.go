@@ -77,15 +77,9 @@ func (b *benchRun) alternatingRound(ctx context.Context, servers [2]*child, srcs
 		}
 		return ref, tokentailor, nil
 	}
-	sides := make([]side, 2)
-	for i, c := range servers {
-		target, ok := c.targets[tr]
-		if !ok {
-			return nil, nil, fmt.Errorf("unknown transport %q (want tcp or unix)", tr)
-		}
-		o := b.o.load
-		o.Target, o.PID = target, c.cmd.Process.Pid
-		sides[i] = side{o: o, src: srcs[i]}
+	sides, err := b.sides(servers[:], srcs[:], tr)
+	if err != nil {
+		return nil, nil, err
 	}
 	// With -profile, both servers are profiled over the same turns of the
 	// first round: each profile holds only its own turns, and the drift
@@ -114,6 +108,22 @@ func (b *benchRun) alternatingRound(ctx context.Context, servers [2]*child, srcs
 		return nil, nil, fmt.Errorf("alternating over %s: %w", tr, err)
 	}
 	return res[0], res[1], nil
+}
+
+// sides returns the sides of an interleaved measurement of servers over
+// transport tr, server i sent srcs[i].
+func (b *benchRun) sides(servers []*child, srcs []*source, tr string) ([]side, error) {
+	sides := make([]side, len(servers))
+	for i, c := range servers {
+		target, ok := c.targets[tr]
+		if !ok {
+			return nil, fmt.Errorf("unknown transport %q (want tcp or unix)", tr)
+		}
+		o := b.o.load
+		o.Target, o.PID = target, c.cmd.Process.Pid
+		sides[i] = side{o: o, src: srcs[i]}
+	}
+	return sides, nil
 }
 
 // side is one server of an interleaved measurement and what it is sent,

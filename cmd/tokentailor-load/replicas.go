@@ -25,6 +25,7 @@ type replicasOptions struct {
 	cold       int
 	warmTokens int
 	rounds     int
+	slice      time.Duration
 	transport  string
 	pin        bool
 	keep       bool
@@ -44,6 +45,7 @@ func replicasCmd(ctx context.Context, args []string) int {
 	fs.IntVar(&o.cold, "cold", 5000, "opaque tokens introspected by one replica, then sent once to another (cold, served from Redis)")
 	fs.IntVar(&o.warmTokens, "warm-tokens", 100, "distinct tokens in the warm pool")
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds of the alternating warm comparison, without and with shared_cache")
+	fs.DurationVar(&o.slice, "slice", 100*time.Millisecond, "length of the turns the replicas without and with shared_cache take within each warm round, in the order without, with, with, without, … (0: one replica's whole run, then the other's)")
 	fs.StringVar(&o.transport, "transport", "unix", "tcp or unix")
 	fs.BoolVar(&o.pin, "pin", true, "pin the generator to CPU 0 and the servers (Redis included) to CPU 1 with taskset, when possible")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, server logs)")
@@ -96,7 +98,8 @@ func replicasRun(ctx context.Context, o replicasOptions) (bool, error) {
 	}
 	defer iss.stop()
 	s := &replicaSet{o: o, benchRun: &benchRun{
-		o:   benchOptions{load: o.load, binary: o.binary, cacheMax: config.DefaultMaxEntries, logLevel: o.logLevel, keep: o.keep, pin: o.pin},
+		o: benchOptions{load: o.load, binary: o.binary, cacheMax: config.DefaultMaxEntries, logLevel: o.logLevel, keep: o.keep, pin: o.pin,
+			slice: o.slice},
 		dir: dir, iss: iss,
 	}}
 	s.pinSrv = s.pinning()

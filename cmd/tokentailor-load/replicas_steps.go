@@ -12,6 +12,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/tokentailor/tokentailor/extauthz/config"
 )
 
 // spread sends n fresh opaque tokens, each to every replica in turn (the
@@ -172,40 +174,21 @@ func (s *replicaSet) alternateWarm(ctx context.Context, local, shared *child) (b
 		pool = append(pool, checkRequest(opaque(2_000_000+i), i))
 	}
 	tr := s.o.transport
-	fmt.Printf("\nwarm opaque Check, %d tokens, without and with shared_cache in turns, %d rounds of %s (ratios with / without):\n",
-		s.o.warmTokens, s.o.rounds, s.o.load.Duration)
+	turns := "one whole run after the other"
+	if s.o.slice > 0 {
+		turns = fmt.Sprintf("in turns of %s (without, with, with, without, …)", s.o.slice)
+	}
+	fmt.Printf("\nwarm opaque Check, %d tokens, without and with shared_cache, %d rounds of %s, %s (ratios with / without):\n",
+		s.o.warmTokens, s.o.rounds, s.o.load.Duration, turns)
 	fmt.Printf("  %-6s %11s %11s %7s %9s %9s %7s %11s %11s %8s %12s\n", "round", "without r/s", "with r/s", "×r/s",
 		"p99 w/o", "p99 with", "×p99", "CPU/rq w/o", "CPU/rq with", "×CPU/rq", "Redis cmds")
 	var rps, p99, cpu []float64
 	var redisDuringWarm, checksWithShared int64
+	began := time.Now() // the warm pool's tokens are first seen in the first round
 	for r := range s.o.rounds {
-		// Which goes first alternates too, so that neither always runs
-		// on the heels of the other.
-		var l, w *result
-		var before, after counts
-		withShared := func() (err error) {
-			var snapErr error
-			w, err = s.measure(ctx, shared, tr, &source{warm: pool}, func() { before, snapErr = s.snapshot(ctx, nil) })
-			if err = errors.Join(err, snapErr); err != nil {
-				return fmt.Errorf("with shared_cache: %w", err)
-			}
-			after, err = s.snapshot(ctx, nil)
-			return err
-		}
-		without := func() (err error) {
-			if l, err = s.measure(ctx, local, tr, &source{warm: pool}, nil); err != nil {
-				return fmt.Errorf("without shared_cache: %w", err)
-			}
-			return nil
-		}
-		steps := []func() error{without, withShared}
-		if r%2 == 1 {
-			steps[0], steps[1] = steps[1], steps[0]
-		}
-		for _, step := range steps {
-			if err := step(); err != nil {
-				return false, err
-			}
+		l, w, before, after, err := s.warmRound(ctx, local, shared, pool, tr, r)
+		if err != nil {
+			return false, err
 		}
 		cmds := diff(before, after, 0).redisCommands()
 		redisDuringWarm += cmds
@@ -225,15 +208,81 @@ func (s *replicaSet) alternateWarm(ctx context.Context, local, shared *child) (b
 	lh, _ := s.memMetrics(ctx, local.admin)
 	wh, _ := s.memMetrics(ctx, shared.admin)
 	fmt.Printf("  live heap after the rounds: without %.1f MiB, with %.1f MiB\n", float64(lh)/(1<<20), float64(wh)/(1<<20))
-	// A warm Check is answered by the local layer. The only Redis traffic
-	// left is a local copy that reached its end (max_cache_ttl, the token's
-	// exp) being read again, once per token: far below one command in a
-	// thousand Checks. More than that means warm Checks go to Redis.
-	perCheck := float64(redisDuringWarm) / float64(max(checksWithShared, 1))
-	ok := median(rps) >= 0.90 && median(cpu) <= 1.10 && perCheck <= 0.001
-	fmt.Printf("  verdict: %s (median throughput ≥ 0.90 × and CPU per Check ≤ 1.10 × without shared_cache; Redis commands per warm Check ≤ 0.001: %d in %d Checks = %.5f, local copies read again at their end)\n",
-		passFail(ok), redisDuringWarm, checksWithShared, perCheck)
+	// A warm Check is answered by the local layer. Redis sees a warm token
+	// again only when its local copy reaches its end (max_cache_ttl, or the
+	// token's exp): at most once per token and max_cache_ttl, a read
+	// (DoCache's five commands) and, when the Redis entry ended too, a
+	// write back. More than that means warm Checks go to Redis. (A bound
+	// per Check would depend on how long the rounds run: whether a refresh
+	// falls within them or not.)
+	refreshes, bound := warmRedisBound(s.o.warmTokens, time.Since(began), config.DefaultMaxCacheTTL)
+	ok := median(rps) >= 0.90 && median(cpu) <= 1.10 && redisDuringWarm <= bound
+	fmt.Printf("  verdict: %s (median throughput ≥ 0.90 × and CPU per Check ≤ 1.10 × without shared_cache; Redis commands during the warm rounds ≤ %d tokens × %d × %d max_cache_ttl periods = %d: %d in %d Checks, local copies read again at their end)\n",
+		passFail(ok), s.o.warmTokens, refreshCommands, refreshes, bound, redisDuringWarm, checksWithShared)
 	return ok, nil
+}
+
+// refreshCommands bounds the Redis commands of one warm token's refresh,
+// when its local copy ends: a read (CLIENT CACHING, MULTI, PTTL, GET, EXEC)
+// and, when the Redis entry ended as well, a write back.
+const refreshCommands = 8
+
+// warmRedisBound returns how many times each of tokens warm tokens may be
+// refreshed from Redis within elapsed (once per ttl, the local copy's
+// longest life, and once more for the copy that was running when the
+// rounds began) and the Redis commands that allows.
+func warmRedisBound(tokens int, elapsed, ttl time.Duration) (refreshes, commands int64) {
+	refreshes = 1 + int64(elapsed/ttl)
+	return refreshes, int64(tokens) * refreshCommands * refreshes
+}
+
+// warmRound measures the replicas without (local) and with (shared)
+// shared_cache, each sent pool over tr: in turns of -slice (interleaved), or
+// with -slice 0 one whole run after the other, which goes first alternating
+// with the round r. before and after are the Redis counters around the
+// shared replica's load (around the whole round when in turns: the replica
+// without shared_cache sends Redis nothing).
+func (s *replicaSet) warmRound(ctx context.Context, local, shared *child, pool []*authv3.CheckRequest, tr string, r int) (l, w *result, before, after counts, err error) {
+	if s.o.slice > 0 {
+		sides, err := s.sides([]*child{local, shared}, []*source{{warm: pool}, {warm: pool}}, tr)
+		if err != nil {
+			return nil, nil, before, after, err
+		}
+		var snapErr error
+		res, err := interleaved(ctx, sides, s.o.load.Duration, s.o.slice, func() { before, snapErr = s.snapshot(ctx, nil) })
+		if err = errors.Join(err, snapErr); err != nil {
+			return nil, nil, before, after, fmt.Errorf("warm rounds in turns: %w", err)
+		}
+		after, err = s.snapshot(ctx, nil)
+		return res[0], res[1], before, after, err
+	}
+	withShared := func() (err error) {
+		var snapErr error
+		w, err = s.measure(ctx, shared, tr, &source{warm: pool}, func() { before, snapErr = s.snapshot(ctx, nil) })
+		if err = errors.Join(err, snapErr); err != nil {
+			return fmt.Errorf("with shared_cache: %w", err)
+		}
+		after, err = s.snapshot(ctx, nil)
+		return err
+	}
+	without := func() (err error) {
+		if l, err = s.measure(ctx, local, tr, &source{warm: pool}, nil); err != nil {
+			return fmt.Errorf("without shared_cache: %w", err)
+		}
+		return nil
+	}
+	// Which goes first alternates too, so that neither always runs on the
+	// heels of the other.
+	steps := []func() error{without, withShared}
+	if r%2 == 1 {
+		steps[0], steps[1] = steps[1], steps[0]
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, nil, before, after, err
+		}
+	}
+	return l, w, before, after, nil
 }
 
 func passFail(ok bool) string {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseCommandStats(t *testing.T) {
@@ -77,5 +78,32 @@ func TestParseRoundTrips(t *testing.T) {
 				t.Errorf("got %d, %v; want %d", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestWarmRedisBound: the Redis commands allowed during the warm rounds grow
+// with the local copies' refreshes the rounds can hold, not with the Checks
+// sent: one refresh per token within a max_cache_ttl, one more per further one.
+func TestWarmRedisBound(t *testing.T) {
+	for _, tt := range []struct {
+		elapsed       time.Duration
+		wantRefreshes int64
+	}{
+		{elapsed: 0, wantRefreshes: 1},
+		{elapsed: 59 * time.Second, wantRefreshes: 1},
+		{elapsed: 60 * time.Second, wantRefreshes: 2},
+		{elapsed: 64 * time.Second, wantRefreshes: 2},
+		{elapsed: 3 * time.Minute, wantRefreshes: 4},
+	} {
+		r, cmds := warmRedisBound(100, tt.elapsed, time.Minute)
+		if r != tt.wantRefreshes || cmds != 100*refreshCommands*tt.wantRefreshes {
+			t.Errorf("after %s: %d refreshes, %d commands; want %d, %d", tt.elapsed, r, cmds, tt.wantRefreshes, 100*refreshCommands*tt.wantRefreshes)
+		}
+	}
+	// The run of 2026-12-04 03:31: one refresh of 100 tokens (598
+	// commands) within 8 rounds of 3 s in turns passes; warm Checks that
+	// went to Redis (a command or more each) would not.
+	if _, cmds := warmRedisBound(100, 70*time.Second, time.Minute); 598 > cmds || 472349 <= cmds {
+		t.Errorf("bound %d: want 598 within it and 472349 over it", cmds)
 	}
 }
