@@ -135,6 +135,15 @@ type side struct {
 	turn func(time.Duration) error
 }
 
+// checkSlice refuses a -slice that is negative or so short that turns would
+// be mostly the switching between them (0 means whole runs).
+func checkSlice(slice time.Duration) error {
+	if slice < 0 || slice > 0 && slice < time.Millisecond {
+		return fmt.Errorf("-slice %s: want 0 (whole runs) or at least 1ms", slice)
+	}
+	return nil
+}
+
 // turnsPerSide is how many turns of about slice each side gets in d: even,
 // so that the order (turnSide) ends balanced, and at least two.
 func turnsPerSide(d, slice time.Duration) int {

@@ -66,6 +66,10 @@ func benchCmd(ctx context.Context, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if err := checkSlice(o.slice); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
 	o.transports = strings.Split(*transports, ",")
 	if o.coldPool == 0 {
 		o.coldPool = 3 * o.cacheMax

@@ -37,7 +37,7 @@ func checkRequest(token string, seq int) *authv3.CheckRequest {
 		":authority": "orders.example.com", ":path": "/orders/42?view=full", ":method": "GET",
 		":scheme": "https", "accept": "application/json", "accept-encoding": "gzip, br",
 		"user-agent": "tokentailor-load/1", "x-forwarded-proto": "https",
-		"x-request-id": fmt.Sprintf("3f1b2c4d-9e8a-4c7b-a6d5-%012d", seq), "x-envoy-expected-rq-timeout-ms": "15000",
+		"x-request-id":   fmt.Sprintf("3f1b2c4d-9e8a-4c7b-a6d5-%012d", seq),
 		"content-length": "0",
 	}
 	if token != "" {

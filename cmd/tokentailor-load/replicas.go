@@ -57,6 +57,10 @@ func replicasCmd(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "replicas: -replicas must be ≥ 2 and -distinct, -cold, -warm-tokens, -rounds ≥ 1")
 		return 2
 	}
+	if err := checkSlice(o.slice); err != nil {
+		fmt.Fprintln(os.Stderr, "replicas:", err)
+		return 2
+	}
 	if o.redis == "" {
 		o.redis = os.Getenv("TOKENTAILOR_REDIS_SERVER")
 	}

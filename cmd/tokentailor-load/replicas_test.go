@@ -82,28 +82,45 @@ func TestParseRoundTrips(t *testing.T) {
 }
 
 // TestWarmRedisBound: the Redis commands allowed during the warm rounds grow
-// with the local copies' refreshes the rounds can hold, not with the Checks
-// sent: one refresh per token within a max_cache_ttl, one more per further one.
+// with the visits to Redis the rounds can hold (each token's first, and one
+// per max_cache_ttl after it), not with the Checks sent.
 func TestWarmRedisBound(t *testing.T) {
 	for _, tt := range []struct {
-		elapsed       time.Duration
-		wantRefreshes int64
+		elapsed    time.Duration
+		wantVisits int64
 	}{
-		{elapsed: 0, wantRefreshes: 1},
-		{elapsed: 59 * time.Second, wantRefreshes: 1},
-		{elapsed: 60 * time.Second, wantRefreshes: 2},
-		{elapsed: 64 * time.Second, wantRefreshes: 2},
-		{elapsed: 3 * time.Minute, wantRefreshes: 4},
+		{elapsed: 0, wantVisits: 1},
+		{elapsed: 59 * time.Second, wantVisits: 1},
+		{elapsed: 60 * time.Second, wantVisits: 2},
+		{elapsed: 64 * time.Second, wantVisits: 2},
+		{elapsed: 3 * time.Minute, wantVisits: 4},
 	} {
-		r, cmds := warmRedisBound(100, tt.elapsed, time.Minute)
-		if r != tt.wantRefreshes || cmds != 100*refreshCommands*tt.wantRefreshes {
-			t.Errorf("after %s: %d refreshes, %d commands; want %d, %d", tt.elapsed, r, cmds, tt.wantRefreshes, 100*refreshCommands*tt.wantRefreshes)
+		v, cmds := warmRedisBound(100, tt.elapsed, time.Minute)
+		if v != tt.wantVisits || cmds != 100*refreshCommands*tt.wantVisits {
+			t.Errorf("after %s: %d visits, %d commands; want %d, %d", tt.elapsed, v, cmds, tt.wantVisits, 100*refreshCommands*tt.wantVisits)
 		}
 	}
-	// The run of 2026-12-04 03:31: one refresh of 100 tokens (598
-	// commands) within 8 rounds of 3 s in turns passes; warm Checks that
-	// went to Redis (a command or more each) would not.
-	if _, cmds := warmRedisBound(100, 70*time.Second, time.Minute); 598 > cmds || 472349 <= cmds {
-		t.Errorf("bound %d: want 598 within it and 472349 over it", cmds)
+	// 8 rounds of 3 s in turns last about 70 s: 100 tokens first sent and
+	// refreshed once (6 commands each time: about 1,200) pass; warm Checks
+	// that went to Redis (a command or more each, 472,349 of them in that
+	// run) would not.
+	if _, cmds := warmRedisBound(100, 70*time.Second, time.Minute); 1200 > cmds || 472349 <= cmds {
+		t.Errorf("bound %d: want 1200 within it and 472349 over it", cmds)
+	}
+}
+
+// TestCheckSlice: 0 means whole runs; a negative or sub-millisecond turn is
+// refused rather than run as billions of turns or silently as whole runs.
+func TestCheckSlice(t *testing.T) {
+	for _, tt := range []struct {
+		slice time.Duration
+		ok    bool
+	}{
+		{0, true}, {time.Millisecond, true}, {100 * time.Millisecond, true},
+		{-time.Millisecond, false}, {time.Nanosecond, false}, {999 * time.Microsecond, false},
+	} {
+		if err := checkSlice(tt.slice); (err == nil) != tt.ok {
+			t.Errorf("checkSlice(%s) = %v, want ok %v", tt.slice, err, tt.ok)
+		}
 	}
 }

@@ -759,9 +759,9 @@ func TestStrictJSON(t *testing.T) {
 }
 
 // TestClaimsNotAnObject: a claims segment that is valid JSON but not an
-// object, correctly signed by a trusted key, is refused as an invalid token
-// whose message names the problem, and is refused again when presented
-// again (nothing of it was cached). The JSON null is the case json.Unmarshal
+// object, signed by a trusted key, is refused as an invalid token whose
+// message names the problem (before the signature is looked at), and is
+// refused the same way when presented again. The JSON null is the case json.Unmarshal
 // does not refuse itself: it decodes into a nil map without an error, so
 // decodeClaims refuses it explicitly. The control row shows the same
 // signing is otherwise accepted, so the refusals are the claims'.

@@ -191,8 +191,8 @@ func benchCheckRequest(token string) *authv3.CheckRequest {
 		":authority": "orders.example.com", ":path": "/orders/42?view=full", ":method": "GET",
 		":scheme": "https", "accept": "application/json", "accept-encoding": "gzip, br",
 		"user-agent": "bench/1", "x-forwarded-proto": "https", "x-request-id": "3f1b2c4d-9e8a-4c7b-a6d5-000000000001",
-		"x-envoy-expected-rq-timeout-ms": "15000", "content-length": "0",
-		"authorization": "Bearer " + token,
+		"content-length": "0",
+		"authorization":  "Bearer " + token,
 	}
 	peer := func(addr string, port uint32) *authv3.AttributeContext_Peer {
 		return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
