@@ -194,13 +194,9 @@ func benchCheckRequest(token string) *authv3.CheckRequest {
 		"content-length": "0",
 		"authorization":  "Bearer " + token,
 	}
-	peer := func(addr string, port uint32) *authv3.AttributeContext_Peer {
-		return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}},
-		}}}
-	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source: peer("10.244.1.17", 43512), Destination: peer("10.244.2.23", 8080),
+		Source:      &authv3.AttributeContext_Peer{Address: socket("10.244.1.17", 43512)},
+		Destination: &authv3.AttributeContext_Peer{Address: socket("10.244.2.23", 8080)},
 		Request: &authv3.AttributeContext_Request{
 			Time: timestamppb.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)),
 			Http: &authv3.AttributeContext_HttpRequest{

@@ -15,15 +15,17 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// socket is the TCP socket address ip:port, as Envoy sends a peer's.
+func socket(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
+}
+
 // envoyCheckRequest is a CheckRequest as Envoy's ext_authz filter fills it
 // in a sidecar that terminates mTLS: both peers with socket addresses and
 // SPIFFE principals, the request time, metadata and the TLS session. raw
 // sends the headers as header_map (encode_raw_headers), one entry per line.
 func envoyCheckRequest(raw bool) *authv3.CheckRequest {
-	socket := func(ip string, port uint32) *corev3.Address {
-		return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-			Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
-	}
 	meta, _ := structpb.NewStruct(map[string]any{"sub": "alice", "claims": map[string]any{"scope": "orders:read"}})
 	h := &authv3.AttributeContext_HttpRequest{
 		Id: "10817624517389241512", Method: "POST", Path: "/orders?limit=10", Host: "orders.example.com",
