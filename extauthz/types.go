@@ -93,6 +93,40 @@ type Credential struct {
 	// are judged at by the verifier and the token sources of this Check, so
 	// that a Check reads the clock once. Zero means they read their own.
 	PresentedAt time.Time
+	// Memo is the memo of a token the credential table remembers (see
+	// CredentialMemo), set with HashRemembered; nil otherwise. It belongs to
+	// the remembered token: a principal that a cache keeps must not hold it.
+	Memo *CredentialMemo
+}
+
+// CredentialMemo keeps, beside a token that the credential table remembers
+// (extauthz/credential.Options.Remember), one value that the request path
+// derived from that token: the whole warm answer of a route
+// (extauthz/pipeline), found with the token instead of in each stage's
+// cache. It is bounded with the table, one value per remembered token, and
+// goes with the token's entry. Safe for concurrent use; a nil memo keeps
+// nothing.
+type CredentialMemo struct {
+	kept atomic.Pointer[memoValue]
+}
+
+// Load returns the kept value, nil when none. It is shared by concurrent
+// requests and must not be modified.
+func (m *CredentialMemo) Load() any {
+	if m == nil {
+		return nil
+	}
+	if kv := m.kept.Load(); kv != nil {
+		return kv.v
+	}
+	return nil
+}
+
+// Store keeps v, replacing what was kept; v must not be modified once kept.
+func (m *CredentialMemo) Store(v any) {
+	if m != nil {
+		m.kept.Store(&memoValue{v: v})
+	}
 }
 
 // A token has one hash under one name, in two lengths: TokenHash, the hex

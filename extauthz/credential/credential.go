@@ -111,7 +111,7 @@ func (o Options) Extract(r *extauthz.Request) (extauthz.Credential, error) {
 	if e := o.hashes.find(token); e != nil {
 		// The very token passed the checks below in an earlier Check.
 		return extauthz.Credential{Raw: token, Kind: e.kind, Header: header, Scheme: used,
-			CachedTokenHash: e.sum, HashRemembered: true}, nil
+			CachedTokenHash: e.sum, HashRemembered: true, Memo: &e.memo}, nil
 	}
 	if !isB64Token(token) {
 		return extauthz.Credential{}, fmt.Errorf("%w: token in %s header has characters outside RFC 6750 b64token",

@@ -41,11 +41,13 @@ type hashes struct {
 	slots [hashSlots]atomic.Pointer[hashedToken]
 }
 
-// hashedToken is a remembered token, its TokenHash and its Kind; never
-// modified.
+// hashedToken is a remembered token, its TokenHash and its Kind, never
+// modified, and the memo the request path keeps beside it
+// (extauthz.CredentialMemo), which goes when another token takes the slot.
 type hashedToken struct {
 	token, sum string
 	kind       extauthz.CredentialKind
+	memo       extauthz.CredentialMemo
 }
 
 const (

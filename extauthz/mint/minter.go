@@ -66,6 +66,28 @@ func (c *cachedToken) usableAt(now time.Time) bool {
 
 var _ extauthz.TokenSource = (*Minter)(nil)
 
+// Kept returns the token m keeps for p under the grant g (the one Token
+// hands out again without signing) and the instant from which Token stops
+// handing it out (its renewal, or its expiry if earlier); ok is false when
+// m keeps none for them.
+func (m *Minter) Kept(p *extauthz.Principal, g *extauthz.Grant) (tok extauthz.Token, until time.Time, ok bool) {
+	v, ok := p.KeptWith(g, extauthz.MemoToken, m)
+	if !ok {
+		return extauthz.Token{}, time.Time{}, false
+	}
+	c := v.(*cachedToken)
+	until = c.renewAt
+	if c.tok.ExpiresAt.Before(until) {
+		until = c.tok.ExpiresAt
+	}
+	return c.tok, until, true
+}
+
+// NoteHit counts a hit of the minted-token cache and notes it in ctx's
+// lookups, for a Check that found the token kept elsewhere (see
+// jwtverify.Verifier.NoteHit).
+func (m *Minter) NoteHit(ctx context.Context) { m.cache.NoteHit(ctx) }
+
 // New checks opts and builds a Minter with its JWKS precomputed.
 func New(opts Options) (*Minter, error) {
 	if opts.Issuer == "" {

@@ -178,6 +178,7 @@ func compileRoutes(cfg *config.Config, pol *policy.Engine, st *stages, dv *dpop.
 		// client's own, which a cached principal does not keep: neither
 		// answer is worth keeping (AllowFor).
 		rt.keepAnswer = m != extauthz.ModeTxnToken && m != extauthz.ModeForward
+		rt.warm = newWarmLane(pr, rt, st)
 	}
 	return routes, errors.Join(errs...)
 }

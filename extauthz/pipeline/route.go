@@ -33,6 +33,9 @@ type route struct {
 	// keepAnswer lets a cached principal keep the route's answer
 	// (response.Builder.AllowFor) so that its next Check builds none.
 	keepAnswer bool
+	// warm keeps and finds the route's warm answers (warm.go); nil when
+	// they are not kept.
+	warm *warmLane
 	// credential finds the route's token when it is not the pipeline's
 	// (accept: txn_token reads the Txn-Token header); nil otherwise.
 	credential *credential.Options

@@ -308,6 +308,17 @@ func (m *matcher) hostFits(host string) bool {
 // (public routes). It must not be modified.
 func (rt *Route) Grant() *extauthz.Grant { return &rt.grant }
 
+// HoldsUntil returns an instant before which p meets the route's one
+// requirement that depends on the time (min_lifetime) as Authorize judges
+// it; the zero Time when, for p, none does. Every other requirement
+// depends on p alone.
+func (rt *Route) HoldsUntil(p *extauthz.Principal) time.Time {
+	if rt.minLifetime > 0 && !p.ExpiryUnknown {
+		return p.ExpiresAt.Add(-rt.minLifetime)
+	}
+	return time.Time{}
+}
+
 // Authorize checks p against the route's requirements at time now and returns
 // what the upstream gets, which may be shared with other Checks of the same
 // route and principal (p.Memo): it must not be modified. Errors wrap

@@ -1,0 +1,111 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
+	"github.com/tokentailor/tokentailor/extauthz/mint"
+	"github.com/tokentailor/tokentailor/extauthz/policy"
+)
+
+// A warm answer is what a route decided for a JWT that comes back again and
+// again, kept beside the token in the credential table
+// (extauthz.CredentialMemo): its validated principal, the grant and the
+// minted token, with the instant until which each stage would give them
+// again. The token's next Check on the same route takes them from there
+// instead of walking the validation cache, the policy and the minted-token
+// cache, which under load costs more in cold CPU caches than in work
+// (docs/performance.md, issue 14, twelfth round).
+//
+// Nothing a stage would judge differently is skipped. What the stages
+// derive from the principal and the route alone (signature, issuer, the
+// route's issuers, scopes and claims, the grant, the token not outliving
+// the incoming one) was judged when the answer was kept and cannot have
+// changed: a principal, its grant and its token are never modified. What
+// depends on the time is folded into until: the incoming token's expiry
+// (the validation cache's own rule), min_lifetime, and the minted token's
+// renewal and expiry. What depends on the request runs again on every Check:
+// the route's selection, the credential's extraction, the sender constraint
+// (DPoP proof, certificate), and the answer's header hygiene (AllowFor).
+//
+// Only JWT validations are kept so: an introspection answer can be revoked
+// (a pushed revocation drops it from its cache), a JWT validation never
+// leaves its cache before its expiry. A memo holds one route's answer; a
+// token used on several routes keeps the first one's while it lasts, and
+// the others take the stages' caches as before.
+type warmAnswer struct {
+	route     *route
+	principal *extauthz.Principal // shared; its Credential is without the token
+	grant     *extauthz.Grant
+	tok       extauthz.Token
+	until     time.Time
+}
+
+// warmLane is how a route keeps and finds warm answers; nil on a route
+// whose answer is not kept so (not minted, or not from a JWT).
+type warmLane struct {
+	policy   *policy.Route
+	minter   *mint.Minter
+	verifier *jwtverify.Verifier
+}
+
+// newWarmLane returns the warm lane of route rt (pr in the policy), nil
+// when its answers are not kept: only minting routes that take the
+// pipeline's credential and verify JWTs with the pipeline's verifier.
+func newWarmLane(pr *policy.Route, rt *route, st *stages) *warmLane {
+	m, _ := st.mint.(*mint.Minter)
+	v, _ := st.jwt.(*jwtverify.Verifier)
+	if m == nil || v == nil || rt.jwt == nil || !rt.keepAnswer || rt.withRequest || rt.credential != nil ||
+		pr.Grant().Mode != extauthz.ModeMint {
+		return nil
+	}
+	return &warmLane{policy: pr, minter: m, verifier: v}
+}
+
+// find returns the warm answer rt keeps for cred, if it is still good at
+// now, and counts the cache hits its stages would have counted.
+func (w *warmLane) find(ctx context.Context, rt *route, cred extauthz.Credential, now time.Time) *warmAnswer {
+	if w == nil || cred.Kind != extauthz.KindJWT {
+		return nil
+	}
+	a, _ := cred.Memo.Load().(*warmAnswer)
+	if a == nil || a.route != rt || !now.Before(a.until) {
+		return nil
+	}
+	w.verifier.NoteHit(ctx)
+	w.minter.NoteHit(ctx)
+	return a
+}
+
+// keep keeps what rt just decided for cred beside the token, when the
+// stages keep it too: the principal came from the validation cache (not
+// fresh) and the minter keeps tok for it. A memo that holds another
+// route's answer still good at now is left alone.
+func (w *warmLane) keep(rt *route, cred extauthz.Credential, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, now time.Time) {
+	if w == nil || cred.Memo == nil || cred.Kind != extauthz.KindJWT || p.Fresh {
+		return
+	}
+	if a, _ := cred.Memo.Load().(*warmAnswer); a != nil && a.route != rt && now.Before(a.until) {
+		return
+	}
+	kept, until, ok := w.minter.Kept(p, g)
+	if !ok || kept.Value != tok.Value {
+		return
+	}
+	if p.ExpiresAt.Before(until) {
+		until = p.ExpiresAt
+	}
+	if h := w.policy.HoldsUntil(p); !h.IsZero() && h.Before(until) {
+		until = h
+	}
+	if !now.Before(until) {
+		return
+	}
+	// The memo belongs to the token: the principal it keeps holds neither
+	// the token (a part of this request's header) nor the memo.
+	shared := *p
+	shared.Credential.Raw, shared.Credential.Memo = "", nil
+	cred.Memo.Store(&warmAnswer{route: rt, principal: &shared, grant: g, tok: tok, until: until})
+}
