@@ -262,6 +262,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 		if err := rt.binding.check(ctx, r, cred, a.principal); err != nil {
 			return deny(err)
 		}
+		rt.warm.minted(ctx)
 		out.Grant, out.Mode, out.Token = a.grant, a.grant.Mode, a.tok
 		out.Response, out.Wire = p.Response.AllowFor(a.principal, a.grant, a.tok, cred, r.Headers)
 		return out

@@ -65,7 +65,9 @@ func newWarmLane(pr *policy.Route, rt *route, st *stages) *warmLane {
 }
 
 // find returns the warm answer rt keeps for cred, if it is still good at
-// now, and counts the cache hits its stages would have counted.
+// now, and counts the validation cache's hit that authenticating it would
+// have counted (the minted-token cache's is counted by minted, once the
+// request passed the checks before the minter).
 func (w *warmLane) find(ctx context.Context, rt *route, cred extauthz.Credential, now time.Time) *warmAnswer {
 	if w == nil || cred.Kind != extauthz.KindJWT {
 		return nil
@@ -75,9 +77,13 @@ func (w *warmLane) find(ctx context.Context, rt *route, cred extauthz.Credential
 		return nil
 	}
 	w.verifier.NoteHit(ctx)
-	w.minter.NoteHit(ctx)
 	return a
 }
+
+// minted counts the minted-token cache's hit of a warm answer's Check that
+// reached the minter's turn: a Check denied before it (the binding check)
+// counts none, as with the stages.
+func (w *warmLane) minted(ctx context.Context) { w.minter.NoteHit(ctx) }
 
 // keep keeps what rt just decided for cred beside the token, when the
 // stages keep it too: the principal came from the validation cache (not

@@ -375,3 +375,36 @@ func decision(o Outcome) string {
 	}
 	return b.String()
 }
+
+// TestWarmAnswerDeniedNotesAsTheStages: a warm Check that the binding check
+// denies notes the cache lookups the stages would have: the validation
+// cache's hit, not the minted-token cache's, which a denied Check never
+// reaches.
+func TestWarmAnswerDeniedNotesAsTheStages(t *testing.T) {
+	e := newWarmEnv(t)
+	cold := e.build(t)
+	for _, rt := range cold.routes {
+		rt.warm = nil
+	}
+	cert, x5t := selfSigned(t)
+	tok := e.token(t, "alice", time.Hour, jwt.MapClaims{"cnf": map[string]any{"x5t#S256": x5t}})
+	for _, p := range []*Pipeline{e.p, cold} {
+		for i := range 3 {
+			if out := p.Decide(context.Background(), warmRequest("/a", tok, cert)); out.Err != nil {
+				t.Fatalf("Check %d denied: %v", i+1, out.Err)
+			}
+		}
+	}
+	if e.p.keptAnswer(t, tok) == nil {
+		t.Fatal("no warm answer kept")
+	}
+	var warm, stages cache.Lookups
+	w := e.p.Decide(cache.WithLookups(context.Background(), &warm), warmRequest("/a", tok, ""))
+	o := cold.Decide(cache.WithLookups(context.Background(), &stages), warmRequest("/a", tok, ""))
+	if !errors.Is(w.Err, mtls.ErrNoCertificate) || !errors.Is(o.Err, mtls.ErrNoCertificate) {
+		t.Fatalf("errors %v and %v, want %v", w.Err, o.Err, mtls.ErrNoCertificate)
+	}
+	if fmt.Sprint(warm.All()) != fmt.Sprint(stages.All()) {
+		t.Errorf("cache lookups noted: stages %v, warm answer %v", stages.All(), warm.All())
+	}
+}
