@@ -17,6 +17,7 @@ package cache
 import (
 	"hash/maphash"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	gocache "github.com/patrickmn/go-cache"
@@ -41,6 +42,9 @@ type Cache[V any] struct {
 	shards   []*gocache.Cache
 	perShard int
 	seed     maphash.Seed
+	// drops counts, per shard, the times entries left it before their
+	// expiry (a full shard flushed, Flush, Delete): see Mark.
+	drops []atomic.Uint64
 	// count counts one lookup; nil when nothing observes the cache.
 	count func(hit bool)
 }
@@ -68,6 +72,7 @@ func newSweeping[V any](name string, maxEntries int, obs Observer, every time.Du
 	c := &Cache[V]{
 		name:     name,
 		shards:   make([]*gocache.Cache, n),
+		drops:    make([]atomic.Uint64, n),
 		perShard: (maxEntries + n - 1) / n,
 		seed:     maphash.MakeSeed(),
 	}
@@ -107,12 +112,37 @@ func sweep(shards []*gocache.Cache, every time.Duration, stop chan struct{}) {
 	}
 }
 
-func (c *Cache[V]) shard(key string) *gocache.Cache {
+func (c *Cache[V]) shard(key string) *gocache.Cache { return c.shards[c.shardOf(key)] }
+
+// shardOf returns the index of key's shard.
+func (c *Cache[V]) shardOf(key string) int {
 	if len(c.shards) == 1 {
-		return c.shards[0]
+		return 0
 	}
-	return c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
+	return int(maphash.String(c.seed, key) % uint64(len(c.shards)))
 }
+
+// A Mark is taken on a key (Cache.Mark) to tell later, without a lookup,
+// whether an entry stored under that key may have left the cache before
+// its expiry. The zero Mark never holds.
+type Mark struct {
+	drops *atomic.Uint64
+	at    uint64
+}
+
+// Mark returns a mark of key: it holds as long as no entry of key's shard
+// has left the cache other than by expiring (a full shard flushed, Flush,
+// Delete). An entry present when the mark was taken, or stored under key
+// since, is still there while it holds (or another value under its key),
+// until the entry's own expiry.
+func (c *Cache[V]) Mark(key string) Mark {
+	d := &c.drops[c.shardOf(key)]
+	return Mark{drops: d, at: d.Load()}
+}
+
+// Holds reports whether no entry of the marked key's shard has left the
+// cache before its expiry since m was taken.
+func (m Mark) Holds() bool { return m.drops != nil && m.drops.Load() == m.at }
 
 // Get returns the value stored under key, if present and not expired.
 func (c *Cache[V]) Get(key string) (V, bool) {
@@ -140,23 +170,30 @@ func (c *Cache[V]) Set(key string, v V, ttl time.Duration) {
 	if ttl <= 0 {
 		return
 	}
-	s := c.shard(key)
+	i := c.shardOf(key)
+	s := c.shards[i]
 	if s.ItemCount() >= c.perShard {
 		s.DeleteExpired()
 		if s.ItemCount() >= c.perShard {
 			s.Flush()
+			c.drops[i].Add(1) // after: a mark taken since finds no entry
 		}
 	}
 	s.Set(key, v, ttl)
 }
 
 // Delete removes key.
-func (c *Cache[V]) Delete(key string) { c.shard(key).Delete(key) }
+func (c *Cache[V]) Delete(key string) {
+	i := c.shardOf(key)
+	c.shards[i].Delete(key)
+	c.drops[i].Add(1)
+}
 
 // Flush removes every entry.
 func (c *Cache[V]) Flush() {
-	for _, s := range c.shards {
+	for i, s := range c.shards {
 		s.Flush()
+		c.drops[i].Add(1)
 	}
 }
 

@@ -151,3 +151,32 @@ func BenchmarkSetShedding(b *testing.B) {
 		c.Set(keys[i%len(keys)], i, time.Hour)
 	}
 }
+
+// TestMark: a mark holds until an entry of its shard leaves the cache
+// before its expiry (a full shard flushed, Delete, Flush); the zero Mark
+// never holds.
+func TestMark(t *testing.T) {
+	if (Mark{}).Holds() {
+		t.Error("the zero Mark holds")
+	}
+	c := New[int]("t", 3, nil) // one shard of three entries
+	c.Set("a", 1, time.Hour)
+	m := c.Mark("a")
+	c.Set("b", 2, time.Hour)
+	c.Set("a", 3, time.Hour) // replaced, not dropped
+	if !m.Holds() {
+		t.Fatal("the mark does not hold with nothing dropped")
+	}
+	c.Set("c", 4, time.Hour)
+	c.Set("d", 5, time.Hour) // full: the shard is flushed
+	if _, ok := c.Peek("a"); ok || m.Holds() {
+		t.Fatalf("a kept %v, mark holds %v after the shard was flushed", ok, m.Holds())
+	}
+	for _, drop := range []func(){func() { c.Delete("c") }, c.Flush} {
+		m := c.Mark("a")
+		drop()
+		if m.Holds() {
+			t.Error("the mark holds after an entry was dropped")
+		}
+	}
+}

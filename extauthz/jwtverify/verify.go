@@ -324,6 +324,13 @@ func (v *Verifier) VerifyForAudience(ctx context.Context, raw string, audiences 
 // answers): the metrics read the same as when it looked here.
 func (v *Verifier) NoteHit(ctx context.Context) { v.cache.NoteHit(ctx) }
 
+// Mark returns a mark of cred's entry in the validation cache (see
+// cache.Mark): taken before Authenticate, it holds as long as the
+// validation Authenticate then found in the cache is still there, until
+// the token's expiry. The validation cache drops entries early only when a
+// full shard is flushed, and the token's next Check verifies it again.
+func (v *Verifier) Mark(cred extauthz.Credential) cache.Mark { return v.cache.Mark(cred.TokenHash()) }
+
 func (v *Verifier) verify(ctx context.Context, cred extauthz.Credential, audiences []string, forAudience bool) (*extauthz.Principal, error) {
 	raw := cred.Raw
 	if len(raw) > v.maxBytes {

@@ -255,7 +255,8 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	}
 	cred.PresentedAt = now
 	out.TokenHash = cred.ShortTokenHash()
-	if a := rt.warm.find(ctx, rt, cred, now); a != nil {
+	a, validated := rt.warm.find(ctx, rt, cred, now)
+	if a != nil {
 		// The token's warm answer (warm.go): what depends on the request
 		// runs again, the rest was judged when it was kept.
 		out.Principal, out.Subject = a.principal, a.principal.Subject
@@ -298,7 +299,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	out.Token = tok
 	if rt.keepAnswer {
 		out.Response, out.Wire = p.Response.AllowFor(principal, grant, tok, cred, r.Headers)
-		rt.warm.keep(rt, cred, principal, grant, tok, now)
+		rt.warm.keep(rt, cred, principal, grant, tok, now, validated)
 	} else {
 		out.Response = p.Response.Allow(grant, tok, cred, r.Headers)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tokentailor/tokentailor/extauthz"
+	"github.com/tokentailor/tokentailor/extauthz/cache"
 	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
@@ -17,7 +18,7 @@ import (
 // again. The token's next Check on the same route takes them from there
 // instead of walking the validation cache, the policy and the minted-token
 // cache, which under load costs more in cold CPU caches than in work
-// (docs/performance.md, issue 14, twelfth round).
+// (docs/performance.md, issue 14).
 //
 // Nothing a stage would judge differently is skipped. What the stages
 // derive from the principal and the route alone (signature, issuer, the
@@ -31,8 +32,11 @@ import (
 // (DPoP proof, certificate), and the answer's header hygiene (AllowFor).
 //
 // Only JWT validations are kept so: an introspection answer can be revoked
-// (a pushed revocation drops it from its cache), a JWT validation never
-// leaves its cache before its expiry. A memo holds one route's answer; a
+// (a pushed revocation drops it from its cache), a JWT validation leaves
+// its cache before its expiry only when its shard is flushed (full), and
+// then its next Check verifies the token again (its key may have been
+// withdrawn since): an answer holds only while the validation it was
+// derived from is still in the cache (validated, a cache.Mark). A memo holds one route's answer; a
 // token used on several routes keeps the first one's while it lasts, and
 // the others take the stages' caches as before.
 type warmAnswer struct {
@@ -41,6 +45,9 @@ type warmAnswer struct {
 	grant     *extauthz.Grant
 	tok       extauthz.Token
 	until     time.Time
+	// validated holds while the validation of principal is still in the
+	// validation cache.
+	validated cache.Mark
 }
 
 // warmLane is how a route keeps and finds warm answers; nil on a route
@@ -67,17 +74,18 @@ func newWarmLane(pr *policy.Route, rt *route, st *stages) *warmLane {
 // find returns the warm answer rt keeps for cred, if it is still good at
 // now, and counts the validation cache's hit that authenticating it would
 // have counted (the minted-token cache's is counted by minted, once the
-// request passed the checks before the minter).
-func (w *warmLane) find(ctx context.Context, rt *route, cred extauthz.Credential, now time.Time) *warmAnswer {
-	if w == nil || cred.Kind != extauthz.KindJWT {
-		return nil
+// request passed the checks before the minter). Without one, it returns
+// the mark of cred's validation for keep, taken before the stages look
+// it up; the zero Mark when keep would keep nothing.
+func (w *warmLane) find(ctx context.Context, rt *route, cred extauthz.Credential, now time.Time) (*warmAnswer, cache.Mark) {
+	if w == nil || cred.Memo == nil || cred.Kind != extauthz.KindJWT {
+		return nil, cache.Mark{}
 	}
-	a, _ := cred.Memo.Load().(*warmAnswer)
-	if a == nil || a.route != rt || !now.Before(a.until) {
-		return nil
+	if a, _ := cred.Memo.Load().(*warmAnswer); a != nil && a.route == rt && now.Before(a.until) && a.validated.Holds() {
+		w.verifier.NoteHit(ctx)
+		return a, cache.Mark{}
 	}
-	w.verifier.NoteHit(ctx)
-	return a
+	return nil, w.verifier.Mark(cred)
 }
 
 // minted counts the minted-token cache's hit of a warm answer's Check that
@@ -87,13 +95,14 @@ func (w *warmLane) minted(ctx context.Context) { w.minter.NoteHit(ctx) }
 
 // keep keeps what rt just decided for cred beside the token, when the
 // stages keep it too: the principal came from the validation cache (not
-// fresh) and the minter keeps tok for it. A memo that holds another
-// route's answer still good at now is left alone.
-func (w *warmLane) keep(rt *route, cred extauthz.Credential, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, now time.Time) {
-	if w == nil || cred.Memo == nil || cred.Kind != extauthz.KindJWT || p.Fresh {
+// fresh), which still holds it (validated, find's mark), and the minter
+// keeps tok for it. A memo that holds another route's answer still good at
+// now is left alone.
+func (w *warmLane) keep(rt *route, cred extauthz.Credential, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, now time.Time, validated cache.Mark) {
+	if w == nil || cred.Memo == nil || cred.Kind != extauthz.KindJWT || p.Fresh || !validated.Holds() {
 		return
 	}
-	if a, _ := cred.Memo.Load().(*warmAnswer); a != nil && a.route != rt && now.Before(a.until) {
+	if a, _ := cred.Memo.Load().(*warmAnswer); a != nil && a.route != rt && now.Before(a.until) && a.validated.Holds() {
 		return
 	}
 	kept, until, ok := w.minter.Kept(p, g)
@@ -113,5 +122,5 @@ func (w *warmLane) keep(rt *route, cred extauthz.Credential, p *extauthz.Princip
 	// the token (a part of this request's header) nor the memo.
 	shared := *p
 	shared.Credential.Raw, shared.Credential.Memo = "", nil
-	cred.Memo.Store(&warmAnswer{route: rt, principal: &shared, grant: g, tok: tok, until: until})
+	cred.Memo.Store(&warmAnswer{route: rt, principal: &shared, grant: g, tok: tok, until: until, validated: validated})
 }

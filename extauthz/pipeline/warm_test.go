@@ -408,3 +408,53 @@ func TestWarmAnswerDeniedNotesAsTheStages(t *testing.T) {
 		t.Errorf("cache lookups noted: stages %v, warm answer %v", stages.All(), warm.All())
 	}
 }
+
+// TestWarmAnswerGoesWithItsValidation: a warm answer is not used once its
+// validation left the validation cache (a full shard is flushed), whose
+// next Check verifies the token again: here its signing key has been
+// withdrawn since, so the stages refuse it and so must the warm lane.
+func TestWarmAnswerGoesWithItsValidation(t *testing.T) {
+	e := newWarmEnv(t)
+	small := strings.ReplaceAll(warmConfig, "{{ISSUER}}", e.is.URL()) + "cache: {max_entries: 1}\n"
+	build := func() *Pipeline {
+		p := buildFrom(t, small, e.dir, Env{Now: e.clock.Now})
+		for deadline := time.Now().Add(10 * time.Second); p.Ready() != nil; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never ready: %v", p.Ready())
+			}
+		}
+		return p
+	}
+	warm, cold := build(), build()
+	for _, rt := range cold.routes {
+		rt.warm = nil
+	}
+	tok := e.token(t, "alice", time.Hour, nil)
+	for _, p := range []*Pipeline{warm, cold} {
+		for i := range 3 {
+			if out := p.Decide(context.Background(), warmRequest("/a", tok, "")); out.Err != nil {
+				t.Fatalf("Check %d denied: %v", i+1, out.Err)
+			}
+		}
+	}
+	if warm.keptAnswer(t, tok) == nil {
+		t.Fatal("no warm answer kept")
+	}
+	// The issuer withdraws the key; another token, of its new key, takes
+	// the validation cache's one entry.
+	e.is.Rotate(false)
+	e.clock.Advance(time.Minute)
+	other := e.token(t, "bob", time.Hour, nil)
+	for _, p := range []*Pipeline{warm, cold} {
+		if out := p.Decide(context.Background(), warmRequest("/b", other, "")); out.Err != nil {
+			t.Fatalf("the new key's token denied: %v", out.Err)
+		}
+	}
+	o := cold.Decide(context.Background(), warmRequest("/a", tok, ""))
+	if o.Err == nil {
+		t.Fatal("the stages allowed a token whose key was withdrawn once its validation was flushed")
+	}
+	if w := warm.Decide(context.Background(), warmRequest("/a", tok, "")); decision(w) != decision(o) {
+		t.Errorf("with warm answers %s\nwithout %s", decision(w), decision(o))
+	}
+}
