@@ -54,7 +54,10 @@ const (
 	// hashSlots is the number of tokens remembered, in sets of two.
 	hashSlots = 1024
 	// maxRememberedToken bounds the size of a remembered token, and so the
-	// table at 4 MiB; longer tokens are hashed on every Check.
+	// table's tokens at 4 MiB; longer tokens are hashed on every Check.
+	// Beside each token its memo keeps one warm answer (extauthz/pipeline):
+	// a principal shared with the validation cache, a grant and a minted
+	// token, so hashSlots of those at the most.
 	maxRememberedToken = 4096
 	// admitOneIn: a token whose set is full replaces an entry once in this
 	// many Remember calls.

@@ -196,7 +196,10 @@ type Outcome struct {
 	Subject string
 	// Mode is how the upstream token was produced.
 	Mode extauthz.Mode
-	// Principal is the validated principal, for explain.
+	// Principal is the validated principal, for explain and tracing. It
+	// may be shared with other Checks (a warm answer's, whose Credential is
+	// without the token and from the Check that kept it): it must not be
+	// modified.
 	Principal *extauthz.Principal
 	// Grant is what the upstream gets, for explain. It may be shared with
 	// other Checks of the same token and route: it must not be modified.

@@ -18,7 +18,7 @@ import (
 // again. The token's next Check on the same route takes them from there
 // instead of walking the validation cache, the policy and the minted-token
 // cache, which under load costs more in cold CPU caches than in work
-// (docs/performance.md, issue 14).
+// (docs/performance.md, issue 14, twelfth round).
 //
 // Nothing a stage would judge differently is skipped. What the stages
 // derive from the principal and the route alone (signature, issuer, the
