@@ -268,7 +268,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 		}
 		rt.warm.minted(ctx)
 		out.Grant, out.Mode, out.Token = a.grant, a.grant.Mode, a.tok
-		out.Response, out.Wire = p.Response.AllowFor(a.principal, a.grant, a.tok, cred, r.Headers)
+		out.Response, out.Wire = p.Response.AllowKept(a.answer, a.principal, a.grant, a.tok, cred, r.Headers)
 		return out
 	}
 	principal, err := rt.authenticate(ctx, cred)
@@ -302,7 +302,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *extauthz.Request) Outcome {
 	out.Token = tok
 	if rt.keepAnswer {
 		out.Response, out.Wire = p.Response.AllowFor(principal, grant, tok, cred, r.Headers)
-		rt.warm.keep(rt, cred, principal, grant, tok, now, validated)
+		rt.warm.keep(rt, p.Response, cred, principal, grant, tok, now, validated)
 	} else {
 		out.Response = p.Response.Allow(grant, tok, cred, r.Headers)
 	}

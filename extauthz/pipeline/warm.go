@@ -9,6 +9,7 @@ import (
 	"github.com/tokentailor/tokentailor/extauthz/jwtverify"
 	"github.com/tokentailor/tokentailor/extauthz/mint"
 	"github.com/tokentailor/tokentailor/extauthz/policy"
+	"github.com/tokentailor/tokentailor/extauthz/response"
 )
 
 // A warm answer is what a route decided for a JWT that comes back again and
@@ -44,7 +45,9 @@ type warmAnswer struct {
 	principal *extauthz.Principal // shared; its Credential is without the token
 	grant     *extauthz.Grant
 	tok       extauthz.Token
-	until     time.Time
+	// answer is the answer kept for principal and grant (response.Builder.Kept).
+	answer *response.Kept
+	until  time.Time
 	// validated holds while the validation of principal is still in the
 	// validation cache.
 	validated cache.Mark
@@ -93,12 +96,12 @@ func (w *warmLane) find(ctx context.Context, rt *route, cred extauthz.Credential
 // counts none, as with the stages.
 func (w *warmLane) minted(ctx context.Context) { w.minter.NoteHit(ctx) }
 
-// keep keeps what rt just decided for cred beside the token, when the
-// stages keep it too: the principal came from the validation cache (not
-// fresh), which still holds it (validated, find's mark), and the minter
-// keeps tok for it. A memo that holds another route's answer still good at
-// now is left alone.
-func (w *warmLane) keep(rt *route, cred extauthz.Credential, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, now time.Time, validated cache.Mark) {
+// keep keeps what rt just decided for cred beside the token, with the
+// answer that answers kept for it, when the stages keep it too: the
+// principal came from the validation cache (not fresh), which still holds
+// it (validated, find's mark), and the minter keeps tok for it. A memo
+// that holds another route's answer still good at now is left alone.
+func (w *warmLane) keep(rt *route, answers *response.Builder, cred extauthz.Credential, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, now time.Time, validated cache.Mark) {
 	if w == nil || cred.Memo == nil || cred.Kind != extauthz.KindJWT || p.Fresh || !validated.Holds() {
 		return
 	}
@@ -122,5 +125,6 @@ func (w *warmLane) keep(rt *route, cred extauthz.Credential, p *extauthz.Princip
 	// the token (a part of this request's header) nor the memo.
 	shared := *p
 	shared.Credential.Raw, shared.Credential.Memo = "", nil
-	cred.Memo.Store(&warmAnswer{route: rt, principal: &shared, grant: g, tok: tok, until: until, validated: validated})
+	answer := answers.Kept(p, g)
+	cred.Memo.Store(&warmAnswer{route: rt, principal: &shared, grant: g, tok: tok, answer: answer, until: until, validated: validated})
 }

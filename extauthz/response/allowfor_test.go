@@ -21,7 +21,8 @@ import (
 // principal (routes, tokens, credential headers, and which of the headers
 // an answer may remove the client sent) is judged both ways. The encoding
 // given with an answer is that answer's, byte for byte, and every kept
-// answer has one.
+// answer has one. AllowKept, given an answer kept at some earlier Check
+// (Kept), answers the same.
 func TestAllowForIsAllow(t *testing.T) {
 	encode := proto.MarshalOptions{Deterministic: true}.Marshal
 	b := &Builder{
@@ -44,6 +45,7 @@ func TestAllowForIsAllow(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var checks, kept int
 	prev := map[string]any{}
+	held := map[int]*Kept{}
 	for i := range 5000 {
 		p := *cached
 		r := rng.IntN(len(grants))
@@ -61,6 +63,19 @@ func TestAllowForIsAllow(t *testing.T) {
 		want := b.Allow(g, tok, cred, sent)
 		if !proto.Equal(got, want) {
 			t.Fatalf("Check %d: AllowFor answered\n%v\nAllow answers\n%v", i, got, want)
+		}
+		// AllowKept with an answer kept for the route at some earlier
+		// Check (Kept, held elsewhere as a warm answer holds it) is the
+		// same rule.
+		if gotK, wireK := b.AllowKept(held[r], &p, g, tok, cred, sent); !proto.Equal(gotK, want) {
+			t.Fatalf("Check %d: AllowKept answered\n%v\nAllow answers\n%v", i, gotK, want)
+		} else if wireK != nil {
+			if enc, _ := encode(gotK); !bytes.Equal(wireK, enc) {
+				t.Fatalf("Check %d: the encoding AllowKept gave is not its answer's", i)
+			}
+		}
+		if rng.IntN(8) == 0 {
+			held[r] = b.Kept(&p, g)
 		}
 		if (wire != nil) != (got.GetOkResponse() != nil) {
 			t.Fatalf("Check %d: encoding given = %v for an answer that allows = %v", i, wire != nil, got.GetOkResponse() != nil)

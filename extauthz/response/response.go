@@ -297,6 +297,34 @@ func (b *Builder) AllowFor(p *extauthz.Principal, g *extauthz.Grant, tok extauth
 	return resp, k.wire
 }
 
+// Kept returns the answer AllowFor keeps for p under g, for a caller that
+// keeps it elsewhere too (extauthz/pipeline's warm answers) and gives it
+// back to AllowKept; nil when none is kept.
+func (b *Builder) Kept(p *extauthz.Principal, g *extauthz.Grant) *Kept {
+	if v, ok := p.KeptWith(g, extauthz.MemoAnswer, b); ok {
+		return (*Kept)(v.(*keptAnswer))
+	}
+	return nil
+}
+
+// Kept is an allowed answer kept by AllowFor (see Builder.Kept); never
+// modified.
+type Kept keptAnswer
+
+// AllowKept is AllowFor with the answer it kept for the same principal and
+// grant g at hand (Kept): the very answer when tok, cred's header and the
+// headers it may remove that were sent are the same; otherwise, or for a
+// nil k, AllowFor's own.
+func (b *Builder) AllowKept(k *Kept, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) (resp *authv3.CheckResponse, wire []byte) {
+	if k != nil && k.token == tok.Value && k.header == cred.Header {
+		b.once.Do(b.init)
+		if mask := b.sentMask(g, cred, sent); mask != maskUnknown && mask == k.mask {
+			return k.resp, k.wire
+		}
+	}
+	return b.AllowFor(p, g, tok, cred, sent)
+}
+
 // keptAnswer is an allowed answer kept by AllowFor with what it was built
 // from, and its encoding (nil without Builder.Encode).
 type keptAnswer struct {
