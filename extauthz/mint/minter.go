@@ -59,16 +59,23 @@ type cachedToken struct {
 }
 
 // usableAt reports whether c may be handed out at now: before its renewal
-// and its expiry.
-func (c *cachedToken) usableAt(now time.Time) bool {
-	return now.Before(c.renewAt) && now.Before(c.tok.ExpiresAt)
+// and its expiry (usableUntil).
+func (c *cachedToken) usableAt(now time.Time) bool { return now.Before(c.usableUntil()) }
+
+// usableUntil returns the instant from which c is no longer handed out:
+// its renewal, or its expiry if earlier.
+func (c *cachedToken) usableUntil() time.Time {
+	if c.tok.ExpiresAt.Before(c.renewAt) {
+		return c.tok.ExpiresAt
+	}
+	return c.renewAt
 }
 
 var _ extauthz.TokenSource = (*Minter)(nil)
 
 // Kept returns the token m keeps for p under the grant g (the one Token
 // hands out again without signing) and the instant from which Token stops
-// handing it out (its renewal, or its expiry if earlier); ok is false when
+// handing it out (usableUntil); ok is false when
 // m keeps none for them.
 func (m *Minter) Kept(p *extauthz.Principal, g *extauthz.Grant) (tok extauthz.Token, until time.Time, ok bool) {
 	v, ok := p.KeptWith(g, extauthz.MemoToken, m)
@@ -76,11 +83,7 @@ func (m *Minter) Kept(p *extauthz.Principal, g *extauthz.Grant) (tok extauthz.To
 		return extauthz.Token{}, time.Time{}, false
 	}
 	c := v.(*cachedToken)
-	until = c.renewAt
-	if c.tok.ExpiresAt.Before(until) {
-		until = c.tok.ExpiresAt
-	}
-	return c.tok, until, true
+	return c.tok, c.usableUntil(), true
 }
 
 // NoteHit counts a hit of the minted-token cache and notes it in ctx's

@@ -53,6 +53,10 @@ type warmAnswer struct {
 	validated cache.Mark
 }
 
+// goodAt reports whether a may still be given at now: before its until,
+// with its validation still in the validation cache.
+func (a *warmAnswer) goodAt(now time.Time) bool { return now.Before(a.until) && a.validated.Holds() }
+
 // warmLane is how a route keeps and finds warm answers; nil on a route
 // whose answer is not kept so (not minted, or not from a JWT).
 type warmLane struct {
@@ -84,7 +88,7 @@ func (w *warmLane) find(ctx context.Context, rt *route, cred extauthz.Credential
 	if w == nil || cred.Memo == nil || cred.Kind != extauthz.KindJWT {
 		return nil, cache.Mark{}
 	}
-	if a, _ := cred.Memo.Load().(*warmAnswer); a != nil && a.route == rt && now.Before(a.until) && a.validated.Holds() {
+	if a, _ := cred.Memo.Load().(*warmAnswer); a != nil && a.route == rt && a.goodAt(now) {
 		w.verifier.NoteHit(ctx)
 		return a, cache.Mark{}
 	}
@@ -99,13 +103,14 @@ func (w *warmLane) minted(ctx context.Context) { w.minter.NoteHit(ctx) }
 // keep keeps what rt just decided for cred beside the token, with the
 // answer that answers kept for it, when the stages keep it too: the
 // principal came from the validation cache (not fresh), which still holds
-// it (validated, find's mark), and the minter keeps tok for it. A memo
-// that holds another route's answer still good at now is left alone.
+// it (validated, find's mark, which holds only for a credential find
+// deemed fit to keep one), and the minter keeps tok for it. A memo that
+// holds another route's answer still good at now is left alone.
 func (w *warmLane) keep(rt *route, answers *response.Builder, cred extauthz.Credential, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, now time.Time, validated cache.Mark) {
-	if w == nil || cred.Memo == nil || cred.Kind != extauthz.KindJWT || p.Fresh || !validated.Holds() {
+	if w == nil || p.Fresh || !validated.Holds() {
 		return
 	}
-	if a, _ := cred.Memo.Load().(*warmAnswer); a != nil && a.route != rt && now.Before(a.until) && a.validated.Holds() {
+	if a, _ := cred.Memo.Load().(*warmAnswer); a != nil && a.route != rt && a.goodAt(now) {
 		return
 	}
 	kept, until, ok := w.minter.Kept(p, g)

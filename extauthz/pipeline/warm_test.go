@@ -306,10 +306,7 @@ func headerOf(out Outcome, name string) string {
 func TestWarmAnswersDecideAsTheStages(t *testing.T) {
 	e := newWarmEnv(t)
 	// The second pipeline: the same key, config and clock.
-	cold := e.build(t)
-	for _, rt := range cold.routes {
-		rt.warm = nil
-	}
+	cold := withoutWarmAnswers(e.build(t))
 	cert, x5t := selfSigned(t)
 	var tokens []string
 	for i, life := range []time.Duration{time.Hour, 25 * time.Minute, 12 * time.Minute, 4 * time.Minute} {
@@ -356,6 +353,15 @@ func TestWarmAnswersDecideAsTheStages(t *testing.T) {
 	}
 }
 
+// withoutWarmAnswers turns p's warm answers off, for a pipeline that
+// decides every Check through the stages, and returns p.
+func withoutWarmAnswers(p *Pipeline) *Pipeline {
+	for _, rt := range p.routes {
+		rt.warm = nil
+	}
+	return p
+}
+
 // decision renders what an outcome decided, minted token values aside.
 func decision(o Outcome) string {
 	var b strings.Builder
@@ -382,10 +388,7 @@ func decision(o Outcome) string {
 // reaches.
 func TestWarmAnswerDeniedNotesAsTheStages(t *testing.T) {
 	e := newWarmEnv(t)
-	cold := e.build(t)
-	for _, rt := range cold.routes {
-		rt.warm = nil
-	}
+	cold := withoutWarmAnswers(e.build(t))
 	cert, x5t := selfSigned(t)
 	tok := e.token(t, "alice", time.Hour, jwt.MapClaims{"cnf": map[string]any{"x5t#S256": x5t}})
 	for _, p := range []*Pipeline{e.p, cold} {
@@ -425,10 +428,7 @@ func TestWarmAnswerGoesWithItsValidation(t *testing.T) {
 		}
 		return p
 	}
-	warm, cold := build(), build()
-	for _, rt := range cold.routes {
-		rt.warm = nil
-	}
+	warm, cold := build(), withoutWarmAnswers(build())
 	tok := e.token(t, "alice", time.Hour, nil)
 	for _, p := range []*Pipeline{warm, cold} {
 		for i := range 3 {

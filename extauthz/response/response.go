@@ -273,13 +273,43 @@ func (b *Builder) Allow(g *extauthz.Grant, tok extauthz.Token, cred extauthz.Cre
 // answer's encoding (Encode), nil when there is none; it is resp's, byte
 // for byte, since a kept answer is never modified.
 func (b *Builder) AllowFor(p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) (resp *authv3.CheckResponse, wire []byte) {
+	return b.allowKept(nil, p, g, tok, cred, sent)
+}
+
+// Kept returns the answer AllowFor keeps for p under g, for a caller that
+// keeps it elsewhere too (extauthz/pipeline's warm answers) and gives it
+// back to AllowKept; nil when none is kept.
+func (b *Builder) Kept(p *extauthz.Principal, g *extauthz.Grant) *Kept {
+	if v, ok := p.KeptWith(g, extauthz.MemoAnswer, b); ok {
+		return (*Kept)(v.(*keptAnswer))
+	}
+	return nil
+}
+
+// Kept is an allowed answer kept by AllowFor (see Builder.Kept); never
+// modified.
+type Kept keptAnswer
+
+// AllowKept is AllowFor with an answer it kept for the same principal and
+// grant g at hand (Kept, nil for none), tried before the one p's Memo keeps.
+func (b *Builder) AllowKept(k *Kept, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) (resp *authv3.CheckResponse, wire []byte) {
+	return b.allowKept((*keptAnswer)(k), p, g, tok, cred, sent)
+}
+
+// allowKept is AllowFor trying held, an answer kept for p and g earlier
+// (nil for none), before the one p's Memo keeps: a kept answer is given
+// back only when it fits.
+func (b *Builder) allowKept(held *keptAnswer, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) (resp *authv3.CheckResponse, wire []byte) {
 	b.once.Do(b.init)
 	mask := b.sentMask(g, cred, sent)
 	if mask == maskUnknown {
 		return b.allow(g, tok, cred, mask, sent), nil
 	}
+	if held.fits(mask, tok, cred) {
+		return held.resp, held.wire
+	}
 	if v, ok := p.KeptWith(g, extauthz.MemoAnswer, b); ok {
-		if k := v.(*keptAnswer); k.mask == mask && k.token == tok.Value && k.header == cred.Header {
+		if k := v.(*keptAnswer); k.fits(mask, tok, cred) {
 			return k.resp, k.wire
 		}
 	}
@@ -297,32 +327,11 @@ func (b *Builder) AllowFor(p *extauthz.Principal, g *extauthz.Grant, tok extauth
 	return resp, k.wire
 }
 
-// Kept returns the answer AllowFor keeps for p under g, for a caller that
-// keeps it elsewhere too (extauthz/pipeline's warm answers) and gives it
-// back to AllowKept; nil when none is kept.
-func (b *Builder) Kept(p *extauthz.Principal, g *extauthz.Grant) *Kept {
-	if v, ok := p.KeptWith(g, extauthz.MemoAnswer, b); ok {
-		return (*Kept)(v.(*keptAnswer))
-	}
-	return nil
-}
-
-// Kept is an allowed answer kept by AllowFor (see Builder.Kept); never
-// modified.
-type Kept keptAnswer
-
-// AllowKept is AllowFor with the answer it kept for the same principal and
-// grant g at hand (Kept): the very answer when tok, cred's header and the
-// headers it may remove that were sent are the same; otherwise, or for a
-// nil k, AllowFor's own.
-func (b *Builder) AllowKept(k *Kept, p *extauthz.Principal, g *extauthz.Grant, tok extauthz.Token, cred extauthz.Credential, sent map[string]string) (resp *authv3.CheckResponse, wire []byte) {
-	if k != nil && k.token == tok.Value && k.header == cred.Header {
-		b.once.Do(b.init)
-		if mask := b.sentMask(g, cred, sent); mask != maskUnknown && mask == k.mask {
-			return k.resp, k.wire
-		}
-	}
-	return b.AllowFor(p, g, tok, cred, sent)
+// fits reports whether k, kept for the same principal and grant, is the
+// answer for tok, cred's header and the sent headers' mask: all an allowed
+// answer depends on besides them. A nil k fits nothing.
+func (k *keptAnswer) fits(mask uint64, tok extauthz.Token, cred extauthz.Credential) bool {
+	return k != nil && k.mask == mask && k.token == tok.Value && k.header == cred.Header
 }
 
 // keptAnswer is an allowed answer kept by AllowFor with what it was built
